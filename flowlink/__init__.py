@@ -1,0 +1,1 @@
+"""Flowlink: business-application integrations on Apache Airflow 3."""

@@ -1,0 +1,375 @@
+"""The workflow spec: a YAML file validated by pydantic models.
+
+Every error names the file, the YAML path (``touchpoints[1].mapping[3].xpath``)
+and the reason. Nothing here knows about Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flowlink.errors import FlowlinkError
+
+XSL = "http://www.w3.org/1999/XSL/Transform"
+NAME = r"^[a-z][a-z0-9_]{0,62}$"
+FIELD = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME, description="lower-case letters, digits and _, starting with a letter")]
+FieldName = Annotated[str, Field(pattern=FIELD, description="a record field name")]
+
+
+def xpath_problem(expr: str) -> str | None:
+    """Compile and evaluate an XPath 1.0 expression as XSLT would (format-number included); None if fine."""
+    root = etree.Element(f"{{{XSL}}}stylesheet", version="1.0", nsmap={"xsl": XSL})
+    template = etree.SubElement(root, f"{{{XSL}}}template", match="/")
+    etree.SubElement(template, f"{{{XSL}}}value-of", select=expr)
+    try:
+        transform = etree.XSLT(root, access_control=etree.XSLTAccessControl.DENY_ALL)
+    except etree.XSLTParseError:
+        return "syntax error"
+    try:
+        transform(etree.fromstring("<record/>"))
+    except etree.XSLTApplyError:
+        return transform.error_log[0].message.lower() if transform.error_log else "cannot be evaluated"
+    return None
+
+
+def at(field: str, reason: str) -> ValueError:
+    """An error about one field of the model being validated (see _split_field)."""
+    return ValueError(f"@{field} {reason}")
+
+
+class SpecError(FlowlinkError):
+    """One or more problems in a workflow spec; each names file, YAML path and reason."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]):
+        self.file = file
+        self.problems = problems  # [(yaml_path, reason)]
+        lines = [f"{file}: {path or '(top)'}: {reason}" for path, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Application(Model):
+    """A business application: a connector type and the Airflow connection holding its address and credentials."""
+
+    type: Literal["sql", "rest", "file"]
+    connection: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class Pagination(Model):
+    """REST pagination: page numbers, or a field holding the next page's URL."""
+
+    style: Literal["page", "next"] = "page"
+    page_param: str = "page"
+    size_param: str = "per_page"
+    size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    next_field: str = "next"
+
+
+class Extract(Model):
+    """Where records come from. Exactly one of table, query, endpoint, file."""
+
+    table: str | None = None
+    query: str | None = None
+    endpoint: str | None = None
+    file: str | None = Field(None, description="a file name pattern in the connection's folder, e.g. 'orders-*.csv'")
+    key: FieldName = Field(description="the field that identifies a record in the source")
+    incremental: FieldName | None = Field(None, description="last-modified field or growing id; only newer records are read")
+    filter: str | None = Field(None, description="SQL condition, or a query string for REST")
+    records_path: str | None = Field(None, description="REST: the JSON field holding the list of records")
+    pagination: Pagination | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Extract:
+        given = [k for k in ("table", "query", "endpoint", "file") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of table, query, endpoint, file (got {', '.join(given) or 'none'})")
+        return self
+
+
+class MappingRule(Model):
+    """target <- source field | XPath 1.0 expression | constant, optionally through a lookup table."""
+
+    target: FieldName
+    source: FieldName | None = None
+    xpath: str | None = None
+    constant: str | int | float | bool | None = None
+    lookup: dict[str, str] | None = Field(None, description="value -> replacement, applied to source or xpath")
+    default: str | None = Field(None, description="lookup: value when no entry matches (default: keep the value)")
+    type: Literal["string", "integer", "number", "boolean"] = Field("string", description="type of the output value")
+
+    @field_validator("xpath")
+    @classmethod
+    def _xpath_compiles(cls, value: str | None) -> str | None:
+        if value is not None and (problem := xpath_problem(value)):
+            raise ValueError(f"invalid XPath 1.0 expression {value!r}: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_value(self) -> MappingRule:
+        given = [k for k in ("source", "xpath", "constant") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of source, xpath, constant (got {', '.join(given) or 'none'})")
+        if self.constant is not None and self.lookup is not None:
+            raise at("lookup", "a lookup applies to source or xpath, not to a constant")
+        if self.default is not None and self.lookup is None:
+            raise at("default", "default needs a lookup")
+        return self
+
+
+class Load(Model):
+    """Where records go. Exactly one of table, endpoint, file."""
+
+    table: str | None = None
+    endpoint: str | None = None
+    file: str | None = Field(None, description="file name in the connection's folder; .csv, .json or .xml")
+    method: Literal["upsert", "insert"] = Field(
+        "upsert", description="upsert: insert or replace by key (REST: PUT endpoint/key); insert: new records only (REST: POST)"
+    )
+    key: FieldName = Field(description="the target field records are upserted by")
+    id_field: FieldName | None = Field(None, description="REST: response field holding the destination id")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Load:
+        given = [k for k in ("table", "endpoint", "file") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of table, endpoint, file (got {', '.join(given) or 'none'})")
+        return self
+
+
+class Touchpoint(Model):
+    name: Name
+    description: str = ""
+    depends_on: list[Name] = []
+    extract: Extract
+    mapping: list[MappingRule] | None = Field(None, min_length=1)
+    xslt: str | None = Field(None, description="your own XSLT 1.0 file, relative to the spec")
+    load: Load
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+    @model_validator(mode="after")
+    def _mapping_or_xslt(self) -> Touchpoint:
+        if (self.mapping is None) == (self.xslt is None):
+            raise ValueError("give either mapping or xslt")
+        return self
+
+
+class Schedule(Model):
+    """When the workflow runs: sync auto or manual, repeat and interval, end never or after N occurrences."""
+
+    sync: Literal["auto", "manual"] = "manual"
+    repeat: Literal["every_minute", "hourly", "daily"] | None = None
+    interval: int = Field(1, description="every_minute: 1-59 minutes; hourly: 1-23 hours; daily: 1")
+    at: str | None = Field(None, description="daily: time of day HH:MM")
+    end: Literal["never", "after"] = "never"
+    occurrences: Annotated[int, Field(ge=1)] | None = Field(None, description="end after: number of runs")
+    start: dt.datetime | None = Field(None, description="first run; required with end: after")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"time of day must be HH:MM (00:00-23:59), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schedule:
+        if self.sync == "manual":
+            if self.repeat is not None:
+                raise at("repeat", "a manual schedule has no repeat; use sync: auto")
+            return self
+        limits = {"every_minute": (1, 59, "minutes"), "hourly": (1, 23, "hours"), "daily": (1, 1, "days")}
+        if self.repeat is None:
+            raise at("repeat", "sync: auto needs repeat: every_minute, hourly or daily")
+        low, high, unit = limits[self.repeat]
+        if not low <= self.interval <= high:
+            raise at("interval", f"interval for {self.repeat} must be {low}-{high} {unit}, got {self.interval}")
+        if (self.at is not None) != (self.repeat == "daily"):
+            raise at("at", "at (HH:MM) is required for daily and only for daily")
+        if (self.end == "after") != (self.occurrences is not None):
+            raise at("occurrences", "end: after needs occurrences, and occurrences needs end: after")
+        if self.end == "after" and self.start is None:
+            raise at("start", "end: after needs a start date to count occurrences from")
+        return self
+
+
+class Workflow(Model):
+    name: Name
+    description: str = ""
+    source: Application
+    target: Application
+    touchpoints: list[Touchpoint] = Field(min_length=1)
+    schedule: Schedule = Schedule()
+
+    def touchpoint(self, name: str) -> Touchpoint:
+        for tp in self.touchpoints:
+            if tp.name == name:
+                return tp
+        raise FlowlinkError(f"workflow {self.name!r} has no touchpoint {name!r}")
+
+
+def _yaml_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "int", "float", "bool") or "[" in str(part):
+            continue  # union branch names pydantic adds to the location
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problem(err: dict[str, Any]) -> tuple[str, str]:
+    """(YAML path, reason) of one pydantic error; '@field reason' messages point at that field."""
+    path, reason = _yaml_path(err["loc"]), _reason(err)
+    if reason.startswith("@"):
+        field, _, reason = reason[1:].partition(" ")
+        path = f"{path}.{field}" if path else field
+    return path, reason
+
+
+def _reason(err: dict[str, Any]) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return msg
+
+
+def _cross_checks(wf: Workflow) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    index: dict[str, int] = {}
+    for i, tp in enumerate(wf.touchpoints):
+        if tp.name in index:
+            problems.append((f"touchpoints[{i}].name", f"duplicate touchpoint name {tp.name!r} (also touchpoints[{index[tp.name]}])"))
+        index.setdefault(tp.name, i)
+        targets: dict[str, int] = {}
+        for j, rule in enumerate(tp.mapping or []):
+            if rule.target in targets:
+                problems.append((f"touchpoints[{i}].mapping[{j}].target", f"duplicate target field {rule.target!r}"))
+            targets.setdefault(rule.target, j)
+        if tp.mapping is not None and tp.load.key not in targets:
+            problems.append((f"touchpoints[{i}].load.key", f"load key {tp.load.key!r} is not a target field of the mapping"))
+        for j, dep in enumerate(tp.depends_on):
+            if dep == tp.name:
+                problems.append((f"touchpoints[{i}].depends_on[{j}]", "a touchpoint cannot depend on itself"))
+            elif dep not in {t.name for t in wf.touchpoints}:
+                problems.append((f"touchpoints[{i}].depends_on[{j}]", f"unknown touchpoint {dep!r}"))
+        problems += _connector_checks(wf, i, tp)
+    if not problems:
+        cycle = find_cycle(wf)
+        if cycle:
+            problems.append(("touchpoints", "depends_on has a cycle: " + " -> ".join(cycle)))
+    return problems
+
+
+def _connector_checks(wf: Workflow, i: int, tp: Touchpoint) -> list[tuple[str, str]]:
+    """Each part of a touchpoint must fit its application's connector type."""
+    allowed_extract = {"sql": ("table", "query"), "rest": ("endpoint",), "file": ("file",)}
+    allowed_load = {"sql": ("table",), "rest": ("endpoint",), "file": ("file",)}
+    problems = []
+    src, dst = wf.source.type, wf.target.type
+    for key in ("table", "query", "endpoint", "file"):
+        if getattr(tp.extract, key) and key not in allowed_extract[src]:
+            problems.append((f"touchpoints[{i}].extract.{key}", f"a {src} source reads {' or '.join(allowed_extract[src])}, not {key}"))
+    for key in ("table", "endpoint", "file"):
+        if getattr(tp.load, key) and key not in allowed_load[dst]:
+            problems.append((f"touchpoints[{i}].load.{key}", f"a {dst} target writes {allowed_load[dst][0]}, not {key}"))
+    if src == "file" and tp.extract.filter:
+        problems.append((f"touchpoints[{i}].extract.filter", "a file source has no filter"))
+    if src != "rest" and (tp.extract.pagination or tp.extract.records_path):
+        key = "pagination" if tp.extract.pagination else "records_path"
+        problems.append((f"touchpoints[{i}].extract.{key}", f"{key} is for rest sources only"))
+    if dst == "file" and tp.load.method == "insert":
+        problems.append((f"touchpoints[{i}].load.method", "a file target is always written by upsert"))
+    return problems
+
+
+def find_cycle(wf: Workflow) -> list[str] | None:
+    deps = {tp.name: tp.depends_on for tp in wf.touchpoints}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for dep in deps.get(name, []):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in deps:
+        if name not in state and (found := visit(name)):
+            return found
+    return None
+
+
+def parse_spec(data: Any, file: str = "<spec>") -> Workflow:
+    """Validate already-loaded YAML data; raise SpecError naming every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(file, [("", "a workflow spec must be a mapping of keys (name, source, target, touchpoints, ...)")])
+    try:
+        wf = Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(e) for e in exc.errors()]
+        raise SpecError(file, problems) from None
+    problems = _cross_checks(wf)
+    if problems:
+        raise SpecError(file, problems)
+    return wf
+
+
+def load_spec(path: str | Path) -> Workflow:
+    """Read and validate a workflow YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise SpecError(str(path), [("", "not a UTF-8 text file")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(str(path), [("", f"invalid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
+    wf = parse_spec(data, str(path))
+    for i, tp in enumerate(wf.touchpoints):
+        if tp.xslt is not None and not (path.parent / tp.xslt).is_file():
+            raise SpecError(str(path), [(f"touchpoints[{i}].xslt", f"file not found: {path.parent / tp.xslt}")])
+    return wf
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Workflow.model_json_schema()
+    schema["title"] = "Flowlink workflow"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,1 @@
+"""Shared fixtures: real servers on loopback, real databases."""
