@@ -1,0 +1,24 @@
+# The two commands: `make run` (Airflow with the example workflow) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+.PHONY: run test install clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	@bash examples/run.sh
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf .airflow .pytest_cache

@@ -1,0 +1,59 @@
+"""A WorkflowGraph rendered as an Airflow DAG: one task group (extract -> transform -> load) per touchpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from airflow.sdk import DAG, TaskGroup, TriggerRule
+from flowlink_timetable import WorkflowTimetable
+from operators.extract import ExtractOperator
+from operators.load import LoadOperator
+from operators.transform import TransformOperator
+
+from dag_factory.graph import WorkflowGraph
+from flowlink.schedule import summary
+
+DEFAULT_ARGS = {"retries": 2, "retry_delay": dt.timedelta(minutes=1), "owner": "flowlink"}
+
+
+def _doc(g: WorkflowGraph) -> str:
+    rows = "\n".join(
+        f"| {tp.name} | {', '.join(tp.depends_on) or '-'} | {tp.description} |" for tp in g.touchpoints
+    )
+    return (
+        f"### {g.dag_id} v{g.version}\n\n{g.description}\n\n"
+        f"* source: {g.source}, target: {g.target}\n* schedule: {summary(g.schedule)}\n"
+        f"* published {g.published_at}, sha256 `{g.sha256[:16]}`\n\n"
+        f"| touchpoint | after | |\n|---|---|---|\n{rows}\n\n"
+        f"<details><summary>spec</summary>\n\n```json\n{json.dumps(g.spec, indent=2)}\n```\n</details>\n"
+    )
+
+
+def render(g: WorkflowGraph) -> DAG:
+    schedule = WorkflowTimetable.from_schedule(g.schedule) if g.schedule.sync == "auto" else None
+    dag = DAG(
+        dag_id=g.dag_id,
+        description=(g.description or f"Flowlink workflow {g.dag_id}")[:200],
+        schedule=schedule,
+        catchup=False,
+        max_active_runs=1,  # syncs of one workflow never overlap (watermarks, bucket)
+        default_args=DEFAULT_ARGS,
+        tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}"],
+        doc_md=_doc(g),
+    )
+    groups: dict[str, TaskGroup] = {}
+    common = {"workflow": g.dag_id, "version": g.version, "dag": dag}
+    for tp in g.touchpoints:
+        with TaskGroup(group_id=tp.name, tooltip=tp.description, dag=dag) as group:
+            # A record failure upstream must not stop this touchpoint: order only, failures live in the bucket.
+            extract = ExtractOperator(task_id="extract", touchpoint=tp.name, **common,
+                                      trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS)
+            transform = TransformOperator(task_id="transform", touchpoint=tp.name, extract_task_id=extract.task_id, **common)
+            load = LoadOperator(task_id="load", touchpoint=tp.name, transform_task_id=transform.task_id, **common)
+            extract >> transform >> load
+        groups[tp.name] = group
+    for tp in g.touchpoints:
+        for dep in tp.depends_on:
+            groups[dep] >> groups[tp.name]
+    return dag

@@ -1,0 +1,84 @@
+"""What a user can do with a workflow. The CLI (and later the API and the UI pages) call these, nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowlink import publish as publishing
+from flowlink.errors import FlowlinkError
+from flowlink.schedule import summary
+from flowlink.spec import Schedule
+from flowlink.store import Store, bucket, feeds, state
+
+
+@dataclass(frozen=True)
+class Published:
+    result: publishing.PublishResult
+    live_path: Path
+    schedule_change: str | None  # "every minute -> daily at 06:00 (UTC)" when the schedule changed
+
+
+def publish_workflow(store: Store, spec_path: str | Path) -> Published:
+    """Publish a spec (a new version only if its content changed) and put that version live."""
+    before = publishing.live(_name_of(spec_path)) if _name_of(spec_path) else None
+    result = publishing.publish(spec_path)
+    art = result.artifact
+    old = summary(Schedule.model_validate(before.spec.get("schedule") or {})) if before else None
+    new = summary(Schedule.model_validate(art.spec.get("schedule") or {}))
+    change = f"{old} -> {new}" if old is not None and old != new else None
+    live_path = publishing.make_live(art)
+    with store.engine.begin() as conn:
+        if result.created:
+            feeds.add(store, "publish", f"published {art.workflow} v{art.version} (sha256 {art.sha256[:12]})", art.workflow, conn)
+        if before is None or before.version != art.version:
+            feeds.add(store, "live", f"{art.workflow} v{art.version} is live", art.workflow, conn)
+        if change:
+            feeds.add(store, "schedule", f"schedule of {art.workflow} changed: {change}", art.workflow, conn)
+        elif before is None:
+            feeds.add(store, "schedule", f"{art.workflow} scheduled: {new}", art.workflow, conn)
+    return Published(result, live_path, change)
+
+
+def _name_of(spec_path: str | Path) -> str | None:
+    """The workflow name in a spec file, read leniently (validation comes with publishing)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(spec_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and publishing.VERSION_FILE.match(f"{name}-v0001.json") else None
+
+
+def live_workflow(workflow: str) -> publishing.Artifact:
+    art = publishing.live(workflow)
+    if art is None:
+        raise FlowlinkError(f"workflow {workflow!r} is not live: publish it first (flowlink publish FILE)")
+    return art
+
+
+def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
+                   failed: bool = False) -> tuple[int, list[str]]:
+    """Record which bucket records a resync run must send again; returns (resync id, source ids)."""
+    art = live_workflow(workflow)
+    names = [tp["name"] for tp in art.spec["touchpoints"]]
+    if touchpoint not in names:
+        raise FlowlinkError(f"workflow {workflow!r} has no touchpoint {touchpoint!r} (it has: {', '.join(names)})")
+    if failed == bool(ids):
+        raise FlowlinkError("choose the records: either --failed or --id ID...")
+    if failed:
+        chosen = bucket.source_ids(store, workflow, touchpoint, status="failed")
+        if not chosen:
+            raise FlowlinkError(f"no failed records in the bucket of {workflow}.{touchpoint}: nothing to resync")
+    else:
+        chosen = list(dict.fromkeys(str(i) for i in ids))
+        known = set(bucket.source_ids(store, workflow, touchpoint, among=chosen))
+        unknown = [i for i in chosen if i not in known]
+        if unknown:
+            raise FlowlinkError(f"not in the bucket of {workflow}.{touchpoint}: {', '.join(unknown[:20])}")
+    with store.engine.begin() as conn:
+        resync_id = state.create_resync(store, workflow, touchpoint, chosen, conn)
+        feeds.add(store, "resync", f"resync of {len(chosen)} {touchpoint} records requested (#{resync_id})", workflow, conn)
+    return resync_id, chosen

@@ -1,0 +1,181 @@
+"""Publishing: a validated spec and its stylesheets compiled into ONE versioned, checksummed, immutable file.
+
+    published/<workflow>/<workflow>-v0003.json   every version, read-only
+    live/<workflow>.json                         the version Airflow runs
+
+The file holds {"format", "workflow", "version", "published_at", "sha256", "content": {"spec", "stylesheets"}};
+sha256 is taken over the canonical JSON of "content", so a new version is written only when the content changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowlink import settings
+from flowlink.errors import FlowlinkError
+from flowlink.mapping import stylesheet_for
+from flowlink.spec import Workflow, load_spec
+
+FORMAT = 1
+VERSION_FILE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-v(?P<version>\d{4,})\.json$")
+
+
+class ArtifactError(FlowlinkError):
+    """A published or live file that cannot be used; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    workflow: str
+    version: int
+    sha256: str
+    published_at: str
+    spec: dict[str, Any]
+    stylesheets: dict[str, str]
+
+    def workflow_model(self) -> Workflow:
+        return Workflow.model_validate(self.spec)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    artifact: Artifact
+    created: bool  # False: the content equals the latest version, nothing was written
+
+
+def compile_content(spec_path: str | Path) -> dict[str, Any]:
+    """Validate the spec and compile every touchpoint's stylesheet (raises SpecError / FlowlinkError)."""
+    spec_path = Path(spec_path)
+    wf = load_spec(spec_path)
+    stylesheets = {tp.name: stylesheet_for(tp, spec_path.parent) for tp in wf.touchpoints}
+    return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
+
+
+def checksum(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_artifact(path: str | Path) -> Artifact:
+    """Read a published or live file and verify its format and checksum."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not a Flowlink file (invalid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a Flowlink file of format {FORMAT}")
+    try:
+        content, workflow, version, sha = doc["content"], doc["workflow"], int(doc["version"]), doc["sha256"]
+        spec, stylesheets = content["spec"], content["stylesheets"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: incomplete Flowlink file (missing or bad {exc})") from None
+    if checksum(content) != sha:
+        raise ArtifactError(f"{path}: checksum mismatch: the file was changed or damaged after publishing")
+    if not isinstance(spec, dict) or spec.get("name") != workflow:
+        raise ArtifactError(f"{path}: the spec inside is not workflow {workflow!r}")
+    return Artifact(path, workflow, version, sha, doc.get("published_at", ""), spec, stylesheets)
+
+
+def versions(workflow: str) -> list[Path]:
+    """Published files of a workflow, oldest first."""
+    folder = settings.published_dir() / workflow
+    found = []
+    for p in folder.glob(f"{workflow}-v*.json"):
+        m = VERSION_FILE.match(p.name)
+        if m and m["name"] == workflow:
+            found.append((int(m["version"]), p))
+    return [p for _, p in sorted(found)]
+
+
+def published(workflow: str, version: int | None = None) -> Artifact:
+    """The latest (or a given) published version of a workflow."""
+    files = versions(workflow)
+    if not files:
+        raise FlowlinkError(f"workflow {workflow!r} has not been published (flowlink publish FILE)")
+    if version is None:
+        return read_artifact(files[-1])
+    for p in files:
+        if int(VERSION_FILE.match(p.name)["version"]) == version:
+            return read_artifact(p)
+    raise FlowlinkError(f"workflow {workflow!r} has no published version {version}")
+
+
+def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path:
+    """Write the next version number atomically: a temp file hard-linked to a name that must not exist yet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".publish-", suffix=".tmp")
+    try:
+        while True:
+            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
+                f.seek(0)
+                f.truncate()
+                json.dump(doc, f, indent=1, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            final = folder / f"{workflow}-v{doc['version']:04d}.json"
+            try:
+                os.link(tmp, final)  # fails if another publish took this number
+            except FileExistsError:
+                doc["version"] += 1
+                continue
+            os.chmod(final, 0o444)
+            return final
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
+def publish(spec_path: str | Path) -> PublishResult:
+    """Publish a spec: a new immutable version if its compiled content changed, else the latest version."""
+    content = compile_content(spec_path)
+    workflow = content["spec"]["name"]
+    sha = checksum(content)
+    files = versions(workflow)
+    if files:
+        latest = read_artifact(files[-1])
+        if latest.sha256 == sha:
+            return PublishResult(latest, created=False)
+        next_version = latest.version + 1
+    else:
+        next_version = 1
+    doc = {
+        "format": FORMAT,
+        "workflow": workflow,
+        "version": next_version,
+        "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "sha256": sha,
+        "content": content,
+    }
+    path = _write_new_version(settings.published_dir() / workflow, workflow, doc)
+    return PublishResult(read_artifact(path), created=True)
+
+
+def make_live(artifact: Artifact) -> Path:
+    """Put a published version live (atomic replace): the DAG factory picks it up at its next parse."""
+    folder = settings.live_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{artifact.workflow}.json"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".live-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(artifact.path.read_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def live(workflow: str) -> Artifact | None:
+    path = settings.live_dir() / f"{workflow}.json"
+    return read_artifact(path) if path.exists() else None

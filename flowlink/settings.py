@@ -1,0 +1,33 @@
+"""Where Flowlink keeps its files and its store. Read from the environment only (no database at import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """FLOWLINK_HOME, else $AIRFLOW_HOME/flowlink, else ~/airflow/flowlink."""
+    if os.environ.get("FLOWLINK_HOME"):
+        return Path(os.environ["FLOWLINK_HOME"])
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "flowlink"
+
+
+def published_dir() -> Path:
+    """Immutable published versions: published/<workflow>/<workflow>-v0001.json."""
+    return home() / "published"
+
+
+def live_dir() -> Path:
+    """The versions Airflow runs: live/<workflow>.json. The DAG factory reads only this folder."""
+    return home() / "live"
+
+
+def staging_dir() -> Path:
+    """Run-scoped batch files: staging/<workflow>/<run>/<touchpoint>/<step>/batch-00001.jsonl."""
+    return Path(os.environ.get("FLOWLINK_STAGING_DIR") or home() / "staging")
+
+
+def store_url() -> str:
+    """FLOWLINK_STORE_URL (any SQLAlchemy URL), else a SQLite file in FLOWLINK_HOME."""
+    return os.environ.get("FLOWLINK_STORE_URL") or f"sqlite:///{home() / 'flowlink.db'}"

@@ -1,0 +1,119 @@
+"""The resync bucket: one row per (workflow, touchpoint, source id) with its latest status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from flowlink.store.db import Store, upsert, utcnow
+from flowlink.store.tables import bucket, data_log
+
+STATUSES = ("unprocessed", "success", "failed", "skipped")
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step did with one record."""
+
+    source_id: str
+    status: str  # success | failed | skipped
+    destination_id: str | None = None
+    message: str | None = None
+
+
+def mark_unprocessed(store: Store, workflow: str, touchpoint: str, run_id: str, source_ids: list[str], *, resync: bool) -> None:
+    """Extracted records wait as Unprocessed. A normal sync starts their tries afresh; a resync keeps counting."""
+    now = utcnow()
+    rows = [
+        dict(workflow=workflow, touchpoint=touchpoint, source_id=sid, status="unprocessed", message=None,
+             tries=0, last_run=run_id, created_at=now, updated_at=now)
+        for sid in source_ids
+    ]
+    update = {"status": "unprocessed", "message": None, "last_run": run_id, "updated_at": now}
+    if not resync:
+        update["tries"] = 0
+    with store.engine.begin() as conn:
+        upsert(conn, bucket, rows, ["workflow", "touchpoint", "source_id"], update)
+
+
+def record(store: Store, workflow: str, touchpoint: str, run_id: str, step: str, outcomes: list[Outcome]) -> None:
+    """Write each record's outcome to the bucket (tries + 1) and the run's data log, in one transaction."""
+    if not outcomes:
+        return
+    now = utcnow()
+    rows = [
+        dict(workflow=workflow, touchpoint=touchpoint, source_id=o.source_id, status=o.status,
+             destination_id=o.destination_id, message=o.message, tries=1, last_run=run_id,
+             created_at=now, updated_at=now)
+        for o in outcomes
+    ]
+    update = {
+        "status": lambda ex: ex.status,
+        "destination_id": lambda ex: func.coalesce(ex.destination_id, bucket.c.destination_id),
+        "message": lambda ex: ex.message,
+        "tries": bucket.c.tries + 1,
+        "last_run": run_id,
+        "updated_at": now,
+    }
+    with store.engine.begin() as conn:
+        upsert(conn, bucket, rows, ["workflow", "touchpoint", "source_id"], update)
+        tries = {}
+        ids = [o.source_id for o in outcomes]
+        for i in range(0, len(ids), CHUNK):
+            q = select(bucket.c.source_id, bucket.c.tries).where(
+                bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint, bucket.c.source_id.in_(ids[i:i + CHUNK])
+            )
+            tries.update(conn.execute(q).all())
+        conn.execute(
+            data_log.insert(),
+            [
+                dict(workflow=workflow, run_id=run_id, touchpoint=touchpoint, step=step, source_id=o.source_id,
+                     destination_id=o.destination_id, status=o.status, message=o.message,
+                     tries=tries.get(o.source_id, 1), logged_at=now)
+                for o in outcomes
+            ],
+        )
+
+
+def _filtered(query, workflow: str, touchpoint: str | None, status: str | None):
+    query = query.where(bucket.c.workflow == workflow)
+    if touchpoint:
+        query = query.where(bucket.c.touchpoint == touchpoint)
+    if status:
+        query = query.where(bucket.c.status == status)
+    return query
+
+
+def rows(store: Store, workflow: str, *, touchpoint: str | None = None, status: str | None = None,
+         limit: int = 100, offset: int = 0) -> list[dict]:
+    q = _filtered(select(bucket), workflow, touchpoint, status).order_by(bucket.c.touchpoint, bucket.c.id)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))]
+
+
+def count(store: Store, workflow: str, *, touchpoint: str | None = None, status: str | None = None) -> int:
+    q = _filtered(select(func.count()).select_from(bucket), workflow, touchpoint, status)
+    with store.engine.connect() as conn:
+        return conn.execute(q).scalar_one()
+
+
+def counts(store: Store, workflow: str) -> dict[tuple[str, str], int]:
+    """(touchpoint, status) -> number of records."""
+    q = (select(bucket.c.touchpoint, bucket.c.status, func.count()).where(bucket.c.workflow == workflow)
+         .group_by(bucket.c.touchpoint, bucket.c.status))
+    with store.engine.connect() as conn:
+        return {(tp, st): n for tp, st, n in conn.execute(q)}
+
+
+def source_ids(store: Store, workflow: str, touchpoint: str, *, status: str | None = None, among: list[str] | None = None) -> list[str]:
+    """Source ids in the bucket, optionally of one status and/or among the given ids."""
+    q = _filtered(select(bucket.c.source_id), workflow, touchpoint, status).order_by(bucket.c.id)
+    with store.engine.connect() as conn:
+        if among is None:
+            return list(conn.execute(q).scalars())
+        found: list[str] = []
+        for i in range(0, len(among), CHUNK):
+            found += conn.execute(q.where(bucket.c.source_id.in_(among[i:i + CHUNK]))).scalars()
+        return found

@@ -1,0 +1,63 @@
+"""Process snapshots: per run, per step its times, counts, batch files and data log."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from flowlink.store.db import Store, upsert, utcnow
+from flowlink.store.tables import data_log, steps
+
+KEYS = ["workflow", "run_id", "touchpoint", "step"]
+
+
+def start_step(store: Store, workflow: str, run_id: str, version: int, touchpoint: str, step: str) -> None:
+    """A step starts (again, on a task retry: the row is reset)."""
+    now = utcnow()
+    row = dict(workflow=workflow, run_id=run_id, version=version, touchpoint=touchpoint, step=step, status="running",
+               started_at=now, ended_at=None, count_in=0, count_out=0, count_failed=0, files="[]", message=None)
+    with store.engine.begin() as conn:
+        upsert(conn, steps, [row], KEYS, {k: v for k, v in row.items() if k not in KEYS})
+
+
+def finish_step(store: Store, workflow: str, run_id: str, touchpoint: str, step: str, *, status: str,
+                count_in: int = 0, count_out: int = 0, count_failed: int = 0, files: list[str] = (),
+                message: str | None = None) -> None:
+    values = dict(status=status, ended_at=utcnow(), count_in=count_in, count_out=count_out,
+                  count_failed=count_failed, files=json.dumps(list(files)), message=message)
+    where = [steps.c[k] == v for k, v in zip(KEYS, (workflow, run_id, touchpoint, step))]
+    with store.engine.begin() as conn:
+        conn.execute(steps.update().where(*where).values(**values))
+
+
+def runs(store: Store, workflow: str, limit: int = 50) -> list[dict]:
+    """The runs of a workflow, newest first: run id, version, start, end, status."""
+    failed = func.sum(func.cast(steps.c.status == "failed", steps.c.count_in.type))
+    q = (select(steps.c.run_id, func.max(steps.c.version).label("version"), func.min(steps.c.started_at).label("started_at"),
+                func.max(steps.c.ended_at).label("ended_at"), failed.label("failed_steps"),
+                func.sum(steps.c.count_failed).label("failed_records"))
+         .where(steps.c.workflow == workflow).group_by(steps.c.run_id).order_by(func.min(steps.c.started_at).desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def snapshot(store: Store, run_id: str, workflow: str | None = None) -> dict:
+    """Everything recorded for one run: its steps (in order) and its data log."""
+    q = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.started_at, steps.c.id)
+    log_q = select(data_log).where(data_log.c.run_id == run_id).order_by(data_log.c.id)
+    if workflow:
+        q, log_q = q.where(steps.c.workflow == workflow), log_q.where(data_log.c.workflow == workflow)
+    with store.engine.connect() as conn:
+        step_rows = [dict(r._mapping) for r in conn.execute(q)]
+        log_rows = [dict(r._mapping) for r in conn.execute(log_q)]
+    for row in step_rows:
+        row["files"] = json.loads(row["files"])
+    return {"run_id": run_id, "steps": step_rows, "data_log": log_rows}
+
+
+def run_version(store: Store, workflow: str, run_id: str) -> int | None:
+    """The workflow version a run started with: every later step of the run uses the same one."""
+    q = select(func.min(steps.c.version)).where(steps.c.workflow == workflow, steps.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        return conn.execute(q).scalar()

@@ -1,0 +1,42 @@
+"""Sync state: incremental watermarks and resync requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from flowlink.errors import FlowlinkError
+from flowlink.store.db import Store, upsert, utcnow
+from flowlink.store.tables import resyncs, watermarks
+
+
+def watermark(store: Store, workflow: str, touchpoint: str) -> Any:
+    """The last committed incremental value, or None before the first (full) sync."""
+    q = select(watermarks.c.value).where(watermarks.c.workflow == workflow, watermarks.c.touchpoint == touchpoint)
+    with store.engine.connect() as conn:
+        value = conn.execute(q).scalar()
+    return None if value is None else json.loads(value)
+
+
+def save_watermark(store: Store, workflow: str, touchpoint: str, value: Any, run_id: str) -> None:
+    row = dict(workflow=workflow, touchpoint=touchpoint, value=json.dumps(value), run_id=run_id, updated_at=utcnow())
+    with store.engine.begin() as conn:
+        upsert(conn, watermarks, [row], ["workflow", "touchpoint"], {"value": row["value"], "run_id": run_id, "updated_at": row["updated_at"]})
+
+
+def create_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str], conn) -> int:
+    result = conn.execute(resyncs.insert().values(workflow=workflow, touchpoint=touchpoint,
+                                                  source_ids=json.dumps(source_ids), requested_at=utcnow()))
+    return result.inserted_primary_key[0]
+
+
+def resync(store: Store, resync_id: int) -> dict:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(resyncs).where(resyncs.c.id == resync_id)).first()
+    if row is None:
+        raise FlowlinkError(f"no resync request {resync_id}")
+    out = dict(row._mapping)
+    out["source_ids"] = json.loads(out["source_ids"])
+    return out

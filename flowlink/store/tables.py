@@ -1,0 +1,93 @@
+"""The store's tables (SQLAlchemy Core). Schema changes go through an Alembic migration too."""
+
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint, Table
+
+metadata = MetaData()
+
+bucket = Table(
+    "bucket",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("touchpoint", String(63), nullable=False),
+    Column("source_id", String(255), nullable=False),
+    Column("destination_id", String(255)),
+    Column("status", String(16), nullable=False),  # unprocessed | success | failed | skipped
+    Column("message", Text),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("last_run", String(250)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("workflow", "touchpoint", "source_id", name="uq_bucket_record"),
+    Index("ix_bucket_status", "workflow", "touchpoint", "status"),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("workflow", String(63), primary_key=True),
+    Column("touchpoint", String(63), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("run_id", String(250)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+steps = Table(
+    "snapshot_steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("version", Integer),
+    Column("touchpoint", String(63), nullable=False),
+    Column("step", String(16), nullable=False),  # extract | transform | load
+    Column("status", String(16), nullable=False),  # running | success | failed | skipped
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("count_in", Integer, nullable=False, default=0),
+    Column("count_out", Integer, nullable=False, default=0),
+    Column("count_failed", Integer, nullable=False, default=0),
+    Column("files", Text, nullable=False, default="[]"),  # JSON list of batch files
+    Column("message", Text),
+    UniqueConstraint("workflow", "run_id", "touchpoint", "step", name="uq_snapshot_step"),
+    Index("ix_snapshot_run", "run_id"),
+)
+
+data_log = Table(
+    "data_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("touchpoint", String(63), nullable=False),
+    Column("step", String(16), nullable=False),
+    Column("source_id", String(255), nullable=False),
+    Column("destination_id", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("message", Text),
+    Column("tries", Integer, nullable=False),
+    Column("logged_at", DateTime(timezone=True), nullable=False),
+    Index("ix_data_log_run", "run_id", "touchpoint"),
+)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("tag", String(32), nullable=False),  # publish | schedule | resync | ...
+    Column("workflow", String(63)),
+    Column("message", Text, nullable=False),
+    Index("ix_feeds_at", "at"),
+)
+
+resyncs = Table(
+    "resyncs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("touchpoint", String(63), nullable=False),
+    Column("source_ids", Text, nullable=False),  # JSON list
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(250)),
+)

@@ -1,0 +1,180 @@
+"""The three steps of a touchpoint: extract -> transform -> load. No Airflow here: the operators call these.
+
+Records travel as batch files (flowlink.staging); every record is tracked in the resync bucket; every step
+leaves a row in the run's snapshot. The incremental watermark is saved only after the load it covers.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowlink import staging
+from flowlink.connectors.base import Source, Target
+from flowlink.errors import FlowlinkError
+from flowlink.publish import Artifact
+from flowlink.spec import Touchpoint
+from flowlink.store import Store, bucket, snapshots, state
+from flowlink.store.bucket import Outcome
+from flowlink.transform import Transformer
+
+KEY = "__key__"  # the source id each transformed record carries to the load step
+log = logging.getLogger(__name__)
+
+
+class RecordsFailed(FlowlinkError):
+    """Some records failed; they are Failed in the resync bucket with their reasons. Retrying the task would not help."""
+
+
+@dataclass
+class RunContext:
+    store: Store
+    artifact: Artifact  # the version this run is pinned to
+    run_id: str
+    resync: dict | None = None  # {"touchpoint", "source_ids"} for a resync run
+    log: logging.Logger = log
+
+    @property
+    def workflow(self) -> str:
+        return self.artifact.workflow
+
+    def takes_part(self, touchpoint: str) -> bool:
+        """A resync run touches only the touchpoint whose records were chosen."""
+        return self.resync is None or self.resync["touchpoint"] == touchpoint
+
+    def folder(self, touchpoint: str, step: str) -> Path:
+        return staging.run_folder(self.workflow, self.run_id) / touchpoint / step
+
+
+@contextmanager
+def _step(ctx: RunContext, touchpoint: str, step: str):
+    """Record the step in the snapshot: running, then success (counts tell of failed records) or failed."""
+    snapshots.start_step(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, touchpoint, step)
+    stats: dict[str, Any] = {"count_in": 0, "count_out": 0, "count_failed": 0, "files": []}
+    try:
+        yield stats
+    except BaseException as exc:
+        snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
+                              message=str(exc) or type(exc).__name__, **stats)
+        raise
+    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="success", **stats)
+
+
+def _newer(a: Any, b: Any) -> bool:
+    """a > b for watermark values: numbers as numbers, anything else as text."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return a > b
+    return str(a) > str(b)
+
+
+def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
+    """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed."""
+    spec = tp.extract
+    ids = ctx.resync["source_ids"] if ctx.resync else None
+    since = state.watermark(ctx.store, ctx.workflow, tp.name) if spec.incremental and ids is None else None
+    if ids is not None:
+        ctx.log.info("%s: resync of %d chosen records", tp.name, len(ids))
+    elif since is None:
+        ctx.log.info("%s: full sync", tp.name)
+    else:
+        ctx.log.info("%s: records with %s after %s", tp.name, spec.incremental, since)
+    folder = ctx.folder(tp.name, "extract")
+    high, seen = None, set()
+    with _step(ctx, tp.name, "extract") as stats:
+        for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
+            keyed = []
+            for record in batch:
+                key = record.get(spec.key)
+                if key is None or key == "":
+                    stats["count_failed"] += 1
+                    ctx.log.error("%s: a source record has no %r (the key field); it cannot be tracked: %s",
+                                  tp.name, spec.key, sorted(record)[:10])
+                    continue
+                keyed.append(record)
+                value = record.get(spec.incremental) if spec.incremental else None
+                if value is not None and (high is None or _newer(value, high)):
+                    high = value
+            path = folder / f"batch-{n:05d}.jsonl"
+            staging.write_batch(path, keyed)
+            keys = [str(r[spec.key]) for r in keyed]
+            seen.update(keys)
+            bucket.mark_unprocessed(ctx.store, ctx.workflow, tp.name, ctx.run_id, keys, resync=ids is not None)
+            stats["files"].append(str(path))
+            stats["count_in"] += len(batch)
+            stats["count_out"] += len(keyed)
+            ctx.log.info("%s: extracted batch %d: %d records (%d so far)", tp.name, n, len(keyed), stats["count_out"])
+        if ids is not None and (gone := [i for i in ids if i not in seen]):
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract",
+                          [Outcome(i, "failed", message="not found in the source") for i in gone])
+            stats["count_failed"] += len(gone)
+            ctx.log.error("%s: %d chosen records are no longer in the source: %s", tp.name, len(gone), gone[:20])
+    ctx.log.info("%s: extracted %d records in %d batches", tp.name, stats["count_out"], len(stats["files"]))
+    return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
+            "watermark": high if ids is None else None}
+
+
+def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: dict) -> dict:
+    """Apply the touchpoint's stylesheet batch by batch; a record that fails is Failed, the others go on."""
+    folder = ctx.folder(tp.name, "transform")
+    with _step(ctx, tp.name, "transform") as stats:
+        for n, src in enumerate(extracted["batches"], 1):
+            records = staging.read_batch(src)
+            out, failures = transformer.apply(records)
+            path = folder / f"batch-{n:05d}.jsonl"
+            staging.write_batch(path, out)
+            produced = {r[KEY] for r in out}
+            failed = {str(k) for k, _ in failures}
+            outcomes = [Outcome(str(k), "failed", message=f"transform: {reason}") for k, reason in failures]
+            outcomes += [Outcome(k, "skipped", message="the stylesheet produced no record for it")
+                         for k in (str(r.get(tp.extract.key)) for r in records) if k not in produced and k not in failed]
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "transform", outcomes)
+            for k, reason in failures:
+                ctx.log.warning("%s: record %s failed in transform: %s", tp.name, k, reason)
+            stats["files"].append(str(path))
+            stats["count_in"] += len(records)
+            stats["count_out"] += len(out)
+            stats["count_failed"] += len(failures)
+            ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(records), len(out), len(failures))
+    return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
+            "failed": stats["count_failed"], "watermark": extracted.get("watermark")}
+
+
+def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> dict:
+    """Write each batch; record every result; save the watermark once everything it covers is committed."""
+    with _step(ctx, tp.name, "load") as stats:
+        batches = transformed["batches"]
+        for n, src in enumerate(batches, 1):
+            records = staging.read_batch(src)
+            keys = [r.pop(KEY) for r in records]
+            results = target.write(tp.load, records)
+            outcomes = [
+                Outcome(k, "success", destination_id=r.destination_id) if r.ok else Outcome(k, "failed", message=r.error)
+                for k, r in zip(keys, results)
+            ]
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "load", outcomes)
+            failed = [o for o in outcomes if o.status == "failed"]
+            for o in failed:
+                ctx.log.warning("%s: record %s was rejected by the target: %s", tp.name, o.source_id, o.message)
+            stats["files"].append(src)
+            stats["count_in"] += len(records)
+            stats["count_out"] += len(records) - len(failed)
+            stats["count_failed"] += len(failed)
+            ctx.log.info("%s: loaded batch %d/%d: %d records, %d failed", tp.name, n, len(batches), len(records) - len(failed), len(failed))
+        mark = transformed.get("watermark")
+        if mark is not None and ctx.resync is None:
+            old = state.watermark(ctx.store, ctx.workflow, tp.name)
+            if old is None or _newer(mark, old):
+                state.save_watermark(ctx.store, ctx.workflow, tp.name, mark, ctx.run_id)
+                ctx.log.info("%s: watermark moved to %s", tp.name, mark)
+        earlier = transformed.get("failed", 0)
+        ctx.log.info("%s: %d loaded, %d failed in load, %d failed before", tp.name, stats["count_out"], stats["count_failed"], earlier)
+        if stats["count_failed"] or earlier:
+            total = stats["count_failed"] + earlier
+            raise RecordsFailed(
+                f"{tp.name}: {total} records failed and wait in the resync bucket "
+                f"(flowlink bucket {ctx.workflow} --touchpoint {tp.name} --status failed)"
+            )
+    return {"version": ctx.artifact.version, "count": stats["count_out"]}

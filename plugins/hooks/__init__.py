@@ -1,0 +1,1 @@
+"""Hooks: they own connections and I/O for the operators."""

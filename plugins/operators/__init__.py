@@ -1,0 +1,1 @@
+"""Flowlink's operators: each touchpoint runs extract -> transform -> load."""

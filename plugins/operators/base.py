@@ -1,0 +1,46 @@
+"""What the three touchpoint operators share: the pinned workflow version, the store, the run context."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from flowlink import publish
+from flowlink.spec import Touchpoint
+from flowlink.store import Store, snapshots, state
+from flowlink.sync import RecordsFailed, RunContext
+
+
+class TouchpointOperator(BaseOperator):
+    """Runs one step of one touchpoint of a published workflow version."""
+
+    step = ""
+    ui_color = "#e3f2fd"
+
+    def __init__(self, *, workflow: str, version: int, touchpoint: str, **kwargs):
+        super().__init__(**kwargs)
+        self.workflow = workflow
+        self.version = version
+        self.touchpoint = touchpoint
+
+    def execute(self, context):
+        store = Store.open()
+        try:
+            run_id = context["run_id"]
+            # A run keeps the version it started with, even if a newer one goes live meanwhile.
+            version = snapshots.run_version(store, self.workflow, run_id) or self.version
+            artifact = publish.published(self.workflow, version)
+            conf = context["dag_run"].conf or {}
+            resync = state.resync(store, int(conf["resync_id"])) if conf.get("resync_id") else None
+            ctx = RunContext(store, artifact, run_id, resync, log=self.log)
+            if not ctx.takes_part(self.touchpoint):
+                raise AirflowSkipException(f"this run resyncs touchpoint {resync['touchpoint']!r} only")
+            tp = artifact.workflow_model().touchpoint(self.touchpoint)
+            return self.run_step(ctx, tp, context)
+        except RecordsFailed as exc:
+            raise AirflowFailException(str(exc)) from None  # retrying the task would not help these records
+        finally:
+            store.dispose()
+
+    def run_step(self, ctx: RunContext, tp: Touchpoint, context) -> dict:
+        raise NotImplementedError
