@@ -25,19 +25,40 @@ Name = Annotated[str, Field(pattern=NAME, description="lower-case letters, digit
 FieldName = Annotated[str, Field(pattern=FIELD, description="a record field name")]
 
 
+def _unclosed(expr: str) -> str | None:
+    """The first bracket left open (outside string literals): libxml2 accepts 'name(' and reads 'concat(a,' as concat(a)."""
+    stack: list[str] = []
+    quote = None
+    for ch in expr:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            stack.append(ch)
+        elif ch in ")]" and stack and stack[-1] == "([)]"[")]".index(ch)]:
+            stack.pop()
+    return stack[0] if stack and not quote else None
+
+
 def xpath_problem(expr: str) -> str | None:
     """Compile and evaluate an XPath 1.0 expression as XSLT would (format-number included); None if fine."""
+    if (bracket := _unclosed(expr)) is not None:
+        return f"syntax error: {bracket!r} is not closed"
     root = etree.Element(f"{{{XSL}}}stylesheet", version="1.0", nsmap={"xsl": XSL})
     template = etree.SubElement(root, f"{{{XSL}}}template", match="/")
     etree.SubElement(template, f"{{{XSL}}}value-of", select=expr)
     try:
         transform = etree.XSLT(root, access_control=etree.XSLTAccessControl.DENY_ALL)
-    except etree.XSLTParseError:
-        return "syntax error"
+    except etree.XSLTParseError as exc:
+        first = exc.error_log[0].message.lower().rstrip(".") if exc.error_log else ""
+        return f"syntax error: {first}" if first and first != "invalid expression" else "syntax error"
     try:
         transform(etree.fromstring("<record/>"))
     except etree.XSLTApplyError:
-        return transform.error_log[0].message.lower() if transform.error_log else "cannot be evaluated"
+        generic = ("runtime error", "xpath evaluation returned no result")
+        messages = [m.message.lower().rstrip(".") for m in transform.error_log]
+        return next((m for m in messages if not m.startswith(generic)), "cannot be evaluated")
     return None
 
 
@@ -161,7 +182,7 @@ class Touchpoint(Model):
     @model_validator(mode="after")
     def _mapping_or_xslt(self) -> Touchpoint:
         if (self.mapping is None) == (self.xslt is None):
-            raise ValueError("give either mapping or xslt")
+            raise ValueError(f"give exactly one of mapping, xslt (got {'none' if self.mapping is None else 'both'})")
         return self
 
 
@@ -186,6 +207,13 @@ class Schedule(Model):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f'time of day must be a quoted "HH:MM", got the number {value} (YAML reads an unquoted 10:00 as 600)')
+        return value
+
     @field_validator("at")
     @classmethod
     def _time_of_day(cls, value: str | None) -> str | None:
@@ -205,10 +233,14 @@ class Schedule(Model):
         low, high, unit = limits[self.repeat]
         if not low <= self.interval <= high:
             raise at("interval", f"interval for {self.repeat} must be {low}-{high} {unit}, got {self.interval}")
-        if (self.at is not None) != (self.repeat == "daily"):
-            raise at("at", "at (HH:MM) is required for daily and only for daily")
-        if (self.end == "after") != (self.occurrences is not None):
-            raise at("occurrences", "end: after needs occurrences, and occurrences needs end: after")
+        if self.repeat == "daily" and self.at is None:
+            raise at("at", "repeat: daily needs at (time of day HH:MM)")
+        if self.repeat != "daily" and self.at is not None:
+            raise at("at", f"at (time of day) is only for repeat: daily, not {self.repeat}")
+        if self.end == "after" and self.occurrences is None:
+            raise at("occurrences", "end: after needs occurrences (number of runs)")
+        if self.end != "after" and self.occurrences is not None:
+            raise at("end", "occurrences needs end: after")
         if self.end == "after" and self.start is None:
             raise at("start", "end: after needs a start date to count occurrences from")
         return self
@@ -256,6 +288,12 @@ def _reason(err: dict[str, Any]) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "string_pattern_mismatch":
+        allowed = {
+            NAME: "lower-case letters, digits and _, starting with a letter, at most 63 characters",
+            FIELD: "letters, digits, _, . and -, starting with a letter or _",
+        }.get(err["ctx"]["pattern"], "letters, digits, _, . and -")
+        return f"{err['input']!r} is not allowed here: use {allowed}"
     return msg
 
 
@@ -334,7 +372,8 @@ def find_cycle(wf: Workflow) -> list[str] | None:
 def parse_spec(data: Any, file: str = "<spec>") -> Workflow:
     """Validate already-loaded YAML data; raise SpecError naming every problem."""
     if not isinstance(data, dict):
-        raise SpecError(file, [("", "a workflow spec must be a mapping of keys (name, source, target, touchpoints, ...)")])
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise SpecError(file, [("", f"a workflow spec must be a mapping of keys (name, source, target, touchpoints, ...), got {got}")])
     try:
         wf = Workflow.model_validate(data)
     except ValidationError as exc:
@@ -353,18 +392,28 @@ def load_spec(path: str | Path) -> Workflow:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise SpecError(str(path), [("", "not a UTF-8 text file")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(str(path), [("", f"invalid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
+        if isinstance(exc, yaml.reader.ReaderError):  # a bad character: it has a position, not a mark
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+            where, problem = f"line {line}, column {column}: ", f"character #x{exc.character:04x} is not allowed"
+        else:
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
+        raise SpecError(str(path), [("", f"invalid YAML: {where}{problem}")]) from None
     wf = parse_spec(data, str(path))
-    for i, tp in enumerate(wf.touchpoints):
-        if tp.xslt is not None and not (path.parent / tp.xslt).is_file():
-            raise SpecError(str(path), [(f"touchpoints[{i}].xslt", f"file not found: {path.parent / tp.xslt}")])
+    missing = [
+        (f"touchpoints[{i}].xslt", f"file not found: {path.parent / tp.xslt}")
+        for i, tp in enumerate(wf.touchpoints)
+        if tp.xslt is not None and not (path.parent / tp.xslt).is_file()
+    ]
+    if missing:
+        raise SpecError(str(path), missing)
     return wf
 
 
