@@ -1,1 +1,137 @@
 """Shared fixtures: real servers on loopback, real databases."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_INSTALL_HINT = "install PostgreSQL (Debian/Ubuntu: apt-get install postgresql, or run .ci/postgres-install.sh)"
+
+
+def _pg_bindir() -> Path | None:
+    """The directory holding initdb and pg_ctl: from PATH, else the newest /usr/lib/postgresql/*/bin."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).resolve().parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parent.name.split(".")],
+    )
+    for bindir in reversed(candidates):
+        if (Path(bindir) / "initdb").exists() and (Path(bindir) / "pg_ctl").exists():
+            return Path(bindir)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _PgServer:
+    """A throwaway PostgreSQL cluster in a temp dir, run as the postgres user when we are root."""
+
+    user = "flowlink"
+    password = "s3cret:p@ss/w%rd"  # special characters: the URL must escape them
+    database = "flowlink_test"
+
+    def __init__(self, bindir: Path):
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="flowlink-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = 0
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("running as root but there is no 'postgres' system user to run the test server as")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        cmd = [*self.prefix, str(self.bindir / args[0]), *args[1:]]
+        done = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{log}")
+
+    def start(self) -> None:
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self.prefix:
+            owner = pwd.getpwnam("postgres")
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
+                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
+        pwfile.unlink()
+        for attempt in range(3):
+            self.port = _free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+
+    def url(self, database: str) -> str:
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2", username=self.user, password=self.password,
+            host="127.0.0.1", port=self.port, database=database,
+        ).render_as_string(hide_password=False)
+
+    def create_database(self) -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{self.database}"')
+        engine.dispose()
+
+    def stop(self) -> None:
+        if self.data.exists() and (self.data / "postmaster.pid").exists():
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            except RuntimeError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A SQLAlchemy URL (postgresql+psycopg2://...@127.0.0.1:PORT/flowlink_test) of a throwaway server.
+
+    Skips (fails when CI is set) if the PostgreSQL server binaries are not installed.
+    """
+    bindir = _pg_bindir()
+    if bindir is None:
+        message = f"PostgreSQL server binaries (initdb, pg_ctl) not found: {PG_INSTALL_HINT}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = _PgServer(bindir)
+    try:
+        server.start()
+        server.create_database()
+    except BaseException:
+        server.stop()
+        raise
+    try:
+        yield server.url(server.database)
+    finally:
+        server.stop()

@@ -1,0 +1,110 @@
+"""The interface every connector follows. Nothing here knows about Airflow.
+
+A connector is a *source* (reads records) or a *target* (writes records), or both.
+Records are plain JSON-safe dicts: str, int, float, bool, None, lists and dicts of
+those. Connectors convert database/driver values before yielding them:
+
+* ``datetime``/``date``/``time`` -> ISO 8601 string (``isoformat()``)
+* ``Decimal`` -> ``str`` (exact; never a float)
+* ``UUID`` -> ``str``
+* ``bytes``/``memoryview`` -> refused with :class:`ConnectorError` (not JSON-safe)
+
+Errors:
+
+* a whole-application problem (unreachable, bad credentials, no such table,
+  unsupported dialect) raises :class:`ConnectorError`; the caller fails the task.
+* a problem with one record (constraint violation, wrong type, unknown field) is
+  never an exception: it is a :class:`WriteResult` with ``ok=False`` and a clear
+  ``error`` message, and the other records of the batch are still written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from flowlink.errors import FlowlinkError
+from flowlink.spec import Extract, Load
+
+__all__ = ["ConnectorError", "Source", "Target", "WriteResult", "json_safe"]
+
+
+class ConnectorError(FlowlinkError):
+    """The application as a whole cannot be read or written (unreachable, no such table, ...)."""
+
+
+@dataclass
+class WriteResult:
+    """The outcome of writing one record: ``key`` is the record's load key as a string."""
+
+    key: str
+    ok: bool
+    destination_id: str | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Source(Protocol):
+    def read(
+        self,
+        extract: Extract,
+        *,
+        since: Any = None,
+        ids: list[str] | None = None,
+        batch_size: int,
+    ) -> Iterator[list[dict]]:
+        """Yield batches (lists of at most ``batch_size`` JSON-safe dicts).
+
+        Order: by ``extract.incremental`` then ``extract.key`` when incremental is set,
+        else by ``extract.key``.
+        ``since``: only records whose incremental field is greater than it
+        (ignored when ``extract.incremental`` is not set).
+        ``ids``: only records whose key (compared as a string) is in the list; a resync
+        of chosen records, so ``since`` is ignored. An empty list yields nothing.
+        Raises :class:`ConnectorError` for a whole-application problem.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections/handles; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+        """Write records by ``load.method``; exactly one result per input record, in order.
+
+        Per-record problems are results with ``ok=False``; only whole-application
+        problems raise :class:`ConnectorError`.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections/handles; safe to call twice."""
+        ...
+
+
+def json_safe(value: Any, field: str = "?") -> Any:
+    """Convert a driver value to a JSON-safe value (see the module docstring)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise ConnectorError(f"field {field!r} holds binary data, which flowlink does not transfer")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, field) for v in value]
+    return str(value)

@@ -1,0 +1,394 @@
+"""Files in one folder: CSV, JSON, JSON Lines and XML.
+
+Formats (from the file extension):
+
+* ``.csv``: a header row, then one record per row (UTF-8, a BOM is accepted).
+  Every value reads back as a string (an empty cell is ``""``).
+* ``.json``: an array of objects. Values keep their JSON types.
+* ``.jsonl``: one JSON object per line (blank lines are skipped).
+* ``.xml``: ``<records><record><field>value</field>...</record>...</records>``.
+  Every value reads back as a string; a field whose value is ``None`` is left out.
+
+When writing CSV and XML: ``None`` -> empty cell / no element, booleans -> ``true``/
+``false``, lists and dicts -> JSON text, numbers -> ``str()``.
+
+Reading (:class:`FileSource`): ``extract.file`` is a glob pattern inside the folder
+(``orders-*.csv``); ``..`` and absolute paths are refused, and so are matches that
+resolve outside the folder (symlinks). Matching files are read in name order, all their
+records are collected and then ordered by (incremental, key) or by key. ``since`` and
+``ids`` work as for SQL: values compare as numbers when both parse as numbers, else as
+strings; ``ids`` compares keys as strings and ignores ``since``. No match -> no records.
+
+Writing (:class:`FileTarget`): ``load.file`` names one file in the folder. Records are
+merged into the existing file by ``load.key``: ``upsert`` updates the fields the record
+carries (other fields keep their values) or appends a new record; ``insert`` reports an
+existing key as ``ok=False, error="already exists"``, like :class:`SqlTarget`. The file is
+rewritten atomically (a temp file in the same folder, fsync, ``os.replace``), so a crash
+leaves either the old or the new file. Writers to the same folder are serialised with
+an advisory lock on the folder (``flock``) where the OS supports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from lxml import etree
+
+from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.spec import Extract, Load
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FileSource", "FileTarget"]
+
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".xml": "xml"}
+XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _format(path: str | PurePath) -> str:
+    suffix = PurePosixPath(str(path)).suffix.lower()
+    if suffix not in FORMATS:
+        raise ConnectorError(f"{path}: unknown file format {suffix or '(no extension)'!r}; use .csv, .json, .jsonl or .xml")
+    return FORMATS[suffix]
+
+
+def _check_relative(pattern: str, what: str) -> str:
+    """A path or pattern that must stay inside the folder."""
+    if not pattern or not pattern.strip():
+        raise ConnectorError(f"{what} is empty")
+    posix, windows = PurePosixPath(pattern), PureWindowsPath(pattern)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or pattern.startswith(("/", "\\")):
+        raise ConnectorError(f"{what} {pattern!r} must be relative to the connection's folder, not an absolute path")
+    if ".." in posix.parts or ".." in windows.parts:
+        raise ConnectorError(f"{what} {pattern!r} must stay inside the connection's folder ('..' is not allowed)")
+    return pattern
+
+
+class _Folder:
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+
+    def _root(self) -> Path:
+        if not self.folder.is_dir():
+            raise ConnectorError(f"folder not found: {self.folder}")
+        return self.folder.resolve()
+
+    def _inside(self, root: Path, path: Path, what: str) -> Path:
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ConnectorError(f"{what} {path.relative_to(self.folder)} leads outside the connection's folder")
+        return resolved
+
+    def close(self) -> None:
+        """Nothing to release; files are opened and closed per call."""
+
+
+class FileSource(_Folder):
+    """Reads records from the files matching ``extract.file`` (see the module docstring)."""
+
+    def read(
+        self,
+        extract: Extract,
+        *,
+        since: Any = None,
+        ids: list[str] | None = None,
+        batch_size: int,
+    ) -> Iterator[list[dict]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not extract.file:
+            raise ConnectorError("a file source reads extract.file")
+        pattern = _check_relative(extract.file, "extract.file")
+        if ids is not None and not ids:
+            return
+        root = self._root()
+        files = sorted((p for p in self.folder.glob(pattern) if p.is_file()), key=lambda p: p.relative_to(self.folder).as_posix())
+        wanted = {str(i) for i in ids} if ids is not None else None
+        records: list[dict] = []
+        for path in files:
+            resolved = self._inside(root, path, "extract.file match")
+            name = path.relative_to(self.folder).as_posix()
+            for n, record in enumerate(_read_file(resolved, name), start=1):
+                if extract.key not in record:
+                    raise ConnectorError(f"{name}: record {n} has no key field {extract.key!r}")
+                if wanted is not None:
+                    if _text(record[extract.key]) not in wanted:
+                        continue
+                elif since is not None and extract.incremental:
+                    value = record.get(extract.incremental)
+                    if value is None or not _greater(value, since):
+                        continue
+                records.append(record)
+        if extract.incremental:
+            records.sort(key=lambda r: (_sort_key(r.get(extract.incremental)), _sort_key(r.get(extract.key))))
+        else:
+            records.sort(key=lambda r: _sort_key(r.get(extract.key)))
+        for start in range(0, len(records), batch_size):
+            yield records[start:start + batch_size]
+
+
+class FileTarget(_Folder):
+    """Merges records into the file ``load.file`` by key (see the module docstring)."""
+
+    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+        if not load.file:
+            raise ConnectorError("a file target writes load.file")
+        name = _check_relative(load.file, "load.file")
+        if any(c in name for c in "*?["):
+            raise ConnectorError(f"load.file {name!r} must name one file, not a pattern")
+        fmt = _format(name)
+        root = self._root()
+        path = self.folder / name
+        self._inside(root, path.parent, "load.file folder")
+        if path.exists():
+            self._inside(root, path, "load.file")
+        if not records:
+            return []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(root):
+            existing = _read_file(path, name) if path.exists() else []
+            merged: dict[Any, dict] = {}
+            for n, record in enumerate(existing):
+                value = record.get(load.key)
+                merged[("k", _text(value)) if value is not None else ("row", n)] = record
+            results: list[WriteResult] = []
+            for record in records:
+                key = _text(record.get(load.key)) if isinstance(record, dict) and record.get(load.key) is not None else ""
+                problem = _problem(record, load.key, fmt)
+                if problem:
+                    results.append(WriteResult(key=key, ok=False, error=problem))
+                    continue
+                slot = ("k", key)
+                if slot in merged and load.method == "insert":
+                    results.append(WriteResult(key=key, ok=False, error="already exists"))
+                    continue
+                safe = {k: json_safe(v, k) for k, v in record.items()}
+                merged[slot] = {**merged[slot], **safe} if slot in merged else safe
+                results.append(WriteResult(key=key, ok=True, destination_id=key))
+            if any(r.ok for r in results):
+                _write_atomically(path, _render(fmt, list(merged.values())))
+        return results
+
+
+def _problem(record: Any, key: str, fmt: str) -> str | None:
+    if not isinstance(record, dict):
+        return f"a record must be a mapping of fields, got {type(record).__name__}"
+    if record.get(key) is None:
+        return f"the record has no value for the key field {key!r}"
+    for field, value in record.items():
+        if not isinstance(field, str) or not field:
+            return f"field names must be non-empty strings, got {field!r}"
+        if fmt == "xml" and (not XML_NAME.match(field) or field.lower().startswith("xml")):
+            return f"field name {field!r} cannot be an XML element name"
+        try:
+            json_safe(value, field)
+        except ConnectorError as exc:
+            return str(exc)
+    return None
+
+
+# --- comparing -----------------------------------------------------------------------
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _greater(value: Any, since: Any) -> bool:
+    a, b = _number(value), _number(since)
+    if a is not None and b is not None:
+        return a > b
+    return _text(value) > _text(since)
+
+
+def _sort_key(value: Any) -> tuple:
+    """None first, then numbers by value, then everything else as text."""
+    if value is None:
+        return (0,)
+    number = _number(value)
+    if number is not None:
+        return (1, number, "")
+    return (2, Decimal(0), _text(value))
+
+
+# --- reading --------------------------------------------------------------------------
+
+def _read_file(path: Path, name: str) -> list[dict]:
+    fmt = _format(name)
+    try:
+        if fmt == "xml":
+            return _read_xml(path, name)
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConnectorError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConnectorError(f"{name}: not a UTF-8 text file") from None
+    if fmt == "csv":
+        return _read_csv(text, name)
+    if fmt == "json":
+        try:
+            data = json.loads(text) if text.strip() else []
+        except json.JSONDecodeError as exc:
+            raise ConnectorError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        if not isinstance(data, list):
+            raise ConnectorError(f"{name}: a .json file must hold an array of objects (use .jsonl for JSON Lines)")
+        for n, item in enumerate(data, start=1):
+            if not isinstance(item, dict):
+                raise ConnectorError(f"{name}: item {n} is not an object")
+        return data
+    records = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConnectorError(f"{name}: invalid JSON on line {n}: {exc.msg}") from None
+        if not isinstance(item, dict):
+            raise ConnectorError(f"{name}: line {n} is not a JSON object")
+        records.append(item)
+    return records
+
+
+def _read_csv(text: str, name: str) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        records = []
+        for row in reader:
+            if None in row:
+                raise ConnectorError(f"{name}: line {reader.line_num} has more cells than the header")
+            records.append({k: ("" if v is None else v) for k, v in row.items()})
+    except csv.Error as exc:
+        raise ConnectorError(f"{name}: invalid CSV at line {reader.line_num}: {exc}") from None
+    if reader.fieldnames and len(set(reader.fieldnames)) != len(reader.fieldnames):
+        raise ConnectorError(f"{name}: the header repeats a column name")
+    return records
+
+
+def _read_xml(path: Path, name: str) -> list[dict]:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True)
+    try:
+        root = etree.parse(str(path), parser).getroot()
+    except etree.XMLSyntaxError as exc:
+        raise ConnectorError(f"{name}: invalid XML: {exc}") from None
+    except OSError as exc:
+        raise ConnectorError(f"cannot read {name}: {exc}") from None
+    records = []
+    for n, element in enumerate((e for e in root if isinstance(e.tag, str)), start=1):
+        record = {}
+        for child in element:
+            if not isinstance(child.tag, str):
+                continue
+            field = etree.QName(child).localname
+            if field in record:
+                raise ConnectorError(f"{name}: record {n} has the field {field!r} twice")
+            record[field] = child.text or ""
+        records.append(record)
+    return records
+
+
+# --- writing --------------------------------------------------------------------------
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _render(fmt: str, records: list[dict]) -> bytes:
+    if fmt == "json":
+        return (json.dumps(records, ensure_ascii=False, indent=2) + "\n").encode()
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    if fmt == "csv":
+        fields = list(dict.fromkeys(f for r in records for f in r))
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({f: _cell(record.get(f)) for f in fields})
+        return out.getvalue().encode()
+    root = etree.Element("records")
+    for record in records:
+        element = etree.SubElement(root, "record")
+        for field, value in record.items():
+            if value is not None:
+                etree.SubElement(element, field).text = _cell(value)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConnectorError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,0 +1,378 @@
+"""SQL databases through SQLAlchemy 2: any URL to read, SQLite and PostgreSQL to upsert.
+
+Reading (:class:`SqlSource`)
+    ``extract.table`` (``name`` or ``schema.name``) or ``extract.query`` (wrapped as a
+    subquery), plus the spec author's ``extract.filter`` condition (appended with AND),
+    ``incremental > :since`` and ``CAST(key AS VARCHAR) IN (...)`` for ``ids`` (keys are
+    compared as strings; the ids are sent in chunks). Results are streamed with a
+    server-side cursor (``stream_results``) and fetched ``batch_size`` rows at a time.
+    Values are passed through :func:`flowlink.connectors.base.json_safe`: datetimes ->
+    ISO strings, ``Decimal`` -> ``str``, bytes refused. No column types are applied on
+    the way out, so SQLite returns what it stores.
+
+Writing (:class:`SqlTarget`)
+    ``upsert``: ``INSERT .. ON CONFLICT (key) DO UPDATE`` of the columns the record
+    carries (other columns keep their values). ``insert``: ``INSERT .. ON CONFLICT (key)
+    DO NOTHING RETURNING key``; a record whose key already exists is reported as
+    ``ok=False, error="already exists"`` and the existing row is left unchanged (so a
+    caller can tell new records from skipped ones). Both need a primary key or unique
+    constraint on ``load.key``. Upsert is implemented for the ``sqlite`` and
+    ``postgresql`` dialects; other dialects raise :class:`ConnectorError` for upsert and
+    use a plain ``INSERT`` for insert (a duplicate then fails that record).
+
+    Values are sent to the driver as they are (no column-type conversion): ISO strings
+    for dates work on PostgreSQL and are stored as text on SQLite; dicts (and lists for
+    JSON columns) are sent as JSON text.
+
+    One transaction per ``write()`` call. If the batch fails (constraint, type error),
+    it is rolled back and retried record by record, each in its own SAVEPOINT, so only
+    the bad records fail; their error is the first line of the database's message
+    (never the SQL parameters). A record field that is not a column of the table fails
+    that record naming the column. The destination id is the key value as a string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine
+
+from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.spec import Extract, Load
+
+__all__ = ["SqlSource", "SqlTarget", "sql_url_from_connection"]
+
+ID_CHUNK = 500
+UPSERT_DIALECTS = ("sqlite", "postgresql")
+# Airflow connection extras passed to libpq as URL query parameters.
+_PG_EXTRAS = (
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "connect_timeout",
+    "application_name", "options", "target_session_attrs", "keepalives", "keepalives_idle",
+)
+_DRIVERS = {
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mssql": "mssql+pyodbc",
+    "oracle": "oracle+oracledb",
+}
+
+
+def sql_url_from_connection(
+    conn_type: str,
+    host: str | None,
+    login: str | None,
+    password: str | None,
+    port: int | None,
+    schema: str | None,
+    extra: dict | None,
+) -> str:
+    """A SQLAlchemy URL string from an Airflow connection's fields.
+
+    ``extra["sqlalchemy_url"]`` wins if given. ``sqlite``: ``host`` is the database file
+    path. ``postgres``/``postgresql`` -> ``postgresql+psycopg2``, ``schema`` is the
+    database name and libpq extras (sslmode, ...) become query parameters. Other types
+    are used as the SQLAlchemy driver name. The password is escaped.
+    """
+    extra = extra or {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    kind = (conn_type or "").strip().lower()
+    if not kind:
+        raise ConnectorError("the connection has no type; set conn_type (sqlite, postgres, ...)")
+    if kind == "sqlite":
+        if not host:
+            raise ConnectorError("a sqlite connection needs host = the path of the database file")
+        return URL.create("sqlite", database=host).render_as_string(hide_password=False)
+    drivername = _DRIVERS.get(kind, kind)
+    query: dict[str, str] = {}
+    if drivername.startswith("postgresql"):
+        query = {k: str(extra[k]) for k in _PG_EXTRAS if extra.get(k) not in (None, "")}
+    url = URL.create(
+        drivername,
+        username=login or None,
+        password=password or None,
+        host=host or None,
+        port=int(port) if port else None,
+        database=schema or None,
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _first_line(error: BaseException) -> str:
+    """The database's own message, first line only (no SQL, no parameters)."""
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip()
+    line = text.splitlines()[0].strip() if text else type(error).__name__
+    return line or type(error).__name__
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    schema, dot, table = name.strip().rpartition(".")
+    return (schema or None) if dot else None, table
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
+        raise ConnectorError(f"invalid database URL: {exc}") from None
+    except ImportError as exc:
+        raise ConnectorError(f"the database driver is not installed: {exc}") from None
+    if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        # pysqlite's own transaction handling breaks SAVEPOINTs; let SQLAlchemy emit BEGIN.
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_transactions(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+class _Sql:
+    def __init__(self, url: str):
+        self.engine = _make_engine(url)
+        self._where = self.engine.url.render_as_string(hide_password=True)
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except sa_exc.SQLAlchemyError as exc:
+            raise ConnectorError(f"cannot connect to {self._where}: {_first_line(exc)}") from None
+
+    def _columns(self, conn: Connection, name: str) -> dict[str, Any]:
+        """Column name -> SQLAlchemy type of a table; ConnectorError if it does not exist."""
+        schema, table = _split_name(name)
+        try:
+            insp = sa.inspect(conn)
+            if not insp.has_table(table, schema=schema):
+                raise ConnectorError(f"no such table {name!r} in {self._where}")
+            return {c["name"]: c["type"] for c in insp.get_columns(table, schema=schema)}
+        except sa_exc.SQLAlchemyError as exc:
+            raise ConnectorError(f"cannot inspect table {name!r}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class SqlSource(_Sql):
+    """Reads a table or query of any SQLAlchemy database (see the module docstring)."""
+
+    def read(
+        self,
+        extract: Extract,
+        *,
+        since: Any = None,
+        ids: list[str] | None = None,
+        batch_size: int,
+    ) -> Iterator[list[dict]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not (extract.table or extract.query):
+            raise ConnectorError("a sql source reads extract.table or extract.query")
+        if ids is not None and not ids:
+            return
+        with self._connect() as conn:
+            what = f"table {extract.table!r}" if extract.table else "the query"
+            if extract.table:
+                columns = self._columns(conn, extract.table)
+                for role, field in (("key", extract.key), ("incremental", extract.incremental)):
+                    if field and field not in columns:
+                        raise ConnectorError(f"extract.{role} {field!r} is not a column of table {extract.table!r}")
+            batch: list[dict] = []
+            try:
+                for stmt, params in self._statements(extract, since, ids):
+                    result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt, params)
+                    for rows in result.mappings().partitions(batch_size):
+                        for row in rows:
+                            batch.append({str(k): json_safe(v, str(k)) for k, v in row.items()})
+                            if len(batch) == batch_size:
+                                yield batch
+                                batch = []
+                    result.close()
+            except sa_exc.SQLAlchemyError as exc:
+                raise ConnectorError(f"cannot read {what}: {_first_line(exc)}") from None
+            if batch:
+                yield batch
+
+    def _statements(self, extract: Extract, since: Any, ids: list[str] | None) -> Iterator[tuple[sa.Select, dict]]:
+        if extract.table:
+            schema, name = _split_name(extract.table)
+            source: Any = sa.table(name, schema=schema)
+        else:
+            query = extract.query.strip().rstrip(";").strip()
+            source = sa.text(query).columns().subquery("flowlink_src")
+        key = sa.column(extract.key)
+        stmt = sa.select(sa.literal_column("*")).select_from(source)
+        if extract.filter:
+            stmt = stmt.where(sa.text(f"({extract.filter})"))
+        order = [key]
+        if extract.incremental:
+            inc = sa.column(extract.incremental)
+            order = [inc, key]
+            if since is not None and ids is None:
+                stmt = stmt.where(inc > sa.bindparam("since"))
+        stmt = stmt.order_by(*order)
+        params = {"since": since} if since is not None and ids is None and extract.incremental else {}
+        if ids is None:
+            yield stmt, params
+            return
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start:start + ID_CHUNK]
+            yield stmt.where(sa.cast(key, sa.String).in_(chunk)), params
+
+
+class SqlTarget(_Sql):
+    """Upserts or inserts records into a table (see the module docstring)."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self._tables: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def _table_columns(self, conn: Connection, load: Load) -> dict[str, Any]:
+        cache_key = (load.table, load.key)
+        if cache_key not in self._tables:
+            columns = self._columns(conn, load.table)
+            if load.key not in columns:
+                raise ConnectorError(f"load.key {load.key!r} is not a column of table {load.table!r}")
+            if self.engine.dialect.name in UPSERT_DIALECTS and not self._key_is_unique(conn, load):
+                raise ConnectorError(
+                    f"load.key {load.key!r} of table {load.table!r} needs a primary key or unique constraint "
+                    "to be written by key"
+                )
+            self._tables[cache_key] = columns
+        return self._tables[cache_key]
+
+    def _key_is_unique(self, conn: Connection, load: Load) -> bool:
+        schema, table = _split_name(load.table)
+        insp = sa.inspect(conn)
+        sets = [insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
+        sets += [u["column_names"] for u in insp.get_unique_constraints(table, schema=schema)]
+        sets += [i["column_names"] for i in insp.get_indexes(table, schema=schema) if i.get("unique")]
+        return [load.key] in [list(s) for s in sets]
+
+    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+        if not load.table:
+            raise ConnectorError("a sql target writes load.table")
+        dialect = self.engine.dialect.name
+        if load.method == "upsert" and dialect not in UPSERT_DIALECTS:
+            raise ConnectorError(
+                f"upsert is not supported for {dialect} databases (only {', '.join(UPSERT_DIALECTS)}); use method: insert"
+            )
+        results: list[WriteResult | None] = [None] * len(records)
+        if not records:
+            return []
+        with self._connect() as conn:
+            columns = self._table_columns(conn, load)
+            conn.rollback()  # end the transaction the inspection began
+            good: list[tuple[int, dict]] = []
+            for i, record in enumerate(records):
+                problem, row = self._check(load, columns, record)
+                if problem:
+                    results[i] = WriteResult(key=_key_of(record, load.key), ok=False, error=problem)
+                else:
+                    good.append((i, row))
+            if good:
+                try:
+                    with conn.begin():
+                        for i, result in self._write_rows(conn, load, columns, good):
+                            results[i] = result
+                except sa_exc.SQLAlchemyError as exc:
+                    self._fail_if_disconnected(exc)
+                    with conn.begin():
+                        for i, row in good:
+                            results[i] = self._write_one(conn, load, columns, row)
+        return [r for r in results if r is not None]
+
+    def _check(self, load: Load, columns: dict[str, Any], record: Any) -> tuple[str | None, dict]:
+        if not isinstance(record, dict):
+            return f"a record must be a mapping of fields, got {type(record).__name__}", {}
+        if record.get(load.key) is None:
+            return f"the record has no value for the key field {load.key!r}", {}
+        unknown = [f for f in record if f not in columns]
+        if unknown:
+            names = ", ".join(repr(f) for f in unknown)
+            return f"table {load.table!r} has no column {names}", {}
+        return None, {k: _to_db(v, columns[k]) for k, v in record.items()}
+
+    def _statement(self, load: Load, fields: tuple[str, ...]) -> Any:
+        schema, name = _split_name(load.table)
+        table = sa.table(name, *[sa.column(f) for f in fields], schema=schema)
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            return sa.insert(table)
+        stmt = insert(table)
+        if load.method == "insert":
+            return stmt.on_conflict_do_nothing(index_elements=[load.key]).returning(table.c[load.key])
+        updates = {f: stmt.excluded[f] for f in fields if f != load.key}
+        if not updates:
+            return stmt.on_conflict_do_nothing(index_elements=[load.key])
+        return stmt.on_conflict_do_update(index_elements=[load.key], set_=updates)
+
+    def _returns_keys(self, load: Load) -> bool:
+        return load.method == "insert" and self.engine.dialect.name in UPSERT_DIALECTS
+
+    def _write_rows(
+        self, conn: Connection, load: Load, columns: dict[str, Any], rows: list[tuple[int, dict]]
+    ) -> Iterator[tuple[int, WriteResult]]:
+        """The whole batch, one statement per group of records with the same fields."""
+        groups: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
+        for i, row in rows:
+            groups.setdefault(tuple(row), []).append((i, row))
+        out: list[tuple[int, WriteResult]] = []
+        for fields, group in groups.items():
+            result = conn.execute(self._statement(load, fields), [row for _, row in group])
+            inserted = {str(json_safe(k)) for k in result.scalars().all()} if self._returns_keys(load) else None
+            for i, row in group:
+                key = _key_of(row, load.key)
+                if inserted is None or key in inserted:
+                    out.append((i, WriteResult(key=key, ok=True, destination_id=key)))
+                    if inserted is not None:
+                        inserted.discard(key)  # a second record with the same key in this batch already exists
+                else:
+                    out.append((i, WriteResult(key=key, ok=False, error="already exists")))
+        return iter(out)
+
+    def _write_one(self, conn: Connection, load: Load, columns: dict[str, Any], row: dict) -> WriteResult:
+        key = _key_of(row, load.key)
+        savepoint = conn.begin_nested()
+        try:
+            result = conn.execute(self._statement(load, tuple(row)), row)
+            if self._returns_keys(load) and result.first() is None:
+                savepoint.commit()
+                return WriteResult(key=key, ok=False, error="already exists")
+            savepoint.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            self._fail_if_disconnected(exc)
+            savepoint.rollback()
+            return WriteResult(key=key, ok=False, error=_first_line(exc))
+        return WriteResult(key=key, ok=True, destination_id=key)
+
+    def _fail_if_disconnected(self, exc: sa_exc.SQLAlchemyError) -> None:
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            raise ConnectorError(f"lost the connection to {self._where}: {_first_line(exc)}") from None
+
+
+def _key_of(record: Any, key: str) -> str:
+    value = record.get(key) if isinstance(record, dict) else None
+    return "" if value is None else str(json_safe(value))
+
+
+def _to_db(value: Any, column_type: Any) -> Any:
+    """A JSON value as the driver should receive it for this column."""
+    if isinstance(value, dict) or (isinstance(value, list) and isinstance(column_type, sa.JSON)):
+        return json.dumps(value)
+    return value
