@@ -130,6 +130,14 @@ class MappingRule(Model):
     default: str | None = Field(None, description="lookup: value when no entry matches (default: keep the value)")
     type: Literal["string", "integer", "number", "boolean"] = Field("string", description="type of the output value")
 
+    @field_validator("lookup", mode="before")
+    @classmethod
+    def _lookup_keys_as_text(cls, value: Any) -> Any:
+        """YAML reads `{1: active}` with a number key; lookups compare text, so keys and values become text."""
+        if isinstance(value, dict):
+            return {_text(k): _text(v) for k, v in value.items()}
+        return value
+
     @field_validator("xpath")
     @classmethod
     def _xpath_compiles(cls, value: str | None) -> str | None:
@@ -385,6 +393,26 @@ def parse_spec(data: Any, file: str = "<spec>") -> Workflow:
     return wf
 
 
+def _text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path) -> Workflow:
     """Read and validate a workflow YAML file."""
     path = Path(path)
@@ -395,7 +423,7 @@ def load_spec(path: str | Path) -> Workflow:
     except UnicodeDecodeError as exc:
         raise SpecError(str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if isinstance(exc, yaml.reader.ReaderError):  # a bad character: it has a position, not a mark

@@ -414,3 +414,19 @@ def test_parse_spec_default_file_name():
     with pytest.raises(SpecError) as caught:
         parse_spec([])
     assert str(caught.value).startswith("<spec>: (top): a workflow spec must be a mapping")
+
+
+def test_a_key_given_twice_in_the_yaml_is_refused(tmp_path):
+    text = EXAMPLE.read_text().replace("name: erp_to_shop\n", "name: erp_to_shop\nname: other\n", 1)
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.problems == [("", "invalid YAML: line 3, column 1: key 'name' is given twice (first on line 2)")]
+
+
+def test_lookup_keys_written_as_numbers_or_booleans_compare_as_text():
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    data["touchpoints"][0]["mapping"][3]["lookup"] = {1: "one", 2.5: "half", "DE": 49, "ok": True}
+    wf = parse_spec(data, "x.yaml")
+    assert wf.touchpoints[0].mapping[3].lookup == {"1": "one", "2.5": "half", "DE": "49", "ok": "true"}
