@@ -1,0 +1,152 @@
+"""End to end through Airflow: the example workflow from a SQLite ERP to a REST shop on loopback, via dag.test()."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from examples.demo_erp import create as create_erp
+from examples.demo_erp import touch
+from examples.demo_shop import DemoShop
+from flowlink.actions import publish_workflow, request_resync
+from flowlink.store import Store, bucket, snapshots, state
+from tests.airflow_helpers import REPO, run_dag
+
+CUSTOMERS, ORDERS = 400, 600  # 1,000 records over two touchpoints
+COUNTRIES = {"DE": "Germany", "FR": "France", "US": "United States"}
+STATUSES = {"N": "new", "S": "shipped", "C": "cancelled"}
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch, airflow_db):
+    """A fresh Flowlink home, the demo ERP with 1,000 records, the demo shop on loopback, the example published."""
+    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
+    erp = tmp_path / "erp.db"
+    create_erp(erp, customers=CUSTOMERS, orders=ORDERS)
+    shop = DemoShop()
+    url = shop.start()
+    monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(erp)}))
+    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": url}))
+    store = Store.open()
+    publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml")
+    yield erp, shop, store
+    shop.stop()
+    store.dispose()
+
+
+def erp_rows(erp, table):
+    with sqlite3.connect(erp) as conn:
+        conn.row_factory = sqlite3.Row
+        return {str(r["id"]): dict(r) for r in conn.execute(f"SELECT * FROM {table}")}
+
+
+def total_writes(shop):
+    return sum(shop.writes("customers").values()) + sum(shop.writes("orders").values())
+
+
+def test_records_arrive_exactly_once_with_mapped_fields_and_a_second_run_sends_nothing(demo):
+    erp, shop, store = demo
+    run, states = run_dag("erp_to_shop")
+    assert run.state == "success", states
+    assert set(states.values()) == {"success"}
+
+    customers, orders = shop.records("customers"), shop.records("orders")
+    assert len(customers) == CUSTOMERS and len(orders) == ORDERS
+    assert set(shop.writes("customers").values()) == {1} and set(shop.writes("orders").values()) == {1}
+    for cid, src in erp_rows(erp, "customers").items():
+        assert customers[cid] == {
+            "id": cid,
+            "customer_id": cid,
+            "name": f"{src['first_name']} {src['last_name']}",
+            "email": src["email"].lower(),
+            "country": COUNTRIES.get(src["country_code"], "Other"),
+            "channel": "erp",
+        }
+    for oid, src in erp_rows(erp, "orders").items():
+        assert orders[oid]["customer_id"] == str(src["customer_id"])
+        assert orders[oid]["total"] == f"{src['amount']:.2f}"
+        assert orders[oid]["status"] == STATUSES[src["status"]]
+
+    assert bucket.counts(store, "erp_to_shop") == {("customers", "success"): CUSTOMERS, ("orders", "success"): ORDERS}
+    snap = snapshots.snapshot(store, run.run_id)
+    by_step = {(s["touchpoint"], s["step"]): s for s in snap["steps"]}
+    assert by_step[("customers", "load")]["count_out"] == CUSTOMERS
+    assert by_step[("orders", "extract")]["count_in"] == ORDERS
+    assert len(by_step[("customers", "extract")]["files"]) == CUSTOMERS // 200  # batch_size 200
+    assert len([d for d in snap["data_log"] if d["step"] == "load"]) == CUSTOMERS + ORDERS
+    assert state.watermark(store, "erp_to_shop", "orders") == max(r["updated_at"] for r in erp_rows(erp, "orders").values())
+
+    # No source changes: the second run sends nothing.
+    before = total_writes(shop)
+    run2, states2 = run_dag("erp_to_shop")
+    assert run2.state == "success", states2
+    assert total_writes(shop) == before
+    steps2 = {(s["touchpoint"], s["step"]): s for s in snapshots.snapshot(store, run2.run_id)["steps"]}
+    assert steps2[("customers", "extract")]["count_out"] == 0 and steps2[("orders", "load")]["count_in"] == 0
+
+    # Three customers change in the ERP: only they are sent again, as updates (no duplicates).
+    touch(erp, "customers", [3, 4, 5])
+    run3, _ = run_dag("erp_to_shop")
+    assert run3.state == "success"
+    assert total_writes(shop) == before + 3
+    assert {k for k, n in shop.writes("customers").items() if n == 2} == {"3", "4", "5"}
+    assert len(shop.records("customers")) == CUSTOMERS
+
+
+def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
+    erp, shop, store = demo
+    rejected = ["5", "7", "11"]
+    shop.reject("customers", rejected, status=422, message="email: blocked by the shop's spam filter")
+    run, states = run_dag("erp_to_shop")
+    assert run.state == "failed"  # a run with failed records is not green
+    assert states["customers.load"] == "failed"
+    assert states["orders.load"] in ("failed", "success")  # orders still ran: record failures do not stop it
+
+    failed = {r["source_id"]: r for r in bucket.rows(store, "erp_to_shop", touchpoint="customers", status="failed")}
+    assert set(failed) == set(rejected)
+    assert all("blocked by the shop's spam filter" in r["message"] and r["tries"] == 1 for r in failed.values())
+    assert bucket.count(store, "erp_to_shop", touchpoint="customers", status="success") == CUSTOMERS - 3
+    # Orders of the rejected customers are rejected by the shop too (unknown customer), and only those.
+    orders_of_rejected = {oid for oid, o in erp_rows(erp, "orders").items() if str(o["customer_id"]) in rejected}
+    failed_orders = {r["source_id"]: r for r in bucket.rows(store, "erp_to_shop", touchpoint="orders", status="failed", limit=1000)}
+    assert set(failed_orders) == orders_of_rejected
+    assert all("unknown customer" in r["message"] for r in failed_orders.values())
+    assert len(shop.records("orders")) == ORDERS - len(orders_of_rejected)
+
+    # The shop is fixed; resync the failed customers, then the failed orders.
+    shop.reject("customers", [])
+    resync_id, ids = request_resync(store, "erp_to_shop", "customers", failed=True)
+    assert sorted(ids) == sorted(rejected)
+    run2, states2 = run_dag("erp_to_shop", conf={"resync_id": resync_id})
+    assert run2.state == "success", states2
+    assert states2["orders.extract"] == "skipped"  # a resync touches only the chosen touchpoint
+    assert bucket.count(store, "erp_to_shop", touchpoint="customers", status="failed") == 0
+    assert {r["source_id"]: r["tries"] for r in bucket.rows(store, "erp_to_shop", touchpoint="customers", limit=1000)
+            if r["source_id"] in rejected} == {i: 2 for i in rejected}
+
+    resync_id, ids = request_resync(store, "erp_to_shop", "orders", failed=True)
+    run3, _ = run_dag("erp_to_shop", conf={"resync_id": resync_id})
+    assert run3.state == "success"
+    assert bucket.counts(store, "erp_to_shop") == {("customers", "success"): CUSTOMERS, ("orders", "success"): ORDERS}
+    assert len(shop.records("customers")) == CUSTOMERS and len(shop.records("orders")) == ORDERS
+    # Every record was accepted exactly once: the rejected attempts plus one resync each, nothing else.
+    writes = shop.writes("customers")
+    assert Counter(writes.values()) == Counter({1: CUSTOMERS - 3, 2: 3})
+    # Resync runs never move the watermark, and a normal run afterwards sends nothing.
+    before = total_writes(shop)
+    run4, _ = run_dag("erp_to_shop")
+    assert run4.state == "success" and total_writes(shop) == before
+
+
+def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo):
+    erp, shop, store = demo
+    shop.stop()  # the shop is down: connection refused
+    run, states = run_dag("erp_to_shop")
+    assert run.state == "failed"
+    assert states["customers.load"] == "failed"
+    assert state.watermark(store, "erp_to_shop", "customers") is None  # the next run reads everything again
+    load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"] if s["step"] == "load")
+    assert load["status"] == "failed" and "127.0.0.1" in load["message"]

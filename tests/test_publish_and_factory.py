@@ -1,0 +1,136 @@
+"""Publishing (versioned, checksummed, immutable) and the DAG factory (one DAG per live file, broken files reported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowlink import publish, settings
+from flowlink.errors import FlowlinkError
+from flowlink.spec import SpecError
+from tests.airflow_helpers import REPO, load_dags
+
+EXAMPLE = REPO / "examples" / "erp_to_shop.yaml"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
+    return tmp_path / "flowlink"
+
+
+def spec_copy(tmp_path: Path, name: str = "erp_to_shop", **changes) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["name"] = name
+    data.update(changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_publish_versions_only_changed_content_and_files_are_immutable(home, tmp_path):
+    first = publish.publish(EXAMPLE)
+    assert first.created and first.artifact.version == 1
+    again = publish.publish(EXAMPLE)
+    assert not again.created and again.artifact.path == first.artifact.path
+    second = publish.publish(spec_copy(tmp_path, description="changed"))
+    assert second.created and second.artifact.version == 2
+    assert [p.name for p in publish.versions("erp_to_shop")] == ["erp_to_shop-v0001.json", "erp_to_shop-v0002.json"]
+    for p in publish.versions("erp_to_shop"):
+        assert p.stat().st_mode & 0o777 == 0o444
+    assert not list((home / "published" / "erp_to_shop").glob(".*"))  # no temp files left behind
+
+    art = publish.read_artifact(second.artifact.path)
+    assert art.spec["description"] == "changed"
+    assert set(art.stylesheets) == {"customers", "orders"}
+    assert "<xsl:stylesheet" in art.stylesheets["customers"]
+    assert art.sha256 == publish.checksum({"spec": art.spec, "stylesheets": art.stylesheets})
+    assert publish.published("erp_to_shop", 1).sha256 == first.artifact.sha256
+    with pytest.raises(FlowlinkError, match="no published version 7"):
+        publish.published("erp_to_shop", 7)
+
+
+def test_an_invalid_spec_is_never_published(home, tmp_path):
+    bad = spec_copy(tmp_path, schedule={"sync": "auto", "repeat": "every_minute", "interval": 90})
+    with pytest.raises(SpecError, match=r"schedule\.interval"):
+        publish.publish(bad)
+    assert not (home / "published").exists()
+
+
+def test_a_damaged_published_file_is_refused(home, tmp_path):
+    path = publish.publish(EXAMPLE).artifact.path
+    os.chmod(path, 0o644)
+    doc = json.loads(path.read_text())
+    doc["content"]["stylesheets"]["customers"] = doc["content"]["stylesheets"]["customers"].replace("erp", "ERP")
+    path.write_text(json.dumps(doc))
+    with pytest.raises(publish.ArtifactError, match="checksum mismatch"):
+        publish.read_artifact(path)
+    path.write_text("{not json")
+    with pytest.raises(publish.ArtifactError, match="invalid JSON"):
+        publish.read_artifact(path)
+
+
+def make_live(tmp_path, name, **changes):
+    return publish.make_live(publish.publish(spec_copy(tmp_path, name, **changes)).artifact)
+
+
+def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tmp_path, airflow_db):
+    make_live(tmp_path, "erp_to_shop")
+    make_live(tmp_path, "nightly", schedule={"sync": "auto", "repeat": "daily", "at": "02:30", "timezone": "Europe/Berlin"})
+    make_live(tmp_path, "on_demand", schedule={"sync": "manual"})
+    bag = load_dags()
+    assert not bag.import_errors
+    assert {"erp_to_shop", "nightly", "on_demand"} <= set(bag.dag_ids)
+
+    dag = bag.get_dag("erp_to_shop")
+    assert set(dag.task_ids) == {f"{tp}.{step}" for tp in ("customers", "orders") for step in ("extract", "transform", "load")}
+    assert dag.get_task("orders.extract").upstream_task_ids == {"customers.load"}
+    assert dag.get_task("customers.transform").upstream_task_ids == {"customers.extract"}
+    assert dag.get_task("orders.extract").trigger_rule == "all_done"
+    assert {"flowlink", "v1", "sql->rest"} <= set(dag.tags)
+    assert "erp_to_shop v1" in dag.doc_md and "every minute" in dag.doc_md
+    assert dag.max_active_runs == 1
+    assert type(dag.timetable).__module__ == "flowlink_timetable"
+    assert bag.get_dag("nightly").timetable.summary.startswith("daily at 02:30 (Europe/Berlin)")
+    assert type(bag.get_dag("on_demand").timetable).__name__ == "NullTimetable"  # manual: no schedule
+
+
+def test_a_broken_live_file_is_reported_and_does_not_hide_the_others(home, tmp_path, airflow_db):
+    make_live(tmp_path, "good_one")
+    live = settings.live_dir()
+    (live / "broken_json.json").write_text("{oops")
+    damaged = make_live(tmp_path, "damaged")
+    os.chmod(damaged, 0o644)
+    damaged.write_text(damaged.read_text().replace('"interval": 1', '"interval": 2'))
+    shutil.copy(live / "good_one.json", live / "misnamed.json")
+
+    bag = load_dags()
+    assert "good_one" in bag.dag_ids
+    assert "damaged" not in bag.dag_ids and "misnamed" not in bag.dag_ids
+    errors = {Path(k).name: v for k, v in bag.import_errors.items()}
+    assert set(errors) == {"flowlink_import_errors.py"}
+    text = errors["flowlink_import_errors.py"]
+    assert "broken_json.json: not a Flowlink file (invalid JSON" in text
+    assert "damaged.json: checksum mismatch" in text
+    assert "misnamed.json: holds workflow 'good_one'" in text
+
+
+def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
+    make_live(tmp_path, "first")
+    make_live(tmp_path, "second")
+    (settings.live_dir() / "broken.json").write_text("{oops")
+    code = (
+        "import json, dag_factory; "
+        "print(json.dumps(sorted(dag_factory.build_dags())))"
+    )
+    env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "x.extract"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["second"]
