@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=$ROOT/.venv/bin
+export PATH="$BIN:$PATH"  # airflow standalone starts its components as `airflow ...`
 
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$ROOT/.airflow}
 export FLOWLINK_HOME=${FLOWLINK_HOME:-$AIRFLOW_HOME/flowlink}
