@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from flowlink import settings
 from flowlink.errors import FlowlinkError
@@ -36,6 +37,23 @@ def _head() -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for the store URL; a bad URL, a missing driver or an unusable folder is a FlowlinkError."""
+    try:
+        return _make_engine(url)
+    except OSError as exc:
+        raise FlowlinkError(f"cannot create the folder of the Flowlink store {url!r}: {exc.strerror}: {exc.filename}") from None
+    except (ArgumentError, ImportError) as exc:
+        raise FlowlinkError(f"cannot use the Flowlink store URL {_safe(url)!r}: {exc}") from None
+
+
+def _safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":

@@ -26,7 +26,7 @@ def save_watermark(store: Store, workflow: str, touchpoint: str, value: Any, run
         upsert(conn, watermarks, [row], ["workflow", "touchpoint"], {"value": row["value"], "run_id": run_id, "updated_at": row["updated_at"]})
 
 
-def create_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str], conn) -> int:
+def create_resync(workflow: str, touchpoint: str, source_ids: list[str], conn) -> int:
     result = conn.execute(resyncs.insert().values(workflow=workflow, touchpoint=touchpoint,
                                                   source_ids=json.dumps(source_ids), requested_at=utcnow()))
     return result.inserted_primary_key[0]
@@ -40,3 +40,12 @@ def resync(store: Store, resync_id: int) -> dict:
     out = dict(row._mapping)
     out["source_ids"] = json.loads(out["source_ids"])
     return out
+
+
+def attach_run(resync_id: int, run_id: str, conn) -> None:
+    conn.execute(resyncs.update().where(resyncs.c.id == resync_id).values(run_id=run_id))
+
+
+def delete_resync(store: Store, resync_id: int) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(resyncs.delete().where(resyncs.c.id == resync_id))

@@ -1,6 +1,28 @@
 """The store's tables (SQLAlchemy Core). Schema changes go through an Alembic migration too."""
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint, Table
+import datetime as dt
+
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import DateTime as _DateTime
+
+
+class DateTime(TypeDecorator):
+    """Times are stored in UTC and always come back time-zone aware (SQLite keeps no zone)."""
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True):
+        super().__init__()
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(dt.timezone.utc) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+
 
 metadata = MetaData()
 
