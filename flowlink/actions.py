@@ -59,9 +59,9 @@ def live_workflow(workflow: str) -> publishing.Artifact:
     return art
 
 
-def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
-                   failed: bool = False) -> tuple[int, list[str]]:
-    """Record which bucket records a resync run must send again; returns (resync id, source ids)."""
+def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
+                   failed: bool = False) -> list[str]:
+    """The source ids a resync would send again: all failed ones, or the given ones (each must be in the bucket)."""
     art = live_workflow(workflow)
     names = [tp["name"] for tp in art.spec["touchpoints"]]
     if touchpoint not in names:
@@ -72,13 +72,38 @@ def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[st
         chosen = bucket.source_ids(store, workflow, touchpoint, status="failed")
         if not chosen:
             raise FlowlinkError(f"no failed records in the bucket of {workflow}.{touchpoint}: nothing to resync")
-    else:
-        chosen = list(dict.fromkeys(str(i) for i in ids))
-        known = set(bucket.source_ids(store, workflow, touchpoint, among=chosen))
-        unknown = [i for i in chosen if i not in known]
-        if unknown:
-            raise FlowlinkError(f"not in the bucket of {workflow}.{touchpoint}: {', '.join(unknown[:20])}")
+        return chosen
+    chosen = list(dict.fromkeys(str(i) for i in ids))
+    known = set(bucket.source_ids(store, workflow, touchpoint, among=chosen))
+    unknown = [i for i in chosen if i not in known]
+    if unknown:
+        raise FlowlinkError(f"not in the bucket of {workflow}.{touchpoint}: {', '.join(unknown[:20])}")
+    return chosen
+
+
+def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
+                   failed: bool = False) -> tuple[int, list[str]]:
+    """Record which bucket records a resync run must send again; returns (resync id, source ids).
+
+    The caller starts the run with conf {"resync_id": id}, then calls resync_started (or cancel_resync)."""
+    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed)
+    return record_resync(store, workflow, touchpoint, chosen), chosen
+
+
+def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str]) -> int:
     with store.engine.begin() as conn:
-        resync_id = state.create_resync(store, workflow, touchpoint, chosen, conn)
-        feeds.add(store, "resync", f"resync of {len(chosen)} {touchpoint} records requested (#{resync_id})", workflow, conn)
-    return resync_id, chosen
+        return state.create_resync(workflow, touchpoint, source_ids, conn)
+
+
+def resync_started(store: Store, resync_id: int, run_id: str) -> None:
+    """The resync run is queued: note its run id and tell the feeds."""
+    req = state.resync(store, resync_id)
+    with store.engine.begin() as conn:
+        state.attach_run(resync_id, run_id, conn)
+        feeds.add(store, "resync", f"resync #{resync_id} of {len(req['source_ids'])} {req['touchpoint']} records: run {run_id}",
+                  req["workflow"], conn)
+
+
+def cancel_resync(store: Store, resync_id: int) -> None:
+    """Take back a resync request whose run could not be started."""
+    state.delete_resync(store, resync_id)

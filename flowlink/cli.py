@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -82,6 +83,9 @@ def cmd_preview(args) -> int:
 
     if Path(args.workflow).is_file():
         wf = load_spec(args.workflow)
+        names = [tp.name for tp in wf.touchpoints]
+        if args.touchpoint not in names:
+            raise FlowlinkError(f"workflow {wf.name!r} has no touchpoint {args.touchpoint!r} (it has: {', '.join(names)})")
         xslt = stylesheet_for(wf.touchpoint(args.touchpoint), Path(args.workflow).parent)
     else:
         art = publish.published(args.workflow)
@@ -139,26 +143,44 @@ def cmd_bucket(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _airflow():
+    """Airflow sets up its logging (to stdout) when first imported: keep its lines off the command's output."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _known_to_airflow(workflow: str) -> None:
+    with _airflow():
+        from airflow.models.dag import DagModel
+
+        if DagModel.get_current(workflow) is None:
+            raise FlowlinkError(f"Airflow does not know the DAG {workflow!r} yet: is the dag-processor running "
+                                f"(or run `airflow dags reserialize`)?")
+
+
 def _trigger(workflow: str, conf: dict) -> str:
     """Queue a DAG run through Airflow's own API on its metadata database."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.exceptions import DagNotFound
-    from airflow.utils.types import DagRunTriggeredByType
+    with _airflow():
+        from airflow.api.common.trigger_dag import trigger_dag
+        from airflow.utils.types import DagRunTriggeredByType
 
-    try:
-        run = trigger_dag(workflow, conf=conf, triggered_by=DagRunTriggeredByType.CLI)
-    except DagNotFound:
-        raise FlowlinkError(f"Airflow does not know the DAG {workflow!r} yet: is the dag-processor running "
-                            f"(or run `airflow dags reserialize`)?") from None
-    return run.run_id
+        return trigger_dag(workflow, conf=conf, triggered_by=DagRunTriggeredByType.CLI).run_id
 
 
 def cmd_resync(args) -> int:
-    from flowlink.actions import request_resync
+    from flowlink.actions import cancel_resync, record_resync, resync_records, resync_started
 
     store = _store()
-    resync_id, ids = request_resync(store, args.workflow, args.touchpoint, ids=args.id, failed=args.failed)
-    run_id = _trigger(args.workflow, {"resync_id": resync_id})
+    ids = resync_records(store, args.workflow, args.touchpoint, ids=args.id, failed=args.failed)
+    _known_to_airflow(args.workflow)
+    resync_id = record_resync(store, args.workflow, args.touchpoint, ids)
+    try:
+        run_id = _trigger(args.workflow, {"resync_id": resync_id})
+    except Exception as exc:
+        cancel_resync(store, resync_id)  # nothing half-written: no request without its run
+        raise FlowlinkError(f"could not start the resync run: {exc}") from None
+    resync_started(store, resync_id, run_id)
     out.print(f"resync #{resync_id}: {len(ids)} {args.touchpoint} records, run {run_id}")
     return 0
 
