@@ -91,7 +91,7 @@ class _PgServer:
         from sqlalchemy.engine import URL
 
         return URL.create(
-            "postgresql+psycopg2", username=self.user, password=self.password,
+            "postgresql+psycopg", username=self.user, password=self.password,
             host="127.0.0.1", port=self.port, database=database,
         ).render_as_string(hide_password=False)
 
@@ -114,7 +114,7 @@ class _PgServer:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """A SQLAlchemy URL (postgresql+psycopg2://...@127.0.0.1:PORT/flowlink_test) of a throwaway server.
+    """A SQLAlchemy URL (postgresql+psycopg://...@127.0.0.1:PORT/flowlink_test) of a throwaway server.
 
     Skips (fails when CI is set) if the PostgreSQL server binaries are not installed.
     """

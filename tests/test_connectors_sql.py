@@ -314,7 +314,7 @@ def test_binary_values_are_refused(engine, source):
 
 
 def test_unreachable_database_is_a_connector_error(tmp_path):
-    url = "postgresql+psycopg2://someone:hunter2@127.0.0.1:1/nowhere"
+    url = "postgresql+psycopg://someone:hunter2@127.0.0.1:1/nowhere"
     with pytest.raises(ConnectorError, match="cannot connect to") as info:
         read_all(SqlSource(url), Extract(table="t", key="id"))
     assert "hunter2" not in str(info.value)
@@ -341,7 +341,7 @@ def test_sql_url_from_connection_postgres_escapes_the_password(pg_url):
     assert any(c in real.password for c in ":@/%")
     url = sql_url_from_connection("postgres", real.host, real.username, real.password, real.port, real.database,
                                   {"sslmode": "disable", "cursor": "dictcursor"})
-    assert url.startswith("postgresql+psycopg2://") and "sslmode=disable" in url and "cursor" not in url
+    assert url.startswith("postgresql+psycopg://") and "sslmode=disable" in url and "cursor" not in url
     source = SqlSource(url)
     engine = sa.create_engine(url)
     table = make_orders(engine, rows=2)

@@ -54,8 +54,8 @@ _PG_EXTRAS = (
     "application_name", "options", "target_session_attrs", "keepalives", "keepalives_idle",
 )
 _DRIVERS = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
     "mysql": "mysql+pymysql",
     "mssql": "mssql+pyodbc",
     "oracle": "oracle+oracledb",
@@ -74,7 +74,7 @@ def sql_url_from_connection(
     """A SQLAlchemy URL string from an Airflow connection's fields.
 
     ``extra["sqlalchemy_url"]`` wins if given. ``sqlite``: ``host`` is the database file
-    path. ``postgres``/``postgresql`` -> ``postgresql+psycopg2``, ``schema`` is the
+    path. ``postgres``/``postgresql`` -> ``postgresql+psycopg``, ``schema`` is the
     database name and libpq extras (sslmode, ...) become query parameters. Other types
     are used as the SQLAlchemy driver name. The password is escaped.
     """
