@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
@@ -14,7 +13,8 @@ from operators.transform import TransformOperator
 from dag_factory.graph import WorkflowGraph
 from flowlink.schedule import summary
 
-DEFAULT_ARGS = {"retries": 2, "retry_delay": dt.timedelta(minutes=1), "owner": "flowlink"}
+# Task retries follow Airflow's [core] default_task_retries / default_task_retry_delay settings.
+DEFAULT_ARGS = {"owner": "flowlink"}
 
 
 def _doc(g: WorkflowGraph) -> str:

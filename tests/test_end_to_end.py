@@ -141,8 +141,10 @@ def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
     assert run4.state == "success" and total_writes(shop) == before
 
 
-def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo):
+def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypatch):
     erp, shop, store = demo
+    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url,
+                                                             "extra": {"retries": 1, "backoff": 0.1}}))
     shop.stop()  # the shop is down: connection refused
     run, states = run_dag("erp_to_shop")
     assert run.state == "failed"
