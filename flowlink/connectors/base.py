@@ -60,7 +60,8 @@ class Source(Protocol):
         """Yield batches (lists of at most ``batch_size`` JSON-safe dicts).
 
         Order: by ``extract.incremental`` then ``extract.key`` when incremental is set,
-        else by ``extract.key``.
+        else by ``extract.key`` (a paged REST source orders each page; the watermark is the maximum, so
+        the order of batches does not matter to it).
         ``since``: only records whose incremental field is greater than it
         (ignored when ``extract.incremental`` is not set).
         ``ids``: only records whose key (compared as a string) is in the list; a resync

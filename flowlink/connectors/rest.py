@@ -202,8 +202,10 @@ class RestSource(_RestClient):
         ids: list[str] | None = None,
         batch_size: int = 500,
     ) -> Iterator[list[dict]]:
-        """Yield batches of at most ``batch_size`` records.
+        """Yield batches of at most ``batch_size`` records, page by page (memory stays flat).
 
+        Each page is ordered by incremental then key; pages come in the service's order, and a
+        key seen on an earlier page is not yielded again.
         ``since`` is sent as ``{incremental}__gt`` and applied client-side too;
         ``ids`` reads the endpoint and keeps the records whose key (as a string) is
         in ``ids`` (``since`` is then ignored; an empty list yields nothing).
@@ -224,31 +226,41 @@ class RestSource(_RestClient):
         if since is not None:
             params.append((f"{extract.incremental}__gt", _param_value(since)))
 
-        by_key: dict[str, dict] = {}
+        low = _order_key(since) if since is not None else None
+        seen: set[str] = set()  # keys only: memory stays flat however many pages there are
+        batch: list[dict] = []
         for page in self._pages(extract, params):
-            for record in page:
-                key = _get(record, extract.key)
-                if key is None:
-                    raise ConnectorError(
-                        f"GET {extract.endpoint}: a record has no key field {extract.key!r} "
-                        f"(fields: {', '.join(sorted(map(str, record))[:20]) or 'none'})"
-                    )
-                by_key.pop(str(key), None)  # the last copy wins
-                by_key[str(key)] = record
+            for record in self._page_order(page, extract):
+                key = str(_get(record, extract.key))
+                if key in seen or (wanted is not None and key not in wanted):
+                    continue
+                if low is not None:
+                    value = _get(record, extract.incremental)
+                    if value is None or _order_key(value) <= low:
+                        continue
+                seen.add(key)
+                batch.append(record)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
-        records = list(by_key.values())
-        if wanted is not None:
-            records = [r for r in records if str(_get(r, extract.key)) in wanted]
+    @staticmethod
+    def _page_order(page: list[dict], extract: Extract) -> list[dict]:
+        """A page's records in incremental-then-key order (each page is sorted; pages come as the service sends them)."""
+        for record in page:
+            if _get(record, extract.key) is None:
+                raise ConnectorError(
+                    f"GET {extract.endpoint}: a record has no key field {extract.key!r} "
+                    f"(fields: {', '.join(sorted(map(str, record))[:20]) or 'none'})"
+                )
         if extract.incremental:
-            if since is not None:
-                low = _order_key(since)
-                records = [r for r in records if _get(r, extract.incremental) is not None
-                           and _order_key(_get(r, extract.incremental)) > low]
-            records.sort(key=lambda r: (_order_key(_get(r, extract.incremental)), _order_key(_get(r, extract.key))))
-        else:
-            records.sort(key=lambda r: _order_key(_get(r, extract.key)))
-        for start in range(0, len(records), batch_size):
-            yield records[start:start + batch_size]
+            missing = [r for r in page if _get(r, extract.incremental) is None]
+            present = [r for r in page if _get(r, extract.incremental) is not None]
+            present.sort(key=lambda r: (_order_key(_get(r, extract.incremental)), _order_key(_get(r, extract.key))))
+            return missing + present  # no value first, as SQL orders NULLs
+        return sorted(page, key=lambda r: _order_key(_get(r, extract.key)))
 
     def _pages(self, extract: Extract, params: list[tuple[str, str]]) -> Iterator[list[dict]]:
         url = self.url(extract.endpoint or "")
