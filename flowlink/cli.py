@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -27,13 +28,32 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title, title_justify="left")
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
+        table.add_row(*(_cell(v) for v in r))
     out.print(table)
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def cmd_validate(args) -> int:
@@ -256,8 +276,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--touchpoint")
     sp.add_argument("--status", choices=["unprocessed", "success", "failed", "skipped"])
-    sp.add_argument("--limit", type=int, default=100)
-    sp.add_argument("--offset", type=int, default=0)
+    sp.add_argument("--limit", type=_count, default=100)
+    sp.add_argument("--offset", type=_count, default=0)
     sp.add_argument("--json", action="store_true")
     sp = add("resync", cmd_resync, "start a run limited to chosen records of a touchpoint")
     sp.add_argument("workflow", metavar="WORKFLOW")
@@ -267,17 +287,17 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--id", nargs="+", metavar="ID", help="these source ids")
     sp = add("runs", cmd_runs, "list the runs of a workflow")
     sp.add_argument("workflow", metavar="WORKFLOW")
-    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--limit", type=_count, default=20)
     sp.add_argument("--json", action="store_true")
     sp = add("snapshot", cmd_snapshot, "show the process snapshot of a run")
     sp.add_argument("run_id", metavar="RUN_ID")
     sp.add_argument("--workflow")
-    sp.add_argument("--limit", type=int, default=50, help="data log rows to show")
+    sp.add_argument("--limit", type=_count, default=50, help="data log rows to show")
     sp.add_argument("--json", action="store_true")
     sp = add("feeds", cmd_feeds, "list non-data activity: publishes, schedule changes, resyncs")
     sp.add_argument("--workflow")
     sp.add_argument("--tag")
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--limit", type=_count, default=50)
     sp.add_argument("--json", action="store_true")
     add("db-upgrade", cmd_db_upgrade, "create or migrate the Flowlink store")
     return p
@@ -289,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except FlowlinkError as exc:
         err.print(f"flowlink {args.command}: {exc}", markup=False)
+        return 1
+    except OSError as exc:  # a folder that cannot be written, a disk that is full, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"flowlink {args.command}: {exc.strerror or exc}{where}", markup=False)
         return 1
     except KeyboardInterrupt:
         return 130
