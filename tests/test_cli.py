@@ -376,7 +376,7 @@ def test_resync_of_a_dag_airflow_does_not_know_says_so(home, tmp_path, airflow_d
     (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
     ([], "the following arguments are required: COMMAND"),
     (["bucket", WF, "--status", "bogus"], "argument --status: invalid choice: 'bogus'"),
-    (["bucket", WF, "--limit", "many"], "argument --limit: invalid int value: 'many'"),
+    (["bucket", WF, "--limit", "many"], "argument --limit: 'many' is not a whole number"),
     (["publish"], "the following arguments are required: FILE"),
     (["validate", "x.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
