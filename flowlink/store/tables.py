@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy import DateTime as _DateTime
 
 
@@ -112,4 +112,57 @@ resyncs = Table(
     Column("source_ids", Text, nullable=False),  # JSON list
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("run_id", String(250)),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("kind", String(16), nullable=False),  # cloud | on-premise
+    Column("is_primary", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("pending_timeout", Integer, nullable=False),  # minutes, 5-60
+    Column("last_heartbeat", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("environment", String(63), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256; the token itself is never stored
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("environment", String(63), nullable=False),
+    Column("action", String(16), nullable=False),  # deploy | undeploy
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | successful | unsuccessful
+    Column("tries", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("pending_timeout", Integer, nullable=False),
+    Column("wait_till", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("message", Text),
+    Index("ix_deployments_workflow", "workflow", "environment"),
+)
+
+deployment_log = Table(
+    "deployment_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment_id", Integer, nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # done | failed | info
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("message", Text),
+    Index("ix_deployment_log", "deployment_id"),
 )
