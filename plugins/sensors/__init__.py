@@ -1,0 +1,1 @@
+"""Sensors: they wait for something outside Airflow, deferring to a trigger."""

@@ -1,0 +1,1 @@
+"""Triggers: they wait in Airflow's triggerer for deferred sensors."""
