@@ -31,9 +31,17 @@ export AIRFLOW_CONN_DEMO_SHOP="{\"conn_type\": \"http\", \"host\": \"http://127.
 [ -f "$DEMO/erp.db" ] || "$BIN/python" examples/demo_erp.py "$DEMO/erp.db"
 "$BIN/python" examples/demo_shop.py --host 127.0.0.1 --port "$SHOP_PORT" --data "$DEMO/shop.json" &
 SHOP_PID=$!
-trap 'kill $SHOP_PID 2>/dev/null || true; kill $AIRFLOW_PID 2>/dev/null || true; wait 2>/dev/null' EXIT INT TERM
+AIRFLOW_PID= AGENT_PID=
+trap 'kill $AGENT_PID $SHOP_PID $AIRFLOW_PID 2>/dev/null || true; wait 2>/dev/null' EXIT INT TERM
 
 "$BIN/flowlink" publish examples/erp_to_shop.yaml
+
+# A cloud environment (primary) and a token for its agent, once.
+TOKEN_FILE=$FLOWLINK_HOME/agent-cloud.token
+if [ ! -s "$TOKEN_FILE" ]; then
+  "$BIN/flowlink" env list --json | grep -q '"name": "cloud"' || "$BIN/flowlink" env add cloud --kind cloud
+  (umask 077; "$BIN/flowlink" env token cloud 2>/dev/null > "$TOKEN_FILE")
+fi
 
 "$BIN/airflow" standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 AIRFLOW_PID=$!
@@ -43,12 +51,28 @@ for _ in $(seq 1 120); do
   kill -0 $AIRFLOW_PID 2>/dev/null || { echo "Airflow stopped; see $AIRFLOW_HOME/standalone.log" >&2; exit 1; }
   sleep 1
 done
+# The agent of the cloud environment, beside Airflow; then deploy the example through it.
+"$BIN/flowlink" agent --environment cloud --server "http://127.0.0.1:$AIRFLOW__API__PORT/flowlink" \
+  --token-file "$TOKEN_FILE" --interval 2 >> "$AIRFLOW_HOME/agent.log" 2>&1 &
+AGENT_PID=$!
+echo "Waiting for Airflow to read the deployment tracker DAG ..."
+for _ in $(seq 1 60); do
+  "$BIN/flowlink" deploy erp_to_shop 2>/dev/null && break
+  sleep 2
+done
+for _ in $(seq 1 30); do
+  "$BIN/flowlink" deployments | grep -qE "successful|unsuccessful" && break
+  sleep 1
+done
+"$BIN/flowlink" deployments
+
 PASSWORDS=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
 cat <<MSG
 
   Airflow:   http://127.0.0.1:$AIRFLOW__API__PORT   login: $(cat "$PASSWORDS" 2>/dev/null || echo "see $PASSWORDS")
   Demo shop: http://127.0.0.1:$SHOP_PORT/customers   (records arrive every minute)
-  CLI:       export AIRFLOW_HOME=$AIRFLOW_HOME; .venv/bin/flowlink bucket erp_to_shop
+  Agent log: $AIRFLOW_HOME/agent.log
+  CLI:       export AIRFLOW_HOME=$AIRFLOW_HOME; .venv/bin/flowlink deployment-log erp_to_shop
   Stop:      Ctrl-C
 
 MSG

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowlink import deployments, runs
 from flowlink import publish as publishing
 from flowlink.errors import FlowlinkError
 from flowlink.schedule import summary
@@ -15,29 +16,26 @@ from flowlink.store import Store, bucket, feeds, state
 @dataclass(frozen=True)
 class Published:
     result: publishing.PublishResult
-    live_path: Path
     schedule_change: str | None  # "every minute -> daily at 06:00 (UTC)" when the schedule changed
 
 
 def publish_workflow(store: Store, spec_path: str | Path) -> Published:
-    """Publish a spec (a new version only if its content changed) and put that version live."""
-    before = publishing.live(_name_of(spec_path)) if _name_of(spec_path) else None
+    """Publish a spec: a new version only if its content changed. Deploying puts a version live."""
+    name = _name_of(spec_path)
+    before = publishing.published(name) if name and publishing.versions(name) else None
     result = publishing.publish(spec_path)
     art = result.artifact
     old = summary(Schedule.model_validate(before.spec.get("schedule") or {})) if before else None
     new = summary(Schedule.model_validate(art.spec.get("schedule") or {}))
     change = f"{old} -> {new}" if old is not None and old != new else None
-    live_path = publishing.make_live(art)
-    with store.engine.begin() as conn:
-        if result.created:
+    if result.created:
+        with store.engine.begin() as conn:
             feeds.add(store, "publish", f"published {art.workflow} v{art.version} (sha256 {art.sha256[:12]})", art.workflow, conn)
-        if before is None or before.version != art.version:
-            feeds.add(store, "live", f"{art.workflow} v{art.version} is live", art.workflow, conn)
-        if change:
-            feeds.add(store, "schedule", f"schedule of {art.workflow} changed: {change}", art.workflow, conn)
-        elif before is None:
-            feeds.add(store, "schedule", f"{art.workflow} scheduled: {new}", art.workflow, conn)
-    return Published(result, live_path, change)
+            if change:
+                feeds.add(store, "schedule", f"schedule of {art.workflow} changed: {change}", art.workflow, conn)
+            elif before is None:
+                feeds.add(store, "schedule", f"{art.workflow} scheduled: {new}", art.workflow, conn)
+    return Published(result, change)
 
 
 def _name_of(spec_path: str | Path) -> str | None:
@@ -55,7 +53,7 @@ def _name_of(spec_path: str | Path) -> str | None:
 def live_workflow(workflow: str) -> publishing.Artifact:
     art = publishing.live(workflow)
     if art is None:
-        raise FlowlinkError(f"workflow {workflow!r} is not live: publish it first (flowlink publish FILE)")
+        raise FlowlinkError(f"workflow {workflow!r} is not live: publish and deploy it first (flowlink deploy {workflow})")
     return art
 
 
@@ -86,6 +84,7 @@ def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     """Record which bucket records a resync run must send again; returns (resync id, source ids).
 
     The caller starts the run with conf {"resync_id": id}, then calls resync_started (or cancel_resync)."""
+    deployments.refuse_while_pending(store, workflow, "resync")
     chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed)
     return record_resync(store, workflow, touchpoint, chosen), chosen
 
@@ -107,3 +106,52 @@ def resync_started(store: Store, resync_id: int, run_id: str) -> None:
 def cancel_resync(store: Store, resync_id: int) -> None:
     """Take back a resync request whose run could not be started."""
     state.delete_resync(store, resync_id)
+
+
+def resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None, failed: bool = False) -> tuple[int, list[str], str]:
+    """Choose records, record the request and start the run limited to them; returns (resync id, ids, run id)."""
+    deployments.refuse_while_pending(store, workflow, "resync")
+    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed)
+    runs.require_dag(workflow)
+    resync_id = record_resync(store, workflow, touchpoint, chosen)
+    try:
+        run_id = runs.trigger(workflow, {"resync_id": resync_id})
+    except Exception as exc:
+        cancel_resync(store, resync_id)  # nothing half-written: no request without its run
+        raise FlowlinkError(f"could not start the resync run: {exc}") from None
+    resync_started(store, resync_id, run_id)
+    return resync_id, chosen, run_id
+
+
+def execute(store: Store, workflow: str) -> str:
+    """Run a deployed workflow now (the product's Execute); refused while a deployment is pending."""
+    deployments.refuse_while_pending(store, workflow, "execute")
+    live_workflow(workflow)
+    runs.require_dag(workflow)
+    run_id = runs.trigger(workflow, {})
+    feeds.add(store, "execute", f"{workflow} executed by hand: run {run_id}", workflow)
+    return run_id
+
+
+def _tracked(store: Store, deployment: dict) -> dict:
+    """Start the Airflow run that tracks a deployment; without it the deployment is taken back."""
+    try:
+        deployment["run_id"] = runs.trigger(runs.TRACKER_DAG, {"deployment_id": deployment["id"]})
+    except Exception as exc:
+        deployments.cancel(store, deployment["id"])
+        raise FlowlinkError(f"could not start the deployment tracker: {exc}") from None
+    return deployment
+
+
+def deploy(store: Store, workflow: str, version: int | None = None) -> dict:
+    """Deploy the latest (or a given) published version to the primary environment, tracked by an Airflow run."""
+    deployments.check_deploy(store, workflow, version)
+    runs.require_dag(runs.TRACKER_DAG)
+    return _tracked(store, deployments.deploy(store, workflow, version))
+
+
+def undeploy(store: Store, workflow: str) -> dict:
+    """Undeploy a workflow (its agent removes the installed file), tracked by an Airflow run."""
+    deployments.check_undeploy(store, workflow)
+    runs.require_dag(runs.TRACKER_DAG)
+    return _tracked(store, deployments.undeploy(store, workflow))

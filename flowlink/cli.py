@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import sys
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from flowlink.errors import FlowlinkError
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -124,7 +123,7 @@ def cmd_publish(args) -> int:
     art = done.result.artifact
     state = "published" if done.result.created else "unchanged, still"
     out.print(f"{art.workflow}: {state} v{art.version} sha256 {art.sha256}")
-    out.print(f"  file: {art.path}\n  live: {done.live_path}")
+    out.print(f"  file: {art.path}\n  deploy it: flowlink deploy {art.workflow}")
     if done.schedule_change:
         out.print(f"  schedule: {done.schedule_change}")
     return 0
@@ -163,44 +162,10 @@ def cmd_bucket(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _airflow():
-    """Airflow sets up its logging (to stdout) when first imported: keep its lines off the command's output."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
-def _known_to_airflow(workflow: str) -> None:
-    with _airflow():
-        from airflow.models.dag import DagModel
-
-        if DagModel.get_current(workflow) is None:
-            raise FlowlinkError(f"Airflow does not know the DAG {workflow!r} yet: is the dag-processor running "
-                                f"(or run `airflow dags reserialize`)?")
-
-
-def _trigger(workflow: str, conf: dict) -> str:
-    """Queue a DAG run through Airflow's own API on its metadata database."""
-    with _airflow():
-        from airflow.api.common.trigger_dag import trigger_dag
-        from airflow.utils.types import DagRunTriggeredByType
-
-        return trigger_dag(workflow, conf=conf, triggered_by=DagRunTriggeredByType.CLI).run_id
-
-
 def cmd_resync(args) -> int:
-    from flowlink.actions import cancel_resync, record_resync, resync_records, resync_started
+    from flowlink.actions import resync
 
-    store = _store()
-    ids = resync_records(store, args.workflow, args.touchpoint, ids=args.id, failed=args.failed)
-    _known_to_airflow(args.workflow)
-    resync_id = record_resync(store, args.workflow, args.touchpoint, ids)
-    try:
-        run_id = _trigger(args.workflow, {"resync_id": resync_id})
-    except Exception as exc:
-        cancel_resync(store, resync_id)  # nothing half-written: no request without its run
-        raise FlowlinkError(f"could not start the resync run: {exc}") from None
-    resync_started(store, resync_id, run_id)
+    resync_id, ids, run_id = resync(_store(), args.workflow, args.touchpoint, ids=args.id, failed=args.failed)
     out.print(f"resync #{resync_id}: {len(ids)} {args.touchpoint} records, run {run_id}")
     return 0
 
@@ -247,9 +212,106 @@ def cmd_feeds(args) -> int:
     return 0
 
 
+def cmd_agent(args) -> int:
+    from flowlink.agent import Agent, read_token
+
+    if args.interval <= 0:
+        raise FlowlinkError(f"--interval must be more than 0 seconds, got {args.interval:g}")
+    agent = Agent(args.server, read_token(args.token_file), args.environment, args.install_dir, args.interval)
+    if args.once:
+        return 0 if agent.run_once().ok else 1
+    agent.run_forever()
+    return 0
+
+
 def cmd_db_upgrade(args) -> int:
     store = _store()
     out.print(f"store {store.engine.url!r} at revision {store.revision()}")
+    return 0
+
+
+def _env_rows(envs: list[dict]) -> list[list]:
+    return [[e["name"], e["kind"], "yes" if e["is_primary"] else "", "enabled" if e["enabled"] else "disabled",
+             f"{e['pending_timeout']} min", e["agent"], e["last_heartbeat"]] for e in envs]
+
+
+def cmd_env(args) -> int:
+    from flowlink import deployments
+
+    store = _store()
+    if args.env_command == "add":
+        env = deployments.add_environment(store, args.name, args.kind, args.pending_timeout)
+        out.print(f"environment {env['name']} ({env['kind']}) added" + (", primary" if env["is_primary"] else ""))
+    elif args.env_command == "set":
+        if not (args.primary or args.pending_timeout is not None or args.enabled is not None):
+            raise FlowlinkError("say what to change: --primary, --pending-timeout MINUTES, --enable or --disable")
+        deployments.set_environment(store, args.name, primary=args.primary, pending_timeout=args.pending_timeout,
+                                    enabled=args.enabled)
+        _table("Environments", ENV_COLUMNS, _env_rows(deployments.environments_list(store)))
+    elif args.env_command == "token":
+        token = deployments.issue_token(store, args.name)
+        err.print(f"agent token for {args.name} (shown once; only its hash is stored):", markup=False)
+        print(token)
+    else:
+        envs = deployments.environments_list(store)
+        if args.json:
+            _print_json(envs)
+        else:
+            _table("Environments", ENV_COLUMNS, _env_rows(envs))
+    return 0
+
+
+ENV_COLUMNS = ["environment", "kind", "primary", "state", "pending timeout", "agent", "last heartbeat"]
+
+
+def cmd_deploy(args) -> int:
+    from flowlink import actions
+
+    d = actions.deploy(_store(), args.workflow, args.version)
+    out.print(f"deployment {d['id']}: {d['workflow']} v{d['version']} to {d['environment']} is Pending "
+              f"(try {d['tries']}); started {_cell(d['started_at'])}, pending timeout {d['pending_timeout']} min, "
+              f"wait till {_cell(d['wait_till'])} UTC; tracked by run {d['run_id']}")
+    return 0
+
+
+def cmd_undeploy(args) -> int:
+    from flowlink import actions
+
+    d = actions.undeploy(_store(), args.workflow)
+    out.print(f"deployment {d['id']}: undeploy of {d['workflow']} from {d['environment']} is Pending; tracked by run {d['run_id']}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from flowlink import actions
+
+    out.print(f"{args.workflow}: run {actions.execute(_store(), args.workflow)}")
+    return 0
+
+
+def cmd_deployments(args) -> int:
+    from flowlink import deployments
+
+    rows = deployments.listing(_store(), args.environment)
+    if args.json:
+        _print_json(rows)
+        return 0
+    _table("Deployments", ["workflow", "environment", "action", "version", "status", "tries", "started", "pending timeout",
+                           "wait till", "message"],
+           [[d["workflow"], d["environment"], d["action"], d["version"], d["status"], d["tries"], d["started_at"],
+             f"{d['pending_timeout']} min", d["wait_till"], d["message"]] for d in rows])
+    return 0
+
+
+def cmd_deployment_log(args) -> int:
+    from flowlink import deployments
+
+    d, steps = deployments.log_of(_store(), args.workflow)
+    if args.json:
+        _print_json({"deployment": d, "steps": steps})
+        return 0
+    _table(f"Deployment {d['id']}: {d['action']} of {d['workflow']} v{d['version']} to {d['environment']}: {d['status']}",
+           ["at", "step", "status", "message"], [[x["at"], x["step"], x["status"], x["message"]] for x in steps])
     return 0
 
 
@@ -299,7 +361,44 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tag")
     sp.add_argument("--limit", type=_count, default=50)
     sp.add_argument("--json", action="store_true")
+    sp = add("agent", cmd_agent, "run the agent of an environment: carry out its deployments (stop with Ctrl-C or SIGTERM)")
+    sp.add_argument("--environment", required=True, metavar="NAME")
+    sp.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:8080/flowlink")
+    sp.add_argument("--token-file", metavar="FILE", help="file holding the agent token (else FLOWLINK_AGENT_TOKEN)")
+    sp.add_argument("--install-dir", metavar="DIR", help="where workflows are installed (default: the live folder)")
+    sp.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="seconds between passes (default 2)")
+    sp.add_argument("--once", action="store_true", help="one pass, then exit (status 1 if the server could not be used)")
     add("db-upgrade", cmd_db_upgrade, "create or migrate the Flowlink store")
+
+    env = add("env", cmd_env, "environments: add, list, set, issue an agent token")
+    env_sub = env.add_subparsers(dest="env_command", metavar="ACTION")
+    sp = env_sub.add_parser("add", help="add an environment (the first one is primary)")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--kind", required=True, choices=["cloud", "on-premise"])
+    sp.add_argument("--pending-timeout", type=_count, default=5, metavar="MINUTES", help="5 to 60, default 5")
+    sp = env_sub.add_parser("list", help="list environments with their agents")
+    sp.add_argument("--json", action="store_true")
+    sp = env_sub.add_parser("set", help="change an environment")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--primary", action="store_true", help="make it the primary environment")
+    sp.add_argument("--pending-timeout", type=_count, metavar="MINUTES")
+    onoff = sp.add_mutually_exclusive_group()
+    onoff.add_argument("--enable", dest="enabled", action="store_true", default=None)
+    onoff.add_argument("--disable", dest="enabled", action="store_false")
+    env_sub.add_parser("token", help="issue an agent token").add_argument("name", metavar="NAME")
+    env.set_defaults(env_command="list", json=False)
+
+    sp = add("deploy", cmd_deploy, "deploy a published version to the primary environment")
+    sp.add_argument("workflow", metavar="WORKFLOW")
+    sp.add_argument("--version", type=_count)
+    add("undeploy", cmd_undeploy, "remove a deployed workflow from its environment").add_argument("workflow", metavar="WORKFLOW")
+    add("run", cmd_run, "run a deployed workflow now").add_argument("workflow", metavar="WORKFLOW")
+    sp = add("deployments", cmd_deployments, "the last deployment of each workflow")
+    sp.add_argument("--environment")
+    sp.add_argument("--json", action="store_true")
+    sp = add("deployment-log", cmd_deployment_log, "the step log of a workflow's last deployment")
+    sp.add_argument("workflow", metavar="WORKFLOW")
+    sp.add_argument("--json", action="store_true")
     return p
 
 

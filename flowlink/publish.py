@@ -99,17 +99,20 @@ def versions(workflow: str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def version_path(workflow: str, version: int) -> Path:
+    """The published file of one version, unread (an agent verifies what it downloads itself)."""
+    for p in versions(workflow):
+        if int(VERSION_FILE.match(p.name)["version"]) == version:
+            return p
+    raise FlowlinkError(f"workflow {workflow!r} has no published version {version}")
+
+
 def published(workflow: str, version: int | None = None) -> Artifact:
     """The latest (or a given) published version of a workflow."""
     files = versions(workflow)
     if not files:
         raise FlowlinkError(f"workflow {workflow!r} has not been published (flowlink publish FILE)")
-    if version is None:
-        return read_artifact(files[-1])
-    for p in files:
-        if int(VERSION_FILE.match(p.name)["version"]) == version:
-            return read_artifact(p)
-    raise FlowlinkError(f"workflow {workflow!r} has no published version {version}")
+    return read_artifact(files[-1] if version is None else version_path(workflow, version))
 
 
 def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path:

@@ -165,7 +165,7 @@ def test_publish_versions_read_only_files_and_feeds(home, tmp_path):
     first = ok(home, "publish", EXAMPLE)
     v1 = home / "published" / WF / f"{WF}-v0001.json"
     assert re.fullmatch(rf"{WF}: published v1 sha256 [0-9a-f]{{64}}\n  file: {re.escape(str(v1))}\n"
-                        rf"  live: {re.escape(str(home / 'live' / f'{WF}.json'))}\n", first)
+                        rf"  deploy it: flowlink deploy {WF}\n", first)
     again = ok(home, "publish", EXAMPLE)
     assert again.startswith(f"{WF}: unchanged, still v1 sha256 ")
     assert "unchanged" in again and "schedule:" not in again
@@ -183,14 +183,12 @@ def test_publish_versions_read_only_files_and_feeds(home, tmp_path):
     assert docs[0]["content"]["spec"]["description"].startswith("Customers and their orders")
     assert docs[1]["content"]["spec"]["description"].startswith("All customers and orders")
     assert docs[0]["sha256"] != docs[1]["sha256"]
-    assert json.loads((home / "live" / f"{WF}.json").read_text())["version"] == 2
+    assert not (home / "live").exists()  # publishing puts nothing live: deploying does
 
     entries = feeds_json(home)
     assert [(e["tag"], e["workflow"], e["message"]) for e in entries] == [
-        ("live", WF, f"{WF} v2 is live"),
         ("publish", WF, f"published {WF} v2 (sha256 {docs[1]['sha256'][:12]})"),
         ("schedule", WF, f"{WF} scheduled: every minute, never ends"),
-        ("live", WF, f"{WF} v1 is live"),
         ("publish", WF, f"published {WF} v1 (sha256 {docs[0]['sha256'][:12]})"),
     ]
     assert [e["tag"] for e in feeds_json(home, "--tag", "publish")] == ["publish", "publish"]
@@ -209,8 +207,7 @@ def test_publish_versions_read_only_files_and_feeds(home, tmp_path):
         f"schedule of {WF} changed: every minute, never ends -> every 5 minutes, never ends",
         f"{WF} scheduled: every minute, never ends",
     ]
-    live = json.loads(ok(home, "workflows", "--json"))
-    assert live == {"live": [{"workflow": WF, "version": 3, "schedule": "every 5 minutes, never ends"}], "broken": []}
+    assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
 
 
 def test_publish_of_an_invalid_spec_writes_nothing(home, bad_spec):
@@ -236,7 +233,7 @@ def test_commands_on_an_empty_store(home):
     assert feeds_json(home) == []
     assert "Feeds" in ok(home, "feeds")
     assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
-    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0001\n"
+    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0002\n"
     assert fails(home, "snapshot", "manual__2024-01-01T00:00:00+00:00").strip() == (
         "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)")
     assert "no snapshot for run 'x'" in fails(home, "snapshot", "x", "--workflow", WF, "--json")
@@ -279,10 +276,21 @@ def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch):
 # ---------------------------------------------------------------- resync
 
 
-def test_resync_mistakes(home):
+def put_live(home: Path, monkeypatch) -> None:
+    """What the agent's install step does (deployments are tested in tests/test_deployments.py)."""
+    from flowlink import publish
+
+    monkeypatch.setenv("FLOWLINK_HOME", str(home))
+    publish.make_live(publish.published(WF))
+
+
+def test_resync_mistakes(home, monkeypatch):
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
-        f"flowlink resync: workflow '{WF}' is not live: publish it first (flowlink publish FILE)")
+        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})")
     ok(home, "publish", EXAMPLE)
+    assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
+        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})")
+    put_live(home, monkeypatch)
     assert fails(home, "resync", WF, "--touchpoint", "invoices", "--failed").strip() == (
         f"flowlink resync: workflow '{WF}' has no touchpoint 'invoices' (it has: customers, orders)")
     err = fails(home, "resync", WF, "--touchpoint", "customers", code=2)
@@ -297,8 +305,8 @@ def test_resync_mistakes(home):
 
 
 def test_resync_queues_an_airflow_run_for_the_failed_records(home, monkeypatch, airflow_db):
-    monkeypatch.setenv("FLOWLINK_HOME", str(home))
     ok(home, "publish", EXAMPLE)
+    put_live(home, monkeypatch)
 
     from flowlink.store import Store, bucket, state
     from flowlink.store.bucket import Outcome
@@ -353,9 +361,13 @@ def test_resync_queues_an_airflow_run_for_the_failed_records(home, monkeypatch, 
     assert len(second) == 1 and second[0].conf == {"resync_id": int(second_id)}
 
 
-def test_resync_of_a_dag_airflow_does_not_know_says_so(home, tmp_path, airflow_db):
+def test_resync_of_a_dag_airflow_does_not_know_says_so(home, tmp_path, airflow_db, monkeypatch):
     spec = spec_variant(tmp_path, "unknown.yaml", ("name: erp_to_shop", "name: never_parsed_flow"))
     ok(home, "publish", spec)
+    from flowlink import publish
+
+    monkeypatch.setenv("FLOWLINK_HOME", str(home))
+    publish.make_live(publish.published("never_parsed_flow"))
     from flowlink.store import Store, bucket
     from flowlink.store.bucket import Outcome
 

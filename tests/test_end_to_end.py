@@ -12,6 +12,7 @@ from examples.demo_erp import create as create_erp
 from examples.demo_erp import touch
 from examples.demo_shop import DemoShop
 from flowlink.actions import publish_workflow, request_resync
+from flowlink.publish import make_live
 from flowlink.store import Store, bucket, snapshots, state
 from tests.airflow_helpers import REPO, run_dag
 
@@ -31,7 +32,8 @@ def demo(tmp_path, monkeypatch, airflow_db):
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(erp)}))
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": url}))
     store = Store.open()
-    publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml")
+    published = publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact
+    make_live(published)  # what the agent's install step does; deployments are tested in test_deployments.py
     yield erp, shop, store
     shop.stop()
     store.dispose()

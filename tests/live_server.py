@@ -1,0 +1,144 @@
+"""Real processes on loopback for the deployment tests: Airflow standalone (api-server, scheduler,
+dag-processor, triggerer), the demo shop, and Flowlink agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.airflow_helpers import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 60, every: float = 0.25):
+    """Poll check() until it returns something truthy; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+class AirflowServer:
+    """`airflow standalone` in its own AIRFLOW_HOME with Flowlink's DAGs and plugins, on a free loopback port."""
+
+    def __init__(self, root: Path, extra_env: dict[str, str]):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        home = root / "airflow"
+        home.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "FLOWLINK_"))}
+        env.update({
+            "PATH": f"{BIN}:{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "FLOWLINK_HOME": str(root / "flowlink"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "PYTHONUNBUFFERED": "1",
+            **extra_env,
+        })
+        self.env = env
+        self.log = open(root / "standalone.log", "w")
+        self.proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=REPO, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for("the api-server", self._healthy, timeout=120, every=1)
+        self.token = self._login()
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"airflow standalone exited; see {self.root / 'standalone.log'}")
+        try:
+            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    def _login(self) -> str:
+        passwords = Path(self.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        user, password = next(iter(json.loads(wait_for("the admin password", passwords.exists) and passwords.read_text()).items()))
+        r = requests.post(f"{self.url}/auth/token", json={"username": user, "password": password}, timeout=10)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def flowlink(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """The flowlink command with this server's environment (its AIRFLOW_HOME and FLOWLINK_HOME)."""
+        done = subprocess.run([str(BIN / "flowlink"), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise AssertionError(f"flowlink {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def flowlink_json(self, *args: str):
+        return json.loads(self.flowlink(*args, "--json").stdout)
+
+    def dag_known(self, dag_id: str) -> bool:
+        r = self.api("GET", f"/api/v2/dags/{dag_id}")
+        return r.ok and not r.json().get("is_stale", False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+class AgentProcess:
+    """`flowlink agent` as a separate process."""
+
+    def __init__(self, server: AirflowServer, environment: str, token: str, log: Path):
+        self.log_path = log
+        self.log = open(log, "a")
+        env = {**server.env, "FLOWLINK_AGENT_TOKEN": token}
+        self.proc = subprocess.Popen(
+            [str(BIN / "flowlink"), "agent", "--environment", environment, "--server", f"{server.url}/flowlink",
+             "--interval", "0.5"],
+            env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
