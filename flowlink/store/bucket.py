@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -77,24 +78,32 @@ def record(store: Store, workflow: str, touchpoint: str, run_id: str, step: str,
         )
 
 
-def _filtered(query, workflow: str, touchpoint: str | None, status: str | None):
+def _filtered(query, workflow: str, touchpoint: str | None, status: str | None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None):
+    """The bucket filters, most selective first: (workflow, touchpoint, status) is indexed; the updated_at range
+    (since inclusive, until exclusive) narrows what the index found."""
     query = query.where(bucket.c.workflow == workflow)
     if touchpoint:
         query = query.where(bucket.c.touchpoint == touchpoint)
     if status:
         query = query.where(bucket.c.status == status)
+    if since is not None:
+        query = query.where(bucket.c.updated_at >= since)
+    if until is not None:
+        query = query.where(bucket.c.updated_at < until)
     return query
 
 
 def rows(store: Store, workflow: str, *, touchpoint: str | None = None, status: str | None = None,
-         limit: int = 100, offset: int = 0) -> list[dict]:
-    q = _filtered(select(bucket), workflow, touchpoint, status).order_by(bucket.c.touchpoint, bucket.c.id)
+         limit: int = 100, offset: int = 0, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict]:
+    q = _filtered(select(bucket), workflow, touchpoint, status, since, until).order_by(bucket.c.touchpoint, bucket.c.id)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))]
 
 
-def count(store: Store, workflow: str, *, touchpoint: str | None = None, status: str | None = None) -> int:
-    q = _filtered(select(func.count()).select_from(bucket), workflow, touchpoint, status)
+def count(store: Store, workflow: str, *, touchpoint: str | None = None, status: str | None = None,
+          since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+    q = _filtered(select(func.count()).select_from(bucket), workflow, touchpoint, status, since, until)
     with store.engine.connect() as conn:
         return conn.execute(q).scalar_one()
 
@@ -105,6 +114,25 @@ def counts(store: Store, workflow: str) -> dict[tuple[str, str], int]:
          .group_by(bucket.c.touchpoint, bucket.c.status))
     with store.engine.connect() as conn:
         return {(tp, st): n for tp, st, n in conn.execute(q)}
+
+
+def touchpoints(store: Store, workflow: str) -> list[str]:
+    """The touchpoints that have records in the bucket (read from the index, not the rows)."""
+    q = select(bucket.c.touchpoint).where(bucket.c.workflow == workflow).group_by(bucket.c.touchpoint).order_by(bucket.c.touchpoint)
+    with store.engine.connect() as conn:
+        return list(conn.execute(q).scalars())
+
+
+def status_counts(store: Store, workflow: str, touchpoint: str, source_ids: list[str]) -> dict[str, int]:
+    """status -> how many of the given records have it (say, the records a resync chose)."""
+    out: dict[str, int] = {}
+    base = (select(bucket.c.status, func.count())
+            .where(bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint).group_by(bucket.c.status))
+    with store.engine.connect() as conn:
+        for i in range(0, len(source_ids), CHUNK):
+            for st, n in conn.execute(base.where(bucket.c.source_id.in_(source_ids[i:i + CHUNK]))):
+                out[st] = out.get(st, 0) + n
+    return out
 
 
 def source_ids(store: Store, workflow: str, touchpoint: str, *, status: str | None = None, among: list[str] | None = None) -> list[str]:

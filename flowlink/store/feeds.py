@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flowlink.store.db import Store, utcnow
 from flowlink.store.tables import feeds
@@ -17,11 +17,28 @@ def add(store: Store, tag: str, message: str, workflow: str | None = None, conn=
         c.execute(feeds.insert().values(**row))
 
 
-def entries(store: Store, *, workflow: str | None = None, tag: str | None = None, limit: int = 50) -> list[dict]:
-    q = select(feeds).order_by(feeds.c.at.desc(), feeds.c.id.desc()).limit(limit)
+def _filtered(query, workflow: str | None, tag: str | None):
     if workflow:
-        q = q.where(feeds.c.workflow == workflow)
+        query = query.where(feeds.c.workflow == workflow)
     if tag:
-        q = q.where(feeds.c.tag == tag)
+        query = query.where(feeds.c.tag == tag)
+    return query
+
+
+def entries(store: Store, *, workflow: str | None = None, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Newest first."""
+    q = _filtered(select(feeds), workflow, tag).order_by(feeds.c.at.desc(), feeds.c.id.desc()).limit(limit).offset(offset)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def count(store: Store, *, workflow: str | None = None, tag: str | None = None) -> int:
+    q = _filtered(select(func.count()).select_from(feeds), workflow, tag)
+    with store.engine.connect() as conn:
+        return conn.execute(q).scalar_one()
+
+
+def tags(store: Store) -> list[str]:
+    """The tags used so far, for a filter."""
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(feeds.c.tag).group_by(feeds.c.tag).order_by(feeds.c.tag)).scalars())

@@ -61,3 +61,62 @@ def run_version(store: Store, workflow: str, run_id: str) -> int | None:
     q = select(func.min(steps.c.version)).where(steps.c.workflow == workflow, steps.c.run_id == run_id)
     with store.engine.connect() as conn:
         return conn.execute(q).scalar()
+
+
+# ------------------------------------------------------------------ reads for the pages (paged)
+
+def run_page(store: Store, workflow: str, *, limit: int = 50, offset: int = 0) -> list[dict]:
+    """A page of the workflow's runs, newest first, with what a list shows: times, steps failed or still running."""
+    as_int = steps.c.count_in.type
+    q = (select(steps.c.run_id, func.max(steps.c.version).label("version"), func.min(steps.c.started_at).label("started_at"),
+                func.max(steps.c.ended_at).label("ended_at"),
+                func.sum(func.cast(steps.c.status == "failed", as_int)).label("failed_steps"),
+                func.sum(func.cast(steps.c.status == "running", as_int)).label("running_steps"),
+                func.count().label("steps"), func.sum(steps.c.count_failed).label("failed_records"))
+         .where(steps.c.workflow == workflow).group_by(steps.c.run_id)
+         .order_by(func.min(steps.c.started_at).desc(), steps.c.run_id.desc()).limit(limit).offset(offset))
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def run_count(store: Store, workflow: str) -> int:
+    q = select(func.count(func.distinct(steps.c.run_id))).where(steps.c.workflow == workflow)
+    with store.engine.connect() as conn:
+        return conn.execute(q).scalar_one()
+
+
+def run_steps(store: Store, workflow: str, run_id: str) -> list[dict]:
+    """The steps of one run in the order they started (files as a list); [] when the run left no snapshot."""
+    q = (select(steps).where(steps.c.run_id == run_id, steps.c.workflow == workflow)
+         .order_by(steps.c.started_at, steps.c.id))
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    for row in rows:
+        row["files"] = json.loads(row["files"])
+    return rows
+
+
+def _log_filtered(query, workflow: str, run_id: str, touchpoint: str | None, step: str | None, status: str | None):
+    query = query.where(data_log.c.run_id == run_id, data_log.c.workflow == workflow)  # ix_data_log_run
+    if touchpoint:
+        query = query.where(data_log.c.touchpoint == touchpoint)
+    if step:
+        query = query.where(data_log.c.step == step)
+    if status:
+        query = query.where(data_log.c.status == status)
+    return query
+
+
+def data_log_page(store: Store, workflow: str, run_id: str, *, touchpoint: str | None = None, step: str | None = None,
+                  status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+    """A page of one run's data log (optionally of one step and/or status), in the order it was written."""
+    q = _log_filtered(select(data_log), workflow, run_id, touchpoint, step, status).order_by(data_log.c.id)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))]
+
+
+def data_log_count(store: Store, workflow: str, run_id: str, *, touchpoint: str | None = None, step: str | None = None,
+                   status: str | None = None) -> int:
+    q = _log_filtered(select(func.count()).select_from(data_log), workflow, run_id, touchpoint, step, status)
+    with store.engine.connect() as conn:
+        return conn.execute(q).scalar_one()

@@ -49,3 +49,15 @@ def attach_run(resync_id: int, run_id: str, conn) -> None:
 def delete_resync(store: Store, resync_id: int) -> None:
     with store.engine.begin() as conn:
         conn.execute(resyncs.delete().where(resyncs.c.id == resync_id))
+
+
+def resync_of_run(store: Store, workflow: str, run_id: str) -> dict | None:
+    """The resync request a run was started for (its chosen source ids), or None for an ordinary run."""
+    q = select(resyncs).where(resyncs.c.workflow == workflow, resyncs.c.run_id == run_id).order_by(resyncs.c.id.desc()).limit(1)
+    with store.engine.connect() as conn:
+        row = conn.execute(q).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["source_ids"] = json.loads(out["source_ids"])
+    return out

@@ -42,6 +42,7 @@ bucket = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("workflow", "touchpoint", "source_id", name="uq_bucket_record"),
     Index("ix_bucket_status", "workflow", "touchpoint", "status"),
+    Index("ix_bucket_updated", "workflow", "updated_at"),
 )
 
 watermarks = Table(
