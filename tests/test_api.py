@@ -112,6 +112,7 @@ ROUTES = {
     ("GET", "/api/v1/environments"), ("PATCH", "/api/v1/environments/{name}"), ("GET", "/api/v1/deployments"),
     ("POST", "/api/v1/deployments"), ("POST", "/api/v1/workflows/{workflow}/undeploy"),
     ("GET", "/api/v1/workflows/{workflow}/deployment-log"), ("POST", "/api/v1/workflows/{workflow}/run"),
+    ("POST", "/api/v1/workflows/{workflow}/resync"), ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"),
 }
 
 
@@ -130,7 +131,7 @@ def test_plugin_mounts_the_app_at_flowlink():
 
     (entry,) = flowlink_plugin.FlowlinkPlugin.fastapi_apps
     assert entry["url_prefix"] == "/flowlink" and entry["name"] == "Flowlink"
-    assert {r.path for r in entry["app"].routes} >= {p for _, p in ROUTES}
+    assert {r.path for r in entry["app"].app.routes} >= {p for _, p in ROUTES}
     assert "api/" in (REPO / "plugins" / ".airflowignore").read_text().split()
 
 
@@ -322,12 +323,15 @@ USER_CALLS = [
     ("POST", f"/api/v1/workflows/{WF}/undeploy", {}),
     ("GET", f"/api/v1/workflows/{WF}/deployment-log", None),
     ("POST", f"/api/v1/workflows/{WF}/run", {}),
+    ("POST", f"/api/v1/workflows/{WF}/resync", {"touchpoint": "customers", "failed": True}),
+    ("GET", f"/api/v1/workflows/{WF}/runs/manual__1", None),
 ]
 
 
 def test_user_calls_cover_every_user_route():
     assert {(m, p) for m, p in ROUTES if p.startswith("/api/")} == {
-        (m, u.replace("/prod", "/{name}").replace(f"/{WF}/", "/{workflow}/")) for m, u, _ in USER_CALLS}
+        (m, u.replace("/prod", "/{name}").replace(f"/{WF}/", "/{workflow}/").replace("/manual__1", "/{run_id}"))
+        for m, u, _ in USER_CALLS}
 
 
 @pytest.mark.parametrize(("method", "url", "body"), USER_CALLS)

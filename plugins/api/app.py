@@ -19,7 +19,7 @@ from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
 from flowlink.store import Store
 
-from . import agent, user
+from . import agent, pages, user
 
 log = logging.getLogger(__name__)
 
@@ -99,4 +99,5 @@ def create_app() -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(agent.router)
     app.include_router(user.router)
+    app.include_router(pages.router)  # HTML, left out of the OpenAPI document
     return app

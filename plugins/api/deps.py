@@ -38,7 +38,7 @@ AgentEnv = Annotated[str, Depends(agent_environment)]
 def require_json(request: Request) -> None:
     """State-changing user requests must be Content-Type application/json (else 415).
 
-    This is their CSRF protection for now: a cross-site HTML form can only send form or text content types,
+    This is their CSRF protection: a cross-site HTML form can only send form or text content types,
     and a cross-site script cannot send application/json without a CORS preflight, which the api-server does not
     grant unless ``[api] access_control_allow_origins`` lists that site.
     """

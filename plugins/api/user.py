@@ -3,7 +3,7 @@ token 403).
 
 CSRF: the POST and PATCH endpoints accept only Content-Type application/json (415 otherwise; see
 deps.require_json). A cross-site form cannot send that content type, and a cross-site script cannot send it
-without a CORS preflight the api-server does not grant. Inside the UI the pages will add a CSRF token.
+without a CORS preflight the api-server does not grant. The pages call these same endpoints with JSON bodies.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, Path, Query
 
 from flowlink import actions, deployments
+from flowlink.store import bucket, state
 
 from .deps import StoreDep, require_json
 from .models import (NAME_PATTERN, DeploymentLog, DeployRequest, Environment, EnvironmentChange, ErrorBody,
                      RunStarted, StartedDeployment)
 from .models import Deployment as DeploymentOut
+from .resync import FINISHED, ResyncRequest, ResyncStarted, RunProgress, airflow_run
 
 ERRORS = {401: {"model": ErrorBody, "description": "not logged in"},
           403: {"model": ErrorBody, "description": "invalid token"}}
@@ -83,3 +85,29 @@ def run(store: StoreDep, workflow: Workflow):
     """Start an Airflow run of the live workflow (refused while a deployment is pending). Needs Content-Type
     application/json (the body may be empty)."""
     return {"run_id": actions.execute(store, workflow)}
+
+
+RunId = Annotated[str, Path(min_length=1, max_length=250, description="an Airflow run id")]
+
+
+@router.post("/workflows/{workflow}/resync", status_code=201, summary="Resync chosen records of a touchpoint",
+             response_model=ResyncStarted, **CHANGE)
+def resync(store: StoreDep, workflow: Workflow, body: ResyncRequest):
+    """Send the chosen bucket records (`ids`, or every failed one with `failed: true`) again: an Airflow run limited
+    to them. Refused while a deployment of the workflow is pending. JSON body only."""
+    resync_id, chosen, run_id = actions.resync(store, workflow, body.touchpoint, ids=body.ids, failed=body.failed)
+    return {"resync_id": resync_id, "run_id": run_id, "touchpoint": body.touchpoint, "records": len(chosen)}
+
+
+@router.get("/workflows/{workflow}/runs/{run_id}", summary="State of a run and of the records it resyncs",
+            response_model=RunProgress,
+            responses={404: {"model": ErrorBody, "description": "no such run in Airflow"}})
+def run_progress(store: StoreDep, workflow: Workflow, run_id: RunId):
+    """The Airflow run's state and, for a resync run, how many of its chosen records are now success, failed,
+    unprocessed or skipped in the bucket (the pages poll this until the run finished)."""
+    run = airflow_run(workflow, run_id)
+    req = state.resync_of_run(store, workflow, run_id)
+    counts = bucket.status_counts(store, workflow, req["touchpoint"], req["source_ids"]) if req else {}
+    return {"workflow": workflow, "run_id": run_id, **run, "finished": run["state"] in FINISHED,
+            "resync_id": req["id"] if req else None, "touchpoint": req["touchpoint"] if req else None,
+            "records": len(req["source_ids"]) if req else 0, "counts": counts}

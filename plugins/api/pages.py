@@ -1,0 +1,392 @@
+"""The Flowlink pages inside the Airflow UI: server-side HTML under /flowlink/ui/ (Jinja2, autoescaped), one CSS
+and one JS file. The plugin (flowlink_plugin.py) puts them into Airflow's menu as external views.
+
+Every page calls the same functions as the CLI and the REST API (flowlink.actions, flowlink.deployments, the store);
+whether an action is allowed, and why not, comes from those rule functions, never from the JavaScript. The buttons
+post to the REST API (/flowlink/api/v1, JSON only).
+
+Every page needs the Airflow login (Depends(get_user)): anonymous -> a redirect to Airflow's login that comes back
+here; a bad token -> a 403 page. Errors (RuleError, NotFound, other FlowlinkError, bad query parameters) are pages
+with the message, never a stack trace or raw JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+import jinja2
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+
+from flowlink import actions, deployments, publish, settings
+from flowlink.deployments import NotFound, RuleError
+from flowlink.errors import FlowlinkError
+from flowlink.store import bucket, feeds, snapshots
+
+from .deps import StoreDep
+from .models import NAME_PATTERN
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 100
+STATIC = {"flowlink.css": "text/css", "flowlink.js": "text/javascript"}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")  # no inline script or style: nothing to inject into
+NAV = [("deployments", "Deployments"), ("environments", "Environments"), ("bucket", "Resync bucket"),
+       ("snapshots", "Snapshots"), ("feeds", "Feeds")]
+
+templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+# ------------------------------------------------------------------ formatting (template filters)
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _took(start: dt.datetime | None, end: dt.datetime | None) -> str:
+    if not start or not end:
+        return ""
+    seconds = max(0, round((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+templates.filters["when"] = _when
+templates.globals["took"] = _took
+
+
+# ------------------------------------------------------------------ rendering, errors, login
+
+def _bases(request: Request) -> tuple[str, str]:
+    """(this app's path prefix, e.g. /flowlink; Airflow's own path prefix, usually '')."""
+    return request.scope.get("root_path", ""), request.scope.get("app_root_path") or ""
+
+
+def login_url(request: Request) -> str:
+    """Airflow's login, coming back to this page afterwards."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"{_bases(request)[1]}/api/v2/auth/login?{urlencode({'next': here})}"
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    base, airflow = _bases(request)
+    page = template.removesuffix(".html")
+    html = templates.get_template(template).render(
+        base=base, airflow=airflow, ui=f"{base}/ui", api=f"{base}/api/v1", nav=NAV, page=page,
+        login=login_url(request), **context)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP})
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", status_code, title=title, message=message, login_link=status_code == 403)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())[1:]) or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class PageRoute(APIRoute):
+    """Turns whatever a page (or its login dependency) raises into a page: the login redirect, a 403 page, or the
+    error's message with a fitting status. Only the pages use it: the REST API keeps its JSON errors."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if exc.status_code == 401:  # no login, or it expired
+                    return RedirectResponse(login_url(request), status_code=302)
+                if exc.status_code == 403:
+                    return error_page(request, 403, "Not allowed",
+                                      f"{exc.detail}. Log in to Airflow again to see this page.")
+                return error_page(request, exc.status_code, "Cannot show this page", str(exc.detail))
+            except RequestValidationError as exc:
+                return error_page(request, 422, "Bad address", _validation_message(exc))
+            except RuleError as exc:
+                return error_page(request, 409, "Not now", str(exc))
+            except NotFound as exc:
+                return error_page(request, 404, "Not found", str(exc))
+            except FlowlinkError as exc:
+                return error_page(request, 400, "Cannot show this page", str(exc))
+            except Exception:
+                log.exception("Flowlink page %s failed", request.url.path)
+                return error_page(request, 500, "Something went wrong",
+                                  "The page could not be shown; the api-server log tells why.")
+
+        return page_handler
+
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, dependencies=[Depends(get_user)], include_in_schema=False)
+
+
+# ------------------------------------------------------------------ query parameters and paging
+
+Name = Annotated[str, Query(pattern=rf"^$|{NAME_PATTERN}", max_length=63)]
+Status = Annotated[str, Query(pattern=r"^(|unprocessed|success|failed|skipped)$")]
+Page = Annotated[int, Query(ge=1, le=1_000_000)]
+Day = Annotated[str, Query(max_length=32, description="YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")]
+
+
+def _day(value: str, name: str, *, end: bool = False) -> dt.datetime | None:
+    """A date filter: a day (the whole day; `end` means up to the end of it) or a time, in UTC."""
+    if not value:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.timezone.utc)
+            return day + dt.timedelta(days=1) if end else day
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise FlowlinkError(f"{name}: {value!r} is not a date (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _pager(request: Request, page: int, total: int, size: int = PAGE_SIZE) -> dict:
+    pages = max(1, math.ceil(total / size))
+
+    def url(n: int) -> str:
+        params = {k: v for k, v in request.query_params.items() if v and k != "page"}
+        if n > 1:
+            params["page"] = str(n)
+        return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+    offset = (page - 1) * size
+    shown = offset < total  # past the last page: nothing to show, "previous" leads back to the last one
+    return {"page": page, "pages": pages, "total": total, "first": offset + 1 if shown else 0,
+            "last": min(offset + size, total) if shown else 0,
+            "prev": url(min(page - 1, pages)) if page > 1 else None, "next": url(page + 1) if page < pages else None,
+            "offset": offset, "size": size}
+
+
+def published_workflows() -> list[str]:
+    """Workflows with at least one published version (folders under published/), by name."""
+    folder = settings.published_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and re.fullmatch(NAME_PATTERN, p.name) and publish.versions(p.name))
+
+
+def _choices(current: str, *names: list[str]) -> list[str]:
+    return sorted({n for group in names for n in group} | ({current} if current else set()))
+
+
+def _refusal(check: Callable, *args) -> str | None:
+    """None when the rule function allows the action now, else its reason."""
+    try:
+        check(*args)
+    except FlowlinkError as exc:
+        return str(exc)
+    return None
+
+
+def run_link(airflow: str, dag_id: str, run_id: str, task_id: str | None = None) -> str:
+    url = f"{airflow}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    return f"{url}/tasks/{quote(task_id, safe='')}" if task_id else url
+
+
+templates.globals["run_link"] = run_link
+
+
+# ------------------------------------------------------------------ pages
+
+@router.get("")
+@router.get("/")
+def index(request: Request):
+    return RedirectResponse(f"{_bases(request)[0]}/ui/deployments", status_code=302)
+
+
+@router.get("/environments")
+def environments_page(request: Request, store: StoreDep):
+    return render(request, "environments.html", environments=deployments.environments_list(store),
+                  timeout_range=deployments.TIMEOUT_RANGE, fresh=int(deployments.HEARTBEAT_FRESH.total_seconds()))
+
+
+def _latest_version(workflow: str) -> int | None:
+    files = publish.versions(workflow)
+    return int(publish.VERSION_FILE.match(files[-1].name)["version"]) if files else None
+
+
+def _deployment_actions(store, d: dict) -> list[dict]:
+    """The buttons of a workflow's row, enabled or disabled (with the reason) by the deployment rules themselves."""
+    workflow = d["workflow"]
+    redeploy = d["status"] == "unsuccessful" or (d["status"] == "pending" and d["action"] == "deploy" and d["tries"] > 1)
+    deploy_refused = _refusal(deployments.check_deploy, store, workflow)
+    undeploy_refused = _refusal(deployments.check_undeploy, store, workflow)
+    latest = _latest_version(workflow)
+    return [
+        {"action": "deploy", "label": "Redeploy" if redeploy else "Deploy", "refused": deploy_refused,
+         "title": f"deploy the latest published version (v{latest}) to the primary environment"},
+        {"action": "undeploy", "label": "Undeploy", "refused": undeploy_refused,
+         "title": f"remove {workflow} from {d['environment']}"},
+    ]
+
+
+@router.get("/deployments")
+def deployments_page(request: Request, store: StoreDep, environment: Name = ""):
+    envs = deployments.environments_list(store)
+    if environment:
+        deployments.environment(store, environment)  # unknown -> NotFound -> a 404 page
+    else:
+        environment = next((e["name"] for e in envs if e["is_primary"]), envs[0]["name"] if envs else "")
+    rows = deployments.listing(store, environment) if environment else []
+    for d in rows:
+        d["latest"] = _latest_version(d["workflow"])
+        d["buttons"] = _deployment_actions(store, d)
+    ever = {d["workflow"] for d in deployments.listing(store)}
+    never = []
+    for workflow in published_workflows():
+        if workflow not in ever:
+            never.append({"workflow": workflow, "latest": _latest_version(workflow),
+                          "refused": _refusal(deployments.check_deploy, store, workflow)})
+    return render(request, "deployments.html", environments=envs, environment=environment, rows=rows, never=never)
+
+
+@router.get("/bucket")
+def bucket_page(request: Request, store: StoreDep, workflow: Name = "", touchpoint: Name = "", status: Status = "",
+                since: Day = "", until: Day = "", page: Page = 1):
+    workflows = published_workflows()
+    workflow = workflow or (workflows[0] if workflows else "")
+    if not workflow:
+        return render(request, "bucket.html", workflow="", workflows=[], touchpoints=[], filters={}, rows=[],
+                      pager=_pager(request, 1, 0), resync_refused=None, failed=0, statuses=bucket.STATUSES)
+    start, end = _day(since, "since"), _day(until, "until", end=True)
+    filters = dict(touchpoint=touchpoint or None, status=status or None, since=start, until=end)
+    total = bucket.count(store, workflow, **filters)
+    pager = _pager(request, page, total)
+    rows = bucket.rows(store, workflow, **filters, limit=PAGE_SIZE, offset=pager["offset"])
+    try:
+        live = publish.live(workflow)
+    except FlowlinkError:  # a damaged live file: the resync buttons tell why (actions.live_workflow)
+        live = None
+    spec_touchpoints = [tp["name"] for tp in live.spec["touchpoints"]] if live else []
+    failed = bucket.count(store, workflow, touchpoint=touchpoint, status="failed") if touchpoint else 0
+
+    def resync_refused() -> str | None:
+        if not touchpoint:
+            return "choose a touchpoint first: a resync sends records of one touchpoint"
+        return (_refusal(deployments.refuse_while_pending, store, workflow, "resync")
+                or _refusal(actions.live_workflow, workflow))
+
+    return render(request, "bucket.html", workflow=workflow, workflows=_choices(workflow, workflows),
+                  touchpoints=_choices(touchpoint, bucket.touchpoints(store, workflow), spec_touchpoints),
+                  filters={"touchpoint": touchpoint, "status": status, "since": since, "until": until},
+                  rows=rows, pager=pager, resync_refused=resync_refused(), failed=failed, statuses=bucket.STATUSES)
+
+
+def run_status(run: dict) -> str:
+    """A run (or its snapshot) at a glance: running while a step runs, failed if a step failed."""
+    if run["running_steps"]:
+        return "running"
+    return "failed" if run["failed_steps"] else "success"
+
+
+@router.get("/snapshots")
+def snapshots_page(request: Request, store: StoreDep, workflow: Name = "", page: Page = 1):
+    workflows = published_workflows()
+    workflow = workflow or (workflows[0] if workflows else "")
+    total = snapshots.run_count(store, workflow) if workflow else 0
+    pager = _pager(request, page, total)
+    runs = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
+    for run in runs:
+        run["status"] = run_status(run)
+    return render(request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs,
+                  pager=pager)
+
+
+def _step_key(touchpoint: str, step: str) -> str:
+    return f"{touchpoint}.{step}"
+
+
+@router.get("/snapshot")
+def snapshot_page(request: Request, store: StoreDep, workflow: Annotated[str, Query(min_length=1, max_length=250)],
+                  run_id: Annotated[str, Query(min_length=1, max_length=250)],
+                  step: Annotated[str, Query(pattern=r"^$|^[a-z][a-z0-9_]*\.(extract|transform|load)$", max_length=80)] = "",
+                  status: Status = "", page: Page = 1):
+    if not re.fullmatch(NAME_PATTERN, workflow):  # the Snapshot tab shows on every DAG's runs, Flowlink's or not
+        raise NotFound(f"{workflow} is not a Flowlink workflow: its runs have no process snapshot")
+    steps = snapshots.run_steps(store, workflow, run_id)
+    if not steps:
+        raise NotFound(f"no snapshot of run {run_id!r} of {workflow}: the run has not started a step yet, "
+                       f"or its snapshot was purged")
+    summary = {"running_steps": sum(s["status"] == "running" for s in steps),
+               "failed_steps": sum(s["status"] == "failed" for s in steps)}
+    ended = [s["ended_at"] for s in steps if s["ended_at"]]
+    run = {"status": run_status(summary), "version": steps[0]["version"], "started_at": min(s["started_at"] for s in steps),
+           "ended_at": max(ended) if ended and not summary["running_steps"] else None}
+    touchpoint, _, step_name = step.partition(".")
+    log_filter = dict(touchpoint=touchpoint or None, step=step_name or None, status=status or None)
+    total = snapshots.data_log_count(store, workflow, run_id, **log_filter)
+    pager = _pager(request, page, total)
+    entries = snapshots.data_log_page(store, workflow, run_id, **log_filter, limit=PAGE_SIZE, offset=pager["offset"])
+    for s in steps:
+        s["key"] = _step_key(s["touchpoint"], s["step"])
+        s["task_id"] = s["key"]  # the task group's task: customers.extract
+    return render(request, "snapshot.html", workflow=workflow, run_id=run_id, run=run, steps=steps, entries=entries,
+                  pager=pager, filters={"step": step, "status": status}, statuses=bucket.STATUSES,
+                  file_url=lambda s, n: f"{_bases(request)[0]}/ui/snapshot/file?" + urlencode(
+                      {"workflow": workflow, "run_id": run_id, "touchpoint": s["touchpoint"], "step": s["step"], "n": n}))
+
+
+@router.get("/snapshot/file")
+def snapshot_file(store: StoreDep, workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
+                  run_id: Annotated[str, Query(min_length=1, max_length=250)],
+                  touchpoint: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
+                  step: Annotated[str, Query(pattern=r"^(extract|transform|load)$")],
+                  n: Annotated[int, Query(ge=1, le=1_000_000, description="the step's n-th batch file")]):
+    """A batch file of a step, only if the step's snapshot lists it and it lies in the staging folder."""
+    found = [s for s in snapshots.run_steps(store, workflow, run_id) if s["touchpoint"] == touchpoint and s["step"] == step]
+    if not found or n > len(found[0]["files"]):
+        raise HTTPException(404, f"the snapshot of {touchpoint}.{step} in run {run_id} lists no batch file {n}")
+    listed = Path(found[0]["files"][n - 1])
+    staging = settings.staging_dir().resolve()
+    path = listed.resolve()  # symlinks and .. resolved: what would really be read
+    if not path.is_relative_to(staging):
+        raise HTTPException(403, f"batch file {n} of {touchpoint}.{step} is not in the staging folder: not served")
+    if not path.is_file():
+        raise HTTPException(404, f"batch file {n} of {touchpoint}.{step} is gone from the staging folder "
+                                 f"(the run's files were cleaned up)")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{workflow}-{run_id}-{touchpoint}-{step}-{listed.name}")
+    return FileResponse(path, media_type="application/x-ndjson", filename=name,
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/feeds")
+def feeds_page(request: Request, store: StoreDep, tag: Annotated[str, Query(pattern=r"^[a-z_-]{0,32}$")] = "",
+               workflow: Name = "", page: Page = 1):
+    total = feeds.count(store, workflow=workflow or None, tag=tag or None)
+    pager = _pager(request, page, total)
+    entries = feeds.entries(store, workflow=workflow or None, tag=tag or None, limit=PAGE_SIZE, offset=pager["offset"])
+    return render(request, "feeds.html", entries=entries, pager=pager, filters={"tag": tag, "workflow": workflow},
+                  tags=_choices(tag, feeds.tags(store)), workflows=_choices(workflow, published_workflows()))
+
+
+@router.get("/static/{name}")
+def static(name: str):
+    if name not in STATIC:
+        raise HTTPException(404, f"no static file {name!r}")
+    return FileResponse(HERE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,69 @@
+"""Resync from the pages: the request and response bodies of POST /api/v1/workflows/{wf}/resync and
+GET /api/v1/workflows/{wf}/runs/{run_id}, and the one read of Airflow's metadata database they need (the api-server
+has that database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from flowlink.deployments import NotFound
+
+from .models import Name
+
+SourceId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+MAX_IDS = 10_000  # chosen one by one on a page; "all failed" has no limit
+
+
+class ResyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    touchpoint: Name
+    ids: Annotated[list[SourceId], Field(min_length=1, max_length=MAX_IDS)] | None = Field(
+        None, description="the source ids to send again (each must be in the bucket)")
+    failed: Annotated[bool, Field(strict=True)] = Field(False, description="true: every failed record of the touchpoint")
+
+
+class ResyncStarted(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    resync_id: int
+    run_id: str = Field(description="the Airflow run limited to the chosen records")
+    touchpoint: str
+    records: int = Field(description="how many records were chosen")
+
+
+class RunProgress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    workflow: str
+    run_id: str
+    state: str | None = Field(description="the Airflow run's state: queued, running, success, failed")
+    queued_at: dt.datetime | None
+    start_date: dt.datetime | None
+    end_date: dt.datetime | None
+    finished: bool
+    resync_id: int | None = Field(description="the resync request the run was started for; null for an ordinary run")
+    touchpoint: str | None
+    records: int = Field(description="how many records the resync chose (0 for an ordinary run)")
+    counts: dict[str, int] = Field(description="status -> how many of the chosen records have it now")
+
+
+FINISHED = ("success", "failed")
+
+
+def airflow_run(dag_id: str, run_id: str) -> dict:
+    """State and times of an Airflow run, read with Airflow's own model; NotFound when there is no such run."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+        if run is None:
+            raise NotFound(f"no run {run_id!r} of {dag_id} in Airflow")
+        state = run.state
+        return {"state": str(state.value if hasattr(state, "value") else state) if state is not None else None,
+                "queued_at": run.queued_at, "start_date": run.start_date, "end_date": run.end_date}
