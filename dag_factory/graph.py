@@ -31,9 +31,10 @@ class WorkflowGraph:
     schedule: Schedule
     touchpoints: tuple[TouchpointNode, ...]
     spec: dict
+    environment: str | None = None  # the live folder it was installed in: its tasks use that worker queue
 
 
-def graph_of(artifact: Artifact) -> WorkflowGraph:
+def graph_of(artifact: Artifact, environment: str | None = None) -> WorkflowGraph:
     spec = artifact.spec
     return WorkflowGraph(
         dag_id=artifact.workflow,
@@ -49,21 +50,29 @@ def graph_of(artifact: Artifact) -> WorkflowGraph:
             for tp in spec["touchpoints"]
         ),
         spec=spec,
+        environment=environment,
     )
+
+
+def live_files(folder: Path, only: str | None = None) -> list[Path]:
+    """live/<workflow>.json and live/<environment>/<workflow>.json (or only those named <only>.json)."""
+    name = f"{only}.json" if only else "*.json"
+    return sorted(folder.glob(name)) + sorted(folder.glob(f"*/{name}"))
 
 
 def read_graphs(folder: Path, only: str | None = None) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
     """Every live file of the folder (or only <only>.json) as a graph; broken files with their reasons."""
-    files = [folder / f"{only}.json"] if only else sorted(folder.glob("*.json"))
-    graphs, broken = [], []
-    for path in files:
-        if not path.exists():
-            continue
+    graphs, broken, seen = [], [], {}
+    for path in live_files(folder, only):
+        environment = path.parent.name if path.parent != folder else None
         try:
             artifact = read_artifact(path)
             if path.stem != artifact.workflow:
                 raise ValueError(f"holds workflow {artifact.workflow!r}; the file must be named {artifact.workflow}.json")
-            graphs.append(graph_of(artifact))
+            if artifact.workflow in seen:
+                raise ValueError(f"{artifact.workflow} is also live in {seen[artifact.workflow]}: undeploy one of them")
+            seen[artifact.workflow] = path.parent
+            graphs.append(graph_of(artifact, environment))
         except Exception as exc:  # one broken file must not hide the other workflows
             broken.append((path, str(exc)))
     return graphs, broken

@@ -38,8 +38,8 @@ def render(g: WorkflowGraph) -> DAG:
         schedule=schedule,
         catchup=False,
         max_active_runs=1,  # syncs of one workflow never overlap (watermarks, bucket)
-        default_args=DEFAULT_ARGS,
-        tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}"],
+        default_args={**DEFAULT_ARGS, "queue": g.environment} if g.environment else DEFAULT_ARGS,
+        tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}", *([f"env:{g.environment}"] if g.environment else [])],
         doc_md=_doc(g),
     )
     groups: dict[str, TaskGroup] = {}

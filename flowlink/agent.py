@@ -196,7 +196,7 @@ class Agent:
             raise FlowlinkError("the agent needs a token (--token-file FILE or FLOWLINK_AGENT_TOKEN)")
         self.server = server.rstrip("/")
         self.environment = environment
-        self.install_dir = Path(install_dir) if install_dir else settings.live_dir()
+        self.install_dir = Path(install_dir) if install_dir else settings.live_dir() / environment
         self.interval = interval
         self.timeout = timeout
         self._log = log or _stderr

@@ -365,7 +365,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--environment", required=True, metavar="NAME")
     sp.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:8080/flowlink")
     sp.add_argument("--token-file", metavar="FILE", help="file holding the agent token (else FLOWLINK_AGENT_TOKEN)")
-    sp.add_argument("--install-dir", metavar="DIR", help="where workflows are installed (default: the live folder)")
+    sp.add_argument("--install-dir", metavar="DIR", help="where workflows are installed (default: the live folder's ENVIRONMENT folder)")
     sp.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="seconds between passes (default 2)")
     sp.add_argument("--once", action="store_true", help="one pass, then exit (status 1 if the server could not be used)")
     add("db-upgrade", cmd_db_upgrade, "create or migrate the Flowlink store")

@@ -180,5 +180,8 @@ def make_live(artifact: Artifact) -> Path:
 
 
 def live(workflow: str) -> Artifact | None:
-    path = settings.live_dir() / f"{workflow}.json"
-    return read_artifact(path) if path.exists() else None
+    """The live version of a workflow, in whichever environment folder its agent installed it."""
+    folder = settings.live_dir()
+    paths = [folder / f"{workflow}.json", *sorted(folder.glob(f"*/{workflow}.json"))]
+    path = next((p for p in paths if p.exists()), None)
+    return read_artifact(path) if path else None

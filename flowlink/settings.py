@@ -19,7 +19,9 @@ def published_dir() -> Path:
 
 
 def live_dir() -> Path:
-    """The versions Airflow runs: live/<workflow>.json. The DAG factory reads only this folder."""
+    """The versions Airflow runs: live/<environment>/<workflow>.json, installed by each environment's agent
+    (the folder name is the environment: its tasks go to that environment's worker queue). The DAG factory
+    reads only this folder."""
     return home() / "live"
 
 

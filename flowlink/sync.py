@@ -36,6 +36,8 @@ class RunContext:
     run_id: str
     resync: dict | None = None  # {"touchpoint", "source_ids"} for a resync run
     log: logging.Logger = log
+    hostname: str | None = None  # the worker running the step, and its queue, for the snapshot
+    queue: str | None = None
 
     @property
     def workflow(self) -> str:
@@ -52,7 +54,8 @@ class RunContext:
 @contextmanager
 def _step(ctx: RunContext, touchpoint: str, step: str):
     """Record the step in the snapshot: running, then success (counts tell of failed records) or failed."""
-    snapshots.start_step(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, touchpoint, step)
+    snapshots.start_step(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, touchpoint, step,
+                         hostname=ctx.hostname, queue=ctx.queue)
     stats: dict[str, Any] = {"count_in": 0, "count_out": 0, "count_failed": 0, "files": []}
     try:
         yield stats

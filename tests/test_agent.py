@@ -174,7 +174,7 @@ class World:
 
     @property
     def installed(self) -> Path:
-        return settings.live_dir() / f"{WF}.json"
+        return settings.live_dir() / "cloud" / f"{WF}.json"
 
     def publish(self, **changes) -> publish.Artifact:
         return publish.publish(spec_copy(self.tmp_path, **changes) if changes else EXAMPLE).artifact
@@ -220,7 +220,7 @@ def test_happy_path_every_step_once_in_order_then_successful(world, capsys):
     art = world.publish()
     d = deployments.deploy(world.store, WF)
     agent = Agent(world.server.url, world.token, "cloud")  # default install dir, default log (stderr)
-    assert agent.install_dir == settings.live_dir() and agent.interval == 2
+    assert agent.install_dir == settings.live_dir() / agent.environment and agent.interval == 2
 
     result = agent.run_once()
 
@@ -230,8 +230,8 @@ def test_happy_path_every_step_once_in_order_then_successful(world, capsys):
     assert world.server.steps_posted(d["id"]) == STEPS["deploy"]  # each exactly once, in order
     assert world.installed.read_bytes() == art.path.read_bytes()
     assert publish.live(WF).sha256 == art.sha256
-    assert not (settings.live_dir() / ".agent" / str(d["id"])).exists()  # the download folder is cleaned
-    assert not list(settings.live_dir().glob(".agent-*.tmp"))  # no temp files next to the live files
+    assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()  # the download folder is cleaned
+    assert not list((settings.live_dir() / "cloud").glob(".agent-*.tmp"))  # no temp files next to the live files
     assert deployments.environment(world.store, "cloud")["agent"] == "connected"
 
     assert deployments.progress(world.store, d["id"])["remaining"] == []
@@ -276,7 +276,7 @@ def test_stop_between_steps_then_a_new_agent_resumes(world):
     assert not runner.is_alive()
     assert world.server.steps_posted(d["id"]) == STEPS["deploy"][:2]
     assert not world.installed.exists()
-    work = settings.live_dir() / ".agent" / str(d["id"])
+    work = settings.live_dir() / "cloud" / ".agent" / str(d["id"])
     assert publish.read_artifact(work / "workflow.json").sha256 == art.sha256
     sheets = sorted(p.name for p in (work / "stylesheets").iterdir())
     assert sheets == ["customers.xslt", "orders.xslt"]
@@ -308,7 +308,7 @@ def test_a_lost_install_report_is_redone_without_losing_the_backup(world):
     second = agent.run_once()
     assert second.ok
     assert world.server.steps_posted(d["id"]) == STEPS["deploy"]
-    backup = settings.live_dir() / ".agent" / "backup" / f"{WF}.json"
+    backup = settings.live_dir() / "cloud" / ".agent" / "backup" / f"{WF}.json"
     assert backup.read_bytes() == v1.path.read_bytes()  # still the version that ran before, not v2
     assert any("connected again" in line for line in world.lines)
 
@@ -335,7 +335,7 @@ def test_a_corrupted_published_file_fails_the_download_and_leaves_the_installed_
     log = [s for s in deployments.steps(world.store, d["id"]) if s["status"] == "failed"]
     assert log and "checksum" in log[0]["message"]
     assert world.installed.read_bytes() == v1.path.read_bytes()  # untouched
-    assert not (settings.live_dir() / ".agent" / str(d["id"])).exists()
+    assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()
     assert any(f"deployment {d['id']}: downloading workflow data failed: " in line for line in world.lines)
 
 
@@ -359,7 +359,7 @@ def test_a_refused_deployed_report_restores_the_previous_version(world):
     assert any(a.status == "restored" for a in result.actions)
     assert world.installed.read_bytes() == v1.path.read_bytes()
     assert deployments.get(world.store, d["id"])["status"] == "unsuccessful"
-    assert not (settings.live_dir() / ".agent" / str(d["id"])).exists()
+    assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()
     assert any("deployed refused by the server" in line and "no longer pending" in line for line in world.lines)
 
 
@@ -392,7 +392,7 @@ def test_a_deployment_that_timed_out_while_the_agent_was_away_is_rolled_back(wor
     assert result.ok
     assert deployments.get(world.store, d["id"])["status"] == "unsuccessful"
     assert world.installed.read_bytes() == v1.path.read_bytes()
-    assert not (settings.live_dir() / ".agent" / str(d["id"])).exists()
+    assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()
 
 
 def test_undeploy_removes_the_installed_file(world):
@@ -404,7 +404,7 @@ def test_undeploy_removes_the_installed_file(world):
     assert result.ok
     assert world.server.steps_posted(d["id"]) == STEPS["undeploy"]
     assert not world.installed.exists()
-    assert (settings.live_dir() / ".agent" / "backup" / f"{WF}.json").read_bytes() == v1.path.read_bytes()
+    assert (settings.live_dir() / "cloud" / ".agent" / "backup" / f"{WF}.json").read_bytes() == v1.path.read_bytes()
     assert deployments.complete(world.store, d["id"])["status"] == "successful"
     assert any(f"{WF} v1 undeployment {d['id']}: undeployed done" in line for line in world.lines)
 

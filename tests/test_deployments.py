@@ -92,7 +92,7 @@ def log_steps(server) -> list[tuple[str, str]]:
 
 
 def live_version(world) -> int | None:
-    path = world["root"] / "flowlink" / "live" / f"{WF}.json"
+    path = world["root"] / "flowlink" / "live" / "cloud" / f"{WF}.json"
     return json.loads(path.read_text())["version"] if path.exists() else None
 
 

@@ -78,6 +78,10 @@ def test_records_arrive_exactly_once_with_mapped_fields_and_a_second_run_sends_n
     assert by_step[("customers", "load")]["count_out"] == CUSTOMERS
     assert by_step[("orders", "extract")]["count_in"] == ORDERS
     assert len(by_step[("customers", "extract")]["files"]) == CUSTOMERS // 200  # batch_size 200
+    from airflow.utils.net import get_hostname  # Airflow's host name ([core] hostname_callable) of the worker
+
+    # Each step names the worker and queue that ran it (here: this machine, the default queue).
+    assert {(s["hostname"], s["queue"]) for s in snap["steps"]} == {(get_hostname(), "default")}
     assert len([d for d in snap["data_log"] if d["step"] == "load"]) == CUSTOMERS + ORDERS
     assert state.watermark(store, "erp_to_shop", "orders") == max(r["updated_at"] for r in erp_rows(erp, "orders").values())
 

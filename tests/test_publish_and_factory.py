@@ -134,3 +134,21 @@ def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["second"]
+
+
+def test_an_environment_folder_sends_the_tasks_to_that_environments_queue(home, tmp_path, airflow_db):
+    art = publish.publish(spec_copy(tmp_path, "on_site")).artifact
+    site = settings.live_dir() / "site_b"  # where the site_b agent installs
+    site.mkdir(parents=True)
+    shutil.copy(art.path, site / "on_site.json")
+    make_live(tmp_path, "in_cloud")
+    bag = load_dags()
+    on_site = bag.get_dag("on_site")
+    assert {t.queue for t in on_site.tasks} == {"site_b"} and "env:site_b" in on_site.tags
+    assert {t.queue for t in bag.get_dag("in_cloud").tasks} == {"default"}
+    assert publish.live("on_site").version == 1
+
+    shutil.copy(art.path, settings.live_dir() / "on_site.json")  # live twice: reported, not silently doubled
+    bag = load_dags()
+    text = next(v for k, v in bag.import_errors.items() if k.endswith("flowlink_import_errors.py"))
+    assert "on_site.json: on_site is also live in" in text

@@ -12,11 +12,13 @@ from flowlink.store.tables import data_log, steps
 KEYS = ["workflow", "run_id", "touchpoint", "step"]
 
 
-def start_step(store: Store, workflow: str, run_id: str, version: int, touchpoint: str, step: str) -> None:
-    """A step starts (again, on a task retry: the row is reset)."""
+def start_step(store: Store, workflow: str, run_id: str, version: int, touchpoint: str, step: str, *,
+               hostname: str | None = None, queue: str | None = None) -> None:
+    """A step starts (again, on a task retry: the row is reset), on a worker (host name) and queue."""
     now = utcnow()
     row = dict(workflow=workflow, run_id=run_id, version=version, touchpoint=touchpoint, step=step, status="running",
-               started_at=now, ended_at=None, count_in=0, count_out=0, count_failed=0, files="[]", message=None)
+               started_at=now, ended_at=None, count_in=0, count_out=0, count_failed=0, files="[]", message=None,
+               hostname=hostname, queue=queue)
     with store.engine.begin() as conn:
         upsert(conn, steps, [row], KEYS, {k: v for k, v in row.items() if k not in KEYS})
 

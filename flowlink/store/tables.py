@@ -72,6 +72,8 @@ steps = Table(
     Column("count_failed", Integer, nullable=False, default=0),
     Column("files", Text, nullable=False, default="[]"),  # JSON list of batch files
     Column("message", Text),
+    Column("hostname", String(255)),  # the worker that ran the step
+    Column("queue", String(63)),  # its queue: the environment the workflow is deployed to
     UniqueConstraint("workflow", "run_id", "touchpoint", "step", name="uq_snapshot_step"),
     Index("ix_snapshot_run", "run_id"),
 )
