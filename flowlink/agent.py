@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -456,7 +456,7 @@ class Agent:
             raise
         final = folder / "workflow.json"
         os.replace(part, final)
-        return publish.read_artifact(final)
+        return replace(art, path=final)
 
     def _verify(self, job: Job, path: Path) -> publish.Artifact:
         try:

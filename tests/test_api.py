@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import pytest
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 import api.app as api_app
 from api import create_app
