@@ -25,9 +25,18 @@ def live_dir() -> Path:
     return home() / "live"
 
 
-def staging_dir() -> Path:
-    """Run-scoped batch files: staging/<workflow>/<run>/<touchpoint>/<step>/batch-00001.jsonl."""
-    return Path(os.environ.get("FLOWLINK_STAGING_DIR") or home() / "staging")
+def staging_dir():
+    """Run-scoped batch files: staging/<workflow>/<run>/<touchpoint>/<step>/batch-00001.jsonl.
+
+    FLOWLINK_STAGING_DIR may be a folder, or an object-storage URL that every worker can reach
+    (s3://conn_id@bucket/prefix, gs://..., file://...): then it is an Airflow ObjectStoragePath, whose
+    credentials come from the Airflow connection in the URL."""
+    configured = os.environ.get("FLOWLINK_STAGING_DIR", "")
+    if "://" in configured:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(configured)
+    return Path(configured or home() / "staging")
 
 
 def store_url() -> str:

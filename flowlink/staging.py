@@ -1,4 +1,7 @@
-"""Batch files: records move between steps as JSON Lines files in a run-scoped folder, never through XCom."""
+"""Batch files: records move between steps as JSON Lines files in a run-scoped folder, never through XCom.
+
+The folder is local (shared by the workers of an environment) or on object storage (an Airflow
+ObjectStoragePath, see settings.staging_dir); XCom carries the files' names as text."""
 
 from __future__ import annotations
 
@@ -11,24 +14,42 @@ from pathlib import Path
 from flowlink import settings
 
 
-def run_folder(workflow: str, run_id: str) -> Path:
+def run_folder(workflow: str, run_id: str):
     return settings.staging_dir() / workflow / re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
 
 
-def write_batch(path: Path, records: Iterable[dict]) -> int:
-    """Write records as JSON Lines atomically (temp file + rename); returns how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+def as_path(name: str | Path):
+    """A batch file's name (from XCom or a snapshot) as a path: local, or on object storage for a URL."""
+    if isinstance(name, str) and "://" in name:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(name)
+    return Path(name)
+
+
+def _lines(records: Iterable[dict], f) -> int:
     n = 0
+    for record in records:
+        f.write(json.dumps(record, ensure_ascii=False, default=str))
+        f.write("\n")
+        n += 1
+    return n
+
+
+def write_batch(path, records: Iterable[dict]) -> int:
+    """Write records as JSON Lines, never half: a local file through a temp file and a rename, an object in
+    one upload (object stores show an object only once it is complete); returns how many."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(path, Path):
+        with path.open("w", encoding="utf-8") as f:
+            return _lines(records, f)
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, default=str))
-            f.write("\n")
-            n += 1
+        n = _lines(records, f)
     os.replace(tmp, path)
     return n
 
 
-def read_batch(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
+def read_batch(name: str | Path) -> list[dict]:
+    with as_path(name).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

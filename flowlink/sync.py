@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flowlink import staging
@@ -47,7 +46,7 @@ class RunContext:
         """A resync run touches only the touchpoint whose records were chosen."""
         return self.resync is None or self.resync["touchpoint"] == touchpoint
 
-    def folder(self, touchpoint: str, step: str) -> Path:
+    def folder(self, touchpoint: str, step: str):
         return staging.run_folder(self.workflow, self.run_id) / touchpoint / step
 
 

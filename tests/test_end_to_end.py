@@ -158,3 +158,24 @@ def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypa
     assert state.watermark(store, "erp_to_shop", "customers") is None  # the next run reads everything again
     load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"] if s["step"] == "load")
     assert load["status"] == "failed" and "127.0.0.1" in load["message"]
+
+
+def test_batch_files_can_live_on_object_storage(tmp_path, monkeypatch, airflow_db):
+    """FLOWLINK_STAGING_DIR as a URL: the steps hand each other Airflow ObjectStoragePath files (file:// here;
+    s3://conn_id@bucket/... in production, with the credentials of that Airflow connection)."""
+    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
+    monkeypatch.setenv("FLOWLINK_STAGING_DIR", f"file://{tmp_path}/objects")
+    create_erp(tmp_path / "erp.db", customers=30, orders=40)
+    with DemoShop() as shop:
+        monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "erp.db")}))
+        monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url}))
+        store = Store.open()
+        make_live(publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact)
+        run, states = run_dag("erp_to_shop")
+        assert run.state == "success", states
+        assert len(shop.records("customers")) == 30 and len(shop.records("orders")) == 40
+    files = [f for s in snapshots.snapshot(store, run.run_id)["steps"] for f in s["files"]]
+    assert files and all(f.startswith(f"file://{tmp_path}/objects/erp_to_shop/") for f in files)
+    assert all((tmp_path / "objects").joinpath(f.split("/objects/", 1)[1]).is_file() for f in files)
+    assert not (tmp_path / "flowlink" / "staging").exists()
+    store.dispose()

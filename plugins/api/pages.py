@@ -362,6 +362,9 @@ def snapshot_file(store: StoreDep, workflow: Annotated[str, Query(pattern=NAME_P
     found = [s for s in snapshots.run_steps(store, workflow, run_id) if s["touchpoint"] == touchpoint and s["step"] == step]
     if not found or n > len(found[0]["files"]):
         raise HTTPException(404, f"the snapshot of {touchpoint}.{step} in run {run_id} lists no batch file {n}")
+    if "://" in found[0]["files"][n - 1]:
+        raise HTTPException(404, f"batch file {n} of {touchpoint}.{step} is on object storage: read it there "
+                                 f"({found[0]['files'][n - 1]})")
     listed = Path(found[0]["files"][n - 1])
     staging = settings.staging_dir().resolve()
     path = listed.resolve()  # symlinks and .. resolved: what would really be read
