@@ -640,5 +640,5 @@ def read_token(token_file: str | None) -> str:
     token = os.environ.get("FLOWLINK_AGENT_TOKEN", "").strip()
     if not token:
         raise FlowlinkError("no agent token: pass --token-file FILE or set FLOWLINK_AGENT_TOKEN "
-                            "(an environment's token is issued once, when the environment's agent is registered)")
+                            "(issue one with: flowlink env token ENVIRONMENT)")
     return token
