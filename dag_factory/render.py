@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 from flowlink_timetable import WorkflowTimetable
@@ -17,16 +16,25 @@ from flowlink.schedule import summary
 DEFAULT_ARGS = {"owner": "flowlink"}
 
 
+def _where(part: dict) -> str:
+    return next((f"{k} `{part[k]}`" for k in ("table", "query", "endpoint", "file") if part.get(k)), "")
+
+
 def _doc(g: WorkflowGraph) -> str:
+    """The rendered configuration, cheap to build at parse time (`flowlink preview` shows the XSLT)."""
+    spec = {tp["name"]: tp for tp in g.spec["touchpoints"]}
     rows = "\n".join(
-        f"| {tp.name} | {', '.join(tp.depends_on) or '-'} | {tp.description} |" for tp in g.touchpoints
+        f"| {tp.name} | {', '.join(tp.depends_on) or '-'} | {_where(spec[tp.name]['extract'])} by "
+        f"`{spec[tp.name]['extract']['key']}` | {len(spec[tp.name].get('mapping') or []) or 'own XSLT'} | "
+        f"{spec[tp.name]['load']['method']} {_where(spec[tp.name]['load'])} | {tp.description} |"
+        for tp in g.touchpoints
     )
     return (
         f"### {g.dag_id} v{g.version}\n\n{g.description}\n\n"
-        f"* source: {g.source}, target: {g.target}\n* schedule: {summary(g.schedule)}\n"
-        f"* published {g.published_at}, sha256 `{g.sha256[:16]}`\n\n"
-        f"| touchpoint | after | |\n|---|---|---|\n{rows}\n\n"
-        f"<details><summary>spec</summary>\n\n```json\n{json.dumps(g.spec, indent=2)}\n```\n</details>\n"
+        f"* source: {g.source} (connection `{g.spec['source']['connection']}`), target: {g.target} "
+        f"(connection `{g.spec['target']['connection']}`)\n* schedule: {summary(g.schedule)}\n"
+        f"* environment: {g.environment or '-'}; published {g.published_at}, sha256 `{g.sha256[:16]}`\n\n"
+        f"| touchpoint | after | extract | mapping rules | load | |\n|---|---|---|---|---|---|\n{rows}\n"
     )
 
 

@@ -10,7 +10,6 @@ itself is the serialized form (``Schedule.model_dump(mode="json")``).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -60,7 +59,7 @@ class WorkflowTimetable(Timetable):
         return type(other) is type(self) and other.schedule == self.schedule
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.serialize(), sort_keys=True))
+        return hash(self.schedule)  # a frozen model: Airflow hashes timetables often while building a DAG
 
     def __repr__(self) -> str:
         return f"WorkflowTimetable({self.description!r})"

@@ -1,0 +1,316 @@
+"""DagBag parse benchmark: Flowlink vs dag-factory 1.1.0 vs a plain hand-written Airflow loader.
+
+    .venv/bin/python bench/parse.py [--quick] [--repeat K] [--profile] [--keep]
+
+Every contender builds the same DAG shape per workflow: 3 touchpoints a -> b -> c, each a task group of
+extract -> transform -> load (9 tasks). Each measurement runs in a FRESH process (bench/parse_measure.py)
+that imports Airflow and times DagBag(dag_folder=...) and reads the peak RSS (getrusage ru_maxrss).
+
+* flowlink    N specs derived from examples/erp_to_shop.yaml published the real way (flowlink.publish.publish),
+              put live (flowlink.publish.make_live) in a temp FLOWLINK_HOME; DagBag over the real /work/main/dags
+              (flowlink_workflows.py + flowlink_import_errors.py + flowlink_deployments.py: N + 1 DAGs).
+* dag-factory dag-factory 1.1.0 (installed on demand with pip --target under /tmp, never into the project venv),
+              one YAML file per DAG, a loader file calling dagfactory.load_yaml_dags.
+* plain       one JSON file per DAG, a loader file building the DAGs with airflow.sdk + EmptyOperator.
+
+The last line printed is `ratio=<Flowlink seconds / dag-factory seconds at the largest N>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MEASURE = Path(__file__).resolve().parent / "parse_measure.py"
+DAGS = REPO / "dags"
+PLUGINS = REPO / "plugins"
+EXAMPLE = REPO / "examples" / "erp_to_shop.yaml"
+DAGFACTORY_VERSION = "1.1.0"
+DAGFACTORY_TARGET = Path(tempfile.gettempdir()) / f"flowlink-bench-dagfactory-{DAGFACTORY_VERSION}"
+EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
+SCHEDULE = "* * * * *"  # the example's schedule: every minute
+GROUPS = (("a", ()), ("b", ("a",)), ("c", ("b",)))
+STEPS = ("extract", "transform", "load")
+
+
+def wf_name(i: int) -> str:
+    return f"bench_wf_{i:04d}"
+
+
+# --------------------------------------------------------------------------------------------- dag-factory
+def ensure_dagfactory() -> Path | None:
+    """The --target folder holding dag-factory 1.1.0 (installed when missing), or None if it cannot be installed."""
+    marker = DAGFACTORY_TARGET / f"dag_factory-{DAGFACTORY_VERSION}.dist-info"
+    if not marker.is_dir():
+        print(f"installing dag-factory=={DAGFACTORY_VERSION} into {DAGFACTORY_TARGET} (not the project venv) ...", flush=True)
+        shutil.rmtree(DAGFACTORY_TARGET, ignore_errors=True)
+        # --no-deps: its requirements (apache-airflow, pyyaml, packaging, pathspec, typer) must not be re-resolved;
+        # the ones the venv lacks are added to the same --target folder below.
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--target", str(DAGFACTORY_TARGET), f"dag-factory=={DAGFACTORY_VERSION}"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            print(f"SKIPPING dag-factory: cannot install it ({exc})")
+            return None
+        if proc.returncode != 0 or not marker.is_dir():
+            print(f"SKIPPING dag-factory: pip install failed:\n{proc.stderr.strip()[-2000:]}")
+            return None
+    missing = []
+    for module, dist in (("yaml", "pyyaml"), ("packaging", "packaging"), ("pathspec", "pathspec"), ("typer", "typer")):
+        check = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+        if check.returncode != 0:
+            missing.append(dist)
+    if missing:
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "--target", str(DAGFACTORY_TARGET), *missing], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"SKIPPING dag-factory: cannot install its requirements {missing}:\n{proc.stderr.strip()[-2000:]}")
+            return None
+    return DAGFACTORY_TARGET
+
+
+def write_dagfactory(root: Path, n: int) -> tuple[Path, dict]:
+    import yaml
+
+    dags, configs = root / "dags", root / "configs"
+    dags.mkdir(parents=True)
+    configs.mkdir()
+    for i in range(1, n + 1):
+        task_groups = {g: {"tooltip": f"touchpoint {g}", **({"dependencies": list(deps)} if deps else {})}
+                       for g, deps in GROUPS}
+        tasks = {}
+        for g, _ in GROUPS:
+            prev = None
+            for step in STEPS:
+                tasks[f"{g}_{step}"] = {"operator": EMPTY, "task_group_name": g,
+                                        **({"dependencies": [prev]} if prev else {})}
+                prev = f"{g}_{step}"
+        doc = {wf_name(i): {
+            "description": f"benchmark workflow {i}",
+            "schedule": SCHEDULE,
+            "catchup": False,
+            "max_active_runs": 1,
+            "default_args": {"owner": "flowlink"},
+            "tags": ["bench", "sql->rest"],
+            "task_groups": task_groups,
+            "tasks": tasks,
+        }}
+        (configs / f"{wf_name(i)}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (dags / "dagfactory_loader.py").write_text(
+        "# Airflow DAG loader: every YAML file of the configs folder through dag-factory\n"
+        "from dagfactory import load_yaml_dags\n\n"
+        f"load_yaml_dags(globals_dict=globals(), dags_folder={str(configs)!r})\n"
+    )
+    env = {"PYTHONPATH": str(DAGFACTORY_TARGET), "DO_NOT_TRACK": "True", "SCARF_ANALYTICS": "false",
+           "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False"}
+    return dags, env
+
+
+# --------------------------------------------------------------------------------------------------- plain
+PLAIN_LOADER = '''\
+"""Airflow DAG loader: every JSON file of the configs folder as a DAG, with airflow.sdk and no factory."""
+import json
+from pathlib import Path
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, TaskGroup
+
+for path in sorted(Path(CONFIGS).glob("*.json")):
+    cfg = json.loads(path.read_text())
+    with DAG(dag_id=cfg["dag_id"], description=cfg["description"], schedule=cfg["schedule"], catchup=False,
+             max_active_runs=1, default_args={"owner": "flowlink"}, tags=cfg["tags"]) as dag:
+        groups = {}
+        for g in cfg["groups"]:
+            with TaskGroup(group_id=g["name"], tooltip=g["description"]) as group:
+                EmptyOperator(task_id="extract") >> EmptyOperator(task_id="transform") >> EmptyOperator(task_id="load")
+            groups[g["name"]] = group
+        for g in cfg["groups"]:
+            for dep in g["depends_on"]:
+                groups[dep] >> groups[g["name"]]
+    globals()[cfg["dag_id"]] = dag
+'''
+
+
+def write_plain(root: Path, n: int) -> tuple[Path, dict]:
+    dags, configs = root / "dags", root / "configs"
+    dags.mkdir(parents=True)
+    configs.mkdir()
+    for i in range(1, n + 1):
+        cfg = {"dag_id": wf_name(i), "description": f"benchmark workflow {i}", "schedule": SCHEDULE,
+               "tags": ["bench", "sql->rest"],
+               "groups": [{"name": g, "description": f"touchpoint {g}", "depends_on": list(deps)} for g, deps in GROUPS]}
+        (configs / f"{wf_name(i)}.json").write_text(json.dumps(cfg))
+    (dags / "plain_loader.py").write_text(f"CONFIGS = {str(configs)!r}\n" + PLAIN_LOADER)
+    return dags, {}
+
+
+# ------------------------------------------------------------------------------------------------ flowlink
+def publish_flowlink(work: Path, n: int) -> list:
+    """Publish n workflows of 3 touchpoints (c after b after a) the real way; returns their artifacts."""
+    import yaml
+
+    os.environ["FLOWLINK_HOME"] = str(work / "publish_home")
+    from flowlink.publish import publish
+
+    base = yaml.safe_load(EXAMPLE.read_text())
+    customers, orders = base["touchpoints"][0], base["touchpoints"][1]
+    specs = work / "specs"
+    specs.mkdir()
+    artifacts = []
+    for i in range(1, n + 1):
+        spec = copy.deepcopy(base)
+        spec["name"] = wf_name(i)
+        spec["description"] = f"benchmark workflow {i}, derived from erp_to_shop"
+        a = copy.deepcopy(customers) | {"name": "a"}
+        b = copy.deepcopy(orders) | {"name": "b", "depends_on": ["a"]}
+        c = copy.deepcopy(orders) | {"name": "c", "depends_on": ["b"], "description": "orders again, after b"}
+        spec["touchpoints"] = [a, b, c]
+        path = specs / f"{wf_name(i)}.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        artifacts.append(publish(path).artifact)
+    return artifacts
+
+
+def live_flowlink(work: Path, artifacts: list, n: int) -> tuple[Path, dict]:
+    from flowlink.publish import make_live
+
+    home = work / f"flowlink_{n}"
+    os.environ["FLOWLINK_HOME"] = str(home)
+    for art in artifacts[:n]:
+        make_live(art)
+    live = sorted((home / "live").glob("*.json"))
+    if len(live) != n:
+        raise SystemExit(f"FAILED: {len(live)} live files in {home / 'live'}, expected {n}")
+    return DAGS, {"FLOWLINK_HOME": str(home), "PYTHONPATH": str(REPO)}
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+def measure(dags: Path, expected: int, extra_env: dict, work: Path, label: str, profile: Path | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FLOWLINK_", "PYTHONPATH"))}
+    airflow_home = Path(tempfile.mkdtemp(prefix="airflow-home-", dir=work))
+    env.update({
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        **extra_env,
+    })
+    cmd = [sys.executable, str(MEASURE), str(dags), str(expected)] + (["--profile", str(profile)] if profile else [])
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PARSE_RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        sys.stdout.write(proc.stdout[-3000:])
+        sys.stderr.write(proc.stderr[-5000:])
+        raise SystemExit(f"FAILED: {label}: the DagBag measurement failed (exit {proc.returncode}), see above")
+    return json.loads(line.removeprefix("PARSE_RESULT "))
+
+
+def print_profile(prof: Path, top: int = 10) -> None:
+    roots = tuple(str(p) + os.sep for p in (REPO / "flowlink", REPO / "dag_factory", PLUGINS, DAGS))
+    stats = pstats.Stats(str(prof))
+    rows = [(ct, tt, nc, f, ln, fn) for (f, ln, fn), (cc, nc, tt, ct, _callers) in stats.stats.items()
+            if f.startswith(roots)]
+    total = max(ct for (ct, *_rest) in [(v[3],) for v in stats.stats.values()])
+    rows.sort(reverse=True)
+    print(f"\ncProfile of the Flowlink DagBag (top {top} cumulative, flowlink/dag_factory/plugins/dags code; "
+          f"profiled total {total:.2f} s):")
+    print(f"{'cum s':>7} {'own s':>7} {'calls':>7}  function")
+    for ct, tt, nc, f, ln, fn in rows[:top]:
+        print(f"{ct:7.3f} {tt:7.3f} {nc:7d}  {Path(f).relative_to(REPO)}:{ln}({fn})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="100 and 300 workflows instead of 100, 500 and 1,000")
+    ap.add_argument("--repeat", type=int, default=None, help="fresh processes per point, median kept (default 3, --quick 1)")
+    ap.add_argument("--profile", action="store_true", help="also cProfile the Flowlink DagBag at the largest N")
+    ap.add_argument("--keep", action="store_true", help="keep the temp work folder")
+    args = ap.parse_args()
+    sizes = [100, 300] if args.quick else [100, 500, 1000]
+    repeat = args.repeat or (1 if args.quick else 3)
+
+    work = Path(tempfile.mkdtemp(prefix="flowlink-bench-parse-"))
+    saved_env = {k: os.environ.get(k) for k in ("FLOWLINK_HOME",)}
+    try:
+        target = ensure_dagfactory()
+        print(f"publishing {max(sizes)} workflows (3 touchpoints, 9 tasks each) in {work} ...", flush=True)
+        artifacts = publish_flowlink(work, max(sizes))
+
+        results: dict[tuple[str, int], dict] = {}
+        contenders = ["plain", *(["dag-factory"] if target else []), "flowlink"]
+        for n in sizes:
+            setups = {
+                "plain": lambda n=n: (*write_plain(work / f"plain_{n}", n), n),
+                "dag-factory": lambda n=n: (*write_dagfactory(work / f"dagfactory_{n}", n), n),
+                "flowlink": lambda n=n: (*live_flowlink(work, artifacts, n), n + 1),  # + flowlink_deployments
+            }
+            for name in contenders:
+                dags, extra_env, expected = setups[name]()
+                runs = [measure(dags, expected, extra_env, work, f"{name} N={n}") for _ in range(repeat)]
+                want = {"9": n, **({"1": 1} if name == "flowlink" else {})}  # flowlink_deployments: 1 task
+                if runs[0]["task_counts"] != want:
+                    raise SystemExit(f"FAILED: {name} N={n}: DAG sizes (tasks: DAGs) {runs[0]['task_counts']}, expected {want}")
+                res = {"seconds": statistics.median(r["seconds"] for r in runs),
+                       "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+                       "before_mb": statistics.median(r["rss_before_mb"] for r in runs),
+                       "dags": runs[0]["dags"], "extra_env": extra_env, "folder": dags, "expected": expected}
+                results[name, n] = res
+                print(f"  {name:<12} N={n:<5} {res['seconds']:7.3f} s  {res['peak_mb']:7.1f} MB  "
+                      f"({res['dags']} DAGs, no import errors; runs: " + ", ".join(f"{r['seconds']:.3f}" for r in runs) + ")",
+                      flush=True)
+
+        if args.profile:
+            n = max(sizes)
+            prof = work / "flowlink.prof"
+            res = results["flowlink", n]
+            live_flowlink(work, artifacts, n) if not (work / f"flowlink_{n}").exists() else None
+            measure(res["folder"], res["expected"], res["extra_env"], work, "flowlink profile", profile=prof)
+            print_profile(prof)
+
+        import airflow
+
+        print(f"\nDagBag parse benchmark, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
+              f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+              f"Airflow {airflow.__version__}; median of {repeat} fresh process(es) per point; 9 tasks per DAG")
+        print(f"{'contender':<12} {'workflows':>9} {'seconds':>8} {'peak MB':>8} {'x plain time':>12} {'x plain mem':>11}")
+        for n in sizes:
+            plain = results["plain", n]
+            for name in contenders:
+                r = results[name, n]
+                print(f"{name:<12} {n:>9} {r['seconds']:>8.3f} {r['peak_mb']:>8.1f} "
+                      f"{r['seconds'] / plain['seconds']:>12.2f} {r['peak_mb'] / plain['peak_mb']:>11.2f}")
+        n = max(sizes)
+        fl, pl = results["flowlink", n], results["plain", n]
+        print(f"targets at N={n}: Flowlink time {fl['seconds'] / pl['seconds']:.2f}x plain (target <= 1.20x), "
+              f"peak memory {100 * (fl['peak_mb'] / pl['peak_mb'] - 1):+.1f}% (target <= +10%)")
+        if target:
+            print(f"ratio={fl['seconds'] / results['dag-factory', n]['seconds']:.2f}")
+        else:
+            print("dag-factory column skipped: it could not be installed (see above)")
+            print("ratio=nan")
+        return 0
+    finally:
+        for k, v in saved_env.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        if args.keep:
+            print(f"(work folder kept: {work})", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
