@@ -135,3 +135,23 @@ def pg_url() -> Iterator[str]:
         yield server.url(server.database)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def user(app, client):
+    """The test module's `client`, logged in: Airflow's get_user is overridden by a plain user object."""
+    from types import SimpleNamespace
+
+    from airflow.api_fastapi.core_api.security import get_user
+
+    app.dependency_overrides[get_user] = lambda: SimpleNamespace(username="tester", get_id=lambda: "tester")
+    yield client
+    app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def auth_manager():
+    """Airflow's api-server initialises its auth manager before mounting plugins; a bare app needs this."""
+    from airflow.api_fastapi.app import create_auth_manager
+
+    return create_auth_manager()

@@ -12,7 +12,6 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from airflow.api_fastapi.core_api.security import get_user
 from fastapi.testclient import TestClient
 
 import api.app as api_app
@@ -54,20 +53,6 @@ def client(app):
     return TestClient(app)  # a server error raises in the test: no 500 goes unnoticed
 
 
-@pytest.fixture
-def user(app, client):
-    """A client logged in: get_user is overridden by a plain user object."""
-    app.dependency_overrides[get_user] = lambda: SimpleNamespace(username="tester", get_id=lambda: "tester")
-    yield client
-    app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def auth_manager():
-    """Airflow's api-server initialises its auth manager before mounting plugins; a bare app needs this."""
-    from airflow.api_fastapi.app import create_auth_manager
-
-    return create_auth_manager()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from airflow.api_fastapi.core_api.security import get_user
 from fastapi.testclient import TestClient
 
 import flowlink.store.bucket as bucket_module
@@ -133,18 +132,6 @@ def client(app):
     return TestClient(app, follow_redirects=False)
 
 
-@pytest.fixture
-def user(app, client):
-    app.dependency_overrides[get_user] = lambda: SimpleNamespace(username="tester", get_id=lambda: "tester")
-    yield client
-    app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def auth_manager():
-    from airflow.api_fastapi.app import create_auth_manager
-
-    return create_auth_manager()
 
 
 @pytest.fixture
