@@ -26,14 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
-_home = Path(tempfile.mkdtemp(prefix="flowlink-bench-airflow-"))  # as tests/conftest.py, before Airflow imports
-os.environ["AIRFLOW_HOME"] = str(_home)
-os.environ["FLOWLINK_HOME"] = str(_home / "flowlink")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ.pop("FLOWLINK_STORE_URL", None)
+from tests.airflow_env import use_throwaway_airflow  # noqa: E402
+
+use_throwaway_airflow(Path(tempfile.mkdtemp(prefix="flowlink-bench-airflow-")))  # as the tests, before Airflow
 
 from examples.demo_erp import create as create_erp  # noqa: E402
 from examples.demo_shop import DemoShop  # noqa: E402

@@ -21,15 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.airflow_env import use_throwaway_airflow  # noqa: E402
+
 _home = Path(tempfile.mkdtemp(prefix="flowlink-bench-sync-"))
-os.environ["AIRFLOW_HOME"] = str(_home / "airflow")
-os.environ["FLOWLINK_HOME"] = str(_home / "flowlink")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+use_throwaway_airflow(_home / "airflow", _home / "flowlink")  # as the tests do, before Airflow is imported
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # keep dag.test quiet on stdout
-os.environ.pop("FLOWLINK_STORE_URL", None)
 os.environ.pop("FLOWLINK_STAGING_DIR", None)
 
 import datetime as dt  # noqa: E402
@@ -226,7 +222,7 @@ def main(argv: list[str]) -> int:
     print(f"\n{'contender':<30} {'records':>10} {'seconds':>9} {'records/s':>10}")
     for name, count, seconds in rows:
         print(f"{name:<30} {count:>10,} {seconds:>9.2f} {count / seconds:>10,.0f}")
-    print(f"\npeak memory (fresh subprocess, ru_maxrss) of sync.transform + sync.load (SqlTarget, SQLite):")
+    print("\npeak memory (fresh subprocess, ru_maxrss) of sync.transform + sync.load (SqlTarget, SQLite):")
     print(f"{'records':>10} {'staged MB':>10} {'transform MB':>13} {'peak MB':>8} {'transform s':>12} {'load s':>8}")
     for m in mem:
         print(f"{m['records']:>10,} {m['base_mb']:>10.0f} {m['after_transform_mb']:>13.0f} {m['peak_mb']:>8.0f} "

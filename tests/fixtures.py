@@ -138,6 +138,32 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh FLOWLINK_HOME (store, published, live and staging files) for one test."""
+    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path))
+    monkeypatch.delenv("FLOWLINK_STORE_URL", raising=False)
+    monkeypatch.delenv("FLOWLINK_STAGING_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def store(home):
+    from flowlink.store import Store
+
+    s = Store.open()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def app(home):
+    """The Flowlink API and pages app (plugins/api), on this test's FLOWLINK_HOME."""
+    from api import create_app
+
+    return create_app()
+
+
+@pytest.fixture
 def user(app, client):
     """The test module's `client`, logged in: Airflow's get_user is overridden by a plain user object."""
     from types import SimpleNamespace

@@ -21,7 +21,7 @@ from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import agent_tokens
 from flowlink.store.tables import deployments as deployments_table
-from tests.conftest import REPO
+from tests.airflow_env import REPO
 
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
@@ -29,23 +29,7 @@ DEPLOY_STEPS = deployments.STEPS["deploy"]
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path))
-    monkeypatch.delenv("FLOWLINK_STORE_URL", raising=False)
-    return tmp_path
 
-
-@pytest.fixture
-def app(home):
-    return create_app()
-
-
-@pytest.fixture
-def store(home):
-    s = Store.open()
-    yield s
-    s.dispose()
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import flowlink.store.bucket as bucket_module
-from api import create_app
 from flowlink import deployments, publish, runs, settings, staging
-from flowlink.store import Store, bucket, feeds, snapshots
+from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
-from tests.conftest import REPO
+from tests.airflow_env import REPO
 
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
@@ -107,24 +106,7 @@ def pager_text(doc: Node) -> str:
 
 # ------------------------------------------------------------------ fixtures
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path))
-    monkeypatch.delenv("FLOWLINK_STORE_URL", raising=False)
-    monkeypatch.delenv("FLOWLINK_STAGING_DIR", raising=False)
-    return tmp_path
 
-
-@pytest.fixture
-def app(home):
-    return create_app()
-
-
-@pytest.fixture
-def store(home):
-    s = Store.open()
-    yield s
-    s.dispose()
 
 
 @pytest.fixture
