@@ -251,6 +251,8 @@ def main() -> int:
         artifacts = publish_flowlink(work, max(sizes))
 
         results: dict[tuple[str, int], dict] = {}
+        warm = write_plain(work / "warm_up", min(sizes))  # one discarded run: the first process pays cold caches
+        measure(*warm, work, "warm-up")
         contenders = ["plain", *(["dag-factory"] if target else []), "flowlink"]
         for n in sizes:
             setups = {

@@ -5,6 +5,8 @@ Reading only the precompiled file keeps parse time low: no spec validation, no d
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,9 @@ class TouchpointNode:
     name: str
     description: str
     depends_on: tuple[str, ...]
+    extract: str = ""  # short summaries for the DAG docs
+    load: str = ""
+    rules: int = 0  # mapping rules; 0: the touchpoint brings its own XSLT
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,26 @@ class WorkflowGraph:
     target: str
     schedule: Schedule
     touchpoints: tuple[TouchpointNode, ...]
-    spec: dict
+    source_connection: str = ""
+    target_connection: str = ""
     environment: str | None = None  # the live folder it was installed in: its tasks use that worker queue
 
 
+def _where(part: dict) -> str:
+    return next((f"{k} `{part[k]}`" for k in ("table", "query", "endpoint", "file") if part.get(k)), "")
+
+
+def _node(tp: dict) -> TouchpointNode:
+    extract, load = tp["extract"], tp["load"]
+    return TouchpointNode(
+        tp["name"], tp.get("description", ""), tuple(tp.get("depends_on", ())),
+        extract=f"{_where(extract)} by `{extract['key']}`", load=f"{load['method']} {_where(load)}",
+        rules=len(tp.get("mapping") or ()),
+    )
+
+
 def graph_of(artifact: Artifact, environment: str | None = None) -> WorkflowGraph:
+    """Only what the DAG needs: the graph is kept for the life of the parsing process, the spec is not."""
     spec = artifact.spec
     return WorkflowGraph(
         dag_id=artifact.workflow,
@@ -45,11 +65,9 @@ def graph_of(artifact: Artifact, environment: str | None = None) -> WorkflowGrap
         source=spec["source"]["type"],
         target=spec["target"]["type"],
         schedule=Schedule.model_validate(spec.get("schedule") or {}),
-        touchpoints=tuple(
-            TouchpointNode(tp["name"], tp.get("description", ""), tuple(tp.get("depends_on", ())))
-            for tp in spec["touchpoints"]
-        ),
-        spec=spec,
+        touchpoints=tuple(_node(tp) for tp in spec["touchpoints"]),
+        source_connection=spec["source"]["connection"],
+        target_connection=spec["target"]["connection"],
         environment=environment,
     )
 
@@ -60,19 +78,31 @@ def live_files(folder: Path, only: str | None = None) -> list[Path]:
     return sorted(folder.glob(name)) + sorted(folder.glob(f"*/{name}"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _read(path: Path, environment: str | None, _stat: tuple) -> WorkflowGraph:
+    """One live file, read once per process while it is unchanged (both DAG files of a DagBag need it)."""
+    artifact = read_artifact(path)
+    if path.stem != artifact.workflow:
+        raise ValueError(f"holds workflow {artifact.workflow!r}; the file must be named {artifact.workflow}.json")
+    return graph_of(artifact, environment)
+
+
+def _graph(path: Path, environment: str | None) -> WorkflowGraph:
+    st = os.stat(path)  # live files are replaced by rename: a new file has a new inode
+    return _read(path, environment, (st.st_ino, st.st_mtime_ns, st.st_size))
+
+
 def read_graphs(folder: Path, only: str | None = None) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
     """Every live file of the folder (or only <only>.json) as a graph; broken files with their reasons."""
     graphs, broken, seen = [], [], {}
     for path in live_files(folder, only):
         environment = path.parent.name if path.parent != folder else None
         try:
-            artifact = read_artifact(path)
-            if path.stem != artifact.workflow:
-                raise ValueError(f"holds workflow {artifact.workflow!r}; the file must be named {artifact.workflow}.json")
-            if artifact.workflow in seen:
-                raise ValueError(f"{artifact.workflow} is also live in {seen[artifact.workflow]}: undeploy one of them")
-            seen[artifact.workflow] = path.parent
-            graphs.append(graph_of(artifact, environment))
+            graph = _graph(path, environment)
+            if graph.dag_id in seen:
+                raise ValueError(f"{graph.dag_id} is also live in {seen[graph.dag_id]}: undeploy one of them")
+            seen[graph.dag_id] = path.parent
+            graphs.append(graph)
         except Exception as exc:  # one broken file must not hide the other workflows
             broken.append((path, str(exc)))
     return graphs, broken

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 from flowlink_timetable import WorkflowTimetable
 from operators.extract import ExtractOperator
@@ -16,23 +15,16 @@ from flowlink.schedule import summary
 DEFAULT_ARGS = {"owner": "flowlink"}
 
 
-def _where(part: dict) -> str:
-    return next((f"{k} `{part[k]}`" for k in ("table", "query", "endpoint", "file") if part.get(k)), "")
-
-
 def _doc(g: WorkflowGraph) -> str:
     """The rendered configuration, cheap to build at parse time (`flowlink preview` shows the XSLT)."""
-    spec = {tp["name"]: tp for tp in g.spec["touchpoints"]}
     rows = "\n".join(
-        f"| {tp.name} | {', '.join(tp.depends_on) or '-'} | {_where(spec[tp.name]['extract'])} by "
-        f"`{spec[tp.name]['extract']['key']}` | {len(spec[tp.name].get('mapping') or []) or 'own XSLT'} | "
-        f"{spec[tp.name]['load']['method']} {_where(spec[tp.name]['load'])} | {tp.description} |"
+        f"| {tp.name} | {', '.join(tp.depends_on) or '-'} | {tp.extract} | {tp.rules or 'own XSLT'} | {tp.load} | {tp.description} |"
         for tp in g.touchpoints
     )
     return (
         f"### {g.dag_id} v{g.version}\n\n{g.description}\n\n"
-        f"* source: {g.source} (connection `{g.spec['source']['connection']}`), target: {g.target} "
-        f"(connection `{g.spec['target']['connection']}`)\n* schedule: {summary(g.schedule)}\n"
+        f"* source: {g.source} (connection `{g.source_connection}`), target: {g.target} "
+        f"(connection `{g.target_connection}`)\n* schedule: {summary(g.schedule)}\n"
         f"* environment: {g.environment or '-'}; published {g.published_at}, sha256 `{g.sha256[:16]}`\n\n"
         f"| touchpoint | after | extract | mapping rules | load | |\n|---|---|---|---|---|---|\n{rows}\n"
     )
@@ -57,9 +49,8 @@ def render(g: WorkflowGraph) -> DAG:
             # A record failure upstream must not stop this touchpoint: order only, failures live in the bucket.
             extract = ExtractOperator(task_id="extract", touchpoint=tp.name, **common,
                                       trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS)
-            transform = TransformOperator(task_id="transform", touchpoint=tp.name, extract_task_id=extract.task_id, **common)
-            load = LoadOperator(task_id="load", touchpoint=tp.name, transform_task_id=transform.task_id, **common)
-            extract >> transform >> load
+            extract >> TransformOperator(task_id="transform", touchpoint=tp.name, **common) >> LoadOperator(
+                task_id="load", touchpoint=tp.name, **common)
         groups[tp.name] = group
     for tp in g.touchpoints:
         for dep in tp.depends_on:

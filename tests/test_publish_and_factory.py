@@ -152,3 +152,26 @@ def test_an_environment_folder_sends_the_tasks_to_that_environments_queue(home, 
     bag = load_dags()
     text = next(v for k, v in bag.import_errors.items() if k.endswith("flowlink_import_errors.py"))
     assert "on_site.json: on_site is also live in" in text
+
+
+def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
+    make_live(tmp_path, "erp_to_shop")
+    code = (
+        "import runpy, sys, json; "
+        "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_workflows', 'flowlink_import_errors', 'flowlink_deployments')]; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('flowlink.store', 'flowlink.sync', "
+        "'flowlink.connectors', 'flowlink.deployments', 'hooks', 'triggers', 'requests')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"},
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_new_live_version_is_read_again_in_the_same_process(home, tmp_path):
+    import dag_factory
+
+    make_live(tmp_path, "erp_to_shop")
+    assert "v1" in dag_factory.build_dags()["erp_to_shop"].tags
+    make_live(tmp_path, "erp_to_shop", description="second version")
+    dag = dag_factory.build_dags()["erp_to_shop"]
+    assert "v2" in dag.tags and "second version" in dag.doc_md

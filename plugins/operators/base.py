@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from flowlink import publish
-from flowlink.spec import Touchpoint
-from flowlink.store import Store, snapshots, state
-from flowlink.sync import RecordsFailed, RunContext
+if TYPE_CHECKING:
+    from flowlink.spec import Touchpoint
+    from flowlink.sync import RunContext
 
 
 class TouchpointOperator(BaseOperator):
     """Runs one step of one touchpoint of a published workflow version."""
 
     step = ""
+    after = ""  # the step before this one in the touchpoint's task group, whose XCom this one reads
     ui_color = "#e3f2fd"
 
     def __init__(self, *, workflow: str, version: int, touchpoint: str, **kwargs):
@@ -23,7 +25,12 @@ class TouchpointOperator(BaseOperator):
         self.version = version
         self.touchpoint = touchpoint
 
+    # Parse time matters (one DAG file builds every workflow): imports that only execution needs stay in execute.
     def execute(self, context):
+        from flowlink import publish
+        from flowlink.store import Store, snapshots, state
+        from flowlink.sync import RecordsFailed, RunContext
+
         store = Store.open()
         try:
             run_id = context["run_id"]
@@ -42,6 +49,10 @@ class TouchpointOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from None  # retrying the task would not help these records
         finally:
             store.dispose()
+
+    def upstream_result(self, context) -> dict:
+        """What the previous step of this touchpoint returned (task ids are <touchpoint>.<step>)."""
+        return context["ti"].xcom_pull(task_ids=self.task_id.removesuffix(self.step) + self.after)
 
     def run_step(self, ctx: RunContext, tp: Touchpoint, context) -> dict:
         raise NotImplementedError

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from hooks.application import ApplicationHook
 from operators.base import TouchpointOperator
-
-from flowlink import sync
 
 
 class ExtractOperator(TouchpointOperator):
@@ -13,6 +10,10 @@ class ExtractOperator(TouchpointOperator):
     ui_color = "#fff3e0"
 
     def run_step(self, ctx, tp, context) -> dict:
+        from hooks.application import ApplicationHook
+
+        from flowlink import sync
+
         app = ctx.artifact.spec["source"]
         source = ApplicationHook(app["connection"], app["type"]).get_source()
         try:

@@ -2,23 +2,19 @@ from __future__ import annotations
 
 from operators.base import TouchpointOperator
 
-from flowlink import sync
-from flowlink.mapping import output_types
-from flowlink.transform import Transformer
-
 
 class TransformOperator(TouchpointOperator):
     """Applies the touchpoint's XSLT stylesheet to each batch file."""
 
     step = "transform"
+    after = "extract"
     ui_color = "#f3e5f5"
 
-    def __init__(self, *, extract_task_id: str, **kwargs):
-        super().__init__(**kwargs)
-        self.extract_task_id = extract_task_id
-
     def run_step(self, ctx, tp, context) -> dict:
-        extracted = context["ti"].xcom_pull(task_ids=self.extract_task_id)
+        from flowlink import sync
+        from flowlink.mapping import output_types
+        from flowlink.transform import Transformer
+
         types = output_types(tp) if tp.mapping else {}
         transformer = Transformer(ctx.artifact.stylesheets[tp.name], types, tp.extract.key)
-        return sync.transform(ctx, tp, transformer, extracted)
+        return sync.transform(ctx, tp, transformer, self.upstream_result(context))

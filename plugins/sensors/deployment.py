@@ -6,11 +6,8 @@ import datetime as dt
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from triggers.deployment import DeploymentTrigger
 
-from flowlink import deployments
-from flowlink.store import Store
-from flowlink.store.db import utcnow
+# The store (SQLAlchemy) is imported where it is used: a DAG file importing this sensor parses fast.
 
 
 class DeploymentSensor(BaseSensorOperator):
@@ -32,14 +29,20 @@ class DeploymentSensor(BaseSensorOperator):
             raise AirflowFailException(f"this run needs conf {{\"deployment_id\": N}}, got {self.deployment_id!r}") from None
 
     def poke(self, context) -> bool:
+        from flowlink import deployments
+        from flowlink.store import Store
+
         store = Store.open()
         try:
             return self._settle(store, deployments.progress(store, self._id()))
         finally:
             store.dispose()
 
-    def _settle(self, store: Store, d: dict) -> bool:
+    def _settle(self, store, d: dict) -> bool:
         """True once the deployment has ended (and is Successful); raises if it ended Unsuccessful."""
+        from flowlink import deployments
+        from flowlink.store.db import utcnow
+
         if d["status"] == "pending" and not d["remaining"]:
             d = deployments.complete(store, d["id"])
         elif d["status"] == "pending" and utcnow() >= d["wait_till"]:
@@ -56,6 +59,12 @@ class DeploymentSensor(BaseSensorOperator):
     def execute(self, context):
         if self.poke(context):
             return
+        from triggers.deployment import DeploymentTrigger
+
+        from flowlink import deployments
+        from flowlink.store import Store
+        from flowlink.store.db import utcnow
+
         store = Store.open()
         try:
             wait_till = deployments.get(store, self._id())["wait_till"]
@@ -68,6 +77,9 @@ class DeploymentSensor(BaseSensorOperator):
     def execute_complete(self, context, event: dict):
         if event.get("status") == "error":
             raise AirflowException(f"tracking deployment {self.deployment_id} failed: {event.get('message')}")
+        from flowlink import deployments
+        from flowlink.store import Store
+
         store = Store.open()
         try:
             self._settle(store, deployments.progress(store, self._id()))
