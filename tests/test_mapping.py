@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from lxml import etree
@@ -345,6 +348,92 @@ def test_batches_larger_than_a_document():
 
 def test_empty_batch():
     assert run([{"target": "id", "source": "id"}], []) == ([], [])
+
+
+# -- the fast paths: records of one shape built a column at a time, generated output read by position
+
+SHAPED = [
+    {"id": 1, "name": TRICKY, "note": "first\r\nline\twith tab", "n": 5, "paid": True, "day": None},
+    {"id": 'k "2" & <x>\t\n\r', "name": "Zoë 日本 🎉", "note": "", "n": 2.5, "paid": False, "day": dt.date(2024, 2, 29)},
+    {"id": decimal.Decimal("3.0"), "name": " ", "note": None, "n": -1, "paid": 1, "day": "x]]>y"},
+]
+SHAPED_MAPPING = [
+    {"target": "id", "source": "id"},
+    {"target": "name", "source": "name"},
+    {"target": "note", "source": "note"},
+    {"target": "n", "source": "n", "type": "number"},
+    {"target": "paid", "source": "paid", "type": "boolean"},
+    {"target": "day", "source": "day"},
+    {"target": "fields", "xpath": "count(*)", "type": "integer"},
+    {"target": "attr", "xpath": "string(@key)"},
+]
+SHAPED_OUT = [
+    {"id": "1", "name": TRICKY, "note": "first\r\nline\twith tab", "n": 5.0, "paid": True, "day": "", "fields": 5,
+     "attr": "1", KEY: "1"},
+    {"id": 'k "2" & <x>\t\n\r', "name": "Zoë 日本 🎉", "note": "", "n": 2.5, "paid": False, "day": "2024-02-29", "fields": 6,
+     "attr": 'k "2" & <x>\t\n\r', KEY: 'k "2" & <x>\t\n\r'},
+    {"id": "3.0", "name": " ", "note": "", "n": -1.0, "paid": True, "day": "x]]>y", "fields": 5, "attr": "3.0", KEY: "3.0"},
+]  # fmt: skip
+
+
+def test_records_of_one_shape_give_the_same_document_and_output_as_any_records():
+    tp = touchpoint(SHAPED_MAPPING)
+    transformer = Transformer(generate_xslt(tp), output_types(tp), "id")
+    by_column = transformer._build(SHAPED, [])
+    by_record = transformer._build([MappingProxyType(r) for r in SHAPED], [])  # not dicts: built record by record
+    assert by_column.document == by_record.document
+    third = by_column.document.partition(b'<record key="3.0">')[2]
+    assert b"<day>2024-02-29</day>" in by_column.document and third.startswith(b"<id>3.0</id><name> </name><n>")  # None: no <note>
+    assert transformer.apply(SHAPED) == (SHAPED_OUT, [])
+    assert transformer.apply([MappingProxyType(r) for r in SHAPED]) == (SHAPED_OUT, [])
+    mixed = [{**r, "not a name": 1} if i == 1 else r for i, r in enumerate(SHAPED)]  # shapes differ: record by record
+    assert transformer.apply(mixed) == (SHAPED_OUT, [])
+
+
+def test_generated_output_is_read_by_position_any_other_by_element():
+    tp = touchpoint(SHAPED_MAPPING)
+    text = generate_xslt(tp)
+    fast = Transformer(text, output_types(tp), "id")
+    assert fast._fields == ("id", "name", "note", "n", "paid", "day", "fields", "attr")
+    # the same output from an equivalent stylesheet of another shape, read element by element
+    same = Transformer(text.replace('<xsl:template match="/">', '<xsl:param name="unused"/><xsl:template match="/">'),
+                       output_types(tp), "id")  # fmt: skip
+    assert same._fields is None and same.apply(SHAPED) == fast.apply(SHAPED) == (SHAPED_OUT, [])
+    # shapes the fast reader must not take: sorted records, an element inside a field, a field in a namespace
+    sorted_ = Transformer(text.replace('select="records/record">', 'select="records/record"><xsl:sort select="name"/>'), {}, "id")
+    nested = Transformer(text.replace("<name>", "<name><b>[</b>").replace("</name>", "<b>]</b></name>"), {}, "id")
+    spaced = Transformer(text.replace("<note>", '<note xmlns="urn:x">'), {}, "id")
+    assert sorted_._fields is nested._fields is spaced._fields is None
+    assert [r["name"] for r in sorted_.apply(SHAPED)[0]] == [" ", "Zoë 日本 🎉", TRICKY]  # by code point
+    assert [r["name"] for r in nested.apply(SHAPED)[0]] == [f"[{TRICKY}]", "[Zoë 日本 🎉]", "[ ]"]
+    assert [r["note"] for r in spaced.apply(SHAPED)[0]] == ["first\r\nline\twith tab", "", ""]
+
+
+def test_records_of_one_shape_with_bad_characters_or_keys_fail_alone():
+    mapping = [{"target": "id", "source": "id"}, {"target": "note", "source": "note", "type": "integer"}]
+    records = [
+        {"id": 1, "note": "1"},
+        {"id": 2, "note": "stand-in \x01 char"},
+        {"id": 3, "note": "lone surrogate \ud800"},
+        {"id": "key\x00", "note": "2"},
+        {"id": None, "note": "3"},
+        {"id": "", "note": "4"},
+        {"id": 7, "note": "seven"},
+        {"id": 8, "note": None},
+    ]
+    out, failures = run(mapping, records)
+    assert out == [{"id": "1", "note": 1, KEY: "1"}, {"id": "8", "note": None, KEY: "8"}]
+    assert failures == [
+        ("", "missing key field 'id'"),
+        ("", "missing key field 'id'"),
+        ("2", "field 'note' holds characters XML 1.0 cannot carry"),
+        ("3", "field 'note' holds characters XML 1.0 cannot carry"),
+        ("key\x00", "field 'id' holds characters XML 1.0 cannot carry"),
+        ("7", "field 'note': 'seven' is not an integer"),
+    ]
+    good = [r for r in records if r["id"] in (1, 7, 8)]  # one shape, keys all there: built by column
+    assert run(mapping, good) == (out, [("7", "field 'note': 'seven' is not an integer")])
+    assert run(mapping, [r for r in records if r["id"] in (1, 2, 3, 8)]) == (out, failures[2:4])
 
 
 # -- generated text ---------------------------------------------------------------------------
