@@ -12,7 +12,7 @@ from tests.airflow_env import use_throwaway_airflow
 _home = Path(tempfile.mkdtemp(prefix="flowlink-test-airflow-"))
 use_throwaway_airflow(_home)
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.reliability"]
 
 
 @pytest.fixture(scope="session")
