@@ -18,7 +18,7 @@ from flowlink.store.bucket import Outcome
 from flowlink.store.tables import metadata
 
 TABLES = {"alembic_version", "bucket", "watermarks", "snapshot_steps", "data_log", "feeds", "resyncs",
-          "environments", "agent_tokens", "deployments", "deployment_log"}
+          "environments", "agent_tokens", "deployments", "deployment_log", "alert_channels", "alerts_sent"}
 WF = "erp_to_shop"
 
 
@@ -62,7 +62,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     bare.dispose()
 
     first = Store.open(store_url)
-    assert first.revision() == "0004"
+    assert first.revision() == "0005"
     inspector = sa.inspect(first.engine)
     assert set(inspector.get_table_names()) == TABLES
     assert {ix["name"] for ix in inspector.get_indexes("bucket")} >= {"ix_bucket_status", "ix_bucket_updated"}
@@ -70,7 +70,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     assert {ix["name"] for ix in inspector.get_indexes("data_log")} == {"ix_data_log_run"}
     assert {ix["name"] for ix in inspector.get_indexes("feeds")} == {"ix_feeds_at"}
     with first.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0004"]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0005"]
         # the migration creates exactly the tables the code uses
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     feeds.add(first, "publish", "kept across opens", WF)
@@ -81,7 +81,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
 
     monkeypatch.setattr(command, "upgrade", no_migration)
     second = Store.open(store_url)
-    assert second.revision() == "0004"
+    assert second.revision() == "0005"
     assert [e["message"] for e in feeds.entries(second)] == ["kept across opens"]
     with second.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1

@@ -2,7 +2,8 @@
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (Boolean, Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint,
+                        false, true)
 from sqlalchemy import DateTime as _DateTime
 
 
@@ -115,6 +116,7 @@ resyncs = Table(
     Column("source_ids", Text, nullable=False),  # JSON list
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("run_id", String(250)),
+    Column("kind", String(8), nullable=False, server_default="manual"),  # manual | retry (automatic)
 )
 
 environments = Table(
@@ -127,6 +129,13 @@ environments = Table(
     Column("pending_timeout", Integer, nullable=False),  # minutes, 5-60
     Column("last_heartbeat", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # automatic retry of Failed records (a workflow's spec may override these)
+    Column("retry_max_tries", Integer, nullable=False, server_default="4"),  # the sync and 3 retries
+    Column("retry_wait_minutes", Integer, nullable=False, server_default="60"),  # before a failed record is eligible
+    Column("retry_batch_size", Integer, nullable=False, server_default="500"),  # records per retry run
+    Column("retry_every", String(8), nullable=False, server_default="hourly"),  # hourly | daily
+    Column("last_retry_at", DateTime(timezone=True)),
+    Column("disconnect_alert_minutes", Integer, nullable=False, server_default="15"),  # agent silent this long: alert
 )
 
 agent_tokens = Table(
@@ -168,4 +177,34 @@ deployment_log = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("message", Text),
     Index("ix_deployment_log", "deployment_id"),
+)
+
+
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("environment", String(63)),  # exactly one of environment and workflow is set
+    Column("workflow", String(63)),
+    Column("kind", String(8), nullable=False),  # email | webhook
+    Column("target", Text, nullable=False),  # email: addresses, comma separated; webhook: an Airflow connection id
+    Column("events", Text, nullable=False, server_default="[]"),  # JSON list of event names; [] = every event
+    Column("daily_summary", Boolean, nullable=False, server_default=false()),
+    Column("skip_empty_summary", Boolean, nullable=False, server_default=true()),  # no summary when nothing happened
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+alerts_sent = Table(
+    "alerts_sent",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel_id", Integer, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("workflow", String(63)),
+    Column("environment", String(63)),
+    Column("dedupe_key", String(255), nullable=False),  # one alert per channel and key (e.g. one per disconnection)
+    Column("ok", Boolean, nullable=False),
+    Column("message", Text),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("channel_id", "dedupe_key", name="uq_alert_once"),
 )
