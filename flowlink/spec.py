@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from flowlink.errors import FlowlinkError
 
@@ -254,6 +254,16 @@ class Schedule(Model):
         return self
 
 
+class RetryPolicy(Model):
+    """Automatic retry of Failed records; each key left out keeps the environment's setting (flowlink env set)."""
+
+    max_tries: Annotated[int, Field(ge=1, le=20)] | None = Field(None, description="tries in all, the sync included")
+    wait_minutes: Annotated[int, Field(ge=0, le=10_080)] | None = Field(
+        None, description="minutes a failed record waits before it is retried")
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] | None = Field(None, description="records per retry run")
+    every: Literal["hourly", "daily"] | None = Field(None, description="how often retry runs")
+
+
 class Workflow(Model):
     name: Name
     description: str = ""
@@ -261,6 +271,15 @@ class Workflow(Model):
     target: Application
     touchpoints: list[Touchpoint] = Field(min_length=1)
     schedule: Schedule = Schedule()
+    retry: RetryPolicy | None = Field(None, description="overrides the environment's automatic retry settings")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_retry(self, handler):
+        """No `retry: null` in published files: a spec without retry keeps its checksum."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("retry") is None:
+            data.pop("retry", None)
+        return data
 
     def touchpoint(self, name: str) -> Touchpoint:
         for tp in self.touchpoints:
