@@ -83,14 +83,36 @@ def environment(store: Store, name: str) -> dict:
     return _decorate(row)
 
 
+# Automatic retry of Failed records (flowlink/retry.py): the environment's settings, as a spec's `retry:` allows them.
+RETRY_LIMITS = {"retry_max_tries": (1, 20, "tries"), "retry_wait_minutes": (0, 10_080, "minutes"),
+                "retry_batch_size": (1, 100_000, "records")}
+RETRY_EVERY = ("hourly", "daily")
+
+
+def _check_retry(column: str, value) -> int | str:
+    if column == "retry_every":
+        if value not in RETRY_EVERY:
+            raise FlowlinkError(f"retry every must be hourly or daily, got {value!r}")
+        return value
+    low, high, unit = RETRY_LIMITS[column]
+    what = column.removeprefix("retry_").replace("_", " ")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FlowlinkError(f"retry {what} must be a whole number from {low} to {high} {unit}, got {value!r}")
+    return value
+
+
 def set_environment(store: Store, name: str, *, primary: bool = False, pending_timeout: int | None = None,
-                    enabled: bool | None = None) -> dict:
+                    enabled: bool | None = None, retry_max_tries: int | None = None, retry_wait_minutes: int | None = None,
+                    retry_batch_size: int | None = None, retry_every: str | None = None) -> dict:
     environment(store, name)
     values = {}
     if pending_timeout is not None:
         values["pending_timeout"] = _check_timeout(pending_timeout)
     if enabled is not None:
         values["enabled"] = enabled
+    retry = {"retry_max_tries": retry_max_tries, "retry_wait_minutes": retry_wait_minutes,
+             "retry_batch_size": retry_batch_size, "retry_every": retry_every}
+    values.update({k: _check_retry(k, v) for k, v in retry.items() if v is not None})
     with store.engine.begin() as conn:
         if primary:  # exactly one primary: moved in one transaction
             conn.execute(environments.update().values(is_primary=False))
