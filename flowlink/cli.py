@@ -232,7 +232,12 @@ def cmd_db_upgrade(args) -> int:
 
 def _env_rows(envs: list[dict]) -> list[list]:
     return [[e["name"], e["kind"], "yes" if e["is_primary"] else "", "enabled" if e["enabled"] else "disabled",
-             f"{e['pending_timeout']} min", e["agent"], e["last_heartbeat"]] for e in envs]
+             f"{e['pending_timeout']} min", e["agent"], e["last_heartbeat"], _retry_cell(e)] for e in envs]
+
+
+def _retry_cell(e: dict) -> str:
+    return (f"{e['retry_every']}: {e['retry_max_tries']} tries, wait {e['retry_wait_minutes']} min, "
+            f"{e['retry_batch_size']} per run")
 
 
 def cmd_env(args) -> int:
@@ -243,10 +248,13 @@ def cmd_env(args) -> int:
         env = deployments.add_environment(store, args.name, args.kind, args.pending_timeout)
         out.print(f"environment {env['name']} ({env['kind']}) added" + (", primary" if env["is_primary"] else ""))
     elif args.env_command == "set":
-        if not (args.primary or args.pending_timeout is not None or args.enabled is not None):
-            raise FlowlinkError("say what to change: --primary, --pending-timeout MINUTES, --enable or --disable")
+        retry = {k: getattr(args, k) for k in ("retry_max_tries", "retry_wait_minutes", "retry_batch_size", "retry_every")}
+        if not (args.primary or args.pending_timeout is not None or args.enabled is not None
+                or any(v is not None for v in retry.values())):
+            raise FlowlinkError("say what to change: --primary, --pending-timeout MINUTES, --enable or --disable, "
+                                "--retry-max-tries N, --retry-wait MINUTES, --retry-batch-size N or --retry-every hourly|daily")
         deployments.set_environment(store, args.name, primary=args.primary, pending_timeout=args.pending_timeout,
-                                    enabled=args.enabled)
+                                    enabled=args.enabled, **retry)
         _table("Environments", ENV_COLUMNS, _env_rows(deployments.environments_list(store)))
     elif args.env_command == "token":
         token = deployments.issue_token(store, args.name)
@@ -261,7 +269,7 @@ def cmd_env(args) -> int:
     return 0
 
 
-ENV_COLUMNS = ["environment", "kind", "primary", "state", "pending timeout", "agent", "last heartbeat"]
+ENV_COLUMNS = ["environment", "kind", "primary", "state", "pending timeout", "agent", "last heartbeat", "retry"]
 
 
 def cmd_deploy(args) -> int:
@@ -385,6 +393,11 @@ def parser() -> argparse.ArgumentParser:
     onoff = sp.add_mutually_exclusive_group()
     onoff.add_argument("--enable", dest="enabled", action="store_true", default=None)
     onoff.add_argument("--disable", dest="enabled", action="store_false")
+    sp.add_argument("--retry-max-tries", type=_count, metavar="N", help="tries of a failed record, the sync included (1-20, default 4)")
+    sp.add_argument("--retry-wait", dest="retry_wait_minutes", type=_count, metavar="MINUTES",
+                    help="minutes a failed record waits before a retry (0-10080, default 60)")
+    sp.add_argument("--retry-batch-size", type=_count, metavar="N", help="records per retry run (1-100000, default 500)")
+    sp.add_argument("--retry-every", choices=["hourly", "daily"], help="how often retry runs (default hourly)")
     env_sub.add_parser("token", help="issue an agent token").add_argument("name", metavar="NAME")
     env.set_defaults(env_command="list", json=False)
 
