@@ -89,17 +89,19 @@ def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     return record_resync(store, workflow, touchpoint, chosen), chosen
 
 
-def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str]) -> int:
+def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str], kind: str = "manual") -> int:
+    """kind: manual (a user chose the records) or retry (the automatic retry of failed records, flowlink/retry.py)."""
     with store.engine.begin() as conn:
-        return state.create_resync(workflow, touchpoint, source_ids, conn)
+        return state.create_resync(workflow, touchpoint, source_ids, conn, kind=kind)
 
 
 def resync_started(store: Store, resync_id: int, run_id: str) -> None:
     """The resync run is queued: note its run id and tell the feeds."""
     req = state.resync(store, resync_id)
+    what, tag = ("automatic retry", "retry") if req.get("kind") == "retry" else ("resync", "resync")
     with store.engine.begin() as conn:
         state.attach_run(resync_id, run_id, conn)
-        feeds.add(store, "resync", f"resync #{resync_id} of {len(req['source_ids'])} {req['touchpoint']} records: run {run_id}",
+        feeds.add(store, tag, f"{what} #{resync_id} of {len(req['source_ids'])} {req['touchpoint']} records: run {run_id}",
                   req["workflow"], conn)
 
 

@@ -26,8 +26,11 @@ def save_watermark(store: Store, workflow: str, touchpoint: str, value: Any, run
         upsert(conn, watermarks, [row], ["workflow", "touchpoint"], {"value": row["value"], "run_id": run_id, "updated_at": row["updated_at"]})
 
 
-def create_resync(workflow: str, touchpoint: str, source_ids: list[str], conn) -> int:
-    result = conn.execute(resyncs.insert().values(workflow=workflow, touchpoint=touchpoint,
+def create_resync(workflow: str, touchpoint: str, source_ids: list[str], conn, kind: str = "manual") -> int:
+    """A resync request: by a user (manual) or by the automatic retry of failed records (retry)."""
+    if kind not in ("manual", "retry"):
+        raise FlowlinkError(f"resync kind must be manual or retry, got {kind!r}")
+    result = conn.execute(resyncs.insert().values(workflow=workflow, touchpoint=touchpoint, kind=kind,
                                                   source_ids=json.dumps(source_ids), requested_at=utcnow()))
     return result.inserted_primary_key[0]
 
