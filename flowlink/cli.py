@@ -212,6 +212,30 @@ def cmd_feeds(args) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    """argparse type: a retention period, whole days from 1."""
+    from flowlink import settings
+
+    try:
+        return settings.check_retention_days(text, "the number of days")
+    except FlowlinkError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_purge(args) -> int:
+    from flowlink import retention, settings
+
+    days = args.days or settings.retention_days()
+    store = _store()
+    result = retention.plan(store, days) if args.dry_run else retention.purge(store, days)
+    if args.json:
+        _print_json(result)
+        return 0
+    what = "Would purge (dry run, nothing changed)" if args.dry_run else "Purged"
+    _table(f"{what}: older than {days} days, before {_cell(result['cutoff'])} UTC", *retention.table(result))
+    return 0
+
+
 def cmd_agent(args) -> int:
     from flowlink.agent import Agent, read_token
 
@@ -368,6 +392,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--workflow")
     sp.add_argument("--tag")
     sp.add_argument("--limit", type=_count, default=50)
+    sp.add_argument("--json", action="store_true")
+    sp = add("purge", cmd_purge, "remove snapshots (with their batch files), Success bucket rows and feeds older than "
+                                 "N days (FLOWLINK_RETENTION_DAYS, default 15)")
+    sp.add_argument("--days", type=_days, metavar="N", help="keep the last N days (default: FLOWLINK_RETENTION_DAYS or 15)")
+    sp.add_argument("--dry-run", action="store_true", help="only show what would go")
     sp.add_argument("--json", action="store_true")
     sp = add("agent", cmd_agent, "run the agent of an environment: carry out its deployments (stop with Ctrl-C or SIGTERM)")
     sp.add_argument("--environment", required=True, metavar="NAME")

@@ -42,3 +42,27 @@ def staging_dir():
 def store_url() -> str:
     """FLOWLINK_STORE_URL (any SQLAlchemy URL), else a SQLite file in FLOWLINK_HOME."""
     return os.environ.get("FLOWLINK_STORE_URL") or f"sqlite:///{home() / 'flowlink.db'}"
+
+
+RETENTION_DAYS = 15  # the default of FLOWLINK_RETENTION_DAYS
+RETENTION_DAYS_MAX = 36_500  # 100 years: anything longer would reach back before the calendar's year 1
+
+
+def check_retention_days(value, where: str) -> int:
+    """A retention period in whole days, 1 to 36,500; anything else is a FlowlinkError naming ``where`` it came from."""
+    from flowlink.errors import FlowlinkError
+
+    text = str(value).strip()
+    try:
+        days = int(text) if not isinstance(value, bool) else None
+    except ValueError:
+        days = None
+    if days is None or not 1 <= days <= RETENTION_DAYS_MAX:
+        raise FlowlinkError(f"{where} must be a whole number from 1 to {RETENTION_DAYS_MAX:,} (days), not {text!r}")
+    return days
+
+
+def retention_days() -> int:
+    """FLOWLINK_RETENTION_DAYS: how many days snapshots, Success bucket rows and feeds are kept (default 15)."""
+    raw = os.environ.get("FLOWLINK_RETENTION_DAYS", "")
+    return check_retention_days(raw, "FLOWLINK_RETENTION_DAYS") if raw.strip() else RETENTION_DAYS

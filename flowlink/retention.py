@@ -1,0 +1,331 @@
+"""Retention: what is older than N days leaves the store and the staging folder.
+
+Three kinds of things go once they are older than N days (FLOWLINK_RETENTION_DAYS, default 15):
+
+* **Snapshots** with their data packets: a run's snapshot steps, its data-log rows and its staged batch files
+  (the files its steps list, and its run folder ``staging/<workflow>/<run>/``). A snapshot's age is the time of
+  its last step end (a step that never ended counts with its start), so a run goes only when all of it is old.
+* **Success rows of the resync bucket**, by ``updated_at`` (the last time a run touched the record).
+* **Feeds**, by ``at``.
+
+Failed and Unprocessed bucket rows are never purged, whatever their age: they wait for a resync or the next run
+to resolve them. Skipped rows stay too: a Skipped record is one the mapping produced nothing for, so it never
+reached the target; it stays visible and can be resynced once the mapping changes (it then becomes Success and
+ages out like any other). Bucket rows are one per record, not per run, so keeping them does not grow with time.
+Watermarks, resync requests, environments and deployments are not touched.
+
+"Older than N days" is strict: what is older than ``now - N days`` goes, what is exactly that old stays.
+
+``plan()`` tells what would go, per workflow; ``purge()`` deletes exactly that (the cut-off is computed once):
+
+* in bounded transactions: bucket and feed rows 1,000 ids at a time; snapshots whole, as many runs per
+  transaction as fit in 10,000 steps + data-log rows (a larger run goes alone), so a big purge never holds one
+  huge lock, and a snapshot is never half deleted;
+* each transaction re-checks what it deletes (a run someone restarts, a record a run just touched, is no
+  longer old and stays);
+* a snapshot's files go after its rows are committed (a missing file is fine; files outside the staging
+  folder are never touched); should a purge stop in between, the rows are gone and the run folder is left;
+* a feeds entry (tag ``retention``) is written at the start, with what is planned, and at the end, with what
+  went (or why it stopped).
+
+No Airflow here: the maintenance DAG (dags/flowlink_maintenance.py) and ``flowlink purge`` call these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from flowlink import settings, staging
+from flowlink.errors import FlowlinkError
+from flowlink.store import feeds as feeds_log
+from flowlink.store.db import Store, utcnow
+from flowlink.store.tables import bucket, data_log, feeds, steps
+
+TAG = "retention"
+KINDS = ("snapshots", "steps", "data_log", "files", "folders", "bucket", "feeds")
+LABELS = {"snapshots": "snapshots", "steps": "steps", "data_log": "data log", "files": "batch files",
+          "folders": "run folders", "bucket": "success rows", "feeds": "feeds"}
+BATCH = 1_000  # bucket and feed ids per transaction
+ROWS = 10_000  # steps + data-log rows per snapshot transaction (one run always goes whole)
+
+
+def _check_days(days) -> int:
+    return settings.check_retention_days(days, "the retention period")
+
+
+def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
+    """What is older than this goes."""
+    now = now or utcnow()
+    if now.tzinfo is None:
+        raise FlowlinkError("the time to purge from must carry a time zone")
+    return now - dt.timedelta(days=days)
+
+
+class _Counts:
+    """kind -> number, per workflow (None: feeds of no workflow)."""
+
+    def __init__(self):
+        self.by_workflow: dict[str | None, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+
+    def add(self, workflow: str | None, kind: str, n: int) -> None:
+        if n:
+            self.by_workflow[workflow][kind] += n
+
+    def total(self) -> dict[str, int]:
+        return {k: sum(c[k] for c in self.by_workflow.values()) for k in KINDS}
+
+    def result(self, days: int, cut: dt.datetime, **extra) -> dict:
+        order = sorted(self.by_workflow, key=lambda w: (w is None, w or ""))
+        return {"days": days, "cutoff": cut, **extra, "total": self.total(),
+                "workflows": [{"workflow": w, **self.by_workflow[w]} for w in order]}
+
+
+# ------------------------------------------------------------------ what is old
+
+
+def _old_runs_query(cut: dt.datetime):
+    last = func.max(func.coalesce(steps.c.ended_at, steps.c.started_at))
+    return (select(steps.c.workflow, steps.c.run_id, func.count().label("steps"))
+            .group_by(steps.c.workflow, steps.c.run_id).having(last < cut))
+
+
+def _old_runs(conn, cut: dt.datetime) -> dict[tuple[str, str], dict]:
+    """(workflow, run_id) -> {"steps": n, "data_log": n} of every snapshot older than the cut-off."""
+    old = _old_runs_query(cut).subquery()
+    runs = {(w, r): {"steps": n, "data_log": 0} for w, r, n in conn.execute(select(old))}
+    logged = (select(data_log.c.workflow, data_log.c.run_id, func.count())
+              .join(old, (data_log.c.workflow == old.c.workflow) & (data_log.c.run_id == old.c.run_id))
+              .group_by(data_log.c.workflow, data_log.c.run_id))
+    for w, r, n in conn.execute(logged):
+        runs[w, r]["data_log"] = n
+    return runs
+
+
+def _listed_files(conn, workflow: str, run_ids: list[str]) -> dict[str, set[str]]:
+    """run_id -> the batch files its steps list."""
+    out: dict[str, set[str]] = defaultdict(set)
+    q = select(steps.c.run_id, steps.c.files).where(steps.c.workflow == workflow, steps.c.run_id.in_(run_ids))
+    for run_id, files in conn.execute(q):
+        try:
+            out[run_id].update(n for n in json.loads(files or "[]") if isinstance(n, str))
+        except ValueError:  # a damaged list: the run folder still goes
+            pass
+    return out
+
+
+def _per_workflow(conn, query) -> dict[str | None, int]:
+    return dict(conn.execute(query).all())
+
+
+def _bucket_where(cut: dt.datetime):
+    return (bucket.c.status == "success", bucket.c.updated_at < cut)
+
+
+# ------------------------------------------------------------------ staged files
+
+
+def _is_local(path) -> bool:
+    return isinstance(path, Path)
+
+
+def _inside(path, root) -> bool:
+    """Whether a listed file lies in the staging folder (symlinks and .. resolved): nothing else is ever removed."""
+    if _is_local(path) != _is_local(root):
+        return False
+    if _is_local(path):
+        return path.resolve().is_relative_to(root.resolve())
+    return str(path).startswith(str(root).rstrip("/") + "/") and "/../" not in str(path) + "/"
+
+
+def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object | None]:
+    """A snapshot's batch files that exist (the listed ones in the staging folder, everything in its run folder),
+    and its run folder if it exists."""
+    root = settings.staging_dir()
+    folder = staging.run_folder(workflow, run_id)
+    found: dict[str, object] = {}
+    for name in sorted(listed):
+        path = staging.as_path(name)
+        try:
+            if _inside(path, root) and (path.is_file() or path.is_symlink()):
+                found[str(path)] = path
+        except OSError:
+            continue
+    if _is_local(folder):
+        if folder.is_symlink() or not folder.is_dir():
+            return list(found.values()), None
+        for top, _dirs, files in os.walk(folder):  # never follows links out of the folder
+            for f in files:
+                found[os.path.join(top, f)] = Path(top, f)
+        return list(found.values()), folder
+    try:
+        if not folder.exists():
+            return list(found.values()), None
+        for path in folder.rglob("*"):
+            if path.is_file():
+                found[str(path)] = path
+    except FileNotFoundError:
+        return list(found.values()), None
+    return list(found.values()), folder
+
+
+def _remove(files: list, folder) -> tuple[int, int]:
+    """Remove the files, then the run folder; returns how many of each were there. A missing one is fine."""
+    removed = 0
+    for path in files:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    if folder is None:
+        return removed, 0
+    try:
+        if _is_local(folder):
+            shutil.rmtree(folder)
+        else:
+            folder.fs.rm(folder.path, recursive=True)
+        return removed, 1
+    except FileNotFoundError:
+        return removed, 0
+
+
+# ------------------------------------------------------------------ plan and purge
+
+
+def plan(store: Store, older_than_days: int, now: dt.datetime | None = None) -> dict:
+    """What a purge would remove, changing nothing: {"days", "cutoff", "total": {kind: n},
+    "workflows": [{"workflow", kind: n, ...}]} with the kinds snapshots, steps, data_log (rows), files and
+    folders (the staged batch files and run folders that exist), bucket (Success rows) and feeds."""
+    days = _check_days(older_than_days)
+    cut = cutoff(days, now)
+    counts = _Counts()
+    with store.engine.connect() as conn:
+        runs = _old_runs(conn, cut)
+        by_workflow: dict[str, list[str]] = defaultdict(list)
+        for (w, r), n in runs.items():
+            counts.add(w, "snapshots", 1)
+            counts.add(w, "steps", n["steps"])
+            counts.add(w, "data_log", n["data_log"])
+            by_workflow[w].append(r)
+        listed: dict[tuple[str, str], set[str]] = {}
+        for w, run_ids in by_workflow.items():
+            for i in range(0, len(run_ids), BATCH):
+                for r, names in _listed_files(conn, w, run_ids[i:i + BATCH]).items():
+                    listed[w, r] = names
+        for w, n in _per_workflow(conn, select(bucket.c.workflow, func.count()).where(*_bucket_where(cut))
+                                  .group_by(bucket.c.workflow)).items():
+            counts.add(w, "bucket", n)
+        for w, n in _per_workflow(conn, select(feeds.c.workflow, func.count()).where(feeds.c.at < cut)
+                                  .group_by(feeds.c.workflow)).items():
+            counts.add(w, "feeds", n)
+    for w, r in runs:
+        files, folder = _staged(w, r, listed.get((w, r), set()))
+        counts.add(w, "files", len(files))
+        counts.add(w, "folders", 1 if folder is not None else 0)
+    return counts.result(days, cut)
+
+
+def summary(total: dict[str, int]) -> str:
+    """One line of counts, as the feeds entries say them."""
+    return (f"{total['snapshots']:,} snapshots ({total['steps']:,} steps, {total['data_log']:,} data-log rows, "
+            f"{total['files']:,} batch files in {total['folders']:,} run folders), "
+            f"{total['bucket']:,} Success bucket rows, {total['feeds']:,} feeds entries")
+
+
+def _snapshot_batches(runs: dict[tuple[str, str], dict]):
+    """Runs in transactions of one workflow each, at most BATCH runs and ROWS rows (a larger run alone)."""
+    batch: list[str] = []
+    workflow, rows = None, 0
+    for (w, r), n in sorted(runs.items()):
+        size = n["steps"] + n["data_log"]
+        if batch and (w != workflow or len(batch) >= BATCH or rows + size > ROWS):
+            yield workflow, batch
+            batch, rows = [], 0
+        workflow = w
+        batch.append(r)
+        rows += size
+    if batch:
+        yield workflow, batch
+
+
+def _purge_snapshots(store: Store, cut: dt.datetime, counts: _Counts) -> None:
+    with store.engine.connect() as conn:
+        runs = _old_runs(conn, cut)
+    for workflow, run_ids in _snapshot_batches(runs):
+        with store.engine.begin() as conn:
+            still_old = list(conn.execute(
+                select(steps.c.run_id).where(steps.c.workflow == workflow, steps.c.run_id.in_(run_ids))
+                .group_by(steps.c.run_id).having(func.max(func.coalesce(steps.c.ended_at, steps.c.started_at)) < cut)
+            ).scalars())
+            if not still_old:
+                continue
+            listed = _listed_files(conn, workflow, still_old)
+            logged = conn.execute(data_log.delete().where(data_log.c.workflow == workflow,
+                                                          data_log.c.run_id.in_(still_old))).rowcount
+            gone = conn.execute(steps.delete().where(steps.c.workflow == workflow, steps.c.run_id.in_(still_old))).rowcount
+        counts.add(workflow, "snapshots", len(still_old))
+        counts.add(workflow, "steps", gone)
+        counts.add(workflow, "data_log", logged)
+        for run_id in still_old:  # the rows are committed: now the files
+            files, folder = _staged(workflow, run_id, listed.get(run_id, set()))
+            removed, folders = _remove(files, folder)
+            counts.add(workflow, "files", removed)
+            counts.add(workflow, "folders", folders)
+
+
+def _purge_rows(store: Store, table, where: tuple, counts: _Counts, kind: str) -> None:
+    """Delete the matching rows BATCH ids at a time, each batch in its own transaction, re-checking `where`."""
+    after = 0
+    while True:
+        with store.engine.begin() as conn:
+            found = conn.execute(select(table.c.id, table.c.workflow).where(*where, table.c.id > after)
+                                 .order_by(table.c.id).limit(BATCH)).all()
+            if not found:
+                return
+            after = found[-1][0]
+            ids: dict[str | None, list[int]] = defaultdict(list)
+            for id_, w in found:
+                ids[w].append(id_)
+            for w, chunk in ids.items():
+                counts.add(w, kind, conn.execute(table.delete().where(table.c.id.in_(chunk), *where)).rowcount)
+
+
+def purge(store: Store, days: int, now: dt.datetime | None = None) -> dict:
+    """Remove what plan() shows (the same cut-off), in bounded transactions; returns what went, as plan() does,
+    with "seconds". Writes a feeds entry (tag retention) at the start and at the end."""
+    days = _check_days(days)
+    cut = cutoff(days, now)
+    planned = plan(store, days, now)
+    when = f"older than {days} days (before {cut.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+    with store.engine.begin() as conn:  # this entry is not purged, even when a `now` ahead makes it old
+        start_id = conn.execute(feeds.insert().values(
+            at=utcnow(), tag=TAG, workflow=None, message=f"purge started: {when}: {summary(planned['total'])} to go",
+        )).inserted_primary_key[0]
+    counts = _Counts()
+    started = time.perf_counter()
+    try:
+        _purge_snapshots(store, cut, counts)
+        _purge_rows(store, bucket, _bucket_where(cut), counts, "bucket")
+        _purge_rows(store, feeds, (feeds.c.at < cut, feeds.c.id != start_id), counts, "feeds")
+    except Exception as exc:
+        feeds_log.add(store, TAG, f"purge stopped: {when}: {exc}; gone so far: {summary(counts.total())}")
+        raise
+    seconds = round(time.perf_counter() - started, 3)
+    feeds_log.add(store, TAG, f"purge ended: {when}: {summary(counts.total())} removed in {seconds:.1f} s")
+    return counts.result(days, cut, seconds=seconds)
+
+
+def table(result: dict) -> tuple[list[str], list[list]]:
+    """Columns and rows (per workflow, then the total) for showing a plan or a purge."""
+    columns = ["workflow", *(LABELS[k] for k in KINDS)]
+    rows = [[w["workflow"] or "(no workflow)", *(w[k] for k in KINDS)] for w in result["workflows"]]
+    rows.append(["total", *(result["total"][k] for k in KINDS)])
+    return columns, rows
