@@ -21,6 +21,7 @@ from flowlink.store.bucket import Outcome
 from flowlink.transform import Transformer
 
 KEY = "__key__"  # the source id each transformed record carries to the load step
+ERROR, WHERE = "__error__", "__where__"  # a source's mark on a record it could not read: the reason, and where it is
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +74,10 @@ def _newer(a: Any, b: Any) -> bool:
 
 
 def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
-    """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed."""
+    """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed.
+
+    A record without a key, or one its source marked with ERROR (and WHERE), is Failed in the bucket with the
+    reason, under its key or, without one, under "(WHERE)"; the others go on."""
     spec = tp.extract
     ids = ctx.resync["source_ids"] if ctx.resync else None
     since = state.watermark(ctx.store, ctx.workflow, tp.name) if spec.incremental and ids is None else None
@@ -87,13 +91,17 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
     high, seen = None, set()
     with _step(ctx, tp.name, "extract") as stats:
         for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
-            keyed = []
-            for record in batch:
+            keyed, bad = [], []
+            for i, record in enumerate(batch, 1):
                 key = record.get(spec.key)
-                if key is None or key == "":
-                    stats["count_failed"] += 1
-                    ctx.log.error("%s: a source record has no %r (the key field); it cannot be tracked: %s",
-                                  tp.name, spec.key, sorted(record)[:10])
+                problem = record.get(ERROR)
+                if problem is None and (key is None or key == ""):
+                    problem = f"no value for the key field {spec.key!r}"
+                if problem is not None:
+                    where = record.get(WHERE) or f"batch {n}, record {i}"
+                    sid = f"({where})" if key is None or key == "" else str(key)
+                    bad.append(Outcome(sid, "failed", message=f"extract: {where}: {problem}"))
+                    ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
                     continue
                 keyed.append(record)
                 value = record.get(spec.incremental) if spec.incremental else None
@@ -104,6 +112,9 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
             keys = [str(r[spec.key]) for r in keyed]
             seen.update(keys)
             bucket.mark_unprocessed(ctx.store, ctx.workflow, tp.name, ctx.run_id, keys, resync=ids is not None)
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract", bad)
+            seen.update(o.source_id for o in bad)
+            stats["count_failed"] += len(bad)
             stats["files"].append(str(path))
             stats["count_in"] += len(batch)
             stats["count_out"] += len(keyed)
@@ -115,7 +126,7 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
             ctx.log.error("%s: %d chosen records are no longer in the source: %s", tp.name, len(gone), gone[:20])
     ctx.log.info("%s: extracted %d records in %d batches", tp.name, stats["count_out"], len(stats["files"]))
     return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "watermark": high if ids is None else None}
+            "failed": stats["count_failed"], "watermark": high if ids is None else None}
 
 
 def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: dict) -> dict:
@@ -141,7 +152,7 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             stats["count_failed"] += len(failures)
             ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(records), len(out), len(failures))
     return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "failed": stats["count_failed"], "watermark": extracted.get("watermark")}
+            "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark")}
 
 
 def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> dict:
