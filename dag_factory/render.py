@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 from flowlink_timetable import WorkflowTimetable
+from notifiers.run import run_failure_alert
 from operators.extract import ExtractOperator
 from operators.load import LoadOperator
 from operators.transform import TransformOperator
@@ -41,6 +42,7 @@ def render(g: WorkflowGraph) -> DAG:
         default_args={**DEFAULT_ARGS, "queue": g.environment} if g.environment else DEFAULT_ARGS,
         tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}", *([f"env:{g.environment}"] if g.environment else [])],
         doc_md=_doc(g),
+        on_failure_callback=run_failure_alert,  # one Flowlink alert per failed run (flowlink/alerts.py)
     )
     groups: dict[str, TaskGroup] = {}
     common = {"workflow": g.dag_id, "version": g.version, "dag": dag}

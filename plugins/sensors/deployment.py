@@ -52,6 +52,9 @@ class DeploymentSensor(BaseSensorOperator):
             self.log.info("deployment %s: %s of %s v%s to %s is Successful", d["id"], d["action"], d["workflow"], d["version"], d["environment"])
             return True
         if d["status"] == "unsuccessful":
+            from flowlink import alerts
+
+            alerts.deployment_unsuccessful(store, d)  # once per deployment and channel; never raises
             raise AirflowFailException(f"deployment {d['id']} of {d['workflow']} v{d['version']} is Unsuccessful: {d['message']}")
         self.log.info("deployment %s pending: waiting for %s until %s", d["id"], ", ".join(d["remaining"]), d["wait_till"])
         return False
