@@ -20,6 +20,9 @@ reconnected agent resumes where it stopped). Files, under the install dir (the f
     <install_dir>/.agent/backup/<workflow>.json        the version installed before (restored on failure)
 
 A deployment that fails or is refused (409: timed out) after the switch gets its previous version back.
+
+Test hook (tests only, never set in production): ``FLOWLINK_AGENT_STEP_DELAY=SECONDS`` makes the agent wait that
+long after carrying out each step and before reporting it, so a test can stop or kill it between the two.
 """
 
 from __future__ import annotations
@@ -205,6 +208,7 @@ class Agent:
                                    "Accept": "application/json"})
         self._stop = threading.Event()
         self._last_problem: str | None = None  # set while passes fail: the first good pass after says so
+        self._step_delay = _step_delay()  # test hook: 0 unless FLOWLINK_AGENT_STEP_DELAY is set
 
     # ---------------------------------------------------------------- paths
     @property
@@ -408,6 +412,8 @@ class Agent:
                 where = f": {exc.filename}" if exc.filename else ""
                 self._failed(job, step, f"{exc.strerror or exc}{where}", state, result)
                 return
+            if self._step_delay:  # test hook: the step is carried out and not yet reported
+                self._stop.wait(self._step_delay)
             try:
                 self.report(job, step, "done", message)
             except Refused as exc:
@@ -591,6 +597,14 @@ class Agent:
                     self.log(f"{job.label}: unknown to the server ({exc}): restoring the previous version")
                     self._restore(job, state, result)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _step_delay() -> float:
+    """FLOWLINK_AGENT_STEP_DELAY (test hook): seconds to wait between carrying out a step and reporting it."""
+    try:
+        return max(0.0, float(os.environ.get("FLOWLINK_AGENT_STEP_DELAY") or 0))
+    except ValueError:
+        return 0.0
 
 
 def _successful(exc: Refused) -> bool:

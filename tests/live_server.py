@@ -30,6 +30,32 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
             proc.wait()
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[1])  # the fields after "(comm)": state, ppid, ...
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process `pid` is `ancestor` or one of its descendants (by walking /proc's parent ids)."""
+    seen = 0
+    while pid and seen < 64:
+        if pid == ancestor:
+            return True
+        pid, seen = _ppid(pid), seen + 1
+    return False
+
+
+def command_line(pid: int) -> str:
+    """/proc/PID/cmdline as text (a process's title, when it set one); "" once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,8 +115,8 @@ class AirflowServer:
         if self.proc.poll() is not None:
             raise AssertionError(f"airflow standalone exited; see {self.root / 'standalone.log'}")
         try:
-            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok
-        except requests.ConnectionError:
+            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).ok
+        except requests.RequestException:  # not listening yet, or too busy starting to answer in time
             return False
 
     def _login(self) -> str:
@@ -114,6 +140,27 @@ class AirflowServer:
     def flowlink_json(self, *args: str):
         return json.loads(self.flowlink(*args, "--json").stdout)
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """The task instance as the REST API gives it (state, try_number, pid, hostname, id, ...)."""
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        r.raise_for_status()
+        return r.json()
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict]:
+        """Every try of a task instance, oldest first."""
+        r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")
+        r.raise_for_status()
+        return sorted(r.json()["task_instances"], key=lambda t: t["try_number"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+
+    def kill(self, pid: int, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one process this server started (refused for any other process)."""
+        if not descends_from(pid, self.proc.pid):
+            raise AssertionError(f"process {pid} ({command_line(pid)!r}) is not one this server started")
+        os.kill(pid, sig)
+
     def dag_known(self, dag_id: str) -> bool:
         r = self.api("GET", f"/api/v2/dags/{dag_id}")
         return r.ok and not r.json().get("is_stale", False)
@@ -126,10 +173,11 @@ class AirflowServer:
 class AgentProcess:
     """`flowlink agent` as a separate process."""
 
-    def __init__(self, server: AirflowServer, environment: str, token: str, log: Path):
+    def __init__(self, server: AirflowServer, environment: str, token: str, log: Path,
+                 extra_env: dict[str, str] | None = None):
         self.log_path = log
         self.log = open(log, "a")
-        env = {**server.env, "FLOWLINK_AGENT_TOKEN": token}
+        env = {**server.env, "FLOWLINK_AGENT_TOKEN": token, **(extra_env or {})}
         self.proc = subprocess.Popen(
             [str(BIN / "flowlink"), "agent", "--environment", environment, "--server", f"{server.url}/flowlink",
              "--interval", "0.5"],
@@ -137,6 +185,11 @@ class AgentProcess:
 
     def stop(self) -> None:
         stop_group(self.proc, timeout=15)
+        self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the agent (and anything it started): no chance to finish the step or save anything."""
+        stop_group(self.proc, signal.SIGKILL)
         self.log.close()
 
     def output(self) -> str:

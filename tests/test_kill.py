@@ -1,0 +1,268 @@
+"""Processes killed with SIGKILL in the middle of their work, against real processes on loopback: Airflow
+standalone (api-server, scheduler with the LocalExecutor, dag-processor, triggerer), the Flowlink agent, the
+demo ERP and a slowed-down demo shop. Nothing may be lost or done twice."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from examples.demo_erp import create as create_erp
+from examples.demo_shop import DemoShop
+from flowlink import publish
+from flowlink.store import Store, bucket, snapshots, state
+from tests.airflow_helpers import REPO
+from tests.live_server import AgentProcess, AirflowServer, command_line, wait_for
+
+WF = "kill_sync"
+N = 240  # customers in the ERP
+PUT_DELAY = 0.03  # seconds the shop takes per customer write: a load of N records lasts several seconds
+STEPS = ["downloading workflow data", "downloading stylesheets", "installing", "deployed"]
+HEARTBEAT_TIMEOUT = 20  # seconds: [scheduler] task_instance_heartbeat_timeout (default 300)
+
+SPEC = """\
+name: kill_sync
+description: {description}
+source: {{type: sql, connection: demo_erp}}
+target: {{type: rest, connection: demo_shop}}
+schedule: {{sync: manual}}
+touchpoints:
+  - name: customers
+    extract: {{table: customers, key: id, incremental: updated_at}}
+    mapping:
+      - {{target: customer_id, source: id}}
+      - {{target: name, xpath: "concat(first_name, ' ', last_name)"}}
+      - {{target: email, xpath: "translate(email, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"}}
+      - {{target: channel, constant: erp}}
+    load: {{endpoint: /customers, method: upsert, key: customer_id}}
+    batch_size: 40
+"""
+
+
+class SlowShop(DemoShop):
+    """The demo shop, taking `delay` seconds per write (outside its lock, as a slow real service would)."""
+
+    delay = 0.0
+
+    def put(self, resource, id_, body):
+        if self.delay:
+            time.sleep(self.delay)
+        return super().put(resource, id_, body)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Airflow with task retries, a slow shop, an ERP; a primary environment `cloud` with `kill_sync` v1 deployed."""
+    root = tmp_path_factory.mktemp("kill")
+    shop = SlowShop()
+    shop.start()
+    create_erp(root / "erp.db", customers=N, orders=0)
+    server = AirflowServer(root, {
+        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")}),
+        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop.url}),
+        # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
+        # a task whose worker died is found within seconds instead of five minutes
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+    })
+    agents: list[AgentProcess] = []
+
+    def agent(**env: str) -> AgentProcess:
+        a = AgentProcess(server, "cloud", token, root / f"agent-{len(agents) + 1}.log", extra_env=env)
+        agents.append(a)
+        return a
+
+    try:
+        server.flowlink("env", "add", "cloud", "--kind", "cloud")
+        token = server.flowlink("env", "token", "cloud").stdout.strip()
+        spec = root / f"{WF}.yaml"
+        spec.write_text(SPEC.format(description="Customers, for the kill tests."))
+        server.flowlink("publish", str(spec))
+        wait_for("the deployment tracker DAG", lambda: server.dag_known("flowlink_deployments"), timeout=120, every=1)
+        first = agent()
+        server.flowlink("deploy", WF)
+        wait_for("v1 deployed", lambda: last_deployment(server)["status"] == "successful", timeout=90, every=0.5)
+        first.stop()
+        yield {"server": server, "shop": shop, "root": root, "agent": agent}
+    finally:
+        for a in agents:
+            a.stop()
+        server.stop()
+        shop.stop()
+
+
+def last_deployment(server) -> dict:
+    return next(d for d in server.flowlink_json("deployments") if d["workflow"] == WF)
+
+
+def open_store(world) -> Store:
+    return Store.open(f"sqlite:///{world['root'] / 'flowlink' / 'flowlink.db'}")
+
+
+def shop_writes(shop) -> int:
+    return sum(shop.writes("customers").values())
+
+
+def erp_customers(world) -> tuple[dict[str, dict], str]:
+    """The ERP's customers as the shop should hold them (mapped), by id, and the newest updated_at."""
+    with sqlite3.connect(world["root"] / "erp.db") as db:
+        rows = db.execute("SELECT id, first_name, last_name, email FROM customers").fetchall()
+        newest = db.execute("SELECT max(updated_at) FROM customers").fetchone()[0]
+    return {str(i): {"id": str(i), "customer_id": str(i), "name": f"{first} {last}", "email": email.lower(),
+                     "channel": "erp"} for i, first, last, email in rows}, newest
+
+
+@pytest.mark.reliability("Faults", "A worker is killed in the middle of a load")
+def test_worker_killed_in_the_middle_of_a_load(world, observe):
+    """A real Airflow run (LocalExecutor, 2 task retries) loads 240 ERP customers into a shop that takes 30 ms per
+    write. While the load task is running and part of the records have arrived, its task process gets SIGKILL
+    (Airflow's supervisor sees it die and sets up_for_retry); while the retry is loading, its worker process
+    (the supervisor) and the task process get SIGKILL (nobody reports: the scheduler's heartbeat timeout finds it).
+    The third try must succeed: each source record in the shop exactly once with its mapped fields, one Success
+    row per record in the resync bucket, the load step's snapshot successful and the watermark at the newest
+    record."""
+    server, shop = world["server"], world["shop"]
+    shop.reset()
+    shop.delay = PUT_DELAY
+    wait_for(f"the {WF} DAG", lambda: server.dag_known(WF), timeout=120, every=1)
+    run_id = server.flowlink("run", WF).stdout.split("run ")[-1].strip()
+    task = "customers.load"
+
+    def loading(try_number: int, writes_before: int):
+        """The load's task instance once this try is running and has written N/4 records."""
+        def check():
+            if shop_writes(shop) - writes_before < N // 4:
+                return None
+            ti = server.task_instance(WF, run_id, task)
+            return ti if ti["state"] == "running" and ti["try_number"] == try_number and ti["pid"] else None
+        return wait_for(f"try {try_number} of {task} to be loading", check, timeout=180, every=0.1)
+
+    # Kill 1: the task process (the one running LoadOperator.execute), its supervisor stays.
+    ti = loading(1, 0)
+    pid = ti["pid"]
+    assert ti["id"] in command_line(pid), (pid, command_line(pid))  # the task runner's title names its task instance
+    server.kill(pid)
+    arrived_1, writes_1 = len(shop.records("customers")), shop_writes(shop)
+    assert 0 < arrived_1 < N, f"the load was not in the middle: {arrived_1} of {N}"
+
+    # Kill 2: the retry's worker process (the LocalExecutor worker that supervises it) first, then its task process.
+    ti = loading(2, writes_1)
+    runner = ti["pid"]
+    supervisor = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert "LocalExecutor" in command_line(supervisor), command_line(supervisor)
+    server.kill(supervisor)
+    server.kill(runner)
+    killed_at = time.monotonic()
+    writes_2 = shop_writes(shop)
+    assert writes_2 - writes_1 < N, "the second try was not in the middle of its load"
+
+    final = wait_for("the run to end", lambda: (s := server.run_state(WF, run_id)) in ("success", "failed") and s,
+                     timeout=240, every=1)
+    tries = server.task_tries(WF, run_id, task)
+    assert [t["state"] for t in tries][-1] == "success", tries
+    assert final == "success"
+    assert [t["try_number"] for t in tries] == [1, 2, 3]
+    assert tries[0]["state"] in ("up_for_retry", "failed") and tries[1]["state"] in ("up_for_retry", "failed"), tries
+    detected = max(0.0, time.monotonic() - killed_at)
+    timeouts = server.api("GET", "/api/v2/eventLogs", params={"dag_id": WF, "run_id": run_id, "task_id": task,
+                                                              "event": "heartbeat timeout"}).json()["event_logs"]
+    assert [e["try_number"] for e in timeouts] == [2], timeouts  # try 1 was reported by its supervisor
+
+    # The shop: each source record once, with the mapped fields; no record it should not have.
+    expected, newest = erp_customers(world)
+    source_ids = set(expected)
+    held = shop.records("customers")
+    assert len(held) == N and set(held) == source_ids
+    wrong = [i for i in expected if held[i] != expected[i]]
+    assert not wrong, [(held[i], expected[i]) for i in wrong[:3]]
+    writes = shop.writes("customers")
+    resent = sum(1 for n in writes.values() if n > 1)
+    assert set(writes) == source_ids  # the shop was written only these ids
+
+    store = open_store(world)
+    try:
+        rows = bucket.rows(store, WF, touchpoint="customers", limit=10 * N)
+        assert len(rows) == N and {r["source_id"] for r in rows} == source_ids  # one row per record
+        assert {r["status"] for r in rows} == {"success"} and all(r["last_run"] == run_id for r in rows)
+        steps = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF)["steps"]}
+        assert steps["load"]["status"] == "success" and steps["load"]["count_out"] == N
+        assert steps["load"]["count_failed"] == 0
+        assert state.watermark(store, WF, "customers") == newest
+    finally:
+        store.dispose()
+    observe(f"killed task process {pid} after {arrived_1} of {N} records had arrived (try 1 {tries[0]['state']}); "
+            f"killed the retry's worker {supervisor} and task process {runner} after {writes_2 - writes_1} more writes "
+            f"(try 2 {tries[1]['state']} by the heartbeat timeout of {HEARTBEAT_TIMEOUT}s; run done {detected:.0f}s "
+            f"later); try 3 succeeded; the shop "
+            f"holds {len(held)} of {N} records once each ({resent} written again by the retries, upsert by key), "
+            f"duplicates 0; bucket {len(rows)} rows, all Success; watermark at the newest record")
+
+
+def live_file(world) -> Path:
+    return world["root"] / "flowlink" / "live" / "cloud" / f"{WF}.json"
+
+
+@pytest.mark.reliability("Faults", "The agent is killed in the middle of a deployment")
+def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
+    """A new version is deployed through an agent that waits 3 s between carrying out each step and reporting it
+    (the test hook FLOWLINK_AGENT_STEP_DELAY). Once two steps are reported and it has switched the live file
+    (installing carried out, not yet reported), the agent gets SIGKILL; a new agent is started. The deployment
+    must end Successful with each step in the deployment log exactly once and in order, the restarted agent
+    carrying out only the remaining steps, the live file the new version with its checksum and the backup the
+    previous version."""
+    server = world["server"]
+    before = publish.read_artifact(live_file(world))
+    spec = world["root"] / f"{WF}-next.yaml"
+    spec.write_text(SPEC.format(description=f"Customers, for the kill tests, after v{before.version}."))
+    out = server.flowlink("publish", str(spec)).stdout
+    version = int(out.split(" v", 1)[1].split()[0])
+    new = publish.read_artifact(world["root"] / "flowlink" / "published" / WF / f"{WF}-v{version:04d}.json")
+    assert new.version == version > before.version
+
+    slow = world["agent"](FLOWLINK_AGENT_STEP_DELAY="3")
+    deploy_out = server.flowlink("deploy", WF).stdout
+    deployment_id = int(deploy_out.split()[1].rstrip(":"))
+    wait_for("two steps reported", lambda: "downloading stylesheets done" in slow.output(), timeout=120, every=0.1)
+    # installing is carried out right after; the agent then waits 3 s before reporting it
+    wait_for("the switch", lambda: publish.read_artifact(live_file(world)).version == version, timeout=30, every=0.05)
+    slow.kill()
+    reported = [s["step"] for s in server.flowlink_json("deployment-log", WF)["steps"] if s["status"] == "done"]
+    assert reported == STEPS[:2], reported
+    d = last_deployment(server)
+    assert d["id"] == deployment_id and d["status"] == "pending"
+
+    again = world["agent"]()
+    d = wait_for("Successful", lambda: (d := last_deployment(server))["status"] == "successful" and d,
+                 timeout=120, every=0.5)
+    assert d["id"] == deployment_id and d["tries"] == 0 and d["version"] == version
+    log = server.flowlink_json("deployment-log", WF)["steps"]
+    done = [s["step"] for s in log if s["status"] == "done"]
+    assert done == STEPS  # each step once, in order
+    assert not [s for s in log if s["status"] == "failed"]
+
+    # The restarted agent carried out only what was left: no step reported twice, nothing downloaded again.
+    first_out, second_out = slow.output(), again.output()
+    label = f"{WF} v{version} deployment {deployment_id}"
+    assert [s for s in STEPS if f"{label}: {s} done" in first_out] == STEPS[:2]
+    assert [s for s in STEPS if f"{label}: {s} done" in second_out] == STEPS[2:]
+    assert "downloading it again" not in second_out
+
+    live = publish.read_artifact(live_file(world))
+    assert (live.version, live.sha256) == (new.version, new.sha256) == (version, d["sha256"])
+    assert live_file(world).read_bytes() == new.path.read_bytes()
+    backup = live_file(world).parent / ".agent" / "backup" / f"{WF}.json"
+    assert publish.read_artifact(backup).sha256 == before.sha256  # not overwritten by the resumed install
+    assert not (live_file(world).parent / ".agent" / str(deployment_id)).exists()  # its work folder is cleaned
+    leftovers = [p.name for p in live_file(world).parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+    observe(f"killed the agent with {len(STEPS[:2])} of {len(STEPS)} steps reported and v{version} already "
+            f"switched in; the restarted agent reported only {', '.join(STEPS[2:])}; Successful, deployment log "
+            f"{len(done)} steps once each in order; live file v{version} sha256 {live.sha256[:12]} as published; "
+            f"backup still v{before.version}")
