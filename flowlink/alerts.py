@@ -99,7 +99,7 @@ def add_channel(store: Store, *, environment: str | None = None, workflow: str |
     if webhook:
         if "://" in webhook or not _CONN_ID.match(webhook):
             raise FlowlinkError(f"--webhook takes an Airflow connection id (its host is the URL, its login/password or "
-                                f"extra token the auth), not {webhook[:80]!r}: credentials live in connections")
+                                f"extra token the auth), not {scrub(webhook[:80])!r}: credentials live in connections")
         kind, target = "webhook", webhook
     else:
         kind, target = "email", _addresses(email)

@@ -347,6 +347,30 @@ def cmd_deployment_log(args) -> int:
     return 0
 
 
+def cmd_alert(args) -> int:
+    from flowlink import alerts
+
+    store = _store()
+    if args.alert_command == "add":
+        ch = alerts.add_channel(store, environment=args.environment, workflow=args.workflow, email=args.email,
+                                webhook=args.webhook, events=args.events, daily_summary=args.daily_summary,
+                                skip_empty_summary=not args.summary_when_empty)
+        out.print(f"alert channel {ch['id']} added: {alerts._describe(ch)}")
+    elif args.alert_command == "remove":
+        ch = alerts.remove_channel(store, args.id)
+        out.print(f"alert channel {ch['id']} removed")
+    else:
+        rows = alerts.channels(store)
+        if args.json:
+            _print_json(rows)
+            return 0
+        _table("Alert channels", ["id", "environment", "workflow", "kind", "target", "events", "daily summary"],
+               [[c["id"], c["environment"], c["workflow"], c["kind"], c["target"], ", ".join(c["events"]) or "all",
+                 ("yes" + ("" if c["skip_empty_summary"] else ", also when empty")) if c["daily_summary"] else ""]
+                for c in rows])
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flowlink", description="Business-application integrations on Apache Airflow.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -441,6 +465,26 @@ def parser() -> argparse.ArgumentParser:
     sp = add("deployment-log", cmd_deployment_log, "the step log of a workflow's last deployment")
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--json", action="store_true")
+
+    alert = add("alert", cmd_alert, "alert channels: e-mail or webhook, per environment or per workflow")
+    alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION")
+    sp = alert_sub.add_parser("add", help="add a channel: a workflow's events go to its channels and its environment's")
+    owner = sp.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--environment", metavar="ENV")
+    owner.add_argument("--workflow", metavar="WORKFLOW")
+    kind = sp.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--email", metavar="ADDRESSES", help="a@example.com,b@example.com (sent through Airflow's SMTP "
+                                                           "connection, [email] email_conn_id or smtp_default)")
+    kind.add_argument("--webhook", metavar="CONN_ID", help="an Airflow connection id: its host is the URL, its "
+                                                           "login/password or extra token the auth")
+    sp.add_argument("--events", metavar="EVENTS", default="", help="comma separated, default all: run_failed, "
+                    "records_failed, deployment_unsuccessful, agent_disconnected, run_blocked")
+    sp.add_argument("--daily-summary", action="store_true", help="also a daily summary per workflow")
+    sp.add_argument("--summary-when-empty", action="store_true", help="send the summary also when nothing ran")
+    sp = alert_sub.add_parser("list", help="list the alert channels")
+    sp.add_argument("--json", action="store_true")
+    alert_sub.add_parser("remove", help="remove a channel").add_argument("id", metavar="ID", type=_count)
+    alert.set_defaults(alert_command="list", json=False)
     return p
 
 
