@@ -28,7 +28,7 @@ from pathlib import Path
 from lxml import etree
 
 from flowlink.errors import FlowlinkError
-from flowlink.spec import XSL, MappingRule, Touchpoint
+from flowlink.spec import XSL, MappingRule, StylesheetError, Touchpoint, stylesheet_parser
 
 VALUE = "value"  # the xsl:variable holding a looked-up value
 GENERATED = "generated from its mapping"  # in the comment on top of a generated stylesheet
@@ -126,22 +126,29 @@ def is_generated(stylesheet: etree._Element) -> bool:
     return first is not None and (first.text or "").startswith(" Flowlink touchpoint ") and GENERATED in first.text
 
 
-def _stylesheet_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-
-
 def check_stylesheet(data: bytes | str, name: str) -> etree._Element:
-    """Parse and compile an XSLT 1.0 stylesheet; FlowlinkError naming ``name`` and the reason if it is not one."""
+    """Parse and compile an XSLT 1.0 stylesheet; FlowlinkError naming ``name`` and the reason if it is not one.
+    (What a stylesheet may not do is named by flowlink.spec.load_spec; compile_stylesheet denies it at run time.)"""
     try:
-        root = etree.fromstring(data, _stylesheet_parser())
+        root = etree.fromstring(data, stylesheet_parser())
+    except StylesheetError as exc:
+        raise FlowlinkError(f"{name}: {exc}") from None
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise FlowlinkError(f"{name}: not well-formed XML: {exc}") from None
+    compile_stylesheet(root, name)
+    return root
+
+
+def compile_stylesheet(root: etree._Element, name: str) -> etree.XSLT:
+    """A parsed stylesheet compiled to run with no file or network access (XSLTAccessControl.DENY_ALL: document(),
+    exsl:document and the like fail); parsed by stylesheet_parser, its xsl:include and xsl:import are refused too."""
     try:
-        etree.XSLT(root, access_control=etree.XSLTAccessControl.DENY_ALL)
+        return etree.XSLT(root, access_control=etree.XSLTAccessControl.DENY_ALL)
+    except StylesheetError as exc:
+        raise FlowlinkError(f"{name}: {exc}") from None
     except etree.XSLTParseError as exc:
         messages = [e.message for e in exc.error_log if e.message] or [str(exc)]
         raise FlowlinkError(f"{name}: not a valid XSLT 1.0 stylesheet: {'; '.join(dict.fromkeys(messages))}") from None
-    return root
 
 
 def stylesheet_for(tp: Touchpoint, spec_dir: Path | None) -> str:

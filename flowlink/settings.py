@@ -44,6 +44,26 @@ def store_url() -> str:
     return os.environ.get("FLOWLINK_STORE_URL") or f"sqlite:///{home() / 'flowlink.db'}"
 
 
+# Limits on untrusted input: name -> default. Each may be set in the environment (a whole number above 0).
+LIMITS = {
+    "FLOWLINK_MAX_FILE_BYTES": 100_000_000,  # one file of a file source (or the file a file target merges into)
+    "FLOWLINK_MAX_VALUE_CHARS": 10_000_000,  # one field value going into the transform
+    "FLOWLINK_MAX_DEPTH": 256,  # nesting of a JSON source record (XML files: libxml2 refuses more than 256 levels)
+}
+
+
+def limit(name: str) -> int:
+    """The limit ``name`` (a key of LIMITS) from the environment, else its default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return LIMITS[name]
+    if not raw.isdigit() or int(raw) < 1:
+        from flowlink.errors import FlowlinkError
+
+        raise FlowlinkError(f"{name} must be a whole number above 0, not {raw!r}")
+    return int(raw)
+
+
 RETENTION_DAYS = 15  # the default of FLOWLINK_RETENTION_DAYS
 RETENTION_DAYS_MAX = 36_500  # 100 years: anything longer would reach back before the calendar's year 1
 

@@ -12,6 +12,7 @@ key of the record it came from. A record that cannot be transformed becomes a fa
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
@@ -19,8 +20,9 @@ from typing import Any
 
 from lxml import etree
 
+from flowlink import settings
 from flowlink.errors import FlowlinkError
-from flowlink.mapping import check_stylesheet, is_generated
+from flowlink.mapping import check_stylesheet, compile_stylesheet, is_generated
 from flowlink.spec import XSL
 
 KEY = "__key__"  # output dicts: the source key of the record
@@ -88,11 +90,13 @@ CASTS: dict[str, Callable[[str], Any] | None] = {"string": None, "integer": _int
 
 
 def _as_text(value: Any) -> str:
-    """A field value as record XML text: bool as true/false, anything else through str()."""
+    """A field value as record XML text: bool as true/false, a list or dict as JSON, anything else through str()."""
     if value is True:
         return "true"
     if value is False:
         return "false"
+    if type(value) in (list, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
     return value if type(value) is str else str(value)
 
 
@@ -127,7 +131,7 @@ def _texts(column: Sequence[Any]) -> list[str]:
         column = [value for value in column if value is not None]
     if kinds <= {str, type(None)}:
         return list(column)
-    return list(map(_as_text if bool in kinds else str, column))  # str() is _as_text but for bools
+    return list(map(_as_text if kinds & {bool, list, dict} else str, column))  # str() is _as_text for the rest
 
 
 def _escaped(texts: list[str]) -> list[str]:
@@ -145,7 +149,8 @@ def _utf8(document: str) -> bytes:
 
 
 def _parser() -> etree.XMLParser:
-    # Our own input document: no DTD, nothing resolved; huge_tree allows text nodes over 10 MB.
+    # Our own input document (we write all of its markup, so no DTD, depth 3): nothing resolved; huge_tree allows
+    # text nodes over 10 MB, values being held to FLOWLINK_MAX_VALUE_CHARS before they get here.
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -224,7 +229,7 @@ class Transformer:
         if isinstance(xslt_text, str):
             xslt_text = _DECLARATION.sub("", xslt_text, count=1)  # lxml refuses str with an encoding declaration
         stylesheet = check_stylesheet(xslt_text, "stylesheet")
-        self._xslt = etree.XSLT(stylesheet, access_control=etree.XSLTAccessControl.DENY_ALL)
+        self._xslt = compile_stylesheet(stylesheet, "stylesheet")
         self._local_names = _uses_namespaces(stylesheet)
         self.chunk_size = chunk_size or (CHUNK if is_generated(stylesheet) else None)
         unknown = sorted({t for t in types.values() if t not in CASTS})
@@ -235,6 +240,7 @@ class Transformer:
         self._field_casts = [dict(self._casts).get(name) for name in self._fields or ()]
         self.key_field = key_field
         self._tags: dict[Any, tuple[str, str] | None] = {}
+        self.max_value = settings.limit("FLOWLINK_MAX_VALUE_CHARS")
 
     def apply(self, records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         """Transform one batch.
@@ -248,6 +254,8 @@ class Transformer:
         it = iter(records)
         while batch := list(islice(it, self.chunk_size)):
             chunk = self._build(batch, failures)
+            if len(chunk.document) > self.max_value:  # only then can a value be over the limit
+                chunk = self._build(self._within_limit(chunk, failures), failures)
             if chunk.keys:
                 self._apply_chunk(chunk, out, failures)
         return out, failures
@@ -340,6 +348,22 @@ class Transformer:
             if value is not None and self._tag(name) is not None and _NOT_XML.search(_as_text(value)):
                 return str(name)
         return None
+
+    def _within_limit(self, chunk: _Chunk, failures: list[tuple[str, str]]) -> list[Mapping[str, Any]]:
+        """The records of a chunk whose values all fit FLOWLINK_MAX_VALUE_CHARS; the others fail."""
+        good = []
+        for key, record in zip(chunk.keys, chunk.records):
+            sizes = [(self.key_field, len(key))] + [
+                (str(name), len(value if type(value) is str else _as_text(value))) for name, value in record.items()
+                if type(value) in (str, list, dict) and (self._tags[name] if name in self._tags else self._tag(name))
+            ]  # fmt: skip
+            field, size = max(sizes, key=lambda pair: pair[1])
+            if size <= self.max_value:
+                good.append(record)
+            else:
+                failures.append((key, f"field {field!r} holds {size:,} characters, over the limit of "
+                                      f"{self.max_value:,} (FLOWLINK_MAX_VALUE_CHARS)"))
+        return good
 
     def _screen(self, keys: list[str], records: list[Mapping[str, Any]], failures: list[tuple[str, str]]) -> _Chunk:
         """Fail the records holding characters XML cannot carry; the document of the others."""

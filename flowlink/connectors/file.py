@@ -19,6 +19,16 @@ records are collected and then ordered by (incremental, key) or by key. ``since`
 ``ids`` work as for SQL: values compare as numbers when both parse as numbers, else as
 strings; ``ids`` compares keys as strings and ignores ``since``. No match -> no records.
 
+Files are untrusted. A file that cannot be read as a whole (not UTF-8, invalid XML or
+JSON, over ``FLOWLINK_MAX_FILE_BYTES``, XML nested deeper than 256 levels, a CSV without
+the key column) raises :class:`ConnectorError`. A record that cannot be used (a JSON
+Lines line that is not a JSON object, a JSON record nested deeper than
+``FLOWLINK_MAX_DEPTH``, an XML record with a field given twice or holding elements or
+entity references, a key that is an object or array) is yielded marked with ``__error__``
+(the reason) and ``__where__`` (file and line or item), keeping only its key and
+incremental value: ``flowlink.sync.extract`` fails it in the resync bucket, the other
+records go on. XML entities are never expanded and nothing is loaded from a URL.
+
 Writing (:class:`FileTarget`): ``load.file`` names one file in the folder. Records are
 merged into the existing file by ``load.key``: ``upsert`` updates the fields the record
 carries (other fields keep their values) or appends a new record; ``insert`` reports an
@@ -44,6 +54,7 @@ from typing import Any
 
 from lxml import etree
 
+from flowlink import settings
 from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
 from flowlink.spec import Extract, Load
 
@@ -56,6 +67,8 @@ __all__ = ["FileSource", "FileTarget"]
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".xml": "xml"}
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+ERROR, WHERE = "__error__", "__where__"  # a record this source could not read (see flowlink.sync.extract)
+SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 pair: may decode to no character
 
 
 def _format(path: str | PurePath) -> str:
@@ -121,16 +134,26 @@ class FileSource(_Folder):
         for path in files:
             resolved = self._inside(root, path, "extract.file match")
             name = path.relative_to(self.folder).as_posix()
-            for n, record in enumerate(_read_file(resolved, name), start=1):
-                if extract.key not in record:
-                    raise ConnectorError(f"{name}: record {n} has no key field {extract.key!r}")
+            for n, (where, record, problem) in enumerate(_entries(resolved, name), start=1):
+                if problem is None and extract.key not in record and _format(name) == "csv":
+                    raise ConnectorError(f"{name}: record {n} has no key field {extract.key!r} (no such column)")
+                if problem is None and isinstance(record.get(extract.key), (dict, list)):
+                    problem = f"the key field {extract.key!r} holds {_json_kind(record[extract.key])}, not a value"
+                if problem is not None:  # keep only the key and incremental value, if they are plain values
+                    kept = (k for k in (extract.key, extract.incremental) if k and isinstance(record.get(k), (str, int, float)))
+                    record = {**{k: record[k] for k in kept}, ERROR: problem, WHERE: where}
+                key = record.get(extract.key)
                 if wanted is not None:
-                    if _text(record[extract.key]) not in wanted:
+                    if key is None or _text(key) not in wanted:
                         continue
                 elif since is not None and extract.incremental:
                     value = record.get(extract.incremental)
-                    if value is None or not _greater(value, since):
+                    if value is None and ERROR in record:
+                        pass  # unreadable, of unknown age: reported on every run until the file is fixed
+                    elif value is None or not _greater(value, since):
                         continue
+                if key is None or key == "":
+                    record[WHERE] = where  # sync.extract fails it, saying where it is
                 records.append(record)
         if extract.incremental:
             records.sort(key=lambda r: (_sort_key(r.get(extract.incremental)), _sort_key(r.get(extract.key))))
@@ -245,78 +268,168 @@ def _sort_key(value: Any) -> tuple:
 
 # --- reading --------------------------------------------------------------------------
 
+Entry = tuple[str, dict, "str | None"]  # (where, record, problem): problem says why the record cannot be used
+
+
 def _read_file(path: Path, name: str) -> list[dict]:
+    """Every record of a file; any problem raises (a target merges into the file: nothing of it may be lost)."""
+    records = []
+    for where, record, problem in _entries(path, name):
+        if problem is not None:
+            raise ConnectorError(f"{where}: {problem}")
+        records.append(record)
+    return records
+
+
+def _entries(path: Path, name: str) -> list[Entry]:
+    """The records of a file, each with where it is and what is wrong with it, if anything. A problem
+    with the file as a whole raises ConnectorError."""
     fmt = _format(name)
+    data = _read_bytes(path, name)
+    if fmt == "xml":
+        return _xml_entries(data, name)
     try:
-        if fmt == "xml":
-            return _read_xml(path, name)
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConnectorError(f"cannot read {name}: {exc.strerror or exc}") from None
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConnectorError(f"{name}: not a UTF-8 text file") from None
     if fmt == "csv":
-        return _read_csv(text, name)
+        return _csv_entries(text, name)
     if fmt == "json":
         try:
-            data = json.loads(text) if text.strip() else []
+            items = json.loads(text) if text.strip() else []
         except json.JSONDecodeError as exc:
             raise ConnectorError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        if not isinstance(data, list):
+        except (ValueError, RecursionError) as exc:  # a number of over 4300 digits; nesting Python cannot follow
+            raise ConnectorError(f"{name}: invalid JSON: {_json_problem(exc)}") from None
+        if not isinstance(items, list):
             raise ConnectorError(f"{name}: a .json file must hold an array of objects (use .jsonl for JSON Lines)")
-        for n, item in enumerate(data, start=1):
-            if not isinstance(item, dict):
-                raise ConnectorError(f"{name}: item {n} is not an object")
-        return data
-    records = []
+        halves = bool(SURROGATE.search(text))
+        return [_json_entry(f"{name} item {n}", item, halves) for n, item in enumerate(items, start=1)]
+    entries = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConnectorError(f"{name}: invalid JSON on line {n}: {exc.msg}") from None
-        if not isinstance(item, dict):
-            raise ConnectorError(f"{name}: line {n} is not a JSON object")
-        records.append(item)
-    return records
+            entries.append((f"{name} line {n}", {}, f"invalid JSON at column {exc.colno}: {exc.msg}"))
+        except (ValueError, RecursionError) as exc:
+            entries.append((f"{name} line {n}", {}, f"invalid JSON: {_json_problem(exc)}"))
+        else:
+            entries.append(_json_entry(f"{name} line {n}", item, bool(SURROGATE.search(line))))
+    return entries
 
 
-def _read_csv(text: str, name: str) -> list[dict]:
+def _read_bytes(path: Path, name: str) -> bytes:
+    limit = settings.limit("FLOWLINK_MAX_FILE_BYTES")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(limit + 1) if size <= limit else b""
+    except OSError as exc:
+        raise ConnectorError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if size > limit or len(data) > limit:
+        raise ConnectorError(f"{name} is {max(size, len(data)):,} bytes, over the limit of {limit:,} (FLOWLINK_MAX_FILE_BYTES)")
+    return data
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than {settings.limit('FLOWLINK_MAX_DEPTH')} levels (FLOWLINK_MAX_DEPTH)"
+    return str(exc).partition(":")[0]  # "Exceeds the limit (4300 digits) for integer string conversion"
+
+
+def _json_entry(where: str, item: Any, halves: bool) -> Entry:
+    if not isinstance(item, dict):
+        return where, {}, f"not a JSON object but {_json_kind(item)}"
+    if halves and (field := _unpaired(item)) is not None:
+        return where, item, f"field {field!r} holds an unpaired surrogate (\\ud800-\\udfff), which is not a character"
+    limit = settings.limit("FLOWLINK_MAX_DEPTH")
+    if any(type(value) in (dict, list) for value in item.values()) and _deeper(item, limit):
+        return where, item, f"nested deeper than {limit} levels (FLOWLINK_MAX_DEPTH)"
+    return where, item, None
+
+
+def _unpaired(item: dict) -> str | None:
+    """The field of a JSON record holding half a surrogate pair (text that cannot be written as UTF-8), if any."""
+    for name, value in item.items():
+        try:
+            json.dumps({name: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(type(value), "null")
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests objects and arrays more than ``limit`` levels deep (the record itself is level 1)."""
+    level, current = 0, [value]
+    while current:
+        level += 1
+        if level > limit:
+            return True
+        current = [v for c in current for v in (c.values() if type(c) is dict else c) if type(v) in (dict, list)]
+    return False
+
+
+def _csv_entries(text: str, name: str) -> list[Entry]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        records = []
+        entries = []
         for row in reader:
             if None in row:
                 raise ConnectorError(f"{name}: line {reader.line_num} has more cells than the header")
-            records.append({k: ("" if v is None else v) for k, v in row.items()})
+            entries.append((f"{name} line {reader.line_num}", {k: ("" if v is None else v) for k, v in row.items()}, None))
     except csv.Error as exc:
         raise ConnectorError(f"{name}: invalid CSV at line {reader.line_num}: {exc}") from None
     if reader.fieldnames and len(set(reader.fieldnames)) != len(reader.fieldnames):
         raise ConnectorError(f"{name}: the header repeats a column name")
-    return records
+    return entries
 
 
-def _read_xml(path: Path, name: str) -> list[dict]:
+def _xml_entries(data: bytes, name: str) -> list[Entry]:
+    # No DTD, no entities expanded, nothing from the network; huge_tree stays off, so libxml2 refuses more than
+    # 256 levels, text nodes over 10 MB and entity expansion bombs.
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True)
     try:
-        root = etree.parse(str(path), parser).getroot()
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise ConnectorError(f"{name}: invalid XML: {exc}") from None
-    except OSError as exc:
-        raise ConnectorError(f"cannot read {name}: {exc}") from None
-    records = []
+        raise ConnectorError(f"{name}: invalid XML: {_xml_problem(exc)}") from None
+    entries = []
     for n, element in enumerate((e for e in root if isinstance(e.tag, str)), start=1):
-        record = {}
+        record: dict[str, str] = {}
+        problem = None
         for child in element:
+            inner = child if not isinstance(child.tag, str) else next(iter(child), None)
+            if inner is not None and problem is None:  # an entity reference or an element where text belongs
+                holder = "the record" if inner is child else f"field {etree.QName(child).localname!r}"
+                if isinstance(inner, etree._Entity):
+                    problem = f"{holder} holds the entity reference {inner.text}, which is not expanded"
+                else:
+                    problem = f"{holder} holds the element <{etree.QName(inner).localname}>: a field holds text only"
             if not isinstance(child.tag, str):
                 continue
             field = etree.QName(child).localname
-            if field in record:
-                raise ConnectorError(f"{name}: record {n} has the field {field!r} twice")
-            record[field] = child.text or ""
-        records.append(record)
-    return records
+            if field in record and problem is None:
+                problem = f"the field {field!r} is given twice"
+            record.setdefault(field, child.text or "")
+        entries.append((f"{name} record {n}, line {element.sourceline}", record, problem))
+    return entries
+
+
+def _xml_problem(exc: etree.XMLSyntaxError) -> str:
+    message, where = exc.msg.split(",")[0], f"line {exc.position[0]}, column {exc.position[1]}"
+    if "amplification" in message:
+        return f"its entities would expand too far (an entity expansion bomb); entities are not expanded ({where})"
+    if "depth" in message:
+        return f"nested deeper than 256 levels, the most libxml2 reads ({where})"
+    if "huge" in message.lower() or "too long" in message.lower():
+        return f"a text over 10,000,000 bytes, the most libxml2 reads ({where})"
+    return exc.msg
 
 
 # --- writing --------------------------------------------------------------------------
