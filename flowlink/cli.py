@@ -177,9 +177,9 @@ def cmd_runs(args) -> int:
     if args.json:
         _print_json(runs)
         return 0
-    _table(f"Runs of {args.workflow}", ["run id", "version", "started", "ended", "failed records", "status"],
+    _table(f"Runs of {args.workflow}", ["run id", "version", "started", "ended", "failed records", "status", "kind"],
            [[r["run_id"], r["version"], r["started_at"], r["ended_at"], r["failed_records"],
-             "failed" if r["failed_steps"] else "success"] for r in runs])
+             "failed" if r["failed_steps"] else "success", r["kind"]] for r in runs])
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import func, select
 
 from flowlink.store.db import Store, upsert, utcnow
-from flowlink.store.tables import data_log, steps
+from flowlink.store.tables import data_log, resyncs, steps
 
 KEYS = ["workflow", "run_id", "touchpoint", "step"]
 
@@ -41,7 +41,26 @@ def runs(store: Store, workflow: str, limit: int = 50) -> list[dict]:
                 func.sum(steps.c.count_failed).label("failed_records"))
          .where(steps.c.workflow == workflow).group_by(steps.c.run_id).order_by(func.min(steps.c.started_at).desc()).limit(limit))
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return _with_kind(conn, workflow, [dict(r._mapping) for r in conn.execute(q)])
+
+
+def _with_kind(conn, workflow: str, rows: list[dict]) -> list[dict]:
+    """Each run's kind: "retry" (the automatic retry of failed records), "resync" (records a user chose) or
+    "sync" (a scheduled or manual run of the whole workflow); from the resync request the run was started for."""
+    ids = [r["run_id"] for r in rows]
+    kinds: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        q = select(resyncs.c.run_id, resyncs.c.kind).where(resyncs.c.workflow == workflow, resyncs.c.run_id.in_(ids[i:i + 500]))
+        kinds.update({run_id: "retry" if kind == "retry" else "resync" for run_id, kind in conn.execute(q)})
+    for r in rows:
+        r["kind"] = kinds.get(r["run_id"], "sync")
+    return rows
+
+
+def run_kind(store: Store, workflow: str, run_id: str) -> str:
+    """"retry", "resync" or "sync" (see _with_kind)."""
+    with store.engine.connect() as conn:
+        return _with_kind(conn, workflow, [{"run_id": run_id}])[0]["kind"]
 
 
 def snapshot(store: Store, run_id: str, workflow: str | None = None) -> dict:
@@ -78,7 +97,7 @@ def run_page(store: Store, workflow: str, *, limit: int = 50, offset: int = 0) -
          .where(steps.c.workflow == workflow).group_by(steps.c.run_id)
          .order_by(func.min(steps.c.started_at).desc(), steps.c.run_id.desc()).limit(limit).offset(offset))
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return _with_kind(conn, workflow, [dict(r._mapping) for r in conn.execute(q)])
 
 
 def run_count(store: Store, workflow: str) -> int:

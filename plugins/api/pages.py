@@ -337,7 +337,8 @@ def snapshot_page(request: Request, store: StoreDep, workflow: Annotated[str, Qu
                "failed_steps": sum(s["status"] == "failed" for s in steps)}
     ended = [s["ended_at"] for s in steps if s["ended_at"]]
     run = {"status": run_status(summary), "version": steps[0]["version"], "started_at": min(s["started_at"] for s in steps),
-           "ended_at": max(ended) if ended and not summary["running_steps"] else None}
+           "ended_at": max(ended) if ended and not summary["running_steps"] else None,
+           "kind": snapshots.run_kind(store, workflow, run_id)}  # retry | resync | sync
     touchpoint, _, step_name = step.partition(".")
     log_filter = dict(touchpoint=touchpoint or None, step=step_name or None, status=status or None)
     total = snapshots.data_log_count(store, workflow, run_id, **log_filter)
