@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import time
@@ -55,6 +56,7 @@ LABELS = {"snapshots": "snapshots", "steps": "steps", "data_log": "data log", "f
           "folders": "run folders", "bucket": "success rows", "feeds": "feeds"}
 BATCH = 1_000  # bucket and feed ids per transaction
 ROWS = 10_000  # steps + data-log rows per snapshot transaction (one run always goes whole)
+log = logging.getLogger(__name__)
 
 
 def _check_days(days) -> int:
@@ -145,6 +147,13 @@ def _inside(path, root) -> bool:
     return str(path).startswith(str(root).rstrip("/") + "/") and "/../" not in str(path) + "/"
 
 
+def _key(path) -> str:
+    """One name per file, however its folder was spelled (a link to it stays a file of its own)."""
+    if _is_local(path):
+        return os.path.join(os.path.realpath(path.parent), path.name)
+    return str(path)
+
+
 def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object | None]:
     """A snapshot's batch files that exist (the listed ones in the staging folder, everything in its run folder),
     and its run folder if it exists."""
@@ -155,7 +164,7 @@ def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object 
         path = staging.as_path(name)
         try:
             if _inside(path, root) and (path.is_file() or path.is_symlink()):
-                found[str(path)] = path
+                found[_key(path)] = path
         except OSError:
             continue
     if _is_local(folder):
@@ -163,21 +172,22 @@ def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object 
             return list(found.values()), None
         for top, _dirs, files in os.walk(folder):  # never follows links out of the folder
             for f in files:
-                found[os.path.join(top, f)] = Path(top, f)
+                found[_key(Path(top, f))] = Path(top, f)
         return list(found.values()), folder
     try:
         if not folder.exists():
             return list(found.values()), None
         for path in folder.rglob("*"):
             if path.is_file():
-                found[str(path)] = path
+                found[_key(path)] = path
     except FileNotFoundError:
         return list(found.values()), None
     return list(found.values()), folder
 
 
 def _remove(files: list, folder) -> tuple[int, int]:
-    """Remove the files, then the run folder; returns how many of each were there. A missing one is fine."""
+    """Remove the files, then the run folder; returns how many of each went. A missing one is fine; one that cannot
+    be removed (permissions, ...) is logged and left, and the purge goes on (its rows are gone already)."""
     removed = 0
     for path in files:
         try:
@@ -185,6 +195,8 @@ def _remove(files: list, folder) -> tuple[int, int]:
             removed += 1
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            log.warning("retention: cannot remove the batch file %s: %s", path, exc)
     if folder is None:
         return removed, 0
     try:
@@ -194,6 +206,9 @@ def _remove(files: list, folder) -> tuple[int, int]:
             folder.fs.rm(folder.path, recursive=True)
         return removed, 1
     except FileNotFoundError:
+        return removed, 0
+    except OSError as exc:
+        log.warning("retention: cannot remove the run folder %s: %s", folder, exc)
         return removed, 0
 
 

@@ -159,7 +159,7 @@ def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
     code = (
         "import runpy, sys, json; "
         "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_workflows', 'flowlink_import_errors', 'flowlink_deployments', "
-        "'flowlink_alerts', 'flowlink_retry')]; "
+        "'flowlink_alerts', 'flowlink_retry', 'flowlink_maintenance')]; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('flowlink.store', 'flowlink.sync', "
         "'flowlink.connectors', 'flowlink.deployments', 'hooks', 'triggers', 'requests')))))"
     )
