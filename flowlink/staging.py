@@ -30,7 +30,13 @@ def as_path(name: str | Path):
 def _lines(records: Iterable[dict], f) -> int:
     n = 0
     for record in records:
-        f.write(json.dumps(record, ensure_ascii=False, default=str))
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # half a surrogate pair: kept as a \ud800 escape, the transform fails the record
+                line = json.dumps(record, default=str)
+        f.write(line)
         f.write("\n")
         n += 1
     return n

@@ -239,3 +239,23 @@ def test_characters_xml_cannot_carry_fail_alone(pipeline, observe):
     assert message.startswith("orders: 6 records failed")
     observe(f"5 records Failed in transform: \"field 'note' {reason}\" (one naming the key field 'id'), half a surrogate "
             "pair at extract (\"field 'note' holds an unpaired surrogate ...\"); 1 (tab, CR, markup, emoji), 8 and 9 loaded")
+
+
+def test_half_a_surrogate_pair_from_any_source_is_staged_and_fails_alone(tmp_path):
+    """A REST or SQL source can hand over a str with half a surrogate pair: the batch file keeps it (escaped), and
+    the transform fails that record alone."""
+    from flowlink import staging
+
+    batch = tmp_path / "batch-00001.jsonl"
+    assert staging.write_batch(batch, [{"id": 1, "note": "half \ud800"}, {"id": 2, "note": "日本"}]) == 2
+    records = staging.read_batch(batch)
+    assert records == [{"id": 1, "note": "half \ud800"}, {"id": 2, "note": "日本"}]
+    from flowlink.mapping import generate_xslt
+    from flowlink.spec import parse_spec
+
+    tp = parse_spec({"name": "w", "source": {"type": "file", "connection": "a"}, "target": {"type": "file", "connection": "b"},
+                     "touchpoints": [{"name": "t", "extract": {"file": "x.jsonl", "key": "id"}, "load": {"file": "y.json", "key": "id"},
+                                      "mapping": [{"target": "id", "source": "id"}, {"target": "note", "source": "note"}]}]}).touchpoints[0]
+    rows, failures = Transformer(generate_xslt(tp), {}, "id").apply(records)
+    assert [r["note"] for r in rows] == ["日本"]
+    assert failures == [("1", "field 'note' holds characters XML 1.0 cannot carry")]
