@@ -1,8 +1,9 @@
 """Flowlink's alert checks (flowlink/alerts.py). Parsing imports only the Task SDK; the store loads when a task runs.
 
 * `flowlink_alerts`, every 5 minutes: agents silent longer than their environment's disconnect_alert_minutes, and
-  scheduled workflow runs that could not start because the previous run was still running (asked of Airflow
-  through the Task SDK: the DAG's next scheduled run and its runs; a task has no metadata database access).
+  scheduled workflow runs that could not start because the previous run was still running (the schedule's ticks
+  during each recent run, from the snapshot, asked of Airflow through the Task SDK: is there a run for this tick;
+  a task has no metadata database access).
 * `flowlink_daily_summary`, daily at 00:00 UTC: per live workflow the 24 hours before, to the channels that asked
   for a daily summary.
 Each alert goes out once per channel (alerts_sent), however often the checks run.
@@ -42,16 +43,15 @@ with DAG(dag_id="flowlink_alerts", description="Flowlink alerts: disconnected ag
     def blocked_runs(ti=None) -> int:
         from flowlink import alerts
 
-        def next_run(dag_id: str):
-            dag = ti.get_dag(dag_id)  # the Task SDK asks the api-server: the DAG's next scheduled run, paused
-            return dag.next_dagrun, dag.is_paused
+        def paused(dag_id: str) -> bool:
+            return ti.get_dag(dag_id).is_paused  # the Task SDK asks the api-server
 
         def count_runs(dag_id: str, **criteria) -> int:
             return ti.get_dr_count(dag_id=dag_id, **criteria)
 
         store = _store()
         try:
-            return len(alerts.check_blocked_runs(store, alerts.live_workflows(scheduled_only=True), next_run=next_run,
+            return len(alerts.check_blocked_runs(store, alerts.scheduled_workflows(), paused=paused,
                                                  count_runs=count_runs))
         finally:
             store.dispose()

@@ -3,8 +3,8 @@
 Events and where they are detected:
     run_failed               a workflow run failed for another reason than failed records (the DAG's
                              on_failure_callback, plugins/notifiers/run.py -> ``run_ended_failed``)
-    records_failed           a run failed only because records failed: they wait in the resync bucket (same callback;
-                             one alert per run, with the counts of every touchpoint)
+    records_failed           records of a touchpoint failed in a run and wait in the resync bucket (its load step,
+                             plugins/operators/base.py -> ``records_failed``: one alert per run and touchpoint)
     deployment_unsuccessful  the deployment tracker found a deployment Unsuccessful (plugins/sensors/deployment.py)
     agent_disconnected       an enabled environment's agent has been silent longer than its disconnect_alert_minutes
                              (dags/flowlink_alerts.py, every 5 minutes -> ``check_agents``)
@@ -55,7 +55,6 @@ KINDS = ("email", "webhook")
 LISTED = 20  # records named in one alert; the bucket link shows them all
 CHUNK = 500
 RECORDS_MARK = "records failed and wait in the resync bucket"  # flowlink.sync.RecordsFailed's message
-DEFAULT_MAX_TRIES = 4
 
 _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$|^[^@\s,;<>\"]+@localhost$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -209,7 +208,7 @@ def airflow_base_url() -> str:
 
 def links(*, workflow: str | None = None, run_id: str | None = None, touchpoint: str | None = None,
           environment: str | None = None, dag_id: str | None = None, deployments_page: bool = False,
-          environments_page: bool = False, snapshots_page: bool = False) -> dict:
+          environments_page: bool = False, snapshots_page: bool = False, bucket_page: bool = True) -> dict:
     """Where to look: the Airflow run, the Flowlink snapshot of the run, the bucket filtered to failed records."""
     base = airflow_base_url()
     ui = f"{base}/flowlink/ui"
@@ -218,7 +217,7 @@ def links(*, workflow: str | None = None, run_id: str | None = None, touchpoint:
         out["airflow_run"] = f"{base}/dags/{quote(dag_id or workflow, safe='')}/runs/{quote(run_id, safe='')}"
     if run_id and workflow:
         out["snapshot"] = f"{ui}/snapshot?" + urlencode({"workflow": workflow, "run_id": run_id})
-    if workflow and not deployments_page:
+    if workflow and bucket_page and not deployments_page:
         query = {"workflow": workflow, **({"touchpoint": touchpoint} if touchpoint else {}), "status": "failed"}
         out["bucket"] = f"{ui}/bucket?" + urlencode(query)
     if snapshots_page and workflow:
@@ -398,62 +397,92 @@ def environment_of(store: Store, workflow: str) -> str | None:
 # ------------------------------------------------------------------ records that used up their tries
 
 def exhausted(store: Store, workflow: str) -> list[dict]:
-    """Failed records that reached the maximum number of tries: flowlink.retry's list when it is there, else the
-    same from the bucket (status failed, tries >= the workflow's max_tries, else its environment's)."""
-    try:
-        from flowlink.retry import exhausted as from_retry
-    except ImportError:
-        return _exhausted_from_bucket(store, workflow)
+    """Failed records that reached the maximum number of tries (flowlink/retry.py: the workflow's policy)."""
+    from flowlink.retry import exhausted as from_retry
+
     return from_retry(store, workflow=workflow)
 
 
-def _max_tries(store: Store, workflow: str) -> int:
-    try:
-        from flowlink import publish
+# ------------------------------------------------------------------ event: records failed in a run
 
-        art = publish.live(workflow)
-        tries = ((art.spec.get("retry") or {}).get("max_tries")) if art else None
-        if tries:
-            return int(tries)
-    except Exception:
-        pass
-    env = environment_of(store, workflow)
-    if env:
-        with store.engine.connect() as conn:
-            tries = conn.execute(select(environments.c.retry_max_tries).where(environments.c.name == env)).scalar()
-        if tries:
-            return int(tries)
-    return DEFAULT_MAX_TRIES
-
-
-def _exhausted_from_bucket(store: Store, workflow: str) -> list[dict]:
-    limit = _max_tries(store, workflow)
-    q = (select(bucket.c.workflow, bucket.c.touchpoint, bucket.c.source_id, bucket.c.tries, bucket.c.message,
-                bucket.c.updated_at)
-         .where(bucket.c.workflow == workflow, bucket.c.status == "failed", bucket.c.tries >= limit)
-         .order_by(bucket.c.touchpoint, bucket.c.id))
+def _failed_records(store: Store, workflow: str, run_id: str, touchpoint: str | None = None) -> tuple[int, list[dict]]:
+    """A run's failed records (of one touchpoint): how many, and the first LISTED with their reasons."""
+    where = [data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.status == "failed"]
+    if touchpoint:
+        where.append(data_log.c.touchpoint == touchpoint)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
-
-
-# ------------------------------------------------------------------ event: a run failed / records failed in it
-
-def _failed_records(store: Store, workflow: str, run_id: str) -> tuple[dict[str, int], list[dict]]:
-    """This run's failed records: touchpoint -> count, and the first LISTED with their reasons."""
-    where = (data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.status == "failed")
-    with store.engine.connect() as conn:
-        by_tp = dict(conn.execute(select(data_log.c.touchpoint, func.count()).where(*where)
-                                  .group_by(data_log.c.touchpoint)).all())
+        total = conn.execute(select(func.count()).select_from(data_log).where(*where)).scalar_one()
         first = [dict(r._mapping) for r in conn.execute(
             select(data_log.c.touchpoint, data_log.c.step, data_log.c.source_id, data_log.c.tries, data_log.c.message)
             .where(*where).order_by(data_log.c.id).limit(LISTED))]
-    return by_tp, first
+    return total, first
 
+
+def _gave_up(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[dict]:
+    """The touchpoint's records that failed in this run and so reached their maximum number of tries."""
+    limit = exhausted(store, workflow)
+    candidates = {r["source_id"]: r for r in limit if r["touchpoint"] == touchpoint}
+    if not candidates:
+        return []
+    failed: set[str] = set()
+    ids = list(candidates)
+    with store.engine.connect() as conn:
+        for i in range(0, len(ids), CHUNK):
+            failed.update(conn.execute(select(data_log.c.source_id).where(
+                data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.touchpoint == touchpoint,
+                data_log.c.status == "failed", data_log.c.source_id.in_(ids[i:i + CHUNK]))).scalars())
+    return [candidates[i] for i in ids if i in failed]
+
+
+def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[dict]:
+    """Records of a touchpoint failed in a run (its load step, before the task fails): one alert per run and
+    touchpoint, with the counts, the first records and their reasons, and those at their maximum of tries.
+
+    Sent by the step, not at the run's end: Airflow decides a run's state by its last tasks, so a touchpoint
+    whose records failed is red while the run can end green (its later touchpoints loaded, or a resync or retry
+    run skipped them). Never raises."""
+    try:
+        from flowlink.store import snapshots
+
+        step = next((s for s in snapshots.run_steps(store, workflow, run_id)
+                     if s["touchpoint"] == touchpoint and s["step"] == "load"), None)
+        total, first = _failed_records(store, workflow, run_id, touchpoint)
+        gave_up = _gave_up(store, workflow, run_id, touchpoint) if total else []
+        environment = environment_of(store, workflow)
+        subject = f"[Flowlink] {workflow}: {total} {touchpoint} records failed in run {run_id}"
+        lines = [f"{total} {touchpoint} records of workflow {workflow} failed in run {run_id}"
+                 + (f" (environment {environment})" if environment else "")
+                 + ". They wait in the resync bucket as Failed; the other records were loaded."]
+        if step:
+            lines.append(f"Load: {step['count_in']} sent to the target, {step['count_out']} loaded, "
+                         f"{step['count_failed']} rejected" + (f", {total - step['count_failed']} failed before the "
+                                                               f"load" if total > step["count_failed"] else "") + ".")
+        lines.append(f"Records ({len(first)} of {total}):")
+        lines += [f"  {r['source_id']}: {r['step']}, try {r['tries']}: {r['message'] or ''}" for r in first]
+        if gave_up:
+            lines.append("")
+            lines.append(f"{len(gave_up)} of them reached the maximum number of tries and stay Failed (no more "
+                         f"automatic retries; resync them by hand once fixed):")
+            lines += [f"  {r['source_id']} after {r['tries']} tries" for r in gave_up[:LISTED]]
+        facts = {"run_id": run_id, "touchpoint": touchpoint, "failed_records": total,
+                 "load": {k: step[k] for k in ("count_in", "count_out", "count_failed")} if step else None,
+                 "records": first, "exhausted": [{k: r[k] for k in ("source_id", "tries")} for r in gave_up]}
+        alert = message(RECORDS_FAILED, subject=subject, lines=lines, facts=facts,
+                        link_map=links(workflow=workflow, run_id=run_id, touchpoint=touchpoint), workflow=workflow,
+                        environment=environment, secrets=_workflow_secrets(workflow))
+        return send(store, RECORDS_FAILED, f"records:{workflow}:{run_id}:{touchpoint}", alert, workflow=workflow,
+                    environment=environment)
+    except Exception as exc:
+        log.error("alerts: records of %s.%s failed in run %s, but the alert failed: %s", workflow, touchpoint, run_id, exc)
+        return []
+
+
+# ------------------------------------------------------------------ event: a run failed
 
 def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | None = None,
                      task_states: dict[str, str] | None = None, dag_id: str | None = None) -> list[dict]:
-    """A workflow run failed (the DAG's on_failure_callback): one alert per run, records_failed when every failure
-    was failed records (they wait in the bucket), run_failed otherwise."""
+    """A workflow run failed (the DAG's on_failure_callback): run_failed, unless every failure in it was failed
+    records, which their load steps have alerted already (records_failed)."""
     from flowlink.store import snapshots
 
     run_steps = snapshots.run_steps(store, workflow, run_id)
@@ -461,62 +490,29 @@ def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | 
     other_steps = [s for s in run_steps if s["status"] in ("failed", "running") and s not in record_steps]
     record_tasks = {f"{s['touchpoint']}.{s['step']}" for s in record_steps}
     other_tasks = sorted(t for t, st in (task_states or {}).items() if st == "failed" and t not in record_tasks)
-    event = RECORDS_FAILED if record_steps and not other_steps and not other_tasks else RUN_FAILED
-
-    by_tp, first = _failed_records(store, workflow, run_id)
-    total = sum(by_tp.values())
+    if record_steps and not other_steps and not other_tasks:
+        return []
     environment = environment_of(store, workflow)
-    failed_keys = {(r["touchpoint"], r["source_id"]) for r in first}
-    if total > len(first):  # the run's other failed records, to find those that used up their tries
-        with store.engine.connect() as conn:
-            failed_keys |= set(conn.execute(select(data_log.c.touchpoint, data_log.c.source_id).where(
-                data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.status == "failed")).all())
-    gave_up = [r for r in (exhausted(store, workflow) if failed_keys else [])
-               if (r["touchpoint"], r["source_id"]) in failed_keys]
-
-    if event == RECORDS_FAILED:
-        subject = f"[Flowlink] {workflow}: {total} records failed in run {run_id}"
-        head = [f"{total} records of workflow {workflow} failed in run {run_id}"
-                + (f" (environment {environment})" if environment else "") + ". They wait in the resync bucket as Failed;"
-                " the other records were loaded."]
-    else:
-        subject = f"[Flowlink] {workflow}: run {run_id} failed"
-        head = [f"Run {run_id} of workflow {workflow}" + (f" (environment {environment})" if environment else "")
-                + " failed" + (f" ({reason})" if reason else "") + "."]
-        for s in other_steps:
-            head.append(f"  {s['touchpoint']}.{s['step']}: {s['status']}: {s['message'] or 'no message (the task stopped)'}")
-        for t in other_tasks:
-            if t not in {f"{s['touchpoint']}.{s['step']}" for s in other_steps}:
-                head.append(f"  {t}: failed before it recorded its step (see the task's log in Airflow)")
-        if total:
-            head.append(f"Besides, {total} records failed and wait in the resync bucket.")
-    lines = head
-    if by_tp:
-        counts = {(s["touchpoint"], s["step"]): s for s in run_steps}
-        lines.append("")
-        lines.append("Failed records by touchpoint:")
-        for tp, n in sorted(by_tp.items()):
-            load = counts.get((tp, "load"))
-            extra = f" ({load['count_in']} sent to the target, {load['count_out']} loaded)" if load else ""
-            lines.append(f"  {tp}: {n} failed{extra}")
-        lines.append(f"Records ({len(first)} of {total}):")
-        lines += [f"  {r['touchpoint']} {r['source_id']}: {r['step']}, try {r['tries']}: {r['message'] or ''}" for r in first]
-    if gave_up:
-        lines.append("")
-        lines.append(f"{len(gave_up)} of them reached the maximum number of tries and stay Failed (no more automatic "
-                     f"retries; resync them by hand once fixed):")
-        lines += [f"  {r['touchpoint']} {r['source_id']} after {r['tries']} tries" for r in gave_up[:LISTED]]
-    touchpoints = sorted(by_tp)
-    link_map = links(workflow=workflow, run_id=run_id, dag_id=dag_id,
-                     touchpoint=touchpoints[0] if len(touchpoints) == 1 else None)
-    facts = {"run_id": run_id, "reason": reason, "failed_records": total, "failed_by_touchpoint": by_tp,
-             "records": first, "exhausted": [{k: r[k] for k in ("touchpoint", "source_id", "tries")} for r in gave_up],
+    total, _ = _failed_records(store, workflow, run_id)
+    subject = f"[Flowlink] {workflow}: run {run_id} failed"
+    lines = [f"Run {run_id} of workflow {workflow}" + (f" (environment {environment})" if environment else "")
+             + " failed" + (f" ({reason})" if reason else "") + "."]
+    for s in other_steps:
+        lines.append(f"  {s['touchpoint']}.{s['step']}: {s['status']}: {s['message'] or 'no message (the task stopped)'}")
+    for t in other_tasks:
+        if t not in {f"{s['touchpoint']}.{s['step']}" for s in other_steps}:
+            lines.append(f"  {t}: failed before it recorded its step (see the task's log in Airflow)")
+    if not other_steps and not other_tasks:
+        lines.append("  No step recorded a failure: see the run in Airflow.")
+    if total:
+        lines.append(f"Besides, {total} records failed in this run and wait in the resync bucket.")
+    facts = {"run_id": run_id, "reason": reason, "failed_records": total, "failed_tasks": other_tasks,
              "failed_steps": [{k: s[k] for k in ("touchpoint", "step", "status", "count_in", "count_out", "count_failed",
-                                                  "message")} for s in record_steps + other_steps],
-             "failed_tasks": other_tasks}
-    alert = message(event, subject=subject, lines=lines, facts=facts, link_map=link_map, workflow=workflow,
-                    environment=environment, secrets=_workflow_secrets(workflow))
-    return send(store, event, f"{event}:{workflow}:{run_id}", alert, workflow=workflow, environment=environment)
+                                                  "message")} for s in other_steps]}
+    alert = message(RUN_FAILED, subject=subject, lines=lines, facts=facts,
+                    link_map=links(workflow=workflow, run_id=run_id, dag_id=dag_id, bucket_page=bool(total)),
+                    workflow=workflow, environment=environment, secrets=_workflow_secrets(workflow))
+    return send(store, RUN_FAILED, f"run_failed:{workflow}:{run_id}", alert, workflow=workflow, environment=environment)
 
 
 # ------------------------------------------------------------------ event: a deployment became Unsuccessful
@@ -575,47 +571,63 @@ def check_agents(store: Store, now: dt.datetime | None = None) -> list[dict]:
 
 # ------------------------------------------------------------------ event: a scheduled run could not start
 
-def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None]], *, next_run, count_runs,
-                       now: dt.datetime | None = None, grace: dt.timedelta = dt.timedelta(minutes=1)) -> list[dict]:
-    """A scheduled run could not start because the previous run was still running.
+def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, object]], *, paused, count_runs,
+                       now: dt.datetime | None = None, grace: dt.timedelta = dt.timedelta(minutes=1),
+                       lookback: dt.timedelta = dt.timedelta(hours=1), most: int = 200) -> list[dict]:
+    """Scheduled runs that could not start because the previous run was still running.
 
-    Workflow DAGs have max_active_runs=1: while a run is active, Airflow's scheduler does not create the next
-    scheduled run at all (DagModel.exceeds_max_non_backfill), and without catchup it skips that tick once the run
-    ends. So the sign is: the DAG's next scheduled run (``next_run(dag_id) -> (logical date, paused)``) is due
-    for longer than ``grace``, no run exists for it, and a run is running or queued
-    (``count_runs(dag_id, states=..., logical_dates=...) -> int``). Both come from Airflow's Task SDK in the
-    alerts DAG. One alert per workflow and blocked tick."""
+    Workflow DAGs have max_active_runs=1: while a run is active Airflow's scheduler does not create the next
+    scheduled run at all (DagModel.exceeds_max_non_backfill), and without catchup that tick is skipped for good;
+    no queued run is left to see. So for each run of the workflow active in the last ``lookback`` (its steps in
+    the snapshot: first start to last end, or now while a step runs), every tick of the workflow's schedule
+    inside that span and at least ``grace`` old is asked of Airflow (``count_runs(dag_id, logical_dates=[tick])``,
+    the Task SDK in the alerts DAG): a tick without a run is a scheduled run that could not start. Paused DAGs
+    (``paused(dag_id)``) are skipped: their ticks are not created anyway. One alert per blocking run, naming the
+    ticks it blocked so far. ``workflows``: (workflow, environment, schedule)."""
+    from flowlink.schedule import Ticks
+    from flowlink.store import snapshots
+
     now = now or utcnow()
     done = []
-    for workflow, environment in workflows:
+    for workflow, environment, schedule in workflows:
         try:
-            due, paused = next_run(workflow)
-            if paused or due is None or now - due <= grace:
+            ticks = Ticks(schedule)
+            recent = [r for r in snapshots.run_page(store, workflow, limit=50)
+                      if r["running_steps"] or (r["ended_at"] and r["ended_at"] >= now - lookback)]
+            if not recent or paused(workflow):
                 continue
-            if count_runs(workflow, logical_dates=[due]) or not count_runs(workflow, states=["running", "queued"]):
-                continue
+            for run in recent:
+                end = now if run["running_steps"] else run["ended_at"]
+                blocked, tick = [], ticks.next_tick_after(run["started_at"])
+                while tick is not None and tick < end and tick <= now - grace and len(blocked) < most:
+                    if not count_runs(workflow, logical_dates=[tick]):
+                        blocked.append(tick)
+                    tick = ticks.next_tick_after(tick)
+                if blocked:
+                    done += _blocked_alert(store, workflow, environment, run, blocked, now)
         except Exception as exc:
-            log.warning("alerts: cannot tell whether %s is blocked: %s", workflow, exc)
-            continue
-        from flowlink.store import snapshots
-
-        latest = snapshots.run_page(store, workflow, limit=1)
-        running = latest[0] if latest and latest[0]["running_steps"] else None
-        late = int((now - due).total_seconds() // 60)
-        subject = f"[Flowlink] {workflow}: the run scheduled at {due:%Y-%m-%d %H:%M} UTC could not start"
-        lines = [f"The scheduled run of workflow {workflow} at {due:%Y-%m-%d %H:%M:%S} UTC could not start: the previous "
-                 f"run is still running ({late} minutes later). Runs of a workflow never overlap; missed ticks are "
-                 "not caught up, so this tick's records are read by the next run."]
-        if running:
-            lines.append(f"Still running: run {running['run_id']}, started {running['started_at']:%Y-%m-%d %H:%M:%S} UTC.")
-        facts = {"scheduled_for": due, "minutes_late": late, "running_run_id": running["run_id"] if running else None}
-        alert = message(RUN_BLOCKED, subject=subject, lines=lines, facts=facts,
-                        link_map=links(workflow=workflow, run_id=running["run_id"] if running else None,
-                                       snapshots_page=True),
-                        workflow=workflow, environment=environment)
-        done += send(store, RUN_BLOCKED, f"blocked:{workflow}:{due.isoformat()}", alert, workflow=workflow,
-                     environment=environment)
+            log.warning("alerts: cannot tell whether runs of %s were blocked: %s", workflow, exc)
     return done
+
+
+def _blocked_alert(store: Store, workflow: str, environment: str | None, run: dict, blocked: list, now) -> list[dict]:
+    first = blocked[0]
+    state = "is still running" if run["running_steps"] else f"ran until {run['ended_at']:%H:%M:%S} UTC"
+    subject = f"[Flowlink] {workflow}: the run scheduled at {first:%Y-%m-%d %H:%M} UTC could not start"
+    lines = [f"The scheduled run of workflow {workflow} at {first:%Y-%m-%d %H:%M:%S} UTC could not start: the previous "
+             f"run {run['run_id']} (started {run['started_at']:%Y-%m-%d %H:%M:%S} UTC) {state}.",
+             f"Ticks without a run so far: {len(blocked)} ("
+             + ", ".join(f"{t:%H:%M}" for t in blocked[:LISTED]) + (", ..." if len(blocked) > LISTED else "") + ").",
+             "Runs of a workflow never overlap and missed ticks are not caught up: the next run reads what they would "
+             "have read. A run that often takes longer than the schedule's interval needs a longer interval, a "
+             "smaller batch size or more workers."]
+    facts = {"scheduled_for": first, "blocked_ticks": blocked[:LISTED], "blocked_count": len(blocked),
+             "running_run_id": run["run_id"], "running_since": run["started_at"], "still_running": bool(run["running_steps"])}
+    alert = message(RUN_BLOCKED, subject=subject, lines=lines, facts=facts,
+                    link_map=links(workflow=workflow, run_id=run["run_id"], snapshots_page=True, bucket_page=False),
+                    workflow=workflow, environment=environment)
+    return send(store, RUN_BLOCKED, f"blocked:{workflow}:{run['run_id']}", alert, workflow=workflow,
+                environment=environment)
 
 
 # ------------------------------------------------------------------ the daily summary
@@ -688,10 +700,18 @@ def send_daily_summaries(store: Store, workflows: list[tuple[str, str | None]], 
     return done
 
 
-def live_workflows(scheduled_only: bool = False) -> list[tuple[str, str | None]]:
-    """(workflow, environment) of every live workflow (optionally only those with an automatic schedule)."""
+def _live_graphs():
     from dag_factory.graph import read_graphs
     from flowlink import settings
 
-    graphs, _ = read_graphs(settings.live_dir())
-    return [(g.dag_id, g.environment) for g in graphs if not scheduled_only or g.schedule.sync == "auto"]
+    return read_graphs(settings.live_dir())[0]
+
+
+def live_workflows() -> list[tuple[str, str | None]]:
+    """(workflow, environment) of every live workflow."""
+    return [(g.dag_id, g.environment) for g in _live_graphs()]
+
+
+def scheduled_workflows() -> list[tuple[str, str | None, object]]:
+    """(workflow, environment, schedule) of every live workflow with an automatic schedule."""
+    return [(g.dag_id, g.environment, g.schedule) for g in _live_graphs() if g.schedule.sync == "auto"]

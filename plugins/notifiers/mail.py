@@ -22,6 +22,9 @@ class FlowlinkEmailNotifier(SmtpNotifier):
 
     template_fields = ()
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing here is a template (and a DAG callback under dag.test() gets a DAG without a template env)."""
+
     def __init__(self, *, to: str | Iterable[str], subject: str | None = None, text: str | None = None,
                  html: str | None = None, from_email: str | None = None, smtp_conn_id: str | None = None, **kwargs):
         super().__init__(to=to, from_email=from_email, subject=subject, html_content=html, smtp_conn_id=smtp_conn_id,

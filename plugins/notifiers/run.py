@@ -1,4 +1,5 @@
-"""The workflow DAGs' on_failure_callback: one Flowlink alert per failed run (flowlink.alerts.run_ended_failed).
+"""The workflow DAGs' on_failure_callback: a run_failed alert per failed run (flowlink.alerts.run_ended_failed),
+unless its only failures were failed records, which their load steps alert (records_failed).
 
 In Airflow 3 a DAG's failure callback runs in the dag-processor (dag.test() runs it in-process). It opens the
 Flowlink store (FLOWLINK_STORE_URL, as every Flowlink process) and asks the Task SDK, where it can, for the run's
@@ -11,9 +12,13 @@ from airflow.sdk import BaseNotifier
 
 
 class FlowlinkRunFailureNotifier(BaseNotifier):
-    """Classifies the failed run (records_failed or run_failed) and sends it to the workflow's channels."""
+    """Tells a failed run's failures apart and sends run_failed to the workflow's channels when one of them was
+    not failed records."""
 
     template_fields = ()
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing here is a template (and a DAG callback under dag.test() gets a DAG without a template env)."""
 
     def notify(self, context) -> None:
         dag = context.get("dag")

@@ -23,6 +23,9 @@ class FlowlinkWebhookNotifier(BaseNotifier):
 
     template_fields = ()
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing here is a template (and a DAG callback under dag.test() gets a DAG without a template env)."""
+
     def __init__(self, *, http_conn_id: str, payload: dict | None = None, timeout: float | None = None,
                  tries: int = 3, backoff: float = 0.5, **kwargs):
         super().__init__(**kwargs)

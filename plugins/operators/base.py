@@ -46,6 +46,9 @@ class TouchpointOperator(BaseOperator):
             tp = artifact.workflow_model().touchpoint(self.touchpoint)
             return self.run_step(ctx, tp, context)
         except RecordsFailed as exc:
+            from flowlink import alerts
+
+            alerts.records_failed(store, self.workflow, context["run_id"], self.touchpoint)  # once; never raises
             raise AirflowFailException(str(exc)) from None  # retrying the task would not help these records
         finally:
             store.dispose()
