@@ -54,8 +54,14 @@ Writing (one HTTP request per record, in order):
 * 401/407 (bad credentials) and connection problems after retries raise
   :class:`ConnectorError`: the whole application is unreachable.
 
-Credentials (password, token, secret-looking headers) are replaced by ``***`` in
-every error message, including text a service echoes back.
+Credentials (password, token, secret-looking headers, the basic-auth header) are
+replaced by ``***`` in every error message, including text a service echoes back,
+plain, URL-encoded or JSON-escaped (flowlink.errors.secret_forms); a service's text
+is redacted before it is shortened, so no piece of a credential is left either.
+Credentials written into the host (``http://user:pw@host``, or ``user:pw@host``
+without a scheme) are moved out of the URL before anything else sees it.
+:func:`connection_secrets` lists them all (the Airflow hook hands them to Airflow's
+secrets masker).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ import json
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit, urlunsplit
 
@@ -81,9 +87,10 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.errors import redact, secret_forms
 from flowlink.spec import Extract, Load
 
-__all__ = ["RestSource", "RestTarget", "rest_settings_from_connection"]
+__all__ = ["RestSource", "RestTarget", "connection_secrets", "rest_settings_from_connection"]
 
 USER_AGENT = "flowlink/0.1"
 MAX_WAIT = 120.0  # seconds: the longest backoff or Retry-After wait
@@ -124,9 +131,13 @@ class _RestClient:
         retries: int = 5,
         backoff: float = 0.5,
     ):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectorError(f"REST base URL must be http(s)://host[:port][/path], got {_strip_userinfo(base_url)!r}")
+        try:
+            parts = urlsplit(base_url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. a bad [IPv6] host; its text may hold credentials, so it is not repeated
+            valid = False
+        if not valid:
+            raise ConnectorError(f"REST base URL must be http(s)://host[:port][/path], got {_shown(base_url)!r}")
         if parts.username is not None and auth is None:  # http://user:pw@host: move the credentials out of the URL
             auth = (unquote(parts.username), unquote(parts.password or ""))
         self.base_url = _strip_userinfo(base_url).rstrip("/")
@@ -177,14 +188,13 @@ class _RestClient:
             raise ConnectorError(
                 self.redact(f"{self.base_url}: HTTP {response.status_code}: authentication failed "
                             f"({method} {self._path(url)}); check the connection's login, password or token: "
-                            f"{_error_text(response)}")
+                            f"{_error_text(response, self.redact)}")
             )
         return response
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every form of this connector's credentials replaced by ``***``."""
+        return redact(text, self._secrets)
 
     def _path(self, url: str) -> str:
         parts = urlsplit(url)
@@ -306,7 +316,8 @@ class RestSource(_RestClient):
         response = self.request("GET", url, params=params)
         where = f"GET {self._path(response.url or url)}"
         if not 200 <= response.status_code < 300:
-            raise ConnectorError(self.redact(f"{self.base_url}: {where}: HTTP {response.status_code}: {_error_text(response)}"))
+            raise ConnectorError(self.redact(f"{self.base_url}: {where}: HTTP {response.status_code}: "
+                                             f"{_error_text(response, self.redact)}"))
         try:
             body = response.json()
         except ValueError:
@@ -362,7 +373,8 @@ class RestTarget(_RestClient):
                 if value is not None:
                     destination = str(value)
             return WriteResult(key=key, ok=True, destination_id=destination)
-        return WriteResult(key=key, ok=False, error=self.redact(f"HTTP {response.status_code}: {_error_text(response)}"))
+        return WriteResult(key=key, ok=False,
+                           error=self.redact(f"HTTP {response.status_code}: {_error_text(response, self.redact)}"))
 
 
 def rest_settings_from_connection(
@@ -395,16 +407,26 @@ def rest_settings_from_connection(
     if not host:
         raise ConnectorError("the REST connection has no host (give a URL such as http://127.0.0.1:8765)")
     if "://" in host:
-        parts = urlsplit(host)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectorError(f"the REST connection's host must be an http(s) URL, got {_strip_userinfo(host)!r}")
+        try:
+            parts = urlsplit(host)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            url_port = parts.port if valid else None
+        except ValueError:  # a bad [IPv6] host or port; its text may hold credentials, so it is not repeated
+            valid = False
+        if not valid:
+            raise ConnectorError(f"the REST connection's host must be an http(s) URL, got {_shown(host)!r}")
         if parts.username is not None and not login:
             login, password = unquote(parts.username), unquote(parts.password or "")
-        netloc = _host_port(parts.hostname, parts.port or port)
+        netloc = _host_port(parts.hostname, url_port or port)
         base_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     else:
         scheme = next((s.lower() for s in (schema, conn_type) if s and s.lower() in ("http", "https")), "http")
         name, _, path = host.partition("/")
+        if "@" in name:  # user:pw@host: the credentials go to basic auth, never into the URL or a message
+            userinfo, _, name = name.rpartition("@")
+            if not login:
+                user, _, secret = userinfo.partition(":")
+                login, password = unquote(user), unquote(secret)
         hostname, found_port = _split_host_port(name)
         path = path.strip("/")
         base_url = f"{scheme}://{_host_port(hostname, found_port or port)}" + (f"/{path}" if path else "")
@@ -485,8 +507,11 @@ def _param_value(value: Any) -> str:
     return str(value)
 
 
-def _error_text(response: requests.Response) -> str:
-    """The service's error message: a JSON error/detail/message field, else the body; at most 300 characters."""
+def _error_text(response: requests.Response, redact_: Callable[[str], str] | None = None) -> str:
+    """The service's error message: a JSON error/detail/message field, else the body; at most 300 characters.
+
+    ``redact_`` (the connector's redact) is applied to the whole text first: shortening a text that echoes a
+    credential must not leave a piece of it."""
     text = ""
     try:
         body = response.json()
@@ -500,6 +525,8 @@ def _error_text(response: requests.Response) -> str:
                 break
     if not text:
         text = (response.text or "").strip() or (response.reason or "no details")
+    if redact_ is not None:
+        text = redact_(text)
     text = " ".join(text.split())
     return text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 3] + "..."
 
@@ -542,6 +569,12 @@ def _describe(exc: BaseException) -> str:
     return f"cannot connect ({type(exc).__name__})"
 
 
+def connection_secrets(settings: Mapping[str, Any]) -> list[str]:
+    """Every form of the credentials in :func:`rest_settings_from_connection`'s settings (password, the basic-auth
+    header's base64, token, secret-looking header values; plain, URL-encoded, JSON-escaped), longest first."""
+    return _secrets(settings.get("auth"), settings.get("headers") or {})
+
+
 def _secrets(auth: Any, headers: Mapping[str, str]) -> list[str]:
     found: list[str] = []
     if isinstance(auth, tuple) and len(auth) == 2:
@@ -560,14 +593,26 @@ def _secrets(auth: Any, headers: Mapping[str, str]) -> list[str]:
             if credential and scheme.lower() in ("bearer", "basic", "token"):
                 found.append(credential)
     # the longest first, so a secret containing another is replaced whole; short ones would mangle text
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+    return secret_forms(found)
 
 
 def _strip_userinfo(url: str) -> str:
+    """A valid URL without ``user:password@`` (the URL requests are sent to)."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+
+
+def _shown(url: str) -> str:
+    """A URL for a message: without ``user:password@``, also when it cannot be parsed (a password with an
+    unescaped ``/`` or ``@`` is cut away whole: everything up to the last ``@`` before the query goes)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:cut], rest[cut:]
+    return f"{scheme}{sep}{head.rpartition('@')[2]}{tail}"
 
 
 def _split_host_port(text: str) -> tuple[str, int | None]:

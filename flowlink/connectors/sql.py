@@ -29,6 +29,11 @@ Writing (:class:`SqlTarget`)
     the bad records fail; their error is the first line of the database's message
     (never the SQL parameters). A record field that is not a column of the table fails
     that record naming the column. The destination id is the key value as a string.
+
+Credentials
+    Messages name the database by its URL with the password hidden, and every text a driver gives (its
+    errors) has the URL's password replaced by ``***``, plain, URL-encoded or JSON-escaped. :func:`url_secrets`
+    lists those forms (the Airflow hook hands them to Airflow's secrets masker).
 """
 
 from __future__ import annotations
@@ -36,15 +41,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
 from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.errors import redact, secret_forms
 from flowlink.spec import Extract, Load
 
-__all__ = ["SqlSource", "SqlTarget", "sql_url_from_connection"]
+__all__ = ["SqlSource", "SqlTarget", "sql_url_from_connection", "url_secrets"]
 
 ID_CHUNK = 500
 UPSERT_DIALECTS = ("sqlite", "postgresql")
@@ -104,6 +111,20 @@ def sql_url_from_connection(
     return url.render_as_string(hide_password=False)
 
 
+def url_secrets(url: str) -> list[str]:
+    """Every form of the password in a database URL (plain, URL-encoded, JSON-escaped), also of a URL SQLAlchemy
+    cannot parse; longest first."""
+    try:
+        password = sa.engine.make_url(url).password
+        found = [password] if password else []
+    except (sa_exc.ArgumentError, ValueError):  # unparsable: everything between user: and the last @ counts
+        authority = url.partition("://")[2].split("?", 1)[0]
+        userinfo = authority.rpartition("@")[0]
+        secret = userinfo.partition(":")[2]
+        found = [secret, unquote(secret)] if secret else []
+    return secret_forms(str(p) for p in found)
+
+
 def _first_line(error: BaseException) -> str:
     """The database's own message, first line only (no SQL, no parameters)."""
     orig = getattr(error, "orig", None)
@@ -120,8 +141,8 @@ def _split_name(name: str) -> tuple[str | None, str]:
 def _make_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(url, pool_pre_ping=True)
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
-        raise ConnectorError(f"invalid database URL: {exc}") from None
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+        raise ConnectorError(redact(f"invalid database URL: {exc}", url_secrets(url))) from None
     except ImportError as exc:
         raise ConnectorError(f"the database driver is not installed: {exc}") from None
     if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
@@ -141,12 +162,17 @@ class _Sql:
     def __init__(self, url: str):
         self.engine = _make_engine(url)
         self._where = self.engine.url.render_as_string(hide_password=True)
+        self._secrets = url_secrets(url)
+
+    def _reason(self, error: BaseException) -> str:
+        """The database's own message, first line, without the password."""
+        return redact(_first_line(error), self._secrets)
 
     def _connect(self) -> Connection:
         try:
             return self.engine.connect()
         except sa_exc.SQLAlchemyError as exc:
-            raise ConnectorError(f"cannot connect to {self._where}: {_first_line(exc)}") from None
+            raise ConnectorError(f"cannot connect to {self._where}: {self._reason(exc)}") from None
 
     def _columns(self, conn: Connection, name: str) -> dict[str, Any]:
         """Column name -> SQLAlchemy type of a table; ConnectorError if it does not exist."""
@@ -157,7 +183,7 @@ class _Sql:
                 raise ConnectorError(f"no such table {name!r} in {self._where}")
             return {c["name"]: c["type"] for c in insp.get_columns(table, schema=schema)}
         except sa_exc.SQLAlchemyError as exc:
-            raise ConnectorError(f"cannot inspect table {name!r}: {_first_line(exc)}") from None
+            raise ConnectorError(f"cannot inspect table {name!r}: {self._reason(exc)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -199,7 +225,7 @@ class SqlSource(_Sql):
                                 batch = []
                     result.close()
             except sa_exc.SQLAlchemyError as exc:
-                raise ConnectorError(f"cannot read {what}: {_first_line(exc)}") from None
+                raise ConnectorError(f"cannot read {what}: {self._reason(exc)}") from None
             if batch:
                 yield batch
 
@@ -358,12 +384,12 @@ class SqlTarget(_Sql):
         except sa_exc.SQLAlchemyError as exc:
             self._fail_if_disconnected(exc)
             savepoint.rollback()
-            return WriteResult(key=key, ok=False, error=_first_line(exc))
+            return WriteResult(key=key, ok=False, error=self._reason(exc))
         return WriteResult(key=key, ok=True, destination_id=key)
 
     def _fail_if_disconnected(self, exc: sa_exc.SQLAlchemyError) -> None:
         if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-            raise ConnectorError(f"lost the connection to {self._where}: {_first_line(exc)}") from None
+            raise ConnectorError(f"lost the connection to {self._where}: {self._reason(exc)}") from None
 
 
 def _key_of(record: Any, key: str) -> str:

@@ -5,6 +5,12 @@ Credentials live only in the connection (host, login, password, extra); specs na
     rest : host = base URL (or host + port + schema http/https); login/password = basic auth;
            extra {"token": ...} = bearer token, {"headers": {...}} = more headers
     file : extra {"path": "/folder"} or host = the folder
+
+Airflow masks a connection's password in task logs, and the values of extra keys with sensitive names. The hook
+adds what Airflow does not know: every credential the connector will use (the basic-auth header's base64, a
+token, secret-looking header values, a password inside a URL: host or extra sqlalchemy_url), each plain,
+URL-encoded and JSON-escaped, so no log line holds one in any form (airflow.sdk.log.mask_secret also tells the
+task's supervisor, which writes the log file).
 """
 
 from __future__ import annotations
@@ -13,9 +19,17 @@ from airflow.sdk import BaseHook
 
 from flowlink.connectors.base import Source, Target
 from flowlink.connectors.file import FileSource, FileTarget
-from flowlink.connectors.rest import RestSource, RestTarget, rest_settings_from_connection
-from flowlink.connectors.sql import SqlSource, SqlTarget, sql_url_from_connection
-from flowlink.errors import FlowlinkError
+from flowlink.connectors.rest import RestSource, RestTarget, connection_secrets, rest_settings_from_connection
+from flowlink.connectors.sql import SqlSource, SqlTarget, sql_url_from_connection, url_secrets
+from flowlink.errors import FlowlinkError, secret_forms
+
+
+def _mask(secrets: list[str]) -> None:
+    """Hand every form of the connection's credentials to Airflow's secrets masker (task logs show ***)."""
+    from airflow.sdk.log import mask_secret
+
+    for secret in secrets:
+        mask_secret(secret)
 
 
 class ApplicationHook(BaseHook):
@@ -31,8 +45,19 @@ class ApplicationHook(BaseHook):
 
     def _fields(self) -> dict:
         conn = self.get_connection(self.conn_id)
+        _mask(secret_forms([conn.password]))
         return dict(conn_type=conn.conn_type, host=conn.host, login=conn.login, password=conn.password,
                     port=conn.port, schema=conn.schema, extra=conn.extra_dejson)
+
+    def _sql_url(self) -> str:
+        url = sql_url_from_connection(**self._fields())
+        _mask(url_secrets(url))
+        return url
+
+    def _rest_settings(self) -> dict:
+        settings = rest_settings_from_connection(**self._fields())
+        _mask(connection_secrets(settings))
+        return settings
 
     def _folder(self) -> str:
         fields = self._fields()
@@ -43,14 +68,14 @@ class ApplicationHook(BaseHook):
 
     def get_source(self) -> Source:
         if self.app_type == "sql":
-            return SqlSource(sql_url_from_connection(**self._fields()))
+            return SqlSource(self._sql_url())
         if self.app_type == "rest":
-            return RestSource(**rest_settings_from_connection(**self._fields()))
+            return RestSource(**self._rest_settings())
         return FileSource(self._folder())
 
     def get_target(self) -> Target:
         if self.app_type == "sql":
-            return SqlTarget(sql_url_from_connection(**self._fields()))
+            return SqlTarget(self._sql_url())
         if self.app_type == "rest":
-            return RestTarget(**rest_settings_from_connection(**self._fields()))
+            return RestTarget(**self._rest_settings())
         return FileTarget(self._folder())
