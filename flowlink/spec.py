@@ -273,6 +273,13 @@ class Workflow(Model):
     schedule: Schedule = Schedule()
     retry: RetryPolicy | None = Field(None, description="overrides the environment's automatic retry settings")
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("flowlink_"):
+            raise ValueError(f"{value!r}: names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)")
+        return value
+
     @model_serializer(mode="wrap")
     def _without_unset_retry(self, handler):
         """No `retry: null` in published files: a spec without retry keeps its checksum."""

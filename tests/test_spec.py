@@ -430,3 +430,11 @@ def test_lookup_keys_written_as_numbers_or_booleans_compare_as_text():
     data["touchpoints"][0]["mapping"][3]["lookup"] = {1: "one", 2.5: "half", "DE": 49, "ok": True}
     wf = parse_spec(data, "x.yaml")
     assert wf.touchpoints[0].mapping[3].lookup == {"1": "one", "2.5": "half", "DE": "49", "ok": "true"}
+
+
+def test_flowlink_own_dag_names_are_reserved():
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "erp_to_shop.yaml").read_text())
+    spec["name"] = "flowlink_maintenance"
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert err.value.problems == [("name", "'flowlink_maintenance': names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)")]
