@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from flowlink import staging
 from flowlink.connectors.base import Source, Target
 from flowlink.errors import FlowlinkError
@@ -18,6 +20,8 @@ from flowlink.publish import Artifact
 from flowlink.spec import Touchpoint
 from flowlink.store import Store, bucket, snapshots, state
 from flowlink.store.bucket import Outcome
+from flowlink.store.tables import bucket as bucket_table
+from flowlink.store.tables import steps as steps_table
 from flowlink.transform import Transformer
 
 KEY = "__key__"  # the source id each transformed record carries to the load step
@@ -155,22 +159,64 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark")}
 
 
+def _earlier_load(ctx: RunContext, tp: Touchpoint) -> dict[str, str] | None:
+    """None on the first try of this run's load step. On a later try (the task was retried after its process was
+    killed or crashed, or was cleared), what the earlier tries recorded in this run: source id -> success | failed."""
+    with ctx.store.engine.connect() as conn:
+        started = conn.execute(select(steps_table.c.id).where(
+            steps_table.c.workflow == ctx.workflow, steps_table.c.run_id == ctx.run_id,
+            steps_table.c.touchpoint == tp.name, steps_table.c.step == "load")).first()
+        if started is None:
+            return None
+        q = select(bucket_table.c.source_id, bucket_table.c.status).where(
+            bucket_table.c.workflow == ctx.workflow, bucket_table.c.touchpoint == tp.name,
+            bucket_table.c.last_run == ctx.run_id, bucket_table.c.status.in_(("success", "failed")))
+        return dict(conn.execute(q).all())
+
+
+def _exists(error: str | None) -> bool:
+    """Whether the target refused an insert because the key is there already (SQL and file targets say
+    "already exists", REST targets answer 409 Conflict)."""
+    return bool(error) and (error == "already exists" or error.startswith("HTTP 409"))
+
+
 def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> dict:
-    """Write each batch; record every result; save the watermark once everything it covers is committed."""
+    """Write each batch; record every result; save the watermark once everything it covers is committed.
+
+    A later try of the step in the same run does not write again what an earlier try loaded (recorded in the
+    bucket batch by batch); it writes the rest. Only the batch being written when the earlier try stopped may have
+    reached the target without being recorded: with upsert, writing it again is harmless; with insert, a record of
+    that batch which the target says exists already was created by the earlier try, and counts as loaded."""
+    earlier = _earlier_load(ctx, tp)
     with _step(ctx, tp.name, "load") as stats:
         batches = transformed["batches"]
+        in_doubt = earlier is not None  # until the first batch the earlier tries did not record in full
         for n, src in enumerate(batches, 1):
             records = staging.read_batch(src)
             keys = [r.pop(KEY) for r in records]
-            results = target.write(tp.load, records)
-            outcomes = [
-                Outcome(k, "success", destination_id=r.destination_id) if r.ok else Outcome(k, "failed", message=r.error)
-                for k, r in zip(keys, results)
-            ]
+            done = {k for k in keys if earlier and earlier.get(k) == "success"}
+            doubtful: set[str] = set()
+            if in_doubt and any(k not in earlier for k in keys):
+                in_doubt = False
+                if tp.load.method == "insert":
+                    doubtful = {k for k in keys if k not in earlier}
+            todo = [(k, r) for k, r in zip(keys, records) if k not in done]
+            results = target.write(tp.load, [r for _, r in todo]) if todo else []
+            outcomes = []
+            for (k, _), r in zip(todo, results):
+                if r.ok:
+                    outcomes.append(Outcome(k, "success", destination_id=r.destination_id))
+                elif k in doubtful and _exists(r.error):
+                    outcomes.append(Outcome(k, "success", message="already in the target: created by an interrupted "
+                                                                  "try of this run"))
+                else:
+                    outcomes.append(Outcome(k, "failed", message=r.error))
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "load", outcomes)
             failed = [o for o in outcomes if o.status == "failed"]
             for o in failed:
                 ctx.log.warning("%s: record %s was rejected by the target: %s", tp.name, o.source_id, o.message)
+            if done:
+                ctx.log.info("%s: batch %d: %d records already loaded by an earlier try of this run", tp.name, n, len(done))
             stats["files"].append(src)
             stats["count_in"] += len(records)
             stats["count_out"] += len(records) - len(failed)
