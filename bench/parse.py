@@ -8,7 +8,7 @@ that imports Airflow and times DagBag(dag_folder=...) and reads the peak RSS (ge
 
 * flowlink    N specs derived from examples/erp_to_shop.yaml published the real way (flowlink.publish.publish),
               put live (flowlink.publish.make_live) in a temp FLOWLINK_HOME; DagBag over the real /work/main/dags
-              (flowlink_workflows.py + flowlink_import_errors.py + flowlink_deployments.py: N + 1 DAGs).
+              (every DAG file of the folder: the N workflows plus Flowlink's own DAGs, counted first without workflows).
 * dag-factory dag-factory 1.1.0 (installed on demand with pip --target under /tmp, never into the project venv),
               one YAML file per DAG, a loader file calling dagfactory.load_yaml_dags.
 * plain       one JSON file per DAG, a loader file building the DAGs with airflow.sdk + EmptyOperator.
@@ -252,18 +252,23 @@ def main() -> int:
 
         results: dict[tuple[str, int], dict] = {}
         warm = write_plain(work / "warm_up", min(sizes))  # one discarded run: the first process pays cold caches
-        measure(*warm, work, "warm-up")
+        measure(warm[0], -1, warm[1], work, "warm-up")
+        # Flowlink's own DAGs (deployment tracking, retry, alerts, maintenance) load beside the workflows
+        dags_folder, env0 = live_flowlink(work, artifacts, 0)
+        own = measure(dags_folder, -1, env0, work, "flowlink without workflows")
         contenders = ["plain", *(["dag-factory"] if target else []), "flowlink"]
         for n in sizes:
             setups = {
                 "plain": lambda n=n: (*write_plain(work / f"plain_{n}", n), n),
                 "dag-factory": lambda n=n: (*write_dagfactory(work / f"dagfactory_{n}", n), n),
-                "flowlink": lambda n=n: (*live_flowlink(work, artifacts, n), n + 1),  # + flowlink_deployments
+                "flowlink": lambda n=n: (*live_flowlink(work, artifacts, n), n + own["dags"]),
             }
             for name in contenders:
                 dags, extra_env, expected = setups[name]()
                 runs = [measure(dags, expected, extra_env, work, f"{name} N={n}") for _ in range(repeat)]
-                want = {"9": n, **({"1": 1} if name == "flowlink" else {})}  # flowlink_deployments: 1 task
+                want = {"9": n}
+                for tasks, count in (own["task_counts"].items() if name == "flowlink" else ()):
+                    want[tasks] = want.get(tasks, 0) + count
                 if runs[0]["task_counts"] != want:
                     raise SystemExit(f"FAILED: {name} N={n}: DAG sizes (tasks: DAGs) {runs[0]['task_counts']}, expected {want}")
                 res = {"seconds": statistics.median(r["seconds"] for r in runs),
