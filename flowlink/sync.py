@@ -2,6 +2,12 @@
 
 Records travel as batch files (flowlink.staging); every record is tracked in the resync bucket; every step
 leaves a row in the run's snapshot. The incremental watermark is saved only after the load it covers.
+
+Faults: a batch's outcomes (bucket rows and data log) are written in one transaction after the batch is loaded,
+so a store that fails mid-step leaves those records Unprocessed, never half-recorded, and the watermark unmoved;
+the task fails and its retry (or the next run) loads them again, by key, so nothing is duplicated. A target error
+on one record (a timeout, say) fails that record, not the batch; errors on several records in a row mean the
+target is down and the load step fails.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from flowlink import staging
-from flowlink.connectors.base import Source, Target
+from flowlink.connectors.base import ConnectorError, Source, Target, WriteResult
 from flowlink.errors import FlowlinkError
 from flowlink.publish import Artifact
 from flowlink.spec import Touchpoint
@@ -26,6 +33,7 @@ from flowlink.transform import Transformer
 
 KEY = "__key__"  # the source id each transformed record carries to the load step
 ERROR, WHERE = "__error__", "__where__"  # a source's mark on a record it could not read: the reason, and where it is
+DOWN_AFTER = 3  # target errors on this many records in a row: the target is down, not those records
 log = logging.getLogger(__name__)
 
 
@@ -64,8 +72,13 @@ def _step(ctx: RunContext, touchpoint: str, step: str):
     try:
         yield stats
     except BaseException as exc:
-        snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
-                              message=str(exc) or type(exc).__name__, **stats)
+        reason = ctx.store.unavailable(exc) or exc  # the store itself failed: one line, not the driver's text
+        try:  # the store may be back already (a connection is retried for a while)
+            snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
+                                  message=str(reason) or type(exc).__name__, **stats)
+        except SQLAlchemyError as lost:
+            ctx.log.error("%s %s: the failure could not be recorded in the store: %s", touchpoint, step,
+                          ctx.store.unavailable(lost) or lost)
         raise
     snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="success", **stats)
 
@@ -159,6 +172,29 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark")}
 
 
+def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict]) -> list[WriteResult]:
+    """Write one batch. If the target raises (a whole-application error), write the records one at a time to tell
+    a record's problem from the target's: a record whose write raises (a timeout on it, say) gets a failed result
+    with the reason; DOWN_AFTER such records in a row (or the whole batch, if smaller) raise: the target is down.
+    Records written before the error are written again: upsert is by key, insert reports them as existing."""
+    try:
+        return target.write(tp.load, records)
+    except ConnectorError as exc:
+        ctx.log.warning("%s: the batch could not be written (%s); writing its records one at a time", tp.name, exc)
+    results: list[WriteResult] = []
+    streak = 0
+    for record in records:
+        try:
+            results += target.write(tp.load, [record])
+            streak = 0
+        except ConnectorError as exc:
+            streak += 1
+            if streak == min(DOWN_AFTER, len(records)):
+                raise
+            results.append(WriteResult(key=str(record.get(tp.load.key, "")), ok=False, error=str(exc)))
+    return results
+
+
 def _earlier_load(ctx: RunContext, tp: Touchpoint) -> dict[str, str] | None:
     """None on the first try of this run's load step. On a later try (the task was retried after its process was
     killed or crashed, or was cleared), what the earlier tries recorded in this run: source id -> success | failed."""
@@ -201,7 +237,7 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
                 if tp.load.method == "insert":
                     doubtful = {k for k in keys if k not in earlier}
             todo = [(k, r) for k, r in zip(keys, records) if k not in done]
-            results = target.write(tp.load, [r for _, r in todo]) if todo else []
+            results = _write(ctx, tp, target, [r for _, r in todo]) if todo else []
             outcomes = []
             for (k, _), r in zip(todo, results):
                 if r.ok:

@@ -147,7 +147,9 @@ def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
     assert run4.state == "success" and total_writes(shop) == before
 
 
-def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypatch):
+@pytest.mark.reliability("Faults", "The target application is unreachable")
+def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypatch, observe):
+    """The demo shop is stopped (connection refused; the connector retries once) and the example workflow runs."""
     erp, shop, store = demo
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url,
                                                              "extra": {"retries": 1, "backoff": 0.1}}))
@@ -158,6 +160,10 @@ def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypa
     assert state.watermark(store, "erp_to_shop", "customers") is None  # the next run reads everything again
     load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"] if s["step"] == "load")
     assert load["status"] == "failed" and "127.0.0.1" in load["message"]
+    waiting = bucket.count(store, "erp_to_shop", touchpoint="customers", status="unprocessed")
+    assert waiting == CUSTOMERS and bucket.count(store, "erp_to_shop", touchpoint="customers") == CUSTOMERS
+    observe(f"the run failed at customers.load: '{load['message']}'; watermark not set, the {waiting} extracted "
+            f"customers wait Unprocessed in the bucket (none lost, none marked Failed)")
 
 
 def test_batch_files_can_live_on_object_storage(tmp_path, monkeypatch, airflow_db):

@@ -1,9 +1,18 @@
-"""The store's engine, its migrations, and an upsert that works on SQLite and PostgreSQL."""
+"""The store's engine, its migrations, and an upsert that works on SQLite and PostgreSQL.
+
+A store on a database server (PostgreSQL) may be briefly unreachable (a restart, a fail-over, a network blip):
+opening a connection is retried with backoff for up to CONNECT_WAIT seconds, and pooled connections are checked
+before use. A transaction that loses its connection is rolled back whole and raises; callers see
+:class:`StoreUnavailable` (one line: which store, what the driver said; ``Store.unavailable()``), and an Airflow
+task fails with it and is retried if it has retries left.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import time
 from pathlib import Path
 
 from alembic import command
@@ -13,12 +22,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from flowlink import settings
 from flowlink.errors import FlowlinkError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_WAIT = 30.0  # seconds: how long opening a connection to an unreachable store server is retried
+_PERMANENT = ("authentication failed", "does not exist", "pg_hba.conf", "permission denied")  # retrying cannot help
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(FlowlinkError):
+    """The store's database server cannot be reached (down, restarting, network); a later try may work."""
 
 
 def utcnow() -> dt.datetime:
@@ -68,7 +84,47 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        return _connect_patiently(dialect, cargs, cparams)
+
+    return engine
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a PostgreSQL driver error says the server could not be reached or dropped the connection, as opposed
+    to a wrong password, a missing database or a bug. SQLite has no server: its errors are never this."""
+    if type(error).__name__ not in ("OperationalError", "InterfaceError"):
+        return False
+    if not (hasattr(error, "sqlstate") or hasattr(error, "pgcode")):  # psycopg, psycopg2
+        return False
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if code:
+        return code.startswith(("08", "57P"))  # connection exception; the server shutting down or starting up
+    return not any(text in str(error) for text in _PERMANENT)  # libpq's connection errors carry no code
+
+
+def _connect_patiently(dialect, cargs, cparams):
+    """Open a DBAPI connection, retrying while the server is unreachable: waits of 0.5, 1, 2, 4, then 5 s, for up
+    to CONNECT_WAIT seconds in all."""
+    deadline, wait = time.monotonic() + CONNECT_WAIT, 0.5
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            left = deadline - time.monotonic()
+            if not _unreachable(exc) or left <= 0:
+                raise
+            log.warning("the Flowlink store is unreachable (%s); trying again in %.1f s", _first_line(exc), min(wait, left))
+            time.sleep(min(wait, left))
+            wait = min(wait * 2, 5.0)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 class Store:
@@ -82,8 +138,20 @@ class Store:
         url = url or settings.store_url()
         store = cls(make_engine(url))
         if migrate:
-            store.upgrade()
+            try:
+                store.upgrade()
+            except BaseException:
+                store.dispose()
+                raise
         return store
+
+    def unavailable(self, error: BaseException) -> StoreUnavailable | None:
+        """A StoreUnavailable naming this store (password hidden) and the driver's first line, if ``error`` says the
+        store's server is unreachable or dropped the connection; else None."""
+        if not (isinstance(error, DBAPIError) and (error.connection_invalidated or _unreachable(error.orig))):
+            return None
+        where = self.engine.url.render_as_string(hide_password=True)
+        return StoreUnavailable(f"the Flowlink store {where} is unreachable: {_first_line(error)}")
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
@@ -99,7 +167,8 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
-            raise FlowlinkError(f"cannot migrate the Flowlink store at {self.engine.url!r}: {exc.orig or exc}") from None
+            raise self.unavailable(exc) or FlowlinkError(
+                f"cannot migrate the Flowlink store at {self.engine.url!r}: {getattr(exc, 'orig', None) or exc}") from None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -27,11 +27,13 @@ class TouchpointOperator(BaseOperator):
 
     # Parse time matters (one DAG file builds every workflow): imports that only execution needs stay in execute.
     def execute(self, context):
+        from sqlalchemy.exc import SQLAlchemyError
+
         from flowlink import publish
         from flowlink.store import Store, snapshots, state
         from flowlink.sync import RecordsFailed, RunContext
 
-        store = Store.open()
+        store = Store.open()  # an unreachable store raises StoreUnavailable: one line, and Airflow may retry the task
         try:
             run_id = context["run_id"]
             # A run keeps the version it started with, even if a newer one goes live meanwhile.
@@ -50,6 +52,11 @@ class TouchpointOperator(BaseOperator):
 
             alerts.records_failed(store, self.workflow, context["run_id"], self.touchpoint)  # once; never raises
             raise AirflowFailException(str(exc)) from None  # retrying the task would not help these records
+        except SQLAlchemyError as exc:  # the store went away during the step: say so in one line, let Airflow retry
+            problem = store.unavailable(exc)
+            if problem is None:
+                raise
+            raise problem from None
         finally:
             store.dispose()
 
