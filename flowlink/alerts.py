@@ -573,7 +573,7 @@ def check_agents(store: Store, now: dt.datetime | None = None) -> list[dict]:
 
 def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, object]], *, paused, count_runs,
                        now: dt.datetime | None = None, grace: dt.timedelta = dt.timedelta(minutes=1),
-                       lookback: dt.timedelta = dt.timedelta(hours=1), most: int = 200) -> list[dict]:
+                       lookback: dt.timedelta = dt.timedelta(hours=1), most: int = 60) -> list[dict]:
     """Scheduled runs that could not start because the previous run was still running.
 
     Workflow DAGs have max_active_runs=1: while a run is active Airflow's scheduler does not create the next
@@ -583,7 +583,8 @@ def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, obje
     inside that span and at least ``grace`` old is asked of Airflow (``count_runs(dag_id, logical_dates=[tick])``,
     the Task SDK in the alerts DAG): a tick without a run is a scheduled run that could not start. Paused DAGs
     (``paused(dag_id)``) are skipped: their ticks are not created anyway. One alert per blocking run, naming the
-    ticks it blocked so far. ``workflows``: (workflow, environment, schedule)."""
+    ticks it blocked so far (at most ``most`` are asked); workflows without a channel for it, and runs every
+    channel has heard of, cost no question to Airflow. ``workflows``: (workflow, environment, schedule)."""
     from flowlink.schedule import Ticks
     from flowlink.store import snapshots
 
@@ -592,22 +593,35 @@ def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, obje
     for workflow, environment, schedule in workflows:
         try:
             ticks = Ticks(schedule)
-            recent = [r for r in snapshots.run_page(store, workflow, limit=50)
-                      if r["running_steps"] or (r["ended_at"] and r["ended_at"] >= now - lookback)]
-            if not recent or paused(workflow):
-                continue
-            for run in recent:
+            candidates = []  # (run, the ticks during it): most runs end before the next tick and have none
+            for run in snapshots.run_page(store, workflow, limit=50):
+                if not (run["running_steps"] or (run["ended_at"] and run["ended_at"] >= now - lookback)):
+                    continue
                 end = now if run["running_steps"] else run["ended_at"]
-                blocked, tick = [], ticks.next_tick_after(run["started_at"])
-                while tick is not None and tick < end and tick <= now - grace and len(blocked) < most:
-                    if not count_runs(workflow, logical_dates=[tick]):
-                        blocked.append(tick)
+                during, tick = [], ticks.next_tick_after(run["started_at"])
+                while tick is not None and tick < end and tick <= now - grace and len(during) < most:
+                    during.append(tick)
                     tick = ticks.next_tick_after(tick)
+                if during:
+                    candidates.append((run, during))
+            wanted = {c["id"] for c in channels_for(store, workflow, environment, RUN_BLOCKED)}
+            candidates = [(run, during) for run, during in candidates
+                          if not wanted <= _had(store, f"blocked:{workflow}:{run['run_id']}")]
+            if not wanted or not candidates or paused(workflow):  # Airflow is asked only about ticks during a run
+                continue
+            for run, during in candidates:
+                blocked = [t for t in during if not count_runs(workflow, logical_dates=[t])]
                 if blocked:
                     done += _blocked_alert(store, workflow, environment, run, blocked, now)
         except Exception as exc:
             log.warning("alerts: cannot tell whether runs of %s were blocked: %s", workflow, exc)
     return done
+
+
+def _had(store: Store, key: str) -> set[int]:
+    """The channels that have (or were sent) the alert with this dedupe key."""
+    with store.engine.connect() as conn:
+        return set(conn.execute(select(alerts_sent.c.channel_id).where(alerts_sent.c.dedupe_key == key)).scalars())
 
 
 def _blocked_alert(store: Store, workflow: str, environment: str | None, run: dict, blocked: list, now) -> list[dict]:
