@@ -299,6 +299,9 @@ def test_a_retry_run_queues_behind_a_running_sync(demo):
     with create_session() as session:
         assert session.get(DagModel, WF).max_active_runs == 1
         session.get(DagModel, WF).is_paused = False
+        for r in session.query(DagRun).filter(DagRun.run_id.in_([q.run_id for q in queued])):
+            # The query starts runs whose run_after <= now(); on SQLite now() has whole seconds only.
+            r.run_after -= dt.timedelta(seconds=5)
         running = session.query(DagRun).filter(DagRun.dag_id == WF, DagRun.run_id == sync.run_id).one()
         running.state = DagRunState.RUNNING  # a sync is running
         session.flush()
@@ -311,3 +314,66 @@ def test_a_retry_run_queues_behind_a_running_sync(demo):
         session.flush()
         assert startable(session) == set()
         session.rollback()  # the metadata database as it was
+
+
+def test_env_set_retry_settings_with_clear_errors(store, capsys):
+    from flowlink import cli
+
+    deployments.add_environment(store, "cloud", "cloud")
+    for args, message in ((["--retry-max-tries", "0"], "retry max tries must be a whole number from 1 to 20 tries, got 0"),
+                          (["--retry-max-tries", "21"], "from 1 to 20 tries, got 21"),
+                          (["--retry-wait", "10081"], "retry wait minutes must be a whole number from 0 to 10080 minutes"),
+                          (["--retry-batch-size", "0"], "retry batch size must be a whole number from 1 to 100000 records")):
+        assert cli.main(["env", "set", "cloud", *args]) == 1
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        cli.main(["env", "set", "cloud", "--retry-every", "weekly"])
+    assert "invalid choice: 'weekly'" in capsys.readouterr().err
+    assert cli.main(["env", "set", "cloud"]) == 1
+    assert "--retry-max-tries N" in capsys.readouterr().err
+    with pytest.raises(FlowlinkError, match="retry every must be hourly or daily"):
+        deployments.set_environment(store, "cloud", retry_every="weekly")
+
+    assert cli.main(["env", "set", "cloud", "--retry-max-tries", "6", "--retry-wait", "0", "--retry-batch-size", "100",
+                     "--retry-every", "daily"]) == 0
+    capsys.readouterr()
+    assert cli.main(["env", "list"]) == 0
+    assert "daily: 6 tries, wait 0 min, 100 per run" in capsys.readouterr().out
+    assert cli.main(["env", "list", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)[0]
+    assert {k: env[k] for k in ("retry_max_tries", "retry_wait_minutes", "retry_batch_size", "retry_every")} == {
+        "retry_max_tries": 6, "retry_wait_minutes": 0, "retry_batch_size": 100, "retry_every": "daily"}
+    assert retry.policy(store, WF) == retry.Policy(6, 0, 100, "daily", environment="cloud")  # not published: env only
+
+
+def test_snapshots_page_and_runs_mark_retries(home, store, app, auth_manager, capsys):
+    from fastapi.testclient import TestClient
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+
+    from flowlink import cli, publish
+
+    publish.publish(REPO / "examples" / "erp_to_shop.yaml")
+    for run_id in ("scheduled__1", "manual__2", "retry__3"):
+        snapshots.start_step(store, WF, run_id, 1, "customers", "extract")
+        snapshots.finish_step(store, WF, run_id, "customers", "extract", status="success")
+    with store.engine.begin() as conn:
+        state.attach_run(state.create_resync(WF, "customers", ["1"], conn), "manual__2", conn)
+        state.attach_run(state.create_resync(WF, "customers", ["2"], conn, kind="retry"), "retry__3", conn)
+    assert {r["run_id"]: r["kind"] for r in snapshots.runs(store, WF)} == {
+        "scheduled__1": "sync", "manual__2": "resync", "retry__3": "retry"}
+
+    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin", role="admin")
+    try:
+        client = TestClient(app, follow_redirects=False)
+        page = client.get(f"/ui/snapshots?workflow={WF}")
+        assert page.status_code == 200
+        assert page.text.count('data-kind="retry"') == 1 and page.text.count('data-kind="resync"') == 1
+        one = client.get(f"/ui/snapshot?workflow={WF}&run_id=retry__3")
+        assert one.status_code == 200 and 'data-kind="retry">retry</span></h1>' in one.text
+        assert 'data-kind' not in client.get(f"/ui/snapshot?workflow={WF}&run_id=scheduled__1").text
+    finally:
+        app.dependency_overrides.clear()
+    assert cli.main(["runs", WF]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "__" in line}
+    assert lines["retry__3"].rstrip(" │").endswith("retry") and lines["manual__2"].rstrip(" │").endswith("resync")
