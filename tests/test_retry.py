@@ -300,6 +300,7 @@ def test_a_retry_run_queues_behind_a_running_sync(demo):
         assert session.get(DagModel, WF).max_active_runs == 1
         session.get(DagModel, WF).is_paused = False
         for r in session.query(DagRun).filter(DagRun.run_id.in_([q.run_id for q in queued])):
+            assert r.note.startswith("automatic retry #")  # shown on the run in the Airflow UI
             # The query starts runs whose run_after <= now(); on SQLite now() has whole seconds only.
             r.run_after -= dt.timedelta(seconds=5)
         running = session.query(DagRun).filter(DagRun.dag_id == WF, DagRun.run_id == sync.run_id).one()
