@@ -108,8 +108,12 @@ class AirflowServer:
         self.log = open(root / "standalone.log", "w")
         self.proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=REPO, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("the api-server", self._healthy, timeout=120, every=1)
-        self.token = self._login()
+        try:
+            wait_for("the api-server", self._healthy, timeout=120, every=1)
+            self.token = self._login()
+        except BaseException:  # no fixture will stop a server whose start failed: stop it here
+            self.stop()
+            raise
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
