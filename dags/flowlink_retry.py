@@ -28,6 +28,9 @@ with DAG(
     catchup=False,
     is_paused_upon_creation=False,
     max_active_runs=1,
+    # No task retries: a repeated `select` would record its requests twice, a repeated trigger finds its run
+    # already there; the next hourly pass picks up whatever this one missed.
+    default_args={"owner": "flowlink", "retries": 0},
     tags=["flowlink"],
     params={"force": Param(False, type="boolean", description="retry now, whatever hourly/daily says")},
     doc_md=__doc__,
