@@ -281,9 +281,7 @@ def cmd_env(args) -> int:
                                     enabled=args.enabled, **retry)
         _table("Environments", ENV_COLUMNS, _env_rows(deployments.environments_list(store)))
     elif args.env_command == "token":
-        token = deployments.issue_token(store, args.name)
-        err.print(f"agent token for {args.name} (shown once; only its hash is stored):", markup=False)
-        print(token)
+        return _env_token(store, args)
     else:
         envs = deployments.environments_list(store)
         if args.json:
@@ -294,6 +292,31 @@ def cmd_env(args) -> int:
 
 
 ENV_COLUMNS = ["environment", "kind", "primary", "state", "pending timeout", "agent", "last heartbeat", "retry"]
+
+
+def _env_token(store, args) -> int:
+    """Issue a token (printed once on stdout), list the tokens or revoke one; a listing never shows a token."""
+    from flowlink import deployments
+
+    if args.revoke:
+        t = deployments.revoke_token(store, args.name, args.revoke)
+        out.print(f"agent token #{t['id']} of {t['environment']} (fingerprint {t['fingerprint']}) revoked "
+                  f"{_cell(t['revoked_at'])} UTC: refused from now on")
+    elif args.list:
+        rows = deployments.tokens(store, args.name)
+        if args.json:
+            _print_json(rows)
+        else:
+            _table(f"Agent tokens of {args.name}", ["id", "fingerprint", "created", "revoked", "state"],
+                   [[t["id"], t["fingerprint"], t["created_at"], t["revoked_at"], "active" if t["active"] else "revoked"]
+                    for t in rows])
+    else:
+        token = deployments.issue_token(store, args.name)
+        t = deployments.tokens(store, args.name)[-1]
+        err.print(f"agent token #{t['id']} for {args.name}, fingerprint {t['fingerprint']} (shown once; only its hash "
+                  f"is stored; revoke it with: flowlink env token {args.name} --revoke {t['id']}):", markup=False)
+        print(token)
+    return 0
 
 
 def cmd_deploy(args) -> int:
@@ -451,7 +474,15 @@ def parser() -> argparse.ArgumentParser:
                     help="minutes a failed record waits before a retry (0-10080, default 60)")
     sp.add_argument("--retry-batch-size", type=_count, metavar="N", help="records per retry run (1-100000, default 500)")
     sp.add_argument("--retry-every", choices=["hourly", "daily"], help="how often retry runs (default hourly)")
-    env_sub.add_parser("token", help="issue an agent token").add_argument("name", metavar="NAME")
+    sp = env_sub.add_parser("token", help="issue an agent token (printed once), list the tokens or revoke one",
+                            description="Without options: issue a new agent token for NAME and print it (only its "
+                                        "sha256 is stored). --list shows each token's id and fingerprint, never the token.")
+    sp.add_argument("name", metavar="NAME")
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument("--list", action="store_true", help="list the environment's tokens: id, fingerprint, created, revoked")
+    which.add_argument("--revoke", metavar="TOKEN", help="revoke a token: its id, its fingerprint (8+ hex digits) or the "
+                                                         "token itself; refused from the next request on")
+    sp.add_argument("--json", action="store_true", help="with --list: JSON")
     env.set_defaults(env_command="list", json=False)
 
     sp = add("deploy", cmd_deploy, "deploy a published version to the primary environment")

@@ -137,16 +137,67 @@ def _hash(token: str) -> str:
 
 
 def issue_token(store: Store, name: str) -> str:
-    """A new agent token for the environment; only its hash is stored, so it is shown once."""
+    """A new agent token for the environment: 256 random bits, shown once; only its sha256 is stored."""
     environment(store, name)
     token = f"flk_{secrets.token_urlsafe(32)}"
     with store.engine.begin() as conn:
-        conn.execute(agent_tokens.insert().values(environment=name, token_hash=_hash(token), created_at=utcnow()))
+        token_id = conn.execute(agent_tokens.insert().values(environment=name, token_hash=_hash(token),
+                                                             created_at=utcnow())).inserted_primary_key[0]
+        feeds.add(store, "token", f"agent token #{token_id} of {name} issued (fingerprint {_hash(token)[:FINGERPRINT]})",
+                  None, conn)
     return token
 
 
+FINGERPRINT = 12  # hex digits of the token's sha256 shown to tell tokens apart; says nothing about the token
+
+
+def _token_info(row) -> dict:
+    t = dict(row._mapping)
+    return {"id": t["id"], "environment": t["environment"], "fingerprint": t["token_hash"][:FINGERPRINT],
+            "created_at": t["created_at"], "revoked_at": t["revoked_at"], "active": t["revoked_at"] is None}
+
+
+def tokens(store: Store, name: str) -> list[dict]:
+    """An environment's agent tokens, oldest first: id, fingerprint, created, revoked; never the token or its hash."""
+    environment(store, name)
+    q = select(agent_tokens).where(agent_tokens.c.environment == name).order_by(agent_tokens.c.id)
+    with store.engine.connect() as conn:
+        return [_token_info(r) for r in conn.execute(q)]
+
+
+def revoke_token(store: Store, name: str, which: str | int) -> dict:
+    """Revoke one of the environment's agent tokens, named by its id, a fingerprint (8 or more hex digits of its
+    sha256, as `tokens` shows) or the token itself. The very next request with it is refused (nothing caches
+    tokens). Revoking a revoked token changes nothing."""
+    environment(store, name)
+    text = str(which).strip()
+    q = select(agent_tokens).where(agent_tokens.c.environment == name)
+    if text.isascii() and text.isdigit() and len(text) <= 10:
+        q = q.where(agent_tokens.c.id == int(text))
+    elif text.startswith("flk_"):
+        q = q.where(agent_tokens.c.token_hash == _hash(text))
+    elif 8 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text.lower()):
+        q = q.where(agent_tokens.c.token_hash.startswith(text.lower(), autoescape=True))
+    else:
+        raise FlowlinkError(f"name the token by its id, its fingerprint (8 or more hex digits) or the token itself, "
+                            f"got {text[:80]!r}")
+    with store.engine.begin() as conn:
+        found = conn.execute(q.limit(2)).all()
+        if not found:
+            raise NotFound(f"no agent token {text[:80]!r} of environment {name} (flowlink env token {name} --list)")
+        if len(found) > 1:
+            raise FlowlinkError(f"{text!r} matches more than one token of {name}: give more digits or the id")
+        row = found[0]
+        if row.revoked_at is None:
+            conn.execute(agent_tokens.update().where(agent_tokens.c.id == row.id).values(revoked_at=utcnow()))
+            feeds.add(store, "token", f"agent token #{row.id} of {name} revoked", None, conn)
+        row = conn.execute(select(agent_tokens).where(agent_tokens.c.id == row.id)).one()
+    return _token_info(row)
+
+
 def environment_of_token(store: Store, token: str | None) -> str | None:
-    """The environment a valid, unrevoked agent token belongs to; None otherwise."""
+    """The environment a valid, unrevoked agent token belongs to; None otherwise. Asked of the store on every
+    request: a revoked token is refused at once."""
     if not token:
         return None
     q = select(agent_tokens.c.environment).where(agent_tokens.c.token_hash == _hash(token), agent_tokens.c.revoked_at.is_(None))

@@ -164,13 +164,13 @@ def app(home):
 
 
 @pytest.fixture
-def user(app, client):
-    """The test module's `client`, logged in: Airflow's get_user is overridden by a plain user object."""
-    from types import SimpleNamespace
-
+def user(app, client, auth_manager):
+    """The test module's `client`, logged in as Airflow's admin (SimpleAuthManager role admin: every permission):
+    Airflow's get_user is overridden; the Flowlink permissions are still asked of the auth manager."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
 
-    app.dependency_overrides[get_user] = lambda: SimpleNamespace(username="tester", get_id=lambda: "tester")
+    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin", role="admin")
     yield client
     app.dependency_overrides.clear()
 

@@ -81,6 +81,7 @@ ROUTES = {
     ("POST", "/api/v1/deployments"), ("POST", "/api/v1/workflows/{workflow}/undeploy"),
     ("GET", "/api/v1/workflows/{workflow}/deployment-log"), ("POST", "/api/v1/workflows/{workflow}/run"),
     ("POST", "/api/v1/workflows/{workflow}/resync"), ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"),
+    ("GET", "/api/v1/environments/{name}/tokens"), ("POST", "/api/v1/environments/{name}/tokens/{token_id}/revoke"),
 }
 
 
@@ -293,12 +294,15 @@ USER_CALLS = [
     ("POST", f"/api/v1/workflows/{WF}/run", {}),
     ("POST", f"/api/v1/workflows/{WF}/resync", {"touchpoint": "customers", "failed": True}),
     ("GET", f"/api/v1/workflows/{WF}/runs/manual__1", None),
+    ("GET", "/api/v1/environments/prod/tokens", None),
+    ("POST", "/api/v1/environments/prod/tokens/1/revoke", {}),
 ]
 
 
 def test_user_calls_cover_every_user_route():
     assert {(m, p) for m, p in ROUTES if p.startswith("/api/")} == {
-        (m, u.replace("/prod", "/{name}").replace(f"/{WF}/", "/{workflow}/").replace("/manual__1", "/{run_id}"))
+        (m, u.replace("/prod", "/{name}").replace(f"/{WF}/", "/{workflow}/").replace("/manual__1", "/{run_id}")
+         .replace("/tokens/1/", "/tokens/{token_id}/"))
         for m, u, _ in USER_CALLS}
 
 

@@ -2,8 +2,10 @@
 
 Errors are always JSON ``{"detail": message}``: a rule that refuses the action right now (RuleError) is 409,
 something that does not exist (NotFound) 404, any other Flowlink error (bad input, not published, ...) 400.
-Bad request bodies are 422 (FastAPI's validation list under "detail"). Nothing a client sends yields a 500
-with a stack trace; an unexpected server error is logged and answered {"detail": "internal server error"}.
+Bad request bodies are 422 (FastAPI's validation list under "detail", the rejected input made JSON-safe: a body of
+bytes that are not UTF-8 is shown with replacement characters). An address under /ui that is no page is an HTML
+error page, elsewhere JSON. Nothing a client sends yields a 500 with a stack trace (tests/test_api_properties.py);
+an unexpected server error is logged and answered {"detail": "internal server error"}.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import threading
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
@@ -61,6 +65,50 @@ async def _flowlink_error(request: Request, exc: FlowlinkError) -> JSONResponse:
     return _error(400, exc)
 
 
+MAX_ECHO = 200  # characters of a rejected value repeated in a 422
+
+
+def _echo(value):
+    """The rejected value as FastAPI shows it, made safe: a short scalar as is, text and bytes (not UTF-8: with
+    replacement characters) cut to MAX_ECHO characters, a list or object left out (it may be huge or nested
+    thousands deep)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value if not isinstance(value, int) or abs(value) < 10**18 else str(value)[:MAX_ECHO]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "..."
+    return "(not shown)"
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422: a list of errors, each naming where (loc), why (msg, type) and the rejected input (_echo).
+    FastAPI's own handler answers 500 for a body of bytes that are not UTF-8 or nested too deep to encode."""
+    errors = []
+    for e in exc.errors():
+        error = {"type": str(e.get("type", "")), "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+                 "msg": str(e.get("msg", "invalid"))}
+        if "input" in e:
+            error["input"] = _echo(e["input"])
+        errors.append(error)
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _route_path(request: Request) -> str:
+    """The path inside this app (Airflow mounts it at /flowlink)."""
+    path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    """HTTP errors raised outside a page route (an address that matches no route, a method not allowed): JSON, or an
+    HTML error page under /ui. Page routes turn their own errors into pages (pages.PageRoute)."""
+    if _route_path(request) == "/ui" or _route_path(request).startswith("/ui/"):
+        return pages.error_page(request, exc.status_code, "Cannot show this page",
+                                "There is no such page here." if exc.status_code == 404 else str(exc.detail))
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("Flowlink API: %s %s failed", request.method, request.url.path)
     return JSONResponse({"detail": "internal server error (see the api-server log)"}, status_code=500)
@@ -96,6 +144,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RuleError, _rule_error)  # subclasses of FlowlinkError: the most specific handler wins
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(FlowlinkError, _flowlink_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(agent.router)
     app.include_router(user.router)

@@ -117,5 +117,14 @@ class RunStarted(_Response):
     run_id: str
 
 
+class AgentToken(_Response):
+    id: int
+    environment: str
+    fingerprint: str = Field(description="the first hex digits of the token's sha256: tells tokens apart, reveals nothing")
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    active: bool
+
+
 class ErrorBody(BaseModel):
     detail: str

@@ -6,7 +6,9 @@ whether an action is allowed, and why not, comes from those rule functions, neve
 post to the REST API (/flowlink/api/v1, JSON only).
 
 Every page needs the Airflow login (Depends(get_user)): anonymous -> a redirect to Airflow's login that comes back
-here; a bad token -> a 403 page. Errors (RuleError, NotFound, other FlowlinkError, bad query parameters) are pages
+here; a bad token -> a 403 page. Then the permissions of access.py: a page shows only the workflows the user may
+read (another one asked for by name is a 403 page), and the buttons of actions the user may not take are disabled
+with the reason. Errors (RuleError, NotFound, other FlowlinkError, bad query parameters) are pages
 with the message, never a stack trace or raw JSON.
 """
 
@@ -22,6 +24,7 @@ from typing import Annotated
 from urllib.parse import quote, urlencode
 
 import jinja2
+from sqlalchemy import func, or_, select
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +35,9 @@ from flowlink import actions, deployments, publish, settings
 from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
 from flowlink.store import bucket, feeds, snapshots
+from flowlink.store.tables import feeds as feeds_table
 
+from .access import ADMIN, DEPLOY, READ, READ_RUNS, RUN, AccessDep, Forbidden
 from .deps import StoreDep
 from .models import NAME_PATTERN
 
@@ -117,6 +122,8 @@ class PageRoute(APIRoute):
         async def page_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except Forbidden as exc:  # logged in, but without the permission
+                return error_page(request, 403, "Not allowed", str(exc.detail))
             except HTTPException as exc:
                 if exc.status_code == 401:  # no login, or it expired
                     return RedirectResponse(login_url(request), status_code=302)
@@ -157,7 +164,10 @@ def _day(value: str, name: str, *, end: bool = False) -> dt.datetime | None:
         return None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            day = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.timezone.utc)
+            date = dt.date.fromisoformat(value)
+            if end and date == dt.date.max:  # up to the end of time: no limit (the next day does not exist)
+                return None
+            day = dt.datetime.combine(date, dt.time(), dt.timezone.utc)
             return day + dt.timedelta(days=1) if end else day
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -191,6 +201,13 @@ def published_workflows() -> list[str]:
                   if p.is_dir() and re.fullmatch(NAME_PATTERN, p.name) and publish.versions(p.name))
 
 
+def _readable_published(access) -> list[str]:
+    """The published workflows the user may read, by name."""
+    workflows = published_workflows()
+    readable = access.readable(workflows)
+    return [w for w in workflows if w in readable]
+
+
 def _choices(current: str, *names: list[str]) -> list[str]:
     return sorted({n for group in names for n in group} | ({current} if current else set()))
 
@@ -221,9 +238,10 @@ def index(request: Request):
 
 
 @router.get("/environments")
-def environments_page(request: Request, store: StoreDep):
+def environments_page(request: Request, store: StoreDep, access: AccessDep):
     return render(request, "environments.html", environments=deployments.environments_list(store),
-                  timeout_range=deployments.TIMEOUT_RANGE, fresh=int(deployments.HEARTBEAT_FRESH.total_seconds()))
+                  timeout_range=deployments.TIMEOUT_RANGE, fresh=int(deployments.HEARTBEAT_FRESH.total_seconds()),
+                  change_refused=access.refusal(ADMIN))
 
 
 def _latest_version(workflow: str) -> int | None:
@@ -231,12 +249,14 @@ def _latest_version(workflow: str) -> int | None:
     return int(publish.VERSION_FILE.match(files[-1].name)["version"]) if files else None
 
 
-def _deployment_actions(store, d: dict) -> list[dict]:
-    """The buttons of a workflow's row, enabled or disabled (with the reason) by the deployment rules themselves."""
+def _deployment_actions(store, access, d: dict) -> list[dict]:
+    """The buttons of a workflow's row, enabled or disabled (with the reason) by the user's permission and the
+    deployment rules themselves."""
     workflow = d["workflow"]
     redeploy = d["status"] == "unsuccessful" or (d["status"] == "pending" and d["action"] == "deploy" and d["tries"] > 1)
-    deploy_refused = _refusal(deployments.check_deploy, store, workflow)
-    undeploy_refused = _refusal(deployments.check_undeploy, store, workflow)
+    not_allowed = access.refusal(DEPLOY, workflow)
+    deploy_refused = not_allowed or _refusal(deployments.check_deploy, store, workflow)
+    undeploy_refused = not_allowed or _refusal(deployments.check_undeploy, store, workflow)
     latest = _latest_version(workflow)
     return [
         {"action": "deploy", "label": "Redeploy" if redeploy else "Deploy", "refused": deploy_refused,
@@ -247,30 +267,35 @@ def _deployment_actions(store, d: dict) -> list[dict]:
 
 
 @router.get("/deployments")
-def deployments_page(request: Request, store: StoreDep, environment: Name = ""):
+def deployments_page(request: Request, store: StoreDep, access: AccessDep, environment: Name = ""):
     envs = deployments.environments_list(store)
     if environment:
         deployments.environment(store, environment)  # unknown -> NotFound -> a 404 page
     else:
         environment = next((e["name"] for e in envs if e["is_primary"]), envs[0]["name"] if envs else "")
-    rows = deployments.listing(store, environment) if environment else []
+    everything = deployments.listing(store)
+    published = published_workflows()
+    readable = access.readable([*published, *(d["workflow"] for d in everything)])
+    rows = [d for d in deployments.listing(store, environment) if d["workflow"] in readable] if environment else []
     for d in rows:
         d["latest"] = _latest_version(d["workflow"])
-        d["buttons"] = _deployment_actions(store, d)
-    ever = {d["workflow"] for d in deployments.listing(store)}
+        d["buttons"] = _deployment_actions(store, access, d)
+    ever = {d["workflow"] for d in everything}
     never = []
-    for workflow in published_workflows():
-        if workflow not in ever:
+    for workflow in published:
+        if workflow not in ever and workflow in readable:
             never.append({"workflow": workflow, "latest": _latest_version(workflow),
-                          "refused": _refusal(deployments.check_deploy, store, workflow)})
+                          "refused": access.refusal(DEPLOY, workflow) or _refusal(deployments.check_deploy, store, workflow)})
     return render(request, "deployments.html", environments=envs, environment=environment, rows=rows, never=never)
 
 
 @router.get("/bucket")
-def bucket_page(request: Request, store: StoreDep, workflow: Name = "", touchpoint: Name = "", status: Status = "",
-                since: Day = "", until: Day = "", page: Page = 1):
-    workflows = published_workflows()
+def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: Name = "", touchpoint: Name = "",
+                status: Status = "", since: Day = "", until: Day = "", page: Page = 1):
+    workflows = _readable_published(access)
     workflow = workflow or (workflows[0] if workflows else "")
+    if workflow:
+        access.require(READ, workflow)
     if not workflow:
         return render(request, "bucket.html", workflow="", workflows=[], touchpoints=[], filters={}, rows=[],
                       pager=_pager(request, 1, 0), resync_refused=None, failed=0, statuses=bucket.STATUSES)
@@ -289,7 +314,7 @@ def bucket_page(request: Request, store: StoreDep, workflow: Name = "", touchpoi
     def resync_refused() -> str | None:
         if not touchpoint:
             return "choose a touchpoint first: a resync sends records of one touchpoint"
-        return (_refusal(deployments.refuse_while_pending, store, workflow, "resync")
+        return (access.refusal(RUN, workflow) or _refusal(deployments.refuse_while_pending, store, workflow, "resync")
                 or _refusal(actions.live_workflow, workflow))
 
     return render(request, "bucket.html", workflow=workflow, workflows=_choices(workflow, workflows),
@@ -306,9 +331,11 @@ def run_status(run: dict) -> str:
 
 
 @router.get("/snapshots")
-def snapshots_page(request: Request, store: StoreDep, workflow: Name = "", page: Page = 1):
-    workflows = published_workflows()
+def snapshots_page(request: Request, store: StoreDep, access: AccessDep, workflow: Name = "", page: Page = 1):
+    workflows = _readable_published(access)
     workflow = workflow or (workflows[0] if workflows else "")
+    if workflow:
+        access.require(READ_RUNS, workflow)
     total = snapshots.run_count(store, workflow) if workflow else 0
     pager = _pager(request, page, total)
     runs = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
@@ -323,12 +350,14 @@ def _step_key(touchpoint: str, step: str) -> str:
 
 
 @router.get("/snapshot")
-def snapshot_page(request: Request, store: StoreDep, workflow: Annotated[str, Query(min_length=1, max_length=250)],
+def snapshot_page(request: Request, store: StoreDep, access: AccessDep,
+                  workflow: Annotated[str, Query(min_length=1, max_length=250)],
                   run_id: Annotated[str, Query(min_length=1, max_length=250)],
                   step: Annotated[str, Query(pattern=r"^$|^[a-z][a-z0-9_]*\.(extract|transform|load)$", max_length=80)] = "",
                   status: Status = "", page: Page = 1):
     if not re.fullmatch(NAME_PATTERN, workflow):  # the Snapshot tab shows on every DAG's runs, Flowlink's or not
         raise NotFound(f"{workflow} is not a Flowlink workflow: its runs have no process snapshot")
+    access.require(READ_RUNS, workflow)
     steps = snapshots.run_steps(store, workflow, run_id)
     if not steps:
         raise NotFound(f"no snapshot of run {run_id!r} of {workflow}: the run has not started a step yet, "
@@ -354,12 +383,14 @@ def snapshot_page(request: Request, store: StoreDep, workflow: Annotated[str, Qu
 
 
 @router.get("/snapshot/file")
-def snapshot_file(store: StoreDep, workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
+def snapshot_file(store: StoreDep, access: AccessDep, workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
                   run_id: Annotated[str, Query(min_length=1, max_length=250)],
                   touchpoint: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
                   step: Annotated[str, Query(pattern=r"^(extract|transform|load)$")],
                   n: Annotated[int, Query(ge=1, le=1_000_000, description="the step's n-th batch file")]):
-    """A batch file of a step, only if the step's snapshot lists it and it lies in the staging folder."""
+    """A batch file of a step, only if the user may read the workflow's runs, the step's snapshot lists the file and
+    it lies in the staging folder."""
+    access.require(READ_RUNS, workflow)
     found = [s for s in snapshots.run_steps(store, workflow, run_id) if s["touchpoint"] == touchpoint and s["step"] == step]
     if not found or n > len(found[0]["files"]):
         raise HTTPException(404, f"the snapshot of {touchpoint}.{step} in run {run_id} lists no batch file {n}")
@@ -380,13 +411,29 @@ def snapshot_file(store: StoreDep, workflow: Annotated[str, Query(pattern=NAME_P
 
 
 @router.get("/feeds")
-def feeds_page(request: Request, store: StoreDep, tag: Annotated[str, Query(pattern=r"^[a-z_-]{0,32}$")] = "",
-               workflow: Name = "", page: Page = 1):
-    total = feeds.count(store, workflow=workflow or None, tag=tag or None)
-    pager = _pager(request, page, total)
-    entries = feeds.entries(store, workflow=workflow or None, tag=tag or None, limit=PAGE_SIZE, offset=pager["offset"])
+def feeds_page(request: Request, store: StoreDep, access: AccessDep,
+               tag: Annotated[str, Query(pattern=r"^[a-z_-]{0,32}$")] = "", workflow: Name = "", page: Page = 1):
+    """Entries of the workflows the user may read, and those of no workflow (environments, tokens)."""
+    if workflow:
+        access.require(READ, workflow)
+    with store.engine.connect() as conn:
+        mentioned = set(conn.execute(select(feeds_table.c.workflow).where(feeds_table.c.workflow.is_not(None))
+                                     .group_by(feeds_table.c.workflow)).scalars())
+    hidden = mentioned - access.readable(mentioned)
+    query = select(feeds_table)
+    if workflow:
+        query = query.where(feeds_table.c.workflow == workflow)
+    elif hidden:
+        query = query.where(or_(feeds_table.c.workflow.is_(None), feeds_table.c.workflow.not_in(sorted(hidden))))
+    if tag:
+        query = query.where(feeds_table.c.tag == tag)
+    with store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        pager = _pager(request, page, total)
+        entries = [dict(r._mapping) for r in conn.execute(
+            query.order_by(feeds_table.c.at.desc(), feeds_table.c.id.desc()).limit(PAGE_SIZE).offset(pager["offset"]))]
     return render(request, "feeds.html", entries=entries, pager=pager, filters={"tag": tag, "workflow": workflow},
-                  tags=_choices(tag, feeds.tags(store)), workflows=_choices(workflow, published_workflows()))
+                  tags=_choices(tag, feeds.tags(store)), workflows=_choices(workflow, _readable_published(access)))
 
 
 @router.get("/static/{name}")
