@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -86,6 +88,16 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     with second.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
     second.dispose()
+
+
+def test_first_opens_from_several_processes_at_once_migrate_once(store_url):
+    """The CLI, the scheduler and workers may open a new store together: one migrates, the others wait and see it done."""
+    code = ("import sys; from flowlink.store import Store; s = Store.open(sys.argv[1]); "
+            "print(s.revision()); s.dispose()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [(rc, out.strip()) for rc, out, _err in results] == [(0, "0005")] * 6, [err[-500:] for _, _, err in results]
 
 
 def test_open_reports_an_unusable_store_as_a_flowlink_error(tmp_path):

@@ -9,7 +9,9 @@ task fails with it and is retried if it has retries left.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import functools
 import logging
 import time
@@ -127,6 +129,18 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
+@contextlib.contextmanager
+def _sqlite_lock(engine: Engine):
+    """An exclusive lock on <database file>.migrate-lock for a SQLite file store; nothing for other databases."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 class Store:
     """A handle on the Flowlink store. ``Store.open()`` uses FLOWLINK_STORE_URL and migrates to the latest schema."""
 
@@ -158,12 +172,18 @@ class Store:
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self) -> None:
-        """Bring the schema to the latest Alembic revision (no-op when it is there)."""
+        """Bring the schema to the latest Alembic revision (no-op when it is there).
+
+        One migration at a time: the first opens of a new store (CLI, scheduler, workers) may come together."""
         try:
             if self.revision() == _head():
                 return
             cfg = _alembic_config()
-            with self.engine.begin() as conn:
+            with _sqlite_lock(self.engine), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7318391)")  # held until this transaction ends
+                if MigrationContext.configure(conn).get_current_revision() == _head():
+                    return  # another process migrated while this one waited
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
