@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 from flowlink_timetable import WorkflowTimetable
 from notifiers.run import run_failure_alert
@@ -14,6 +15,7 @@ from flowlink.schedule import summary
 
 # Task retries follow Airflow's [core] default_task_retries / default_task_retry_delay settings.
 DEFAULT_ARGS = {"owner": "flowlink"}
+END_TASK = "all-loaded"
 
 
 def _doc(g: WorkflowGraph) -> str:
@@ -57,4 +59,7 @@ def render(g: WorkflowGraph) -> DAG:
     for tp in g.touchpoints:
         for dep in tp.depends_on:
             groups[dep] >> groups[tp.name]
+    # Airflow sets a run's state from its last tasks, and a touchpoint after a failed one still runs: this last task
+    # (never sent to a worker) fails the run when any load failed. A hyphen: no touchpoint can take its name.
+    list(groups.values()) >> EmptyOperator(task_id=END_TASK, dag=dag, trigger_rule=TriggerRule.ALL_SUCCESS)
     return dag

@@ -147,6 +147,19 @@ def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
     assert run4.state == "success" and total_writes(shop) == before
 
 
+def test_a_run_is_failed_when_an_earlier_touchpoint_failed_and_the_last_one_loaded(demo):
+    """Airflow sets a run's state from its last tasks: customers failing while orders load must still fail the run."""
+    erp, shop, store = demo
+    ordered = {str(o["customer_id"]) for o in erp_rows(erp, "orders").values()}
+    lonely = sorted(set(erp_rows(erp, "customers")) - ordered)[:2]  # customers without orders: no order fails with them
+    assert lonely, "the demo ERP has customers without orders"
+    shop.reject("customers", lonely, status=422, message="rejected")
+    run, states = run_dag("erp_to_shop")
+    assert states["customers.load"] == "failed" and states["orders.load"] == "success"
+    assert states["all-loaded"] == "upstream_failed"
+    assert run.state == "failed"
+
+
 @pytest.mark.reliability("Faults", "The target application is unreachable")
 def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypatch, observe):
     """The demo shop is stopped (connection refused; the connector retries once) and the example workflow runs."""

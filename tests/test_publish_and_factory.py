@@ -90,7 +90,10 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     assert {"erp_to_shop", "nightly", "on_demand"} <= set(bag.dag_ids)
 
     dag = bag.get_dag("erp_to_shop")
-    assert set(dag.task_ids) == {f"{tp}.{step}" for tp in ("customers", "orders") for step in ("extract", "transform", "load")}
+    assert set(dag.task_ids) == {f"{tp}.{step}" for tp in ("customers", "orders") for step in ("extract", "transform", "load")} | {"all-loaded"}
+    # the last task: a run in which any load failed ends failed, even when later touchpoints loaded
+    assert dag.get_task("all-loaded").upstream_task_ids == {"customers.load", "orders.load"}
+    assert dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
     assert dag.get_task("orders.extract").upstream_task_ids == {"customers.load"}
     assert dag.get_task("customers.transform").upstream_task_ids == {"customers.extract"}
     assert dag.get_task("orders.extract").trigger_rule == "all_done"
