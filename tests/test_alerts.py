@@ -512,8 +512,8 @@ def test_channels_are_checked_when_added(channels):
 
 def test_records_at_their_maximum_of_tries_are_named(demo, observe):
     """Environment cloud allows 2 tries. A run in which the shop rejects 3 customers, then a resync of them while
-    it still rejects them: the resync's records_failed alert names the 3 as having reached the maximum, although
-    Airflow ends that run green (its last tasks, the orders touchpoint, were skipped)."""
+    it still rejects them: the resync's records_failed alert names the 3 as having reached the maximum, and the run
+    (whose orders touchpoint was skipped) ends failed without a second, run_failed alert."""
     store, shop, mailbox, receiver = demo
     with store.engine.begin() as conn:
         conn.execute(update(environments).where(environments.c.name == "cloud").values(retry_max_tries=2))
@@ -524,14 +524,13 @@ def test_records_at_their_maximum_of_tries_are_named(demo, observe):
     assert not any("maximum number of tries" in m["body"] for m in mailbox.messages)
     resync_id, _ = request_resync(store, WF, "customers", failed=True)
     run, states = run_dag(WF, conf={"resync_id": resync_id})
-    assert run.state == "success" and states["customers.load"] == "failed"
+    assert run.state == "failed" and states["customers.load"] == "failed" and states["all-loaded"] == "upstream_failed"
     assert len(mailbox.messages) == 3
     mail = mailbox.messages[2]
     assert mail["subject"] == f"[Flowlink] {WF}: 3 customers records failed in run {run.run_id}"
     assert ("3 of them reached the maximum number of tries and stay Failed" in mail["body"]
             and all(f"  {i} after 2 tries" in mail["body"] for i in ("5", "7", "11")))
-    observe("a resync rejecting the same 3 customers (max 2 tries), a run Airflow ends green: 1 alert naming all 3 "
-            "as exhausted")
+    observe("a resync rejecting the same 3 customers (max 2 tries): the run fails and 1 alert names all 3 as exhausted")
 
 
 def test_the_notifiers_work_as_airflow_callbacks(channels):
