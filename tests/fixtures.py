@@ -155,6 +155,30 @@ def store(home):
     s.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """An empty database: a new SQLite file, or a new database created on the throwaway PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'flowlink.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(request.getfixturevalue("pg_url"))
+    name = f"flowlink_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture
 def app(home):
     """The Flowlink API and pages app (plugins/api), on this test's FLOWLINK_HOME."""

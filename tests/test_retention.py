@@ -8,12 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from flowlink import retention, settings, staging
 from flowlink.errors import FlowlinkError
@@ -30,27 +28,12 @@ MINUTE = dt.timedelta(minutes=1)
 STEPS = ("extract", "transform", "load")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, home):
-    """An empty store: a new SQLite file, or a new database on the throwaway PostgreSQL server; staging in `home`."""
-    if request.param == "sqlite":
-        s = Store.open(f"sqlite:///{home / 'store' / 'flowlink.db'}")
-        yield s
-        s.dispose()
-        return
-    base = make_url(request.getfixturevalue("pg_url"))
-    name = f"flowlink_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    s = Store.open(base.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield s
-    finally:
-        s.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+@pytest.fixture
+def store(store_url, home):
+    """An empty store on SQLite or PostgreSQL (store_url); staging in `home`."""
+    s = Store.open(store_url)
+    yield s
+    s.dispose()
 
 
 # ------------------------------------------------------------------ seeding rows and files at known ages

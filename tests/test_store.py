@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 import subprocess
 import sys
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import make_url
 
 from flowlink.errors import FlowlinkError
 from flowlink.store import Store, bucket, feeds, snapshots, state
@@ -22,25 +20,6 @@ from flowlink.store.tables import metadata
 TABLES = {"alembic_version", "bucket", "watermarks", "snapshot_steps", "data_log", "feeds", "resyncs",
           "environments", "agent_tokens", "deployments", "deployment_log", "alert_channels", "alerts_sent"}
 WF = "erp_to_shop"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    """An empty database: a new SQLite file, or a new database created on the throwaway PostgreSQL server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store' / 'flowlink.db'}"
-        return
-    base = make_url(request.getfixturevalue("pg_url"))
-    name = f"flowlink_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @pytest.fixture
