@@ -47,14 +47,13 @@ def render(g: WorkflowGraph) -> DAG:
         on_failure_callback=run_failure_alert,  # one Flowlink alert per failed run (flowlink/alerts.py)
     )
     groups: dict[str, TaskGroup] = {}
-    common = {"workflow": g.dag_id, "version": g.version, "dag": dag}
     for tp in g.touchpoints:
         with TaskGroup(group_id=tp.name, tooltip=tp.description, dag=dag) as group:
             # A record failure upstream must not stop this touchpoint: order only, failures live in the bucket.
-            extract = ExtractOperator(task_id="extract", touchpoint=tp.name, **common,
+            # The operators know their workflow (the DAG), touchpoint (the group) and version (the DAG's tag v<N>).
+            extract = ExtractOperator(task_id="extract", dag=dag,
                                       trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS)
-            extract >> TransformOperator(task_id="transform", touchpoint=tp.name, **common) >> LoadOperator(
-                task_id="load", touchpoint=tp.name, **common)
+            extract >> TransformOperator(task_id="transform", dag=dag) >> LoadOperator(task_id="load", dag=dag)
         groups[tp.name] = group
     for tp in g.touchpoints:
         for dep in tp.depends_on:

@@ -28,7 +28,8 @@ from pathlib import Path
 from lxml import etree
 
 from flowlink.errors import FlowlinkError
-from flowlink.spec import XSL, MappingRule, StylesheetError, Touchpoint, stylesheet_parser
+from flowlink.spec import XSL, MappingRule, Touchpoint
+from flowlink.stylesheets import StylesheetError, stylesheet_parser
 
 VALUE = "value"  # the xsl:variable holding a looked-up value
 GENERATED = "generated from its mapping"  # in the comment on top of a generated stylesheet

@@ -21,7 +21,6 @@ from typing import Any
 
 from flowlink import settings
 from flowlink.errors import FlowlinkError
-from flowlink.mapping import stylesheet_for
 from flowlink.spec import Workflow, load_spec
 
 FORMAT = 1
@@ -55,6 +54,8 @@ class PublishResult:
 def compile_content(spec_path: str | Path) -> dict[str, Any]:
     """Validate the spec and compile every touchpoint's stylesheet (raises SpecError / FlowlinkError)."""
     spec_path = Path(spec_path)
+    from flowlink.mapping import stylesheet_for  # lxml: not needed to read a published file (DAG parsing)
+
     wf = load_spec(spec_path)
     stylesheets = {tp.name: stylesheet_for(tp, spec_path.parent) for tp in wf.touchpoints}
     return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}

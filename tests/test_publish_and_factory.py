@@ -94,6 +94,8 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     # the last task: a run in which any load failed ends failed, even when later touchpoints loaded
     assert dag.get_task("all-loaded").upstream_task_ids == {"customers.load", "orders.load"}
     assert dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
+    load = dag.get_task("orders.load")
+    assert (load.workflow, load.touchpoint, load.version) == ("erp_to_shop", "orders", 1)
     assert dag.get_task("orders.extract").upstream_task_ids == {"customers.load"}
     assert dag.get_task("customers.transform").upstream_task_ids == {"customers.extract"}
     assert dag.get_task("orders.extract").trigger_rule == "all_done"
@@ -164,7 +166,7 @@ def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
         "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_workflows', 'flowlink_import_errors', 'flowlink_deployments', "
         "'flowlink_alerts', 'flowlink_retry', 'flowlink_maintenance')]; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('flowlink.store', 'flowlink.sync', "
-        "'flowlink.connectors', 'flowlink.deployments', 'hooks', 'triggers', 'requests')))))"
+        "'flowlink.connectors', 'flowlink.deployments', 'hooks', 'triggers', 'requests', 'lxml')))))"
     )
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"},
                          cwd=REPO, capture_output=True, text=True, check=True)

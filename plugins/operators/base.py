@@ -19,11 +19,20 @@ class TouchpointOperator(BaseOperator):
     after = ""  # the step before this one in the touchpoint's task group, whose XCom this one reads
     ui_color = "#e3f2fd"
 
-    def __init__(self, *, workflow: str, version: int, touchpoint: str, **kwargs):
-        super().__init__(**kwargs)
-        self.workflow = workflow
-        self.version = version
-        self.touchpoint = touchpoint
+    # No __init__ of its own: a DAG builds thousands of these, and each __init__ layer costs (bench/parse.py).
+    # What an operator needs follows from where dag_factory.render puts it:
+    @property
+    def workflow(self) -> str:
+        return self.dag_id  # one DAG per workflow, named after it
+
+    @property
+    def touchpoint(self) -> str:
+        return self.task_id.removesuffix(f".{self.step}")  # task ids are <touchpoint>.<step>
+
+    @property
+    def version(self) -> int:
+        """The workflow version the DAG was built from: its tag v<N>."""
+        return next(int(tag[1:]) for tag in self.dag.tags if tag[:1] == "v" and tag[1:].isdigit())
 
     # Parse time matters (one DAG file builds every workflow): imports that only execution needs stay in execute.
     def execute(self, context):
