@@ -18,7 +18,7 @@ run: install
 	@bash examples/run.sh
 
 test: install
-	$(BIN)/python -m pytest --reliability-report docs/reliability.md
+	$(BIN)/python -m pytest --reliability-report=docs/reliability.md
 
 clean:
 	rm -rf .airflow .pytest_cache

@@ -7,7 +7,7 @@
         observe(f"{failed} records Failed with the reason, {sent} in the target once each")
 
 Observations are what the test measured and asserted; the result column is the test's outcome in that run.
-`make test` passes `--reliability-report docs/reliability.md`; a run of a subset writes nothing unless asked.
+`make test` passes `--reliability-report=docs/reliability.md` (with "=": pytest must not take the path for a test path); a run of a subset writes nothing unless asked.
 """
 
 from __future__ import annotations
