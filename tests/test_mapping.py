@@ -8,12 +8,14 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from flowlink.errors import FlowlinkError
 from flowlink.mapping import generate_xslt, output_types, stylesheet_for, xpath_literal
 from flowlink.spec import XSL, Touchpoint, parse_spec
-from flowlink.transform import KEY, Transformer
+from flowlink.transform import CASTS, KEY, CastError, Transformer
 
 TRICKY = """it's "quoted" & <tagged>"""  # both quotes, an ampersand, angle brackets
 
@@ -593,3 +595,22 @@ def test_invalid_user_xslt(tmp_path, content, reason):
 def test_missing_user_xslt(tmp_path):
     with pytest.raises(FlowlinkError, match=r"missing\.xsl: cannot read XSLT file"):
         stylesheet_for(touchpoint(xslt="missing.xsl"), tmp_path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.text(alphabet="0123456789.+-eE _ntrufalsNIy²\u0660", max_size=6),
+                                 st.sampled_from(["", "1_000", "²", "nan", "inf", "-0", "1e5", ".5", " 7 ", "TRUE"])),
+                       max_size=8))
+def test_a_column_cast_in_one_go_equals_the_value_by_value_cast(values):
+    """The fast column casts (int, float, a dict over a whole column) give exactly what the per-value casts give."""
+    from flowlink.transform import _cast_column
+
+    for cast in (CASTS["integer"], CASTS["number"], CASTS["boolean"]):
+        try:
+            expected = list(map(cast, values))
+        except CastError:
+            with pytest.raises(CastError):
+                _cast_column(cast, values)
+            continue
+        got = _cast_column(cast, values)
+        assert got == expected and [type(v) for v in got] == [type(v) for v in expected]
