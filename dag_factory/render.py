@@ -44,7 +44,7 @@ def render(g: WorkflowGraph) -> DAG:
         default_args={**DEFAULT_ARGS, "queue": g.environment} if g.environment else DEFAULT_ARGS,
         tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}", *([f"env:{g.environment}"] if g.environment else [])],
         doc_md=_doc(g),
-        on_failure_callback=run_failure_alert,  # one Flowlink alert per failed run (flowlink/alerts.py)
+        on_failure_callback=run_failure_alert,  # one Flowlink alert per failed run (flowlink/alerts/)
     )
     groups: dict[str, TaskGroup] = {}
     for tp in g.touchpoints:

@@ -1,4 +1,4 @@
-"""Flowlink's alert checks (flowlink/alerts.py). Parsing imports only the Task SDK; the store loads when a task runs.
+"""Flowlink's alert checks (flowlink/alerts/). Parsing imports only the Task SDK; the store loads when a task runs.
 
 * `flowlink_alerts`, every 5 minutes: agents silent longer than their environment's disconnect_alert_minutes, and
   scheduled workflow runs that could not start because the previous run was still running (the schedule's ticks
