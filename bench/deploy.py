@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ use_throwaway_airflow(Path(tempfile.mkdtemp(prefix="flowlink-bench-airflow-"))) 
 
 from examples.demo_erp import create as create_erp  # noqa: E402
 from examples.demo_shop import DemoShop  # noqa: E402
+from tests.airflow_helpers import demo_connections  # noqa: E402
 from tests.live_server import BIN, AgentProcess, AirflowServer, wait_for  # noqa: E402
 
 WF = "erp_to_shop"
@@ -77,10 +77,7 @@ def main() -> None:
     shop = DemoShop()
     shop.start()
     create_erp(root / "erp.db", customers=20, orders=30)
-    server = AirflowServer(root, {
-        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")}),
-        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop.url}),
-    })
+    server = AirflowServer(root, demo_connections(root / "erp.db", shop.url))
     results: dict[str, list[tuple[float, float]]] = {}
     agent = None
     try:

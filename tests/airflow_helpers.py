@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_connections(erp: Path | str, shop_url: str) -> dict[str, str]:
+    """The example workflow's Airflow Connections (as AIRFLOW_CONN_* variables): the demo ERP file and shop."""
+    return {"AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(erp)}),
+            "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop_url})}
 
 
 def load_dags(dags_folder: Path = REPO / "dags"):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
+from tests.fixtures import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
@@ -16,10 +15,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 def require_chromium() -> None:
     if not CHROMIUM.exists():
-        message = "Chromium is missing: apt-get install chromium (bash .ci/chromium-install.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("Chromium is missing: apt-get install chromium (bash .ci/chromium-install.sh)")
 
 
 def launch(playwright):

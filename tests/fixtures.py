@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from typing import NoReturn
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,13 @@ def _pg_bindir() -> Path | None:
         if (Path(bindir) / "initdb").exists() and (Path(bindir) / "pg_ctl").exists():
             return Path(bindir)
     return None
+
+
+def missing(message: str) -> NoReturn:
+    """A part the tests need is not installed: a failure under CI (its set-up installs it), a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -120,10 +128,7 @@ def pg_url() -> Iterator[str]:
     """
     bindir = _pg_bindir()
     if bindir is None:
-        message = f"PostgreSQL server binaries (initdb, pg_ctl) not found: {PG_INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {PG_INSTALL_HINT}")
     server = _PgServer(bindir)
     try:
         server.start()

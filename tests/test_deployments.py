@@ -15,7 +15,7 @@ from examples.demo_erp import create as create_erp
 from examples.demo_shop import DemoShop
 from flowlink.store import Store
 from flowlink.store.tables import deployments as deployments_table
-from tests.airflow_helpers import REPO
+from tests.airflow_helpers import REPO, demo_connections
 from tests.live_server import AgentProcess, AirflowServer, wait_for
 
 WF = "erp_to_shop"
@@ -29,10 +29,7 @@ def world(tmp_path_factory):
     shop = DemoShop()
     shop.start()
     create_erp(root / "erp.db", customers=20, orders=30)
-    server = AirflowServer(root, {
-        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")}),
-        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop.url}),
-    })
+    server = AirflowServer(root, demo_connections(root / "erp.db", shop.url))
     try:
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
         server.flowlink("env", "add", "site_b", "--kind", "on-premise")

@@ -33,6 +33,7 @@ from examples.demo_erp import create as create_erp
 from examples.demo_shop import DemoShop
 from flowlink.store.tables import steps as steps_table
 from tests.airflow_helpers import REPO
+from tests.fixtures import missing
 from tests.live_server import free_port
 
 BIN = Path(sys.executable).parent
@@ -258,10 +259,7 @@ def _phase(name: str, started: float) -> float:
 def site(tmp_path_factory, pg_url):
     redis_server = _redis_server()
     if redis_server is None:
-        message = f"redis-server not found: {REDIS_INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"redis-server not found: {REDIS_INSTALL_HINT}")
     root = tmp_path_factory.mktemp("distributed")
     (root / "airflow").mkdir()
     s = Site(root)

@@ -14,7 +14,7 @@ from examples.demo_shop import DemoShop
 from flowlink.actions import publish_workflow, request_resync
 from flowlink.publish import make_live
 from flowlink.store import Store, bucket, snapshots, state
-from tests.airflow_helpers import REPO, run_dag
+from tests.airflow_helpers import REPO, demo_connections, run_dag
 
 CUSTOMERS, ORDERS = 400, 600  # 1,000 records over two touchpoints
 COUNTRIES = {"DE": "Germany", "FR": "France", "US": "United States"}
@@ -29,8 +29,8 @@ def demo(tmp_path, monkeypatch, airflow_db):
     create_erp(erp, customers=CUSTOMERS, orders=ORDERS)
     shop = DemoShop()
     url = shop.start()
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(erp)}))
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": url}))
+    for name, value in demo_connections(erp, url).items():
+        monkeypatch.setenv(name, value)
     store = Store.open()
     published = publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact
     make_live(published)  # what the agent's install step does; deployments are tested in test_deployments.py
@@ -186,8 +186,8 @@ def test_batch_files_can_live_on_object_storage(tmp_path, monkeypatch, airflow_d
     monkeypatch.setenv("FLOWLINK_STAGING_DIR", f"file://{tmp_path}/objects")
     create_erp(tmp_path / "erp.db", customers=30, orders=40)
     with DemoShop() as shop:
-        monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "erp.db")}))
-        monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url}))
+        for name, value in demo_connections(tmp_path / "erp.db", shop.url).items():
+            monkeypatch.setenv(name, value)
         store = Store.open()
         make_live(publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact)
         run, states = run_dag("erp_to_shop")

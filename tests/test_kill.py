@@ -4,7 +4,6 @@ demo ERP and a slowed-down demo shop. Nothing may be lost or done twice."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from examples.demo_erp import create as create_erp
 from examples.demo_shop import DemoShop
 from flowlink import publish
 from flowlink.store import Store, bucket, snapshots, state
-from tests.airflow_helpers import REPO
+from tests.airflow_helpers import demo_connections
 from tests.live_server import AgentProcess, AirflowServer, command_line, wait_for
 
 WF = "kill_sync"  # loads by upsert (PUT by key)
@@ -69,12 +68,8 @@ def world(tmp_path_factory):
     shop = SlowShop()
     shop.start()
     create_erp(root / "erp.db", customers=N, orders=0)
-    # the store is migrated before any Airflow process opens it: first-use migrations racing on one SQLite file
-    # fail with "table ... already exists" (not what this test is about)
-    Store.open(f"sqlite:///{root / 'flowlink' / 'flowlink.db'}").dispose()
     server = AirflowServer(root, {
-        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")}),
-        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop.url}),
+        **demo_connections(root / "erp.db", shop.url),
         # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
         "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",

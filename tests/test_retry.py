@@ -21,7 +21,7 @@ from flowlink.store import Store, bucket, feeds, snapshots, state
 from flowlink.store.db import utcnow
 from flowlink.store.tables import bucket as bucket_table
 from flowlink.store.tables import environments
-from tests.airflow_helpers import REPO, run_dag
+from tests.airflow_helpers import REPO, demo_connections, run_dag
 
 WF = "erp_to_shop"
 CUSTOMERS, ORDERS = 40, 60
@@ -35,8 +35,8 @@ def demo(tmp_path, monkeypatch, airflow_db):
     create_erp(erp, customers=CUSTOMERS, orders=ORDERS)
     shop = DemoShop()
     url = shop.start()
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(erp)}))
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": url}))
+    for name, value in demo_connections(erp, url).items():
+        monkeypatch.setenv(name, value)
     store = Store.open()
     deployments.add_environment(store, "cloud", "cloud")
     make_live(publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact)

@@ -4,13 +4,12 @@ Each test saves screenshots in its own output folder (pytest's tmp_path for the 
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from examples.demo_erp import create as create_erp
 from examples.demo_shop import DemoShop
-from tests.airflow_helpers import REPO
+from tests.airflow_helpers import REPO, demo_connections
 from tests.browser import launch, log_in, require_chromium
 from tests.live_server import AgentProcess, AirflowServer, wait_for
 
@@ -25,10 +24,7 @@ def world(tmp_path_factory):
     shop = DemoShop()
     shop.start()
     create_erp(root / "erp.db", customers=12, orders=18)
-    server = AirflowServer(root, {
-        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")}),
-        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop.url}),
-    })
+    server = AirflowServer(root, demo_connections(root / "erp.db", shop.url))
     agents = []
     try:
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
