@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flowlink.errors import FlowlinkError
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
+# Characters an XML 1.0 document cannot hold, not even as character references.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 FIELD = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME, description="lower-case letters, digits and _, starting with a letter")]
@@ -155,6 +157,11 @@ class MappingRule(Model):
             raise at("lookup", "a lookup applies to source or xpath, not to a constant")
         if self.default is not None and self.lookup is None:
             raise at("default", "default needs a lookup")
+        texts = [("constant", self.constant), ("default", self.default)]
+        texts += [("lookup", text) for pair in (self.lookup or {}).items() for text in pair]
+        for field, text in texts:
+            if isinstance(text, str) and NOT_XML.search(text):
+                raise at(field, f"{text!r} holds characters XML 1.0 cannot carry (control characters, unpaired surrogates, U+FFFE, U+FFFF)")
         return self
 
 

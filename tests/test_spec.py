@@ -216,6 +216,8 @@ BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("rule-no-value", lambda d: rule(d, 0, 0).pop("source"), "touchpoints[0].mapping[0]", "give exactly one of source, xpath, constant (got none)"),
     ("lookup-on-constant", lambda d: rule(d, 0, 4).update(lookup={"erp": "ERP"}), "touchpoints[0].mapping[4].lookup", "not to a constant"),
     ("default-without-lookup", lambda d: rule(d, 0, 0).update(default="0"), "touchpoints[0].mapping[0].default", "default needs a lookup"),
+    ("lookup-control-character", lambda d: rule(d, 0, 0).update(lookup={"\x1f": "x"}), "touchpoints[0].mapping[0].lookup", "'\\x1f' holds characters XML 1.0 cannot carry"),
+    ("constant-nul", lambda d: rule(d, 0, 4).update(constant="a\x00b"), "touchpoints[0].mapping[4].constant", "'a\\x00b' holds characters XML 1.0 cannot carry"),
     ("bad-rule-type", lambda d: rule(d, 1, 2).update(type="decimal"), "touchpoints[1].mapping[2].type", "'string', 'integer', 'number' or 'boolean'"),
     ("xpath-syntax-error", lambda d: rule(d, 1, 2).update(xpath="amount +"), "touchpoints[1].mapping[2].xpath", "invalid XPath 1.0 expression 'amount +': syntax error"),
     ("xpath-unclosed-call", lambda d: rule(d, 0, 1).update(xpath="concat(first_name, ' '"), "touchpoints[0].mapping[1].xpath", "syntax error: '(' is not closed"),
