@@ -158,6 +158,7 @@ def memory_child(n: int) -> None:
     from flowlink.actions import publish_workflow
     from flowlink.connectors.sql import SqlTarget
     from flowlink.mapping import output_types
+    from flowlink.recordxml import RecordWriter
     from flowlink.store import Store, bucket
     from flowlink.transform import Transformer
 
@@ -172,12 +173,13 @@ def memory_child(n: int) -> None:
     tp = artifact.workflow_model().touchpoint("customers")
     ctx = sync.RunContext(store, artifact, "bench_run")
     folder, batches = ctx.folder("customers", "extract"), []
+    writer = RecordWriter(tp.extract.key)
     for b, start in enumerate(range(1, n + 1, BATCH), 1):  # what extract leaves behind, one batch at a time
         records = [{"id": i, "first_name": "Anna", "last_name": f"Müller{i}", "email": f"Anna.M{i}@Example.de",
                     "country_code": "DEFRUSGB"[2 * (i % 4):2 * (i % 4) + 2], "updated_at": "2024-03-05T08:15:00Z"}
                    for i in range(start, min(start + BATCH, n + 1))]
-        path = folder / f"batch-{b:05d}.jsonl"
-        staging.write_batch(path, records)
+        path = folder / f"batch-{b:05d}.xml"
+        staging.write_batch(path, writer.write(records).document)
         bucket.mark_unprocessed(store, ctx.workflow, tp.name, ctx.run_id, [str(r["id"]) for r in records], resync=False)
         batches.append(str(path))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -26,7 +26,7 @@ def live_dir() -> Path:
 
 
 def staging_dir():
-    """Run-scoped batch files: staging/<workflow>/<run>/<touchpoint>/<step>/batch-00001.jsonl.
+    """Run-scoped batch files: staging/<workflow>/<run>/<touchpoint>/<step>/batch-00001.xml.
 
     FLOWLINK_STAGING_DIR may be a folder, or an object-storage URL that every worker can reach
     (s3://conn_id@bucket/prefix, gs://..., file://...): then it is an Airflow ObjectStoragePath, whose

@@ -1,17 +1,17 @@
-"""Batch files: records move between steps as JSON Lines files in a run-scoped folder, never through XCom.
+"""Batch files: records move between steps as record XML files (flowlink.recordxml) in a run-scoped folder,
+never through XCom.
 
 The folder is local (shared by the workers of an environment) or on object storage (an Airflow
 ObjectStoragePath, see settings.staging_dir); XCom carries the files' names as text."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 from flowlink import settings
+from flowlink.errors import FlowlinkError
 
 
 def run_folder(workflow: str, run_id: str):
@@ -27,35 +27,20 @@ def as_path(name: str | Path):
     return Path(name)
 
 
-def _lines(records: Iterable[dict], f) -> int:
-    n = 0
-    for record in records:
-        line = json.dumps(record, ensure_ascii=False, default=str)
-        if not line.isascii():
-            try:
-                line.encode("utf-8")
-            except UnicodeEncodeError:  # half a surrogate pair: kept as a \ud800 escape, the transform fails the record
-                line = json.dumps(record, default=str)
-        f.write(line)
-        f.write("\n")
-        n += 1
-    return n
-
-
-def write_batch(path, records: Iterable[dict]) -> int:
-    """Write records as JSON Lines, never half: a local file through a temp file and a rename, an object in
-    one upload (object stores show an object only once it is complete); returns how many."""
+def write_batch(path, document: bytes) -> None:
+    """Write a batch file, never half: a local file through a temp file and a rename, an object in one upload
+    (object stores show an object only once it is complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(path, Path):
-        with path.open("w", encoding="utf-8") as f:
-            return _lines(records, f)
+        path.write_bytes(document)
+        return
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        n = _lines(records, f)
+    tmp.write_bytes(document)
     os.replace(tmp, path)
-    return n
 
 
-def read_batch(name: str | Path) -> list[dict]:
-    with as_path(name).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_batch(name: str | Path) -> bytes:
+    if str(name).endswith(".jsonl"):
+        raise FlowlinkError(f"{name}: a batch file of an older Flowlink (JSON Lines); clear this touchpoint's extract "
+                            "task in this run to stage its records again")
+    return as_path(name).read_bytes()

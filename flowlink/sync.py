@@ -17,13 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flowlink import staging
 from flowlink.connectors.base import ConnectorError, Source, Target, WriteResult
 from flowlink.errors import FlowlinkError
+from flowlink.mapping import output_types
 from flowlink.publish import Artifact
+from flowlink.recordxml import KEY, RecordReader, RecordWriter
 from flowlink.spec import Touchpoint
 from flowlink.store import Store, bucket, snapshots, state
 from flowlink.store.bucket import Outcome
@@ -31,7 +34,6 @@ from flowlink.store.tables import bucket as bucket_table
 from flowlink.store.tables import steps as steps_table
 from flowlink.transform import Transformer
 
-KEY = "__key__"  # the source id each transformed record carries to the load step
 ERROR, WHERE = "__error__", "__where__"  # a source's mark on a record it could not read: the reason, and where it is
 DOWN_AFTER = 3  # target errors on this many records in a row: the target is down, not those records
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
     else:
         ctx.log.info("%s: records with %s after %s", tp.name, spec.incremental, since)
     folder = ctx.folder(tp.name, "extract")
+    writer = RecordWriter(spec.key)
     high, seen = None, set()
     with _step(ctx, tp.name, "extract") as stats:
         for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
@@ -124,9 +127,13 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
                 value = record.get(spec.incremental) if spec.incremental else None
                 if value is not None and (high is None or _newer(value, high)):
                     high = value
-            path = folder / f"batch-{n:05d}.jsonl"
-            staging.write_batch(path, keyed)
-            keys = [str(r[spec.key]) for r in keyed]
+            written = writer.write(keyed)  # a record holding what XML cannot carry fails here, alone
+            for sid, problem in written.failures:
+                bad.append(Outcome(sid, "failed", message=f"extract: {problem}"))
+                ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
+            path = folder / f"batch-{n:05d}.xml"
+            staging.write_batch(path, written.document)
+            keys = written.keys
             seen.update(keys)
             bucket.mark_unprocessed(ctx.store, ctx.workflow, tp.name, ctx.run_id, keys, resync=ids is not None)
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract", bad)
@@ -134,8 +141,8 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
             stats["count_failed"] += len(bad)
             stats["files"].append(str(path))
             stats["count_in"] += len(batch)
-            stats["count_out"] += len(keyed)
-            ctx.log.info("%s: extracted batch %d: %d records (%d so far)", tp.name, n, len(keyed), stats["count_out"])
+            stats["count_out"] += len(keys)
+            ctx.log.info("%s: extracted batch %d: %d records (%d so far)", tp.name, n, len(keys), stats["count_out"])
         if ids is not None and (gone := [i for i in ids if i not in seen]):
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract",
                           [Outcome(i, "failed", message="not found in the source") for i in gone])
@@ -151,25 +158,30 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
     folder = ctx.folder(tp.name, "transform")
     with _step(ctx, tp.name, "transform") as stats:
         for n, src in enumerate(extracted["batches"], 1):
-            records = staging.read_batch(src)
-            out, failures = transformer.apply(records)
-            path = folder / f"batch-{n:05d}.jsonl"
-            staging.write_batch(path, out)
-            produced = {r[KEY] for r in out}
-            failed = {str(k) for k, _ in failures}
-            outcomes = [Outcome(str(k), "failed", message=f"transform: {reason}") for k, reason in failures]
+            try:
+                done = transformer.transform(staging.read_batch(src))
+            except etree.XMLSyntaxError as exc:
+                raise FlowlinkError(f"{src}: not a batch file of record XML ({exc})") from None
+            path = folder / f"batch-{n:05d}.xml"
+            staging.write_batch(path, done.document)
+            produced = set(done.keys_out)
+            failed = {k for k, _ in done.failures}
+            outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in done.failures]
             outcomes += [Outcome(k, "skipped", message="the stylesheet produced no record for it")
-                         for k in (str(r.get(tp.extract.key)) for r in records) if k not in produced and k not in failed]
+                         for k in done.keys_in if k not in produced and k not in failed]
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "transform", outcomes)
-            for k, reason in failures:
+            for k, reason in done.failures:
                 ctx.log.warning("%s: record %s failed in transform: %s", tp.name, k, reason)
             stats["files"].append(str(path))
-            stats["count_in"] += len(records)
-            stats["count_out"] += len(out)
-            stats["count_failed"] += len(failures)
-            ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(records), len(out), len(failures))
+            stats["count_in"] += len(done.keys_in)
+            stats["count_out"] += len(done.keys_out)
+            stats["count_failed"] += len(done.failures)
+            ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(done.keys_in),
+                         len(done.keys_out), len(done.failures))
+    # how the load step reads the output: by position (generate_xslt's shape), with namespaced names as local names
     return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark")}
+            "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark"),
+            "fields": list(transformer.fields) if transformer.fields else None, "local_names": transformer.local_names}
 
 
 def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict]) -> list[WriteResult]:
@@ -224,11 +236,15 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
     reached the target without being recorded: with upsert, writing it again is harmless; with insert, a record of
     that batch which the target says exists already was created by the earlier try, and counts as loaded."""
     earlier = _earlier_load(ctx, tp)
+    reader = RecordReader(output_types(tp) if tp.mapping else {}, transformed.get("fields"), transformed.get("local_names", False))
     with _step(ctx, tp.name, "load") as stats:
         batches = transformed["batches"]
         in_doubt = earlier is not None  # until the first batch the earlier tries did not record in full
         for n, src in enumerate(batches, 1):
-            records = staging.read_batch(src)
+            try:
+                records, unfit = reader.read(staging.read_batch(src))
+            except etree.XMLSyntaxError as exc:
+                raise FlowlinkError(f"{src}: not a batch file of record XML ({exc})") from None
             keys = [r.pop(KEY) for r in records]
             done = {k for k in keys if earlier and earlier.get(k) == "success"}
             doubtful: set[str] = set()
@@ -238,7 +254,8 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
                     doubtful = {k for k in keys if k not in earlier}
             todo = [(k, r) for k, r in zip(keys, records) if k not in done]
             results = _write(ctx, tp, target, [r for _, r in todo]) if todo else []
-            outcomes = []
+            # a value that does not fit its type in the mapping: the transform's output, found as it is read here
+            outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in unfit]
             for (k, _), r in zip(todo, results):
                 if r.ok:
                     outcomes.append(Outcome(k, "success", destination_id=r.destination_id))
@@ -254,10 +271,10 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
             if done:
                 ctx.log.info("%s: batch %d: %d records already loaded by an earlier try of this run", tp.name, n, len(done))
             stats["files"].append(src)
-            stats["count_in"] += len(records)
-            stats["count_out"] += len(records) - len(failed)
+            stats["count_in"] += len(records) + len(unfit)
+            stats["count_out"] += len(records) + len(unfit) - len(failed)
             stats["count_failed"] += len(failed)
-            ctx.log.info("%s: loaded batch %d/%d: %d records, %d failed", tp.name, n, len(batches), len(records) - len(failed), len(failed))
+            ctx.log.info("%s: loaded batch %d/%d: %d records, %d failed", tp.name, n, len(batches), len(records) + len(unfit) - len(failed), len(failed))
         mark = transformed.get("watermark")
         if mark is not None and ctx.resync is None:
             old = state.watermark(ctx.store, ctx.workflow, tp.name)

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from flowlink import deployments, publish, staging
+from flowlink.recordxml import RecordWriter
 from flowlink.store import bucket, snapshots
 from flowlink.store.bucket import Outcome
 from flowlink.store.tables import agent_tokens, environments
@@ -53,6 +54,7 @@ def api(tmp_path_factory, airflow_db):
         mp.delenv("FLOWLINK_STORE_URL", raising=False)
         mp.delenv("FLOWLINK_STAGING_DIR", raising=False)
         from api import create_app
+
         from flowlink.store import Store
 
         store = Store.open()
@@ -63,8 +65,8 @@ def api(tmp_path_factory, airflow_db):
         publish.make_live(art)
         bucket.mark_unprocessed(store, WF, "customers", RUN_ID, ["1", "2", "3"], resync=False)
         bucket.record(store, WF, "customers", RUN_ID, "load", [Outcome("1", "failed", message="boom")])
-        batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.jsonl"
-        staging.write_batch(batch, [{"id": "1"}])
+        batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.xml"
+        staging.write_batch(batch, RecordWriter("id").write([{"id": "1"}]).document)
         snapshots.start_step(store, WF, RUN_ID, 1, "customers", "extract")
         snapshots.finish_step(store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1,
                               files=[str(batch)])

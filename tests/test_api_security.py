@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
 from flowlink import cli, deployments, publish, staging
+from flowlink.recordxml import RecordWriter
 from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
 from flowlink.store.tables import agent_tokens
@@ -136,8 +137,8 @@ def world(home, store, app, auth_manager, airflow_db, monkeypatch):
     pending = deployments.deploy(store, WF)
     bucket.mark_unprocessed(store, WF, "customers", RUN_ID, ["1", "2"], resync=False)
     bucket.record(store, WF, "customers", RUN_ID, "load", [Outcome("1", "failed", message="secret-wf-reason")])
-    batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.jsonl"
-    staging.write_batch(batch, [{"id": "1", "name": "secret-wf-record"}])
+    batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.xml"
+    staging.write_batch(batch, RecordWriter("id").write([{"id": "1", "name": "secret-wf-record"}]).document)
     snapshots.start_step(store, WF, RUN_ID, 1, "customers", "extract")
     snapshots.finish_step(store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1,
                           files=[str(batch)])

@@ -229,33 +229,51 @@ def test_characters_xml_cannot_carry_fail_alone(pipeline, observe):
     message = p.run()
     reason = "holds characters XML 1.0 cannot carry"
     assert p.failed() == {
-        **{str(n): f"transform: field 'note' {reason}" for n in range(2, 6)},
+        **{str(n): f"extract: field 'note' {reason}" for n in range(2, 6)},
         "6": "extract: orders.jsonl line 6: field 'note' holds an unpaired surrogate (\\ud800-\\udfff), which is not a character",
-        "7\u0001": f"transform: field 'id' {reason}",
+        "7\u0001": f"extract: field 'id' {reason}",
     }
     assert p.loaded() == {"1": {"id": "1", "qty": 2, "price": 9.5, "paid": True, "note": awkward},
                           "8": {"id": "8", "qty": 2, "price": 9.5, "paid": True, "note": "fine"},
                           "9": {"id": "9", "qty": None, "price": None, "paid": False, "note": "pair 🎉"}}  # fmt: skip
     assert message.startswith("orders: 6 records failed")
-    observe(f"5 records Failed in transform: \"field 'note' {reason}\" (one naming the key field 'id'), half a surrogate "
-            "pair at extract (\"field 'note' holds an unpaired surrogate ...\"); 1 (tab, CR, markup, emoji), 8 and 9 loaded")
+    observe(f"5 records Failed in extract, which cannot write them as record XML: \"field 'note' {reason}\" (one naming "
+            "the key field 'id'); half a surrogate pair as the JSON is read (\"field 'note' holds an unpaired surrogate "
+            "...\"); 1 (tab, CR, markup, emoji), 8 and 9 loaded")
 
 
-def test_half_a_surrogate_pair_from_any_source_is_staged_and_fails_alone(tmp_path):
-    """A REST or SQL source can hand over a str with half a surrogate pair: the batch file keeps it (escaped), and
-    the transform fails that record alone."""
+def test_half_a_surrogate_pair_from_any_source_fails_alone_when_staged(tmp_path):
+    """A REST or SQL source can hand over a str with half a surrogate pair: that record fails as the batch file is
+    written, and the file holds the others."""
     from flowlink import staging
+    from flowlink.recordxml import RecordWriter
 
-    batch = tmp_path / "batch-00001.jsonl"
-    assert staging.write_batch(batch, [{"id": 1, "note": "half \ud800"}, {"id": 2, "note": "日本"}]) == 2
-    records = staging.read_batch(batch)
-    assert records == [{"id": 1, "note": "half \ud800"}, {"id": 2, "note": "日本"}]
-    from flowlink.mapping import generate_xslt
-    from flowlink.spec import parse_spec
+    written = RecordWriter("id").write([{"id": 1, "note": "half \ud800"}, {"id": 2, "note": "日本"}])
+    assert written.keys == ["2"] and written.failures == [("1", "field 'note' holds characters XML 1.0 cannot carry")]
+    batch = tmp_path / "batch-00001.xml"
+    staging.write_batch(batch, written.document)
+    assert staging.read_batch(batch) == '<records><record key="2"><id>2</id><note>日本</note></record></records>'.encode()
+    assert not list(tmp_path.glob("*.tmp"))
 
-    tp = parse_spec({"name": "w", "source": {"type": "file", "connection": "a"}, "target": {"type": "file", "connection": "b"},
-                     "touchpoints": [{"name": "t", "extract": {"file": "x.jsonl", "key": "id"}, "load": {"file": "y.json", "key": "id"},
-                                      "mapping": [{"target": "id", "source": "id"}, {"target": "note", "source": "note"}]}]}).touchpoints[0]
-    rows, failures = Transformer(generate_xslt(tp), {}, "id").apply(records)
-    assert [r["note"] for r in rows] == ["日本"]
-    assert failures == [("1", "field 'note' holds characters XML 1.0 cannot carry")]
+def test_a_damaged_or_old_batch_file_fails_the_step_naming_the_file(pipeline):
+    """A batch file cut short (or edited into something that is not XML) between the steps, or one staged by an older
+    Flowlink (JSON Lines), fails the step with the file's name and what is wrong; nothing is transformed from it."""
+    from flowlink.errors import FlowlinkError
+
+    p = pipeline("orders.jsonl")
+    p.write("orders.jsonl", jsonl({"id": 1, **GOOD}, {"id": 2, **GOOD}))
+    art = publish.publish(p.spec).artifact
+    tp = art.workflow_model().touchpoint("orders")
+    ctx = RunContext(p.store, art, "run-damaged")
+    transformer = Transformer(art.stylesheets["orders"], output_types(tp), tp.extract.key)
+    extracted = extract(ctx, tp, FileSource(p.data))
+    batch = Path(extracted["batches"][0])
+    assert batch.name == "batch-00001.xml"
+    batch.write_bytes(batch.read_bytes()[:40])
+    with pytest.raises(FlowlinkError, match=rf"^{batch}: not a batch file of record XML \(.*line 1"):
+        transform(ctx, tp, transformer, extracted)
+    old = batch.with_suffix(".jsonl")
+    old.write_text(jsonl({"id": 1}))
+    with pytest.raises(FlowlinkError, match=rf"^{old}: a batch file of an older Flowlink \(JSON Lines\); clear"):
+        transform(ctx, tp, transformer, {**extracted, "batches": [str(old)]})
+    assert not (ctx.folder("orders", "transform") / "batch-00001.xml").exists()

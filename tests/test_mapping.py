@@ -14,8 +14,9 @@ from lxml import etree
 
 from flowlink.errors import FlowlinkError
 from flowlink.mapping import generate_xslt, output_types, stylesheet_for, xpath_literal
+from flowlink.recordxml import CASTS, KEY, CastError
 from flowlink.spec import XSL, Touchpoint, parse_spec
-from flowlink.transform import CASTS, KEY, CastError, Transformer
+from flowlink.transform import Transformer
 
 TRICKY = """it's "quoted" & <tagged>"""  # both quotes, an ampersand, angle brackets
 
@@ -337,15 +338,23 @@ def test_characters_xml_cannot_carry_fail_only_that_record():
     ]
 
 
-def test_batches_larger_than_a_document():
+def test_the_three_parts_are_the_steps_and_their_files_replay_with_plain_lxml():
+    """write (extract), transform (transform) and read (load) give what apply gives; the batch files between them are
+    record XML: the stylesheet applied to the extract's file by plain lxml gives the transform's file."""
     mapping = [{"target": "id", "source": "id", "type": "integer"}, {"target": "n", "source": "n", "type": "integer"}]
     records = [{"id": i, "n": "x" if i == 4 else i * 2} for i in range(7)] + [{"n": 1}]
-    out, failures = run(mapping, records, chunk_size=3)
+    tp = touchpoint(mapping)
+    transformer = Transformer(generate_xslt(tp), output_types(tp), "id")
+    written = transformer.writer.write(records)
+    assert written.keys == [str(i) for i in range(7)] and written.failures == [("", "missing key field 'id'")]
+    done = transformer.transform(written.document)
+    assert done.keys_in == done.keys_out == written.keys and done.failures == []
+    replayed = etree.XSLT(etree.fromstring(generate_xslt(tp).encode()))(etree.fromstring(written.document))
+    assert etree.tostring(replayed, encoding="utf-8") == done.document
+    out, failures = transformer.reader.read(done.document)
     assert out == [{"id": i, "n": i * 2, KEY: str(i)} for i in range(7) if i != 4]
-    assert Transformer(generate_xslt(touchpoint(mapping)), {}, "id").chunk_size == 1000  # generated: chunked
-    assert failures == [("4", "field 'n': 'x' is not an integer"), ("", "missing key field 'id'")]
-    whole_out, whole_failures = run(mapping, records)  # one document: same records, same failures
-    assert whole_out == out and sorted(whole_failures) == sorted(failures)
+    assert failures == [("4", "field 'n': 'x' is not an integer")]
+    assert transformer.apply(records) == (out, written.failures + failures)
 
 
 def test_empty_batch():
@@ -381,9 +390,9 @@ SHAPED_OUT = [
 def test_records_of_one_shape_give_the_same_document_and_output_as_any_records():
     tp = touchpoint(SHAPED_MAPPING)
     transformer = Transformer(generate_xslt(tp), output_types(tp), "id")
-    by_column = transformer._build(SHAPED, [])
-    by_record = transformer._build([MappingProxyType(r) for r in SHAPED], [])  # not dicts: built record by record
-    assert by_column.document == by_record.document
+    by_column = transformer.writer.write(SHAPED)
+    by_record = transformer.writer.write([MappingProxyType(r) for r in SHAPED])  # not dicts: built record by record
+    assert by_column == by_record
     third = by_column.document.partition(b'<record key="3.0">')[2]
     assert b"<day>2024-02-29</day>" in by_column.document and third.startswith(b"<id>3.0</id><name> </name><n>")  # None: no <note>
     assert transformer.apply(SHAPED) == (SHAPED_OUT, [])
@@ -396,16 +405,16 @@ def test_generated_output_is_read_by_position_any_other_by_element():
     tp = touchpoint(SHAPED_MAPPING)
     text = generate_xslt(tp)
     fast = Transformer(text, output_types(tp), "id")
-    assert fast._fields == ("id", "name", "note", "n", "paid", "day", "fields", "attr")
+    assert fast.fields == ("id", "name", "note", "n", "paid", "day", "fields", "attr")
     # the same output from an equivalent stylesheet of another shape, read element by element
     same = Transformer(text.replace('<xsl:template match="/">', '<xsl:param name="unused"/><xsl:template match="/">'),
                        output_types(tp), "id")  # fmt: skip
-    assert same._fields is None and same.apply(SHAPED) == fast.apply(SHAPED) == (SHAPED_OUT, [])
+    assert same.fields is None and same.apply(SHAPED) == fast.apply(SHAPED) == (SHAPED_OUT, [])
     # shapes the fast reader must not take: sorted records, an element inside a field, a field in a namespace
     sorted_ = Transformer(text.replace('select="records/record">', 'select="records/record"><xsl:sort select="name"/>'), {}, "id")
     nested = Transformer(text.replace("<name>", "<name><b>[</b>").replace("</name>", "<b>]</b></name>"), {}, "id")
     spaced = Transformer(text.replace("<note>", '<note xmlns="urn:x">'), {}, "id")
-    assert sorted_._fields is nested._fields is spaced._fields is None
+    assert sorted_.fields is nested.fields is spaced.fields is None
     assert [r["name"] for r in sorted_.apply(SHAPED)[0]] == [" ", "Zoë 日本 🎉", TRICKY]  # by code point
     assert [r["name"] for r in nested.apply(SHAPED)[0]] == [f"[{TRICKY}]", "[Zoë 日本 🎉]", "[ ]"]
     assert [r["note"] for r in spaced.apply(SHAPED)[0]] == ["first\r\nline\twith tab", "", ""]
@@ -513,7 +522,6 @@ def test_user_xslt_with_key_attribute(tmp_path):
         {"id": 11, "name": "Amy", "email": "amy@example.com", "status": "skip"},
         {"id": 12, "name": "Bob", "email": "Bob@Example.com", "city": "Rome"},
     ]
-    assert transformer.chunk_size is None  # a user's stylesheet sees the whole batch (count(../record) below)
     out, failures = transformer.apply(records)
     assert failures == []
     assert out == [  # sorted by name, one filtered out, nested elements give their text
@@ -603,7 +611,7 @@ def test_missing_user_xslt(tmp_path):
                        max_size=8))
 def test_a_column_cast_in_one_go_equals_the_value_by_value_cast(values):
     """The fast column casts (int, float, a dict over a whole column) give exactly what the per-value casts give."""
-    from flowlink.transform import _cast_column
+    from flowlink.recordxml import _cast_column
 
     for cast in (CASTS["integer"], CASTS["number"], CASTS["boolean"]):
         try:

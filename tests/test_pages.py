@@ -7,7 +7,6 @@ override get_user; the login tests use the real one (anonymous -> redirect to Ai
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from html.parser import HTMLParser
@@ -17,9 +16,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from lxml import etree
 
 import flowlink.store.bucket as bucket_module
 from flowlink import deployments, publish, runs, settings, staging
+from flowlink.recordxml import RecordWriter
 from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
 from tests.airflow_env import REPO
@@ -595,15 +596,16 @@ def seed_run(store, run_id, records=250, failed=5):
     folder = staging.run_folder(WF, run_id) / "customers"
     ids = [str(i) for i in range(records)]
     snapshots.start_step(store, WF, run_id, 1, "customers", "extract")
-    extracted = folder / "extract" / "batch-00001.jsonl"
-    staging.write_batch(extracted, [{"id": i, "name": f"<n{i}>"} for i in ids])
+    extracted = folder / "extract" / "batch-00001.xml"
+    staging.write_batch(extracted, RecordWriter("id").write([{"id": i, "name": f"<n{i}>"} for i in ids]).document)
     bucket.mark_unprocessed(store, WF, "customers", run_id, ids, resync=False)
     snapshots.finish_step(store, WF, run_id, "customers", "extract", status="success", count_in=records, count_out=records,
                           files=[str(extracted)])
     snapshots.start_step(store, WF, run_id, 1, "customers", "transform")
-    transformed = [folder / "transform" / "batch-00001.jsonl", folder / "transform" / "batch-00002.jsonl"]
-    staging.write_batch(transformed[0], [{"customer_id": i} for i in ids[failed:100]])
-    staging.write_batch(transformed[1], [{"customer_id": i} for i in ids[100:]])
+    transformed = [folder / "transform" / "batch-00001.xml", folder / "transform" / "batch-00002.xml"]
+    output = RecordWriter("customer_id")  # the transform's output: record XML too, keyed by the source id
+    staging.write_batch(transformed[0], output.write([{"customer_id": i} for i in ids[failed:100]]).document)
+    staging.write_batch(transformed[1], output.write([{"customer_id": i} for i in ids[100:]]).document)
     bucket.record(store, WF, "customers", run_id, "transform",
                   [Outcome(i, "failed", message="transform: bad <email>") for i in ids[:failed]])
     snapshots.finish_step(store, WF, run_id, "customers", "transform", status="success", count_in=records,
@@ -681,9 +683,9 @@ def test_download_serves_only_listed_batch_files(user, store, home, tmp_path_fac
     r = user.get(link)
     assert r.status_code == 200
     assert r.content == files.transformed[1].read_bytes()
-    assert r.headers["content-type"].startswith("application/x-ndjson")
-    assert "attachment" in r.headers["content-disposition"] and "batch-00002.jsonl" in r.headers["content-disposition"]
-    assert [json.loads(line) for line in r.text.splitlines()][0] == {"customer_id": "100"}
+    assert r.headers["content-type"].startswith("application/xml")
+    assert "attachment" in r.headers["content-disposition"] and "batch-00002.xml" in r.headers["content-disposition"]
+    assert etree.fromstring(r.content)[0].attrib == {"key": "100"} and etree.fromstring(r.content)[0].findtext("customer_id") == "100"
 
     assert user.get(_file_url("manual__1", n=3)).status_code == 404  # not listed for the step
     assert user.get(_file_url("manual__1", step="load", n=3)).status_code == 404

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from flowlink import retention, settings, staging
 from flowlink.errors import FlowlinkError
+from flowlink.recordxml import RecordWriter
 from flowlink.store import Store, feeds, snapshots
 from flowlink.store.tables import bucket, data_log, steps
 from flowlink.store.tables import feeds as feeds_table
@@ -48,9 +49,9 @@ def add_run(store, workflow: str, run_id: str, last: dt.datetime, *, first: dt.d
     ends = {"extract": first or last - 2 * MINUTE, "transform": last - MINUTE, "load": last}
     files = {}
     for step in ("extract", "transform"):
-        files[step] = folder / "customers" / step / "batch-00001.jsonl"
-        staging.write_batch(files[step], [{"id": i} for i in range(2)])
-    (folder / "customers" / "transform" / "batch-00002.jsonl.tmp").write_text("half a batch")
+        files[step] = folder / "customers" / step / "batch-00001.xml"
+        staging.write_batch(files[step], RecordWriter("id").write([{"id": i} for i in range(2)]).document)
+    (folder / "customers" / "transform" / "batch-00002.xml.tmp").write_text("half a batch")
     rows = []
     for step in STEPS:
         end = ends[step]

@@ -300,10 +300,10 @@ def test_huge_documents_are_refused(pipeline, monkeypatch, observe):
     p.write("orders.jsonl", jsonl({"id": 1, "note": "fine"}, {"id": 2, "note": "é" * 5000}, {"id": 3, "note": "x" * 1000}))
     assert p.run().startswith("orders: 1 records failed")
     failed = p.failed()
-    assert failed == {"2": "transform: field 'note' holds 5,000 characters, over the limit of 1,000 (FLOWLINK_MAX_VALUE_CHARS)"}
+    assert failed == {"2": "extract: field 'note' holds 5,000 characters, over the limit of 1,000 (FLOWLINK_MAX_VALUE_CHARS)"}
     assert sorted(p.loaded()) == ["1", "3"]
     observe(f"file: {str(too_big.value)!r}; 11 MB text: {str(huge_text.value)!r}; record 2 Failed: "
-            f"{failed['2'].removeprefix('transform: ')!r}, records 1 and 3 loaded")
+            f"{failed['2'].removeprefix('extract: ')!r}, records 1 and 3 loaded")
 
 
 @pytest.mark.reliability("Security", "deep nesting")

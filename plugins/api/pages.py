@@ -406,7 +406,7 @@ def snapshot_file(store: StoreDep, access: AccessDep, workflow: Annotated[str, Q
         raise HTTPException(404, f"batch file {n} of {touchpoint}.{step} is gone from the staging folder "
                                  f"(the run's files were cleaned up)")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{workflow}-{run_id}-{touchpoint}-{step}-{listed.name}")
-    return FileResponse(path, media_type="application/x-ndjson", filename=name,
+    return FileResponse(path, media_type="application/xml", filename=name,
                         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
