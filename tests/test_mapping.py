@@ -186,7 +186,7 @@ def test_lookup_compares_strings_not_numbers():
 
 
 def test_constant_xml_cannot_carry():
-    with pytest.raises(FlowlinkError, match=r"touchpoint 'orders': mapping\[1\] \(target 'bell'\)"):
+    with pytest.raises(FlowlinkError, match=r"mapping\[1\]\.constant: 'ding\\x07' holds characters XML 1\.0 cannot carry"):
         generate_xslt(touchpoint([{"target": "id", "source": "id"}, {"target": "bell", "constant": "ding\x07"}]))
 
 
