@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 
 from fastapi import FastAPI, Request
@@ -70,8 +71,10 @@ MAX_ECHO = 200  # characters of a rejected value repeated in a 422
 
 def _echo(value):
     """The rejected value as FastAPI shows it, made safe: a short scalar as is, text and bytes (not UTF-8: with
-    replacement characters) cut to MAX_ECHO characters, a list or object left out (it may be huge or nested
-    thousands deep)."""
+    replacement characters) cut to MAX_ECHO characters, NaN and Infinity as text, a list or object left out (it may
+    be huge or nested thousands deep)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # a JSON body may hold NaN or Infinity, which a JSON answer cannot
     if value is None or isinstance(value, (bool, int, float)):
         return value if not isinstance(value, int) or abs(value) < 10**18 else str(value)[:MAX_ECHO]
     if isinstance(value, bytes):
