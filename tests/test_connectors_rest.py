@@ -504,3 +504,9 @@ def test_settings_from_connection_auth_and_headers():
     with pytest.raises(ConnectorError) as err:
         rest_settings_from_connection("http", f"ftp://u:{PASSWORD}@h", None, None, None, None, {})
     assert PASSWORD not in str(err.value)
+    # a scheme-less host whose password holds a / (or a :): the credentials end at the last @, never in a message
+    s = rest_settings_from_connection("http", "user:secr/et:x@shop.example:8080/api", None, None, None, None, None)
+    assert s["auth"] == ("user", "secr/et:x") and s["base_url"] == "http://shop.example:8080/api"
+    with pytest.raises(ConnectorError, match="invalid port") as err:
+        rest_settings_from_connection("http", "user:secr/et@shop.example:80a", None, None, None, None, None)
+    assert "secr" not in str(err.value)

@@ -421,12 +421,13 @@ def rest_settings_from_connection(
         base_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     else:
         scheme = next((s.lower() for s in (schema, conn_type) if s and s.lower() in ("http", "https")), "http")
-        name, _, path = host.partition("/")
-        if "@" in name:  # user:pw@host: the credentials go to basic auth, never into the URL or a message
-            userinfo, _, name = name.rpartition("@")
-            if not login:
-                user, _, secret = userinfo.partition(":")
-                login, password = unquote(user), unquote(secret)
+        # user:pw@host/path: the credentials (up to the last @, as a password may hold a /) go to basic auth, never
+        # into the URL or a message
+        userinfo, at, rest = host.rpartition("@")
+        if at and not login:
+            user, _, secret = userinfo.partition(":")
+            login, password = unquote(user), unquote(secret)
+        name, _, path = (rest if at else host).partition("/")
         hostname, found_port = _split_host_port(name)
         path = path.strip("/")
         base_url = f"{scheme}://{_host_port(hostname, found_port or port)}" + (f"/{path}" if path else "")
