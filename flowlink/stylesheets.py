@@ -63,9 +63,22 @@ def stylesheet_problems(root: etree._Element) -> list[str]:
 
 
 def file_problems(path: Path) -> list[str]:
-    """stylesheet_problems of a stylesheet file; one that cannot be read or parsed is left to publish, which says why."""
+    """What is wrong with a stylesheet file: it cannot be read, is not well-formed XML, does what a stylesheet may not
+    (stylesheet_problems) or is not XSLT 1.0 (compiled as the transform step compiles it)."""
+    from flowlink.errors import FlowlinkError
+    from flowlink.mapping import check_stylesheet  # mapping imports this module
+
     try:
-        root = etree.fromstring(path.read_bytes(), stylesheet_parser())
-    except (OSError, ValueError, etree.XMLSyntaxError):
-        return []
-    return stylesheet_problems(root)
+        data = path.read_bytes()
+        root = etree.fromstring(data, stylesheet_parser())
+    except OSError as exc:
+        return [f"cannot be read: {exc.strerror or exc}"]
+    except (StylesheetError, ValueError, etree.XMLSyntaxError):
+        root = None  # check_stylesheet says why
+    if root is not None and (problems := stylesheet_problems(root)):
+        return problems
+    try:
+        check_stylesheet(data, path.name)
+    except FlowlinkError as exc:
+        return [str(exc).removeprefix(f"{path.name}: ")]
+    return []

@@ -97,7 +97,8 @@ def test_user_xslt_next_to_the_spec(tmp_path):
     tp = data["touchpoints"][0]
     tp.pop("mapping")
     tp["xslt"] = "customers.xsl"
-    (tmp_path / "customers.xsl").write_text("<xsl:stylesheet/>", encoding="utf-8")
+    (tmp_path / "customers.xsl").write_text(
+        '<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"/>', encoding="utf-8")
     wf = load_spec(write(tmp_path, data))
     assert wf.touchpoints[0].xslt == "customers.xsl" and wf.touchpoints[0].mapping is None
 
@@ -287,6 +288,23 @@ def test_xslt_file_missing(tmp_path):
     [(path, reason)] = load_problems(write(tmp_path, data))
     assert path == "touchpoints[0].xslt"
     assert reason == f"file not found: {tmp_path / 'customers.xsl'}"
+
+
+def test_xslt_file_that_is_not_xslt_is_refused_at_validation(tmp_path):
+    data = example()
+    data["touchpoints"][0].pop("mapping")
+    data["touchpoints"][0]["xslt"] = "customers.xsl"
+    spec = write(tmp_path, data)
+    xsl = '<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template match="/">'
+    (tmp_path / "customers.xsl").write_text(xsl + "<records></xsl:template></xsl:stylesheet>")
+    [(path, reason)] = load_problems(spec)
+    assert path == "touchpoints[0].xslt"
+    assert reason.startswith(f"{tmp_path / 'customers.xsl'}: not well-formed XML: ") and "line 1" in reason
+    (tmp_path / "customers.xsl").write_text(xsl + '<xsl:value-of select="(("/></xsl:template></xsl:stylesheet>')
+    [(path, reason)] = load_problems(spec)
+    assert reason.startswith(f"{tmp_path / 'customers.xsl'}: not a valid XSLT 1.0 stylesheet: ")
+    (tmp_path / "customers.xsl").write_text(xsl + "<records/></xsl:template></xsl:stylesheet>")
+    assert load_spec(spec).touchpoints[0].xslt == "customers.xsl"
 
 
 def test_every_missing_xslt_file_is_reported(tmp_path):
