@@ -312,7 +312,7 @@ def _env_token(store, args) -> int:
                     for t in rows])
     else:
         token = deployments.issue_token(store, args.name)
-        t = deployments.tokens(store, args.name)[-1]
+        t = next(t for t in deployments.tokens(store, args.name) if t["fingerprint"] == deployments.fingerprint(token))
         err.print(f"agent token #{t['id']} for {args.name}, fingerprint {t['fingerprint']} (shown once; only its hash "
                   f"is stored; revoke it with: flowlink env token {args.name} --revoke {t['id']}):", markup=False)
         print(token)
@@ -378,7 +378,7 @@ def cmd_alert(args) -> int:
         ch = alerts.add_channel(store, environment=args.environment, workflow=args.workflow, email=args.email,
                                 webhook=args.webhook, events=args.events, daily_summary=args.daily_summary,
                                 skip_empty_summary=not args.summary_when_empty)
-        out.print(f"alert channel {ch['id']} added: {alerts._describe(ch)}")
+        out.print(f"alert channel {ch['id']} added: {alerts.describe(ch)}")
     elif args.alert_command == "remove":
         ch = alerts.remove_channel(store, args.id)
         out.print(f"alert channel {ch['id']} removed")

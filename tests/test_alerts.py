@@ -578,3 +578,17 @@ def test_the_alert_command(channels):
     assert done.returncode == 1 and "no alert channel 1" in done.stderr
     assert [c["id"] for c in alerts.channels(store)] == [2]
     store.dispose()
+
+
+def test_alert_texts_hide_every_form_of_a_secret():
+    """A password may reach an alert plain, URL-encoded (in a URL or a form), JSON-escaped or as a URL's user info."""
+    from urllib.parse import quote_plus
+
+    from flowlink.errors import secret_forms
+
+    secret = 'pa ss/wörd"&'
+    text = (f"plain {secret}; path http://h/{quote(secret, safe='')}; query ?p={quote_plus(secret)}; "
+            f"json {json.dumps({'p': secret})}; http://admin:other@h/x")
+    scrubbed = alerts.scrub(text, (secret,))
+    assert not [form for form in secret_forms([secret]) if form in scrubbed], scrubbed
+    assert "other" not in scrubbed and scrubbed.count("***") == 5

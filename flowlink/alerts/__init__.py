@@ -24,29 +24,25 @@ keep) plus links to where to look; every text is scrubbed of URL user info and o
 the workflow's connections. No Airflow import at module level.
 """
 
-# The parts, in the order of the sections of the former flowlink/alerts.py: constants (events, limits), channels,
-# messages (incl. scrubbing secrets), sending, events (records failed ... blocked scheduled runs, and exhausted),
-# summary (the daily summary), live (the live workflows). Every name is re-exported here: callers use flowlink.alerts.
+# The parts: constants (events, limits), channels, messages (incl. scrubbing secrets), sending, events (records
+# failed ... blocked scheduled runs), summary (the daily summary), live (the live workflows). What callers use is
+# re-exported here: they use flowlink.alerts.
 
-from flowlink.alerts.constants import (AGENT_DISCONNECTED, CHUNK, DAILY_SUMMARY, DEPLOYMENT_UNSUCCESSFUL, EVENTS, KINDS,
-                                       LISTED, RECORDS_FAILED, RECORDS_MARK, RUN_BLOCKED, RUN_FAILED)
-from flowlink.alerts.messages import (_LINK_NAMES, _SENSITIVE, _USERINFO, Alert, _scrub_tree, _workflow_secrets,
-                                      airflow_base_url, connection_secrets, links, message, scrub)
-from flowlink.alerts.channels import (_CONN_ID, _EMAIL, _NAME, _addresses, _decorate, _describe, _events, add_channel,
-                                      channel, channels, channels_for, remove_channel, sent)
-from flowlink.alerts.sending import _smtp_conn_id, deliver, environment_of, log, send
-from flowlink.alerts.events import (_blocked_alert, _failed_records, _gave_up, _had, check_agents, check_blocked_runs,
-                                    deployment_unsuccessful, exhausted, records_failed, run_ended_failed)
-from flowlink.alerts.summary import daily_summary, send_daily_summaries, summary_counts
-from flowlink.alerts.live import _live_graphs, live_workflows, scheduled_workflows
+from flowlink.alerts.channels import add_channel, channels, channels_for, describe, remove_channel, sent
+from flowlink.alerts.constants import (AGENT_DISCONNECTED, DAILY_SUMMARY, DEPLOYMENT_UNSUCCESSFUL, EVENTS, RECORDS_FAILED,
+                                       RUN_BLOCKED, RUN_FAILED)
+from flowlink.alerts.events import (check_agents, check_blocked_runs, deployment_unsuccessful, records_failed,
+                                    run_ended_failed)
+from flowlink.alerts.live import live_workflows, scheduled_workflows
+from flowlink.alerts.messages import Alert, message, scrub
+from flowlink.alerts.sending import send
+from flowlink.alerts.summary import send_daily_summaries
 
 __all__ = [
     "RUN_FAILED", "RECORDS_FAILED", "DEPLOYMENT_UNSUCCESSFUL", "AGENT_DISCONNECTED", "RUN_BLOCKED", "EVENTS",
-    "DAILY_SUMMARY", "KINDS", "LISTED", "CHUNK", "RECORDS_MARK",
-    "add_channel", "channel", "channels", "remove_channel", "channels_for", "sent",
-    "Alert", "airflow_base_url", "links", "message", "scrub", "connection_secrets",
-    "send", "deliver", "environment_of",
-    "exhausted", "records_failed", "run_ended_failed", "deployment_unsuccessful", "check_agents", "check_blocked_runs",
-    "summary_counts", "daily_summary", "send_daily_summaries",
-    "live_workflows", "scheduled_workflows",
+    "DAILY_SUMMARY",
+    "add_channel", "channels", "remove_channel", "channels_for", "sent", "describe",
+    "Alert", "message", "scrub", "send",
+    "records_failed", "run_ended_failed", "deployment_unsuccessful", "check_agents", "check_blocked_runs",
+    "send_daily_summaries", "live_workflows", "scheduled_workflows",
 ]

@@ -64,7 +64,7 @@ def add_channel(store: Store, *, environment: str | None = None, workflow: str |
                skip_empty_summary=bool(skip_empty_summary), created_at=utcnow())
     with store.engine.begin() as conn:
         channel_id = conn.execute(alert_channels.insert().values(**row)).inserted_primary_key[0]
-        feeds.add(store, "alert", f"alert channel #{channel_id} added: {_describe(dict(row, id=channel_id))}",
+        feeds.add(store, "alert", f"alert channel #{channel_id} added: {describe(dict(row, id=channel_id))}",
                   workflow or None, conn)
     return channel(store, channel_id)
 
@@ -75,7 +75,7 @@ def _decorate(row) -> dict:
     return ch
 
 
-def _describe(ch: dict) -> str:
+def describe(ch: dict) -> str:
     owner = f"workflow {ch['workflow']}" if ch["workflow"] else f"environment {ch['environment']}"
     events = json.loads(ch["events"]) if isinstance(ch["events"], str) else ch["events"]
     return (f"{ch['kind']} {ch['target']} for {owner}, events: {', '.join(events) or 'all'}"
@@ -101,7 +101,7 @@ def remove_channel(store: Store, channel_id: int) -> dict:
     ch = channel(store, channel_id)
     with store.engine.begin() as conn:
         conn.execute(alert_channels.delete().where(alert_channels.c.id == channel_id))
-        feeds.add(store, "alert", f"alert channel #{channel_id} removed: {_describe(ch)}", ch["workflow"], conn)
+        feeds.add(store, "alert", f"alert channel #{channel_id} removed: {describe(ch)}", ch["workflow"], conn)
     return ch
 
 

@@ -7,7 +7,6 @@ AGENT_DISCONNECTED = "agent_disconnected"
 RUN_BLOCKED = "run_blocked"
 EVENTS = (RUN_FAILED, RECORDS_FAILED, DEPLOYMENT_UNSUCCESSFUL, AGENT_DISCONNECTED, RUN_BLOCKED)
 DAILY_SUMMARY = "daily_summary"  # not an event: channels with daily_summary set get it
-KINDS = ("email", "webhook")
 LISTED = 20  # records named in one alert; the bucket link shows them all
 CHUNK = 500
 RECORDS_MARK = "records failed and wait in the resync bucket"  # flowlink.sync.RecordsFailed's message

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
+from flowlink.errors import redact, secret_forms
 from flowlink.store.db import utcnow
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
@@ -82,11 +83,9 @@ def message(event: str, *, subject: str, lines: list[str], facts: dict, link_map
 
 
 def scrub(text, secrets: tuple[str, ...] = ()) -> str:
-    """No credentials: URL user info becomes ***, and so does any of the given secrets."""
-    text = _USERINFO.sub(r"\1***@", str(text))
-    for s in sorted(secrets, key=len, reverse=True):
-        text = text.replace(s, "***")
-    return text
+    """No credentials: URL user info becomes ***, and so does any of the given secrets, in every form a text may
+    hold it (plain, URL-encoded, JSON-escaped: flowlink.errors.secret_forms)."""
+    return redact(_USERINFO.sub(r"\1***@", str(text)), secret_forms(secrets))
 
 
 def _scrub_tree(value, secrets):
