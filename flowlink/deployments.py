@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from flowlink import publish
 from flowlink.errors import FlowlinkError
+from flowlink.spec import RETRY_EVERY, RETRY_LIMITS
 from flowlink.store import Store, feeds
 from flowlink.store.db import utcnow
 from flowlink.store.tables import agent_tokens, deployment_log, deployments, environments
@@ -84,18 +85,17 @@ def environment(store: Store, name: str) -> dict:
 
 
 # Automatic retry of Failed records (flowlink/retry.py): the environment's settings, as a spec's `retry:` allows them.
-RETRY_LIMITS = {"retry_max_tries": (1, 20, "tries"), "retry_wait_minutes": (0, 10_080, "minutes"),
-                "retry_batch_size": (1, 100_000, "records")}
-RETRY_EVERY = ("hourly", "daily")
+RETRY_UNITS = {"max_tries": "tries", "wait_minutes": "minutes", "batch_size": "records"}
 
 
 def _check_retry(column: str, value) -> int | str:
-    if column == "retry_every":
+    key = column.removeprefix("retry_")
+    if key == "every":
         if value not in RETRY_EVERY:
-            raise FlowlinkError(f"retry every must be hourly or daily, got {value!r}")
+            raise FlowlinkError(f"retry every must be {' or '.join(RETRY_EVERY)}, got {value!r}")
         return value
-    low, high, unit = RETRY_LIMITS[column]
-    what = column.removeprefix("retry_").replace("_", " ")
+    (low, high), unit = RETRY_LIMITS[key], RETRY_UNITS[key]
+    what = key.replace("_", " ")
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise FlowlinkError(f"retry {what} must be a whole number from {low} to {high} {unit}, got {value!r}")
     return value
@@ -143,12 +143,16 @@ def issue_token(store: Store, name: str) -> str:
     with store.engine.begin() as conn:
         token_id = conn.execute(agent_tokens.insert().values(environment=name, token_hash=_hash(token),
                                                              created_at=utcnow())).inserted_primary_key[0]
-        feeds.add(store, "token", f"agent token #{token_id} of {name} issued (fingerprint {_hash(token)[:FINGERPRINT]})",
+        feeds.add(store, "token", f"agent token #{token_id} of {name} issued (fingerprint {fingerprint(token)})",
                   None, conn)
     return token
 
 
 FINGERPRINT = 12  # hex digits of the token's sha256 shown to tell tokens apart; says nothing about the token
+
+
+def fingerprint(token: str) -> str:
+    return _hash(token)[:FINGERPRINT]
 
 
 def _token_info(row) -> dict:

@@ -320,10 +320,8 @@ def purge(store: Store, days: int, now: dt.datetime | None = None) -> dict:
     cut = cutoff(days, now)
     planned = plan(store, days, now)
     when = f"older than {days} days (before {cut.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
-    with store.engine.begin() as conn:  # this entry is not purged, even when a `now` ahead makes it old
-        start_id = conn.execute(feeds.insert().values(
-            at=utcnow(), tag=TAG, workflow=None, message=f"purge started: {when}: {summary(planned['total'])} to go",
-        )).inserted_primary_key[0]
+    # this entry is not purged, even when a `now` ahead makes it old
+    start_id = feeds_log.add(store, TAG, f"purge started: {when}: {summary(planned['total'])} to go")
     counts = _Counts()
     started = time.perf_counter()
     try:

@@ -112,14 +112,8 @@ def policy(store: Store, workflow: str | publish.Artifact, environment: str | No
                   last_retry_at=env["last_retry_at"] if env else None)
 
 
-def due(env_row: dict | None, now: dt.datetime | None = None) -> bool:
-    """Is an environment's retry pass due: hourly, or daily (its last pass about a day ago or never)?"""
-    if env_row is None:
-        return True
-    return _due(env_row["retry_every"], env_row.get("last_retry_at"), now or utcnow())
-
-
 def _due(every: str, last: dt.datetime | None, now: dt.datetime) -> bool:
+    """A pass is due hourly, or daily (the last one about a day ago), or if there was none."""
     return last is None or now - last >= PERIOD[every] - SLACK
 
 
@@ -203,6 +197,7 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
     """One retry pass over every live workflow: for each touchpoint with eligible records, record a resync
     request of kind 'retry'. Returns what to trigger: [{"workflow", "touchpoint", "resync_id", "run_id",
     "count", "conf"}]. Environments whose pass was due get their last_retry_at set. `force`: ignore hourly/daily."""
+    from dag_factory.graph import live_files
     from flowlink import actions, deployments
 
     now = now or utcnow()
@@ -210,7 +205,7 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
     passed: set[str] = set()
     folder = settings.live_dir()
     seen: set[str] = set()
-    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*/*.json")):  # as the DAG factory reads them
+    for path in live_files(folder):  # as the DAG factory reads them
         try:
             art = publish.read_artifact(path)
         except Exception as exc:  # noqa: BLE001 - a broken live file is reported by the DAG factory

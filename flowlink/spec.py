@@ -262,14 +262,23 @@ class Schedule(Model):
         return self
 
 
+# The bounds of each retry setting, for a spec's `retry:` and an environment's (flowlink env set) alike.
+RETRY_LIMITS = {"max_tries": (1, 20), "wait_minutes": (0, 10_080), "batch_size": (1, 100_000)}
+RETRY_EVERY = ("hourly", "daily")
+
+
+def _retry(key: str):
+    low, high = RETRY_LIMITS[key]
+    return Annotated[int, Field(ge=low, le=high)] | None
+
+
 class RetryPolicy(Model):
     """Automatic retry of Failed records; each key left out keeps the environment's setting (flowlink env set)."""
 
-    max_tries: Annotated[int, Field(ge=1, le=20)] | None = Field(None, description="tries in all, the sync included")
-    wait_minutes: Annotated[int, Field(ge=0, le=10_080)] | None = Field(
-        None, description="minutes a failed record waits before it is retried")
-    batch_size: Annotated[int, Field(ge=1, le=100_000)] | None = Field(None, description="records per retry run")
-    every: Literal["hourly", "daily"] | None = Field(None, description="how often retry runs")
+    max_tries: _retry("max_tries") = Field(None, description="tries in all, the sync included")
+    wait_minutes: _retry("wait_minutes") = Field(None, description="minutes a failed record waits before it is retried")
+    batch_size: _retry("batch_size") = Field(None, description="records per retry run")
+    every: Literal[RETRY_EVERY] | None = Field(None, description="how often retry runs")
 
 
 class Workflow(Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,6 +13,29 @@ def demo_connections(erp: Path | str, shop_url: str) -> dict[str, str]:
     """The example workflow's Airflow Connections (as AIRFLOW_CONN_* variables): the demo ERP file and shop."""
     return {"AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(erp)}),
             "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop_url})}
+
+
+@contextmanager
+def demo_world(tmp_path: Path, monkeypatch, customers: int, orders: int):
+    """A fresh FLOWLINK_HOME in tmp_path, the demo ERP (tmp_path/erp.db) with these many records, the demo shop on
+    loopback, the example's Connections, the store; yields (erp, shop, store), then stops the shop and the store."""
+    from examples.demo_erp import create as create_erp
+    from examples.demo_shop import DemoShop
+    from flowlink.store import Store
+
+    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
+    erp = tmp_path / "erp.db"
+    create_erp(erp, customers=customers, orders=orders)
+    shop = DemoShop()
+    url = shop.start()
+    for name, value in demo_connections(erp, url).items():
+        monkeypatch.setenv(name, value)
+    store = Store.open()
+    try:
+        yield erp, shop, store
+    finally:
+        shop.stop()
+        store.dispose()
 
 
 def load_dags(dags_folder: Path = REPO / "dags"):

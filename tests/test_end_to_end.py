@@ -14,7 +14,7 @@ from examples.demo_shop import DemoShop
 from flowlink.actions import publish_workflow, request_resync
 from flowlink.publish import make_live
 from flowlink.store import Store, bucket, snapshots, state
-from tests.airflow_helpers import REPO, demo_connections, run_dag
+from tests.airflow_helpers import REPO, demo_connections, demo_world, run_dag
 
 CUSTOMERS, ORDERS = 400, 600  # 1,000 records over two touchpoints
 COUNTRIES = {"DE": "Germany", "FR": "France", "US": "United States"}
@@ -24,19 +24,10 @@ STATUSES = {"N": "new", "S": "shipped", "C": "cancelled"}
 @pytest.fixture
 def demo(tmp_path, monkeypatch, airflow_db):
     """A fresh Flowlink home, the demo ERP with 1,000 records, the demo shop on loopback, the example published."""
-    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
-    erp = tmp_path / "erp.db"
-    create_erp(erp, customers=CUSTOMERS, orders=ORDERS)
-    shop = DemoShop()
-    url = shop.start()
-    for name, value in demo_connections(erp, url).items():
-        monkeypatch.setenv(name, value)
-    store = Store.open()
-    published = publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact
-    make_live(published)  # what the agent's install step does; deployments are tested in test_deployments.py
-    yield erp, shop, store
-    shop.stop()
-    store.dispose()
+    with demo_world(tmp_path, monkeypatch, CUSTOMERS, ORDERS) as (erp, shop, store):
+        published = publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact
+        make_live(published)  # what the agent's install step does; deployments are tested in test_deployments.py
+        yield erp, shop, store
 
 
 def erp_rows(erp, table):

@@ -7,12 +7,11 @@ import datetime as dt
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import update
 
-from examples.demo_erp import create as create_erp
-from examples.demo_shop import DemoShop
 from flowlink import deployments, retry
 from flowlink.actions import publish_workflow
 from flowlink.errors import FlowlinkError
@@ -21,7 +20,7 @@ from flowlink.store import Store, bucket, feeds, snapshots, state
 from flowlink.store.db import utcnow
 from flowlink.store.tables import bucket as bucket_table
 from flowlink.store.tables import environments
-from tests.airflow_helpers import REPO, demo_connections, run_dag
+from tests.airflow_helpers import REPO, demo_world, run_dag
 
 WF = "erp_to_shop"
 CUSTOMERS, ORDERS = 40, 60
@@ -30,19 +29,10 @@ CUSTOMERS, ORDERS = 40, 60
 @pytest.fixture
 def demo(tmp_path, monkeypatch, airflow_db):
     """A fresh Flowlink home with a primary environment, the demo ERP, the demo shop, the example live."""
-    monkeypatch.setenv("FLOWLINK_HOME", str(tmp_path / "flowlink"))
-    erp = tmp_path / "erp.db"
-    create_erp(erp, customers=CUSTOMERS, orders=ORDERS)
-    shop = DemoShop()
-    url = shop.start()
-    for name, value in demo_connections(erp, url).items():
-        monkeypatch.setenv(name, value)
-    store = Store.open()
-    deployments.add_environment(store, "cloud", "cloud")
-    make_live(publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact)
-    yield erp, shop, store
-    shop.stop()
-    store.dispose()
+    with demo_world(tmp_path, monkeypatch, CUSTOMERS, ORDERS) as (erp, shop, store):
+        deployments.add_environment(store, "cloud", "cloud")
+        make_live(publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact)
+        yield erp, shop, store
     _drop_queued_runs()
 
 
@@ -234,14 +224,14 @@ def test_policy_from_the_environment_and_overridden_by_the_spec(demo, tmp_path):
 def test_hourly_and_daily_passes(demo):
     erp, shop, store = demo
     now = utcnow()
-    env = deployments.environment(store, "cloud")
-    assert env["last_retry_at"] is None and retry.due(env, now)
-    assert retry.due(dict(env, last_retry_at=now - dt.timedelta(minutes=58)), now)  # hourly
-    assert not retry.due(dict(env, last_retry_at=now - dt.timedelta(minutes=30)), now)
-    daily = dict(env, retry_every="daily")
-    assert not retry.due(dict(daily, last_retry_at=now - dt.timedelta(hours=12)), now)
-    assert retry.due(dict(daily, last_retry_at=now - dt.timedelta(hours=23, minutes=58)), now)  # the same hour
-    assert retry.due(None, now)
+    pol = retry.policy(store, WF)
+    due = lambda **changes: retry.workflow_due(store, WF, replace(pol, **changes), now)  # noqa: E731
+    assert pol.environment == "cloud" and pol.last_retry_at is None and due()
+    assert due(last_retry_at=now - dt.timedelta(minutes=58))  # hourly
+    assert not due(last_retry_at=now - dt.timedelta(minutes=30))
+    assert not due(every="daily", last_retry_at=now - dt.timedelta(hours=12))
+    assert due(every="daily", last_retry_at=now - dt.timedelta(hours=23, minutes=58))  # the same hour
+    assert due(environment=None, last_retry_at=None)  # no environment: the defaults, due
 
     # A pass sets last_retry_at; a daily environment is then skipped until the next day.
     shop.reject("customers", ["9"])

@@ -8,13 +8,13 @@ from flowlink.store.db import Store, utcnow
 from flowlink.store.tables import feeds
 
 
-def add(store: Store, tag: str, message: str, workflow: str | None = None, conn=None) -> None:
+def add(store: Store, tag: str, message: str, workflow: str | None = None, conn=None) -> int:
+    """Add an entry (in ``conn``'s transaction, if given); returns its id."""
     row = dict(at=utcnow(), tag=tag, workflow=workflow, message=message)
     if conn is not None:
-        conn.execute(feeds.insert().values(**row))
-        return
+        return conn.execute(feeds.insert().values(**row)).inserted_primary_key[0]
     with store.engine.begin() as c:
-        c.execute(feeds.insert().values(**row))
+        return c.execute(feeds.insert().values(**row)).inserted_primary_key[0]
 
 
 def _filtered(query, workflow: str | None, tag: str | None):
