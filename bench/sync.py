@@ -183,7 +183,7 @@ def memory_child(n: int) -> None:
         bucket.mark_unprocessed(store, ctx.workflow, tp.name, ctx.run_id, [str(r["id"]) for r in records], resync=False)
         batches.append(str(path))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    types = output_types(tp) if tp.mapping else {}
+    types = output_types(tp)
     transformer = Transformer(artifact.stylesheets[tp.name], types, tp.extract.key)  # as the TransformOperator
     t0 = time.perf_counter()
     transformed = sync.transform(ctx, tp, transformer, {"batches": batches, "watermark": None})

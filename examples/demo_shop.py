@@ -78,6 +78,8 @@ class ShopError(Exception):
 class DemoShop:
     """The shop's state and its HTTP server (thread-safe; one lock for everything)."""
 
+    handler: type | None = None  # its request handler: _Handler, or a subclass's own
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -120,7 +122,7 @@ class DemoShop:
         """Create the listening server (without serving); sets ``url``."""
         shop = self
 
-        class Handler(_Handler):
+        class Handler(self.handler or _Handler):
             pass
 
         Handler.shop = shop

@@ -119,14 +119,6 @@ def output_types(tp: Touchpoint) -> dict[str, str]:
     return {rule.target: rule.type for rule in tp.mapping or []}
 
 
-def is_generated(stylesheet: etree._Element) -> bool:
-    """Whether a parsed stylesheet came from generate_xslt (its comment on top says so)."""
-    first = stylesheet.getroottree().getroot().getprevious()
-    while first is not None and first.tag is not etree.Comment:
-        first = first.getprevious()
-    return first is not None and (first.text or "").startswith(" Flowlink touchpoint ") and GENERATED in first.text
-
-
 def check_stylesheet(data: bytes | str, name: str) -> etree._Element:
     """Parse and compile an XSLT 1.0 stylesheet; FlowlinkError naming ``name`` and the reason if it is not one.
     (What a stylesheet may not do is named by flowlink.spec.load_spec; compile_stylesheet denies it at run time.)"""

@@ -189,7 +189,9 @@ class RecordWriter:
         failures: list[tuple[str, str]] = []
         chunk = self._build(list(records), failures)
         if len(chunk.document) > self.max_value:  # only then can a value be over the limit
-            chunk = self._build(self._within_limit(chunk, failures), failures)
+            within = self._within_limit(chunk, failures)
+            if len(within) < len(chunk.records):
+                chunk = self._build(within, failures)
         return Written(_utf8(chunk.document), chunk.keys, failures)
 
     def _tag(self, name: Any) -> tuple[str, str] | None:
@@ -262,9 +264,7 @@ class RecordWriter:
             tag = self._tags[name] if name in self._tags else self._tag(name)
             if tag is None:
                 continue
-            start, end = _escape(tag[0]), _escape(tag[1])
-            if "%" in start:
-                return None
+            start, end = _escape(tag[0]), _escape(tag[1])  # an XML name holds no %, safe in the %-template
             texts = _escaped(_texts(column))
             if len(texts) == len(column):
                 template += (start, "%s", end)

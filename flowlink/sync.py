@@ -236,7 +236,7 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
     reached the target without being recorded: with upsert, writing it again is harmless; with insert, a record of
     that batch which the target says exists already was created by the earlier try, and counts as loaded."""
     earlier = _earlier_load(ctx, tp)
-    reader = RecordReader(output_types(tp) if tp.mapping else {}, transformed.get("fields"), transformed.get("local_names", False))
+    reader = RecordReader(output_types(tp), transformed.get("fields"), transformed.get("local_names", False))
     with _step(ctx, tp.name, "load") as stats:
         batches = transformed["batches"]
         in_doubt = earlier is not None  # until the first batch the earlier tries did not record in full

@@ -57,7 +57,7 @@ class Pipeline:
         tp = art.workflow_model().touchpoint("orders")
         self.runs += 1
         ctx = RunContext(self.store, art, f"run-{self.runs}")
-        transformer = Transformer(stylesheet or art.stylesheets["orders"], output_types(tp) if tp.mapping else {}, tp.extract.key)
+        transformer = Transformer(stylesheet or art.stylesheets["orders"], output_types(tp), tp.extract.key)
         extracted = extract(ctx, tp, FileSource(self.data))
         transformed = transform(ctx, tp, transformer, extracted)
         try:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from examples.demo_erp import create as create_erp
-from examples.demo_shop import DemoShop, _Handler, _Server
+from examples.demo_shop import DemoShop, _Handler
 from tests.airflow_helpers import REPO, load_dags
 from tests.live_server import free_port
 
@@ -101,6 +101,8 @@ class _EchoingHandler(_Handler):
 class EchoingShop(DemoShop):
     """The demo shop behind basic auth or a bearer token plus required headers."""
 
+    handler = _EchoingHandler
+
     def __init__(self, accepted: set[str], required: dict[str, str]):
         super().__init__()
         self.accepted = accepted
@@ -109,17 +111,6 @@ class EchoingShop(DemoShop):
         self.refused = 0
         self.echoed = 0
 
-    def bind(self):
-        class Handler(_EchoingHandler):
-            pass
-
-        Handler.shop = self
-        server = _Server((self.host, self.port), Handler)
-        server.shop = self
-        self._server = server
-        self.port = server.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
-        return server
 
 
 # ------------------------------------------------------------------ servers and runs

@@ -15,6 +15,6 @@ class TransformOperator(TouchpointOperator):
         from flowlink.mapping import output_types
         from flowlink.transform import Transformer
 
-        types = output_types(tp) if tp.mapping else {}
+        types = output_types(tp)
         transformer = Transformer(ctx.artifact.stylesheets[tp.name], types, tp.extract.key)
         return sync.transform(ctx, tp, transformer, self.upstream_result(context))
