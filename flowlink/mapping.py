@@ -13,8 +13,16 @@ its output record and emits one element per mapping target, in mapping order:
 * ``source``   -> the text of that child element of the input record ('' if absent)
 * ``xpath``    -> ``xsl:value-of`` of the expression, with the input ``record`` as context
 * ``constant`` -> literal text (booleans as true/false)
-* ``lookup``   -> ``xsl:choose`` on the exact string value of source/xpath;
+* ``trim``     -> the value without spaces, tabs, CR and LF at its ends (inner ones stay): the named template
+  ``flowlink-trim`` (substring-before for the start, a binary search for the end: XSLT 1.0, no extensions)
+* ``case``     -> ``translate()`` with a table of every character whose lower (upper) case is one other character
+  (``str.lower``/``str.upper``), held once in top-level variables; printable ASCII comes first, mapped or kept,
+  so the usual characters are found after a short scan. Not covered: ß (-> SS), the dotted İ (-> i̇), other
+  characters whose case is two or more characters, and the final sigma (Σ always becomes σ).
+* ``lookup``   -> ``xsl:choose`` on the exact string value of source/xpath (after trim and case);
   ``default`` is the otherwise branch, without it the value passes unchanged.
+* ``default`` without a lookup -> the default when the value (after trim and case) is empty: a null source
+  field is left out of the record XML, so null, missing and empty all get it.
 
 The stylesheet is built with lxml's element API, so every name, expression and
 literal is escaped by the serializer, and XPath string literals are quoted with
@@ -23,16 +31,37 @@ literal is escaped by the serializer, and XPath string literals are quoted with
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from lxml import etree
 
 from flowlink.errors import FlowlinkError
-from flowlink.spec import XSL, MappingRule, Touchpoint
+from flowlink.spec import NOT_XML, XSL, MappingRule, Touchpoint
 from flowlink.stylesheets import StylesheetError, stylesheet_parser
 
 VALUE = "value"  # the xsl:variable holding a looked-up value
+TRIMMED = "trimmed"  # the xsl:variable holding a trimmed value
+TRIM = "flowlink-trim"  # the named templates that trim
+TRIM_END = "flowlink-trim-end"
 GENERATED = "generated from its mapping"  # in the comment on top of a generated stylesheet
+_ASCII = "abcdefghijklmnopqrstuvwxyz0123456789.@-_ " + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # found first: the usual ones
+_ASCII += "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in _ASCII)
+
+
+@functools.cache
+def case_table(case: str) -> tuple[str, str]:
+    """(from, to) for translate(): printable ASCII mapped or kept, then every other character whose lower (upper)
+    case is one other character. ``case`` is lower or upper."""
+    change = str.lower if case == "lower" else str.upper
+    pairs = ((c, change(c)) for c in map(chr, range(0x80, 0x20000)))  # planes 0 and 1: every letter with a case
+    wide = [(c, m) for c, m in pairs if m != c and len(m) == 1 and not NOT_XML.match(c)]
+    return _ASCII + "".join(c for c, _ in wide), change(_ASCII) + "".join(m for _, m in wide)
+
+
+def case_variables(case: str) -> tuple[str, str]:
+    """The names of the top-level variables holding case_table(case)."""
+    return f"flowlink-{case}-from", f"flowlink-{case}-to"
 
 
 def _xsl(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
@@ -75,20 +104,68 @@ def _rule(record: etree._Element, rule: MappingRule) -> None:
         return
     select = rule.source if rule.source is not None else rule.xpath
     assert select is not None  # MappingRule guarantees exactly one of source, xpath, constant
-    if rule.lookup is None:
+    if not (rule.trim or rule.case or rule.lookup is not None or rule.default is not None):
         _xsl(out, "value-of", select=select)
         return
     # string(): compare as strings even when the expression yields a number or boolean
-    _xsl(out, "variable", name=VALUE, select=f"string({select})")
+    value = f"string({select})"
+    if rule.case:  # case before trim: the same result (whitespace has no case), and trim's output is the value
+        source, target = case_variables(rule.case)
+        value = f"translate({value}, ${source}, ${target})"
+    plain = rule.lookup is None and rule.default is None
+    if rule.trim:
+        holder = out if plain else _xsl(out, "variable", name=TRIMMED)
+        call = _xsl(holder, "call-template", name=TRIM)
+        _xsl(call, "with-param", name="text", select=value)
+        value = f"string(${TRIMMED})"
+    elif plain:
+        _xsl(out, "value-of", select=value)
+    if plain:
+        return
+    _xsl(out, "variable", name=VALUE, select=value)
     choose = _xsl(out, "choose")
-    for match, replacement in rule.lookup.items():
+    if rule.lookup is None:  # default alone: for a null, missing or empty value
+        _text(_xsl(choose, "when", test=f"${VALUE} = ''"), rule.default or "")
+    for match, replacement in (rule.lookup or {}).items():
         when = _xsl(choose, "when", test=f"${VALUE} = {xpath_literal(match)}")
         _text(when, replacement)
     otherwise = _xsl(choose, "otherwise")
-    if rule.default is not None:
+    if rule.default is not None and rule.lookup is not None:
         _text(otherwise, rule.default)
     else:
         _xsl(otherwise, "value-of", select=f"${VALUE}")
+
+
+def _trim_templates(root: etree._Element) -> None:
+    """flowlink-trim(text): text without XML whitespace (space, tab, CR, LF) at its ends. The start: the text from
+    the first character of normalize-space(text) on. The end: flowlink-trim-end, a binary search for the length of
+    the trailing whitespace (a recursion as deep as log2 of the length, not as long as the whitespace)."""
+    trim = _xsl(root, "template", name=TRIM)
+    _xsl(trim, "param", name="text")
+    _xsl(trim, "variable", name="first", select="substring(normalize-space($text), 1, 1)")
+    start = _xsl(trim, "if", test="$first != ''")
+    _xsl(start, "variable", name="rest", select="substring($text, string-length(substring-before($text, $first)) + 1)")
+    ends = _xsl(start, "choose")
+    done = _xsl(ends, "when", test="normalize-space(substring($rest, string-length($rest))) != ''")
+    _xsl(done, "value-of", select="$rest")  # no whitespace at the end: the usual case, no search
+    call = _xsl(_xsl(ends, "otherwise"), "call-template", name=TRIM_END)
+    _xsl(call, "with-param", name="text", select="$rest")
+    _xsl(call, "with-param", name="low", select="0")  # the last 0 characters are whitespace
+    _xsl(call, "with-param", name="high", select="string-length($rest)")  # the last n are not: $rest[1] is not
+    end = _xsl(root, "template", name=TRIM_END)
+    for name in ("text", "low", "high"):
+        _xsl(end, "param", name=name)
+    choose = _xsl(end, "choose")
+    search = _xsl(choose, "when", test="$high - $low > 1")
+    _xsl(search, "variable", name="middle", select="floor(($low + $high) div 2)")
+    halve = _xsl(search, "choose")
+    for test, low, high in (("normalize-space(substring($text, string-length($text) - $middle + 1)) = ''",
+                             "$middle", "$high"), (None, "$low", "$middle")):
+        branch = _xsl(halve, "when", test=test) if test else _xsl(halve, "otherwise")
+        call = _xsl(branch, "call-template", name=TRIM_END)
+        for name, select in (("text", "$text"), ("low", low), ("high", high)):
+            _xsl(call, "with-param", name=name, select=select)
+    _xsl(_xsl(choose, "otherwise"), "value-of", select="substring($text, 1, string-length($text) - $low)")
 
 
 def generate_xslt(tp: Touchpoint) -> str:
@@ -99,6 +176,9 @@ def generate_xslt(tp: Touchpoint) -> str:
     root.set("version", "1.0")
     root.addprevious(etree.Comment(f" Flowlink touchpoint {tp.name}: {GENERATED}, do not edit "))
     _xsl(root, "output", method="xml", encoding="UTF-8", indent="no")
+    for case in sorted({rule.case for rule in tp.mapping if rule.case}):  # the tables once, only when used
+        for name, table in zip(case_variables(case), case_table(case)):
+            _xsl(root, "variable", name=name, select=xpath_literal(table))
     template = _xsl(root, "template", match="/")
     records = etree.SubElement(template, "records")
     each = _xsl(records, "for-each", select="records/record")
@@ -109,6 +189,8 @@ def generate_xslt(tp: Touchpoint) -> str:
             _rule(record, rule)
         except ValueError as exc:  # lxml refuses text XML cannot carry (control characters)
             raise FlowlinkError(f"touchpoint {tp.name!r}: mapping[{i}] (target {rule.target!r}): {exc}") from None
+    if any(rule.trim for rule in tp.mapping):
+        _trim_templates(root)
     tree = root.getroottree()
     etree.indent(tree, space="  ")
     return etree.tostring(tree, encoding="unicode", pretty_print=True)

@@ -47,14 +47,17 @@ def _uses_namespaces(stylesheet: etree._Element) -> bool:
     return False
 
 
-_TEXT_ONLY = {f"{{{XSL}}}{name}" for name in ("value-of", "text", "variable", "choose", "when", "otherwise")}
+_TEXT_ONLY = {f"{{{XSL}}}{name}" for name in ("value-of", "text", "variable", "choose", "when", "otherwise",
+                                               "call-template", "with-param")}
+_NAMED = _TEXT_ONLY | {f"{{{XSL}}}{name}" for name in ("param", "if")}  # what generate_xslt's named templates hold
 
 
 def _generated_fields(stylesheet: etree._Element) -> tuple[str, ...] | None:
     """The output fields, in order, of a stylesheet of generate_xslt's shape; None for any other stylesheet.
 
     That shape (one template: <records>, a for-each over records/record, <record> with the copied key
-    and one element per field holding text-only instructions) outputs, for each input record in order,
+    and one element per field holding text-only instructions; top-level variables and templates called by
+    name that hold text-only instructions may come with it) outputs, for each input record in order,
     one record with exactly these fields, text only: what RecordReader reads by position.
     """
 
@@ -63,10 +66,17 @@ def _generated_fields(stylesheet: etree._Element) -> tuple[str, ...] | None:
         ok = len(children) == 1 and children[0].tag == tag and dict(children[0].attrib) == attrib
         return children[0] if ok else None
 
+    output, variable, template = (f"{{{XSL}}}{name}" for name in ("output", "variable", "template"))
     top = [element.tag for element in stylesheet.iterchildren(etree.Element)]
-    record = stylesheet.find(f"{{{XSL}}}template")
-    if top != [f"{{{XSL}}}output", f"{{{XSL}}}template"] or dict(record.attrib) != {"match": "/"}:
+    variables, templates = top.count(variable), top.count(template)  # the case tables; the trim templates
+    if not templates or top != [output, *[variable] * variables, *[template] * templates]:
         return None
+    record, *named = stylesheet.findall(template)
+    if dict(record.attrib) != {"match": "/"}:
+        return None
+    for other in named:  # called by name, holding text-only instructions: they give text, never an element
+        if set(other.attrib) != {"name"} or any(e.tag not in _NAMED for e in other.iterdescendants(etree.Element)):
+            return None
     for tag, attrib in [("records", {}), (f"{{{XSL}}}for-each", {"select": "records/record"}), ("record", {})]:
         record = only(record, tag, **attrib)
         if record is None:

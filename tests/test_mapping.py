@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from pathlib import Path
 from types import MappingProxyType
 
@@ -622,3 +623,149 @@ def test_a_column_cast_in_one_go_equals_the_value_by_value_cast(values):
             continue
         got = _cast_column(cast, values)
         assert got == expected and [type(v) for v in got] == [type(v) for v in expected]
+
+
+# -- trim, case and default: plain XSLT 1.0 ---------------------------------------------------
+
+XML_SPACE = " \t\r\n"  # what trim removes, and normalize-space collapses
+# XPath 1.0 core functions and the functions XSLT 1.0 adds: nothing else may appear in a generated stylesheet
+XSLT1_FUNCTIONS = {
+    "last", "position", "count", "id", "local-name", "namespace-uri", "name", "string", "concat", "starts-with",
+    "contains", "substring-before", "substring-after", "substring", "string-length", "normalize-space", "translate",
+    "boolean", "not", "true", "false", "lang", "number", "sum", "floor", "ceiling", "round",
+    "document", "key", "format-number", "current", "unparsed-entity-uri", "generate-id", "system-property",
+    "element-available", "function-available",
+}
+XSLT1_ELEMENTS = {
+    "stylesheet", "output", "variable", "param", "with-param", "template", "call-template", "for-each", "value-of",
+    "copy-of", "text", "choose", "when", "otherwise", "if",
+}  # the XSLT 1.0 elements generate_xslt may use
+
+
+def only_xslt1(text: str) -> None:
+    """The stylesheet is XSLT 1.0 with no extension: only XSLT 1.0 elements, only XPath/XSLT 1.0 functions."""
+    root = etree.fromstring(text.encode())
+    assert root.get("version") == "1.0" and root.get("extension-element-prefixes") is None
+    assert set(root.nsmap.values()) == {XSL}
+    for element in root.iter(etree.Element):
+        name = etree.QName(element)
+        if name.namespace == XSL:
+            assert name.localname in XSLT1_ELEMENTS, name.localname
+        else:
+            assert name.namespace is None  # a literal output element
+        for attribute in ("select", "test"):
+            expression = element.get(attribute)
+            if expression is None:
+                continue
+            outside_literals = re.sub(r"'[^']*'|\"[^\"]*\"", "''", expression)
+            called = set(re.findall(r"([A-Za-z_][\w.-]*(?::[\w.-]+)?)\s*\(", outside_literals))
+            assert called <= XSLT1_FUNCTIONS, (expression[:80], called - XSLT1_FUNCTIONS)
+
+
+def test_case_lower_and_upper_unicode_letters():
+    emails = ["Ada.Lovelace@Example.COM", "ÉLODIE@Société.FR", "JÖRG.ÄRGER@ÜBER.DE", "ΩMEGA.Σοφία@ΕΛΛΑΔΑ.GR",
+              "Пётр.ИВАНОВ@ПОЧТА.РФ", "ǅemal@x.ba", "Straße@Kelvin\u212a.de", "İstanbul@x.tr", "日本@例え.jp", ""]
+    mapping = [{"target": "id", "source": "id"}, {"target": "lower", "source": "email", "case": "lower"},
+               {"target": "upper", "xpath": "email", "case": "upper"}]
+    out, failures = run(mapping, [{"id": i, "email": e} for i, e in enumerate(emails)])
+    assert failures == []
+    assert [r["lower"] for r in out] == [
+        "ada.lovelace@example.com", "élodie@société.fr", "jörg.ärger@über.de", "ωmega.σοφία@ελλαδα.gr",
+        "пётр.иванов@почта.рф", "ǆemal@x.ba", "straße@kelvink.de",
+        "İstanbul@x.tr",  # İ lower-cases to two characters (i + a combining dot): left as it is
+        "日本@例え.jp", ""]
+    assert [r["upper"] for r in out] == [
+        "ADA.LOVELACE@EXAMPLE.COM", "ÉLODIE@SOCIÉTÉ.FR", "JÖRG.ÄRGER@ÜBER.DE", "ΩMEGA.ΣΟΦΊΑ@ΕΛΛΑΔΑ.GR",
+        "ПЁТР.ИВАНОВ@ПОЧТА.РФ", "ǄEMAL@X.BA",
+        "STRAßE@KELVIN\u212a.DE",  # ß upper-cases to SS, two characters: left as it is
+        "İSTANBUL@X.TR", "日本@例え.JP", ""]
+
+
+def test_trim_removes_whitespace_at_the_ends_only():
+    values = ["\t\n  Ada  Lovelace \r\n\t", "plain", "  ", "", "\n\tin\tner\n", " x", "x ", "\u00a0nbsp\u00a0",
+              " " * 100_000 + "long" + "\t" * 100_000]
+    mapping = [{"target": "id", "source": "id"}, {"target": "name", "source": "name", "trim": True},
+               {"target": "upper", "xpath": "name", "trim": True, "case": "upper"}]
+    out, failures = run(mapping, [{"id": i, "name": v} for i, v in enumerate(values)])
+    assert failures == []
+    assert [r["name"] for r in out] == ["Ada  Lovelace", "plain", "", "", "in\tner", "x", "x", "\u00a0nbsp\u00a0", "long"]
+    assert [r["upper"] for r in out] == [v.strip(XML_SPACE).upper() for v in values]
+
+
+def test_default_applies_to_null_missing_and_empty_without_a_lookup():
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "city", "source": "city", "default": "unknown"},
+        {"target": "trimmed", "source": "city", "trim": True, "default": "unknown"},
+        {"target": "looked_up", "source": "city", "lookup": {"Bonn": "BN"}, "default": "other"},  # lookup: as before
+        {"target": "via_xpath", "xpath": "city[. != 'none']", "case": "lower", "default": "-"},
+    ]
+    cities = [("Bonn", "Bonn", "Bonn", "BN", "bonn"), (None, "unknown", "unknown", "other", "-"),
+              ("", "unknown", "unknown", "other", "-"), ("  ", "  ", "unknown", "other", "  "),
+              ("Köln", "Köln", "Köln", "other", "köln"), ("none", "none", "none", "other", "-")]
+    records = [{"id": i, "city": city} for i, (city, *_) in enumerate(cities)] + [{"id": 99}]  # 99: no city at all
+    out, failures = run(mapping, records)
+    assert failures == []
+    expected = [tuple(rest) for _, *rest in cities] + [("unknown", "unknown", "other", "-")]
+    assert [(r["city"], r["trimmed"], r["looked_up"], r["via_xpath"]) for r in out] == expected
+
+
+def test_trim_and_case_come_before_the_lookup():
+    mapping = [{"target": "id", "source": "id"},
+               {"target": "country", "source": "code", "trim": True, "case": "lower",
+                "lookup": {"de": "Germany", "fr": "France"}, "default": "Other"}]
+    out, _ = run(mapping, [{"id": 1, "code": " DE\t"}, {"id": 2, "code": "fr"}, {"id": 3, "code": "D E"}])
+    assert [r["country"] for r in out] == ["Germany", "France", "Other"]
+
+
+def test_trim_and_case_stylesheet_is_plain_xslt_1_and_replays_with_plain_lxml():
+    mapping = [{"target": "id", "source": "id"}, {"target": "email", "source": "email", "trim": True, "case": "lower"},
+               {"target": "code", "xpath": "concat(a, b)", "case": "upper", "default": "NONE"},
+               {"target": "city", "source": "city", "trim": True, "lookup": {"Köln": "Cologne"}}]
+    tp = touchpoint(mapping)
+    text = generate_xslt(tp)
+    only_xslt1(text)
+    assert text.count('name="flowlink-lower-from"') == text.count('name="flowlink-upper-from"') == 1  # once each
+    assert len(text.encode()) < 25_000  # both tables (about 9 KB each) and the trim templates
+    transformer = Transformer(text, output_types(tp), "id")
+    assert transformer.fields == ("id", "email", "code", "city")  # still read by position: the fast reader
+    records = [{"id": 1, "email": " \tÉLODIE@Société.FR\n", "a": "ab", "b": "ß", "city": " Köln "},
+               {"id": 2, "email": None, "a": "", "city": "Bonn"}]
+    written = transformer.writer.write(records)
+    replayed = etree.XSLT(etree.fromstring(text.encode()))(etree.fromstring(written.document))  # no Flowlink
+    assert etree.tostring(replayed, encoding="utf-8") == transformer.transform(written.document).document
+    assert [[f.text for f in r] for r in replayed.getroot()] == [["1", "élodie@société.fr", "ABß", "Cologne"],
+                                                                  ["2", None, "NONE", "Bonn"]]
+    plain = generate_xslt(touchpoint([{"target": "id", "source": "id"}, {"target": "e", "source": "e"}]))
+    assert "flowlink-" not in plain  # no tables, no templates for a mapping that does not use them
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\ufffe\uffff"),
+                    max_size=40).map(lambda t: "".join(c for c in t if c in XML_SPACE or c >= " ")),
+       pad=st.tuples(st.text(alphabet=XML_SPACE, max_size=5), st.text(alphabet=XML_SPACE, max_size=5)))
+def test_trim_and_case_agree_with_python(text, pad):
+    """For any text: trim is str.strip of XML whitespace; case maps each character Python maps to one character."""
+    value = pad[0] + text + pad[1]
+    mapping = [{"target": "id", "source": "id"}, {"target": "t", "source": "v", "trim": True},
+               {"target": "lo", "source": "v", "case": "lower"}, {"target": "up", "source": "v", "case": "upper"}]
+    [out], failures = run(mapping, [{"id": 1, "v": value}], key="id")
+    assert failures == []
+
+    def mapped(change):
+        return "".join(m if len(m := change(c)) == 1 else c for c in value)
+
+    assert out["t"] == value.strip(XML_SPACE)
+    assert out["lo"] == mapped(str.lower) and out["up"] == mapped(str.upper)
+
+
+def test_rules_without_trim_or_case_are_published_as_before():
+    """A rule that does not use trim or case dumps (and so publishes, checksummed) without them: an unchanged spec
+    keeps its published version; its stylesheet is the same as before too (no tables, no templates)."""
+    tp = touchpoint([{"target": "id", "source": "id"}, {"target": "s", "source": "s", "lookup": {"a": "b"}}])
+    assert [rule.model_dump(mode="json") for rule in tp.mapping] == [
+        {"target": "id", "source": "id", "xpath": None, "constant": None, "lookup": None, "default": None, "type": "string"},
+        {"target": "s", "source": "s", "xpath": None, "constant": None, "lookup": {"a": "b"}, "default": None, "type": "string"},
+    ]
+    with_options = touchpoint([{"target": "id", "source": "id", "trim": True, "case": "upper"}]).mapping[0]
+    assert with_options.model_dump(mode="json")["trim"] is True and with_options.model_dump(mode="json")["case"] == "upper"

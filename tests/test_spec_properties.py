@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flowlink.mapping import generate_xslt
@@ -17,7 +17,8 @@ EXAMPLE = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30),
-                    st.sampled_from(["", "0", "-1", "../x", "a b", "concat(", "//*", "' or '1", "\x00", "名前"]))
+                    st.sampled_from(["", "0", "-1", "../x", "a b", "concat(", "//*", "' or '1", "\x00", "名前", "x" * 300,
+                                     "Europe"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                         st.dictionaries(st.text(max_size=12), inner, max_size=4)),
                       max_leaves=12)
@@ -65,6 +66,8 @@ def tally():
 
 @SETTINGS
 @given(path=st.sampled_from(PATHS), value=values, action=st.sampled_from(["replace", "delete", "add"]))
+@example(path=("schedule", "timezone"), value="x" * 300, action="replace")  # longer than a file name may be
+@example(path=("schedule", "timezone"), value="Europe", action="replace")  # a folder of zone files
 def test_a_changed_spec_is_valid_or_refused_with_its_place(path, value, action, tally):
     """Hypothesis changes one place of the example spec (replace it with any JSON value, delete it, or add an unknown
     key beside it) and validates: the result is a workflow that compiles to XSLT, or a SpecError naming file, YAML
