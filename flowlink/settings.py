@@ -86,3 +86,25 @@ def retention_days() -> int:
     """FLOWLINK_RETENTION_DAYS: how many days snapshots, Success bucket rows and feeds are kept (default 15)."""
     raw = os.environ.get("FLOWLINK_RETENTION_DAYS", "")
     return check_retention_days(raw, "FLOWLINK_RETENTION_DAYS") if raw.strip() else RETENTION_DAYS
+
+
+UNREACHABLE_AFTER = 30.0  # seconds: the default of FLOWLINK_UNREACHABLE_AFTER
+UNREACHABLE_AFTER_MAX = 3600.0
+
+
+def unreachable_after() -> float:
+    """FLOWLINK_UNREACHABLE_AFTER: for how many seconds a connector keeps trying an application it cannot connect to
+    (connection refused, unknown host, connect timeout) before the step fails; default 30, 0 = one try only."""
+    raw = os.environ.get("FLOWLINK_UNREACHABLE_AFTER", "").strip()
+    if not raw:
+        return UNREACHABLE_AFTER
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= UNREACHABLE_AFTER_MAX:  # also refuses nan and inf
+        from flowlink.errors import FlowlinkError
+
+        raise FlowlinkError(f"FLOWLINK_UNREACHABLE_AFTER must be a number of seconds from 0 to "
+                            f"{UNREACHABLE_AFTER_MAX:g}, not {raw!r}")
+    return seconds

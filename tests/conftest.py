@@ -22,3 +22,10 @@ def airflow_db():
 
     resetdb()
     return _home
+
+
+@pytest.fixture(autouse=True)
+def _unreachable_quickly(monkeypatch):
+    """In-process tests give up on an application they cannot connect to after 1 s (FLOWLINK_UNREACHABLE_AFTER);
+    the default of 30 s is shown by tests/test_fail_fast.py, through a real Airflow run too. A test may set it."""
+    monkeypatch.setenv("FLOWLINK_UNREACHABLE_AFTER", "1")
