@@ -1,11 +1,13 @@
 """Processes killed with SIGKILL in the middle of their work, against real processes on loopback: Airflow
 standalone (api-server, scheduler with the LocalExecutor, dag-processor, triggerer), the Flowlink agent, the
-demo ERP and a slowed-down demo shop. Nothing may be lost or done twice."""
+demo ERP, a slowed-down demo shop and a slowed-down json-server (npm). Nothing may be lost or done twice."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,15 @@ from flowlink import publish
 from flowlink.store import Store, bucket, snapshots, state
 from tests.airflow_helpers import demo_connections
 from tests.live_server import AgentProcess, AirflowServer, command_line, wait_for
+from tests.npm_servers import JsonServer
 
 WF = "kill_sync"  # loads by upsert (PUT by key)
 WF_INSERT = "kill_insert"  # the same by insert (POST)
+WF_API = "kill_api"  # the same by create_or_update into json-server (POST answering its id, PUT by that id)
 N = 240  # customers in the ERP
 BATCH = 40  # records per batch: the load records its outcomes batch by batch
 PUT_DELAY = 0.03  # seconds the shop takes per customer write: a load of N records lasts several seconds
+API_DELAY_MS = 15  # json-server's --delay per request; a new record takes two (look-up, create)
 STEPS = ["downloading workflow data", "downloading stylesheets", "installing", "deployed"]
 HEARTBEAT_TIMEOUT = 20  # seconds: [scheduler] task_instance_heartbeat_timeout (default 300)
 
@@ -29,7 +34,7 @@ SPEC = """\
 name: {name}
 description: {description}
 source: {{type: sql, connection: demo_erp}}
-target: {{type: rest, connection: demo_shop}}
+target: {{type: rest, connection: {target}}}
 schedule: {{sync: manual}}
 touchpoints:
   - name: customers
@@ -39,9 +44,20 @@ touchpoints:
       - {{target: name, xpath: "concat(first_name, ' ', last_name)"}}
       - {{target: email, xpath: "translate(email, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"}}
       - {{target: channel, constant: erp}}
-    load: {{endpoint: /customers, method: {method}, key: customer_id}}
+    load: {load}
     batch_size: {batch}
 """
+LOADS = {
+    "upsert": "{endpoint: /customers, method: upsert, key: customer_id}",
+    "insert": "{endpoint: /customers, method: insert, key: customer_id}",
+    "create_or_update": "{endpoint: /customers, method: create_or_update, key: customer_id, id_field: id, "
+                        "match: {endpoint: '/customers?email={email}'}}",
+}
+
+
+def spec_text(name: str, method: str, description: str = "Customers, for the kill tests.") -> str:
+    target = "customer_api" if method == "create_or_update" else "demo_shop"
+    return SPEC.format(batch=BATCH, name=name, description=description, target=target, load=LOADS[method])
 
 
 class SlowShop(DemoShop):
@@ -62,14 +78,17 @@ class SlowShop(DemoShop):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Airflow with task retries, a slow shop, an ERP; a primary environment `cloud` with `kill_sync` (upsert) and
-    `kill_insert` (insert) v1 deployed."""
+    """Airflow with task retries, a slow shop, a slow json-server, an ERP; a primary environment `cloud` with
+    `kill_sync` (upsert), `kill_insert` (insert) and `kill_api` (create_or_update) v1 deployed."""
     root = tmp_path_factory.mktemp("kill")
     shop = SlowShop()
     shop.start()
+    api = JsonServer(root / "api", delay_ms=API_DELAY_MS, quiet=False)
+    api.start()
     create_erp(root / "erp.db", customers=N, orders=0)
     server = AirflowServer(root, {
         **demo_connections(root / "erp.db", shop.url),
+        "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
         # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
         "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
@@ -88,23 +107,25 @@ def world(tmp_path_factory):
     try:
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
         token = server.flowlink("env", "token", "cloud").stdout.strip()
-        for name, method in ((WF, "upsert"), (WF_INSERT, "insert")):
+        workflows = {WF: "upsert", WF_INSERT: "insert", WF_API: "create_or_update"}
+        for name, method in workflows.items():
             spec = root / f"{name}.yaml"
-            spec.write_text(SPEC.format(batch=BATCH, name=name, method=method, description="Customers, for the kill tests."))
+            spec.write_text(spec_text(name, method))
             server.flowlink("publish", str(spec))
         wait_for("the deployment tracker DAG", lambda: server.dag_known("flowlink_deployments"), timeout=120, every=1)
         first = agent()
-        for name in (WF, WF_INSERT):
+        for name in workflows:
             server.flowlink("deploy", name)
         wait_for("v1 deployed", lambda: all(last_deployment(server, name)["status"] == "successful"
-                                            for name in (WF, WF_INSERT)), timeout=90, every=0.5)
+                                            for name in workflows), timeout=90, every=0.5)
         first.stop()
-        yield {"server": server, "shop": shop, "root": root, "agent": agent}
+        yield {"server": server, "shop": shop, "api": api, "root": root, "agent": agent}
     finally:
         for a in agents:
             a.stop()
         server.stop()
         shop.stop()
+        api.stop()
 
 
 def last_deployment(server, workflow: str = WF) -> dict:
@@ -128,10 +149,11 @@ def erp_customers(world) -> tuple[dict[str, dict], str]:
                      "channel": "erp"} for i, first, last, email in rows}, newest
 
 
-def loading(server, shop, workflow: str, run_id: str, try_number: int, writes_before: int) -> dict:
-    """The task instance of the load once this try is running and has written N/4 records since writes_before."""
+def loading(server, progress, workflow: str, run_id: str, try_number: int, before: int) -> dict:
+    """The task instance of the load once this try is running and progress() (records written or held) has grown by
+    N/4 since before."""
     def check():
-        if shop_writes(shop) - writes_before < N // 4:
+        if progress() - before < N // 4:
             return None
         ti = server.task_instance(workflow, run_id, "customers.load")
         return ti if ti["state"] == "running" and ti["try_number"] == try_number and ti["pid"] else None
@@ -164,7 +186,7 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     task = "customers.load"
 
     # Kill 1: the task process (the one running LoadOperator.execute), its supervisor stays.
-    ti = loading(server, shop, WF, run_id, 1, 0)
+    ti = loading(server, lambda: shop_writes(shop), WF, run_id, 1, 0)
     pid = ti["pid"]
     assert ti["id"] in command_line(pid), (pid, command_line(pid))  # the task runner's title names its task instance
     server.kill(pid)
@@ -172,7 +194,7 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     assert 0 < arrived_1 < N, f"the load was not in the middle: {arrived_1} of {N}"
 
     # Kill 2: the retry's worker process (the LocalExecutor worker that supervises it) first, then its task process.
-    ti = loading(server, shop, WF, run_id, 2, writes_1)
+    ti = loading(server, lambda: shop_writes(shop), WF, run_id, 2, writes_1)
     runner = ti["pid"]
     supervisor = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert "LocalExecutor" in command_line(supervisor), command_line(supervisor)
@@ -235,7 +257,7 @@ def test_worker_killed_in_the_middle_of_an_insert_load(world, observe):
     the shop once, every bucket row Success, the run successful."""
     server, shop = world["server"], world["shop"]
     run_id = start_run(server, shop, WF_INSERT)
-    ti = loading(server, shop, WF_INSERT, run_id, 1, 0)
+    ti = loading(server, lambda: shop_writes(shop), WF_INSERT, run_id, 1, 0)
     pid = ti["pid"]
     assert ti["id"] in command_line(pid), (pid, command_line(pid))
     server.kill(pid)
@@ -275,6 +297,60 @@ def test_worker_killed_in_the_middle_of_an_insert_load(world, observe):
             f"{len(held)} records once each, duplicates 0; bucket {len(rows)} rows, all Success")
 
 
+@pytest.mark.reliability("Faults", "A worker is killed in the middle of a create_or_update load (json-server)")
+def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe):
+    """As above with a workflow whose load is create_or_update into json-server (from npm; 15 ms per request): each
+    new customer is looked up by e-mail, then created with POST, json-server answering its own id. The load's task
+    process gets SIGKILL once part of the customers have been created, and Airflow's retry must complete the load:
+    the customers the killed try created without recording them are found by the retry's look-up and updated (PUT by
+    json-server's id), never created again. Every ERP customer in json-server exactly once (counted by e-mail) with its
+    mapped fields, exactly N POSTs, every bucket row Success with json-server's id as destination id."""
+    server, api = world["server"], world["api"]
+    wait_for(f"the {WF_API} DAG", lambda: server.dag_known(WF_API), timeout=120, every=1)
+    sent = len(api.requests())
+    run_id = server.flowlink("run", WF_API).stdout.split("run ")[-1].strip()
+    ti = loading(server, lambda: len(api.records()), WF_API, run_id, 1, 0)
+    pid = ti["pid"]
+    assert ti["id"] in command_line(pid), (pid, command_line(pid))
+    server.kill(pid)
+    time.sleep(0.5)  # a request the killed process had sent still completes in json-server
+    arrived = {r["id"] for r in api.records()}
+    assert 0 < len(arrived) < N, f"the load was not in the middle: {len(arrived)} of {N}"
+
+    final = run_end(server, WF_API, run_id)
+    tries = server.task_tries(WF_API, run_id, "customers.load")
+    store = open_store(world)
+    try:
+        rows = bucket.rows(store, WF_API, touchpoint="customers", limit=10 * N)
+        load = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF_API)["steps"]}["load"]
+    finally:
+        store.dispose()
+    assert final == "success", (tries, load["message"], [(r["source_id"], r["message"]) for r in rows
+                                                         if r["status"] != "success"][:5])
+    assert [(t["try_number"], t["state"]) for t in tries][-1] == (2, "success"), tries
+
+    expected, _ = erp_customers(world)
+    held = api.records()
+    emails = Counter(r["email"] for r in held)
+    assert len(held) == N and set(emails.values()) == {1}  # each customer once
+    by_customer = {r["customer_id"]: r for r in held}
+    assert {i: {k: v for k, v in r.items() if k != "id"} for i, r in by_customer.items()} == {
+        i: {k: v for k, v in r.items() if k != "id"} for i, r in expected.items()}
+    writes = [(method, path) for method, path, _ in api.requests()[sent:] if method in ("POST", "PUT")]
+    posts = [p for m, p in writes if m == "POST"]
+    puts = [p for m, p in writes if m == "PUT"]
+    assert len(posts) == N  # each created once: the retry created none of what the killed try had created
+    # updated by the retry: only customers the killed try had created in its interrupted batch
+    assert {p.rsplit("/", 1)[1] for p in puts} <= {str(i) for i in arrived} and len(puts) <= BATCH
+    assert len(rows) == N and {r["status"] for r in rows} == {"success"}
+    assert {r["source_id"]: r["destination_id"] for r in rows} == {i: str(r["id"]) for i, r in by_customer.items()}
+    assert load["status"] == "success" and load["count_out"] == N and load["count_failed"] == 0
+    observe(f"killed task process {pid} with {len(arrived)} of {N} customers created in json-server; try 2 "
+            f"succeeded: {len(puts)} customers of the interrupted batch were found by the look-up and updated "
+            f"(PUT by json-server's id), {len(posts)} POSTs in all for {N} customers; json-server holds {len(held)} "
+            f"customers, each e-mail once; bucket {len(rows)} rows, all Success with json-server's id")
+
+
 def live_file(world) -> Path:
     return world["root"] / "flowlink" / "live" / "cloud" / f"{WF}.json"
 
@@ -290,7 +366,7 @@ def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
     server = world["server"]
     before = publish.read_artifact(live_file(world))
     spec = world["root"] / f"{WF}-next.yaml"
-    spec.write_text(SPEC.format(batch=BATCH, name=WF, method="upsert", description=f"Customers, for the kill tests, after v{before.version}."))
+    spec.write_text(spec_text(WF, "upsert", f"Customers, for the kill tests, after v{before.version}."))
     out = server.flowlink("publish", str(spec)).stdout
     version = int(out.split(" v", 1)[1].split()[0])
     new = publish.read_artifact(world["root"] / "flowlink" / "published" / WF / f"{WF}-v{version:04d}.json")

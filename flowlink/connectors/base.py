@@ -13,6 +13,8 @@ Errors:
 
 * a whole-application problem (unreachable, bad credentials, no such table,
   unsupported dialect) raises :class:`ConnectorError`; the caller fails the task.
+  An application that cannot be connected to is first retried for
+  FLOWLINK_UNREACHABLE_AFTER seconds, then raises :class:`Unreachable`.
 * a problem with one record (constraint violation, wrong type, unknown field) is
   never an exception: it is a :class:`WriteResult` with ``ok=False`` and a clear
   ``error`` message, and the other records of the batch are still written.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,21 +33,38 @@ from typing import Any, Protocol, runtime_checkable
 from flowlink.errors import FlowlinkError
 from flowlink.spec import Extract, Load
 
-__all__ = ["ConnectorError", "Source", "Target", "WriteResult", "json_safe"]
+__all__ = ["Action", "ConnectorError", "Source", "Target", "Unreachable", "WriteResult", "json_safe"]
 
 
 class ConnectorError(FlowlinkError):
     """The application as a whole cannot be read or written (unreachable, no such table, ...)."""
 
 
+class Unreachable(ConnectorError):
+    """The application could not be connected to (refused, unknown host, connect timeout) for
+    FLOWLINK_UNREACHABLE_AFTER seconds (flowlink.reach): no request reached it."""
+
+
+class Action(enum.Enum):
+    """What a create_or_update load did with a record the target accepted."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+
+
 @dataclass
 class WriteResult:
-    """The outcome of writing one record: ``key`` is the record's load key as a string."""
+    """The outcome of writing one record: ``key`` is the record's load key as a string.
+
+    ``exists``: an insert was refused because the target holds the key already (whatever the target's words for it);
+    ``action``: for create_or_update, whether the record was created or updated."""
 
     key: str
     ok: bool
     destination_id: str | None = None
     error: str | None = None
+    exists: bool = False
+    action: Action | None = None
 
 
 @runtime_checkable
@@ -77,8 +97,11 @@ class Source(Protocol):
 
 @runtime_checkable
 class Target(Protocol):
-    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
         """Write records by ``load.method``; exactly one result per input record, in order.
+
+        ``destination_ids``: for each record, in order, its id in the target as recorded by an earlier load (None when
+        unknown); create_or_update updates by it. Targets that key records by ``load.key`` ignore it.
 
         Per-record problems are results with ``ok=False``; only whole-application
         problems raise :class:`ConnectorError`.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 
 from flowlink.store.db import Store, upsert, utcnow
-from flowlink.store.tables import bucket, data_log
+from flowlink.store.tables import DateTime, bucket, data_log
 
 STATUSES = ("unprocessed", "success", "failed", "skipped")
 CHUNK = 500
@@ -37,6 +37,23 @@ def mark_unprocessed(store: Store, workflow: str, touchpoint: str, run_id: str, 
         update["tries"] = 0
     with store.engine.begin() as conn:
         upsert(conn, bucket, rows, ["workflow", "touchpoint", "source_id"], update)
+
+
+def left_behind(conn, workflow: str, touchpoint: str, run_id: str, step: str, message: str) -> int:
+    """A step of a run failed as a whole: the touchpoint's records that run extracted and left Unprocessed get the
+    reason as their message, in the bucket and in the run's data log (a row each, status unprocessed, under that
+    step), in ``conn``'s transaction. Returns how many."""
+    now = utcnow()
+    mine = [bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint, bucket.c.status == "unprocessed",
+            bucket.c.last_run == run_id]
+    done = conn.execute(bucket.update().where(*mine).values(message=message, updated_at=now)).rowcount
+    if done:
+        columns = ["workflow", "run_id", "touchpoint", "step", "source_id", "destination_id", "status", "message",
+                   "tries", "logged_at"]
+        rows = select(bucket.c.workflow, literal(run_id), bucket.c.touchpoint, literal(step), bucket.c.source_id,
+                      bucket.c.destination_id, bucket.c.status, bucket.c.message, bucket.c.tries, literal(now, DateTime()))
+        conn.execute(data_log.insert().from_select(columns, rows.where(*mine).order_by(bucket.c.id)))
+    return done
 
 
 def record(store: Store, workflow: str, touchpoint: str, run_id: str, step: str, outcomes: list[Outcome]) -> None:
@@ -135,9 +152,20 @@ def status_counts(store: Store, workflow: str, touchpoint: str, source_ids: list
     return out
 
 
-def source_ids(store: Store, workflow: str, touchpoint: str, *, status: str | None = None, among: list[str] | None = None) -> list[str]:
-    """Source ids in the bucket, optionally of one status and/or among the given ids."""
+def unprocessed_runs(store: Store, workflow: str, touchpoint: str) -> dict[str, int]:
+    """The runs that left records of a touchpoint Unprocessed: last run -> how many."""
+    q = (_filtered(select(bucket.c.last_run, func.count()), workflow, touchpoint, "unprocessed")
+         .group_by(bucket.c.last_run))
+    with store.engine.connect() as conn:
+        return {run: n for run, n in conn.execute(q) if run}
+
+
+def source_ids(store: Store, workflow: str, touchpoint: str, *, status: str | None = None, among: list[str] | None = None,
+               runs: list[str] | None = None) -> list[str]:
+    """Source ids in the bucket, optionally of one status, among the given ids and/or last handled by these runs."""
     q = _filtered(select(bucket.c.source_id), workflow, touchpoint, status).order_by(bucket.c.id)
+    if runs is not None:
+        q = q.where(bucket.c.last_run.in_(runs))
     with store.engine.connect() as conn:
         if among is None:
             return list(conn.execute(q).scalars())
@@ -145,3 +173,14 @@ def source_ids(store: Store, workflow: str, touchpoint: str, *, status: str | No
         for i in range(0, len(among), CHUNK):
             found += conn.execute(q.where(bucket.c.source_id.in_(among[i:i + CHUNK]))).scalars()
         return found
+
+
+def destination_ids(store: Store, workflow: str, touchpoint: str, source_ids: list[str]) -> dict[str, str]:
+    """source id -> its id in the target, recorded by an earlier load, for those of the given records that have one."""
+    found: dict[str, str] = {}
+    q = select(bucket.c.source_id, bucket.c.destination_id).where(
+        bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint, bucket.c.destination_id.is_not(None))
+    with store.engine.connect() as conn:
+        for i in range(0, len(source_ids), CHUNK):
+            found.update(conn.execute(q.where(bucket.c.source_id.in_(source_ids[i:i + CHUNK]))).all())
+    return found
