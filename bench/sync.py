@@ -189,10 +189,8 @@ def memory_child(n: int) -> None:
     transformed = sync.transform(ctx, tp, transformer, {"batches": batches, "watermark": None})
     t1 = time.perf_counter()
     after_transform = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    target = SqlTarget(f"sqlite:///{db}")
-    result = sync.load(ctx, tp, target, transformed)
+    result = sync.load(ctx, tp, lambda: SqlTarget(f"sqlite:///{db}"), transformed)  # closed by the load
     t2 = time.perf_counter()
-    target.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result["count"] == n, result
     print(json.dumps({"records": n, "base_mb": base, "after_transform_mb": after_transform, "peak_mb": peak,

@@ -58,10 +58,10 @@ class Pipeline:
         self.runs += 1
         ctx = RunContext(self.store, art, f"run-{self.runs}")
         transformer = Transformer(stylesheet or art.stylesheets["orders"], output_types(tp), tp.extract.key)
-        extracted = extract(ctx, tp, FileSource(self.data))
+        extracted = extract(ctx, tp, lambda: FileSource(self.data))
         transformed = transform(ctx, tp, transformer, extracted)
         try:
-            load(ctx, tp, FileTarget(self.out), transformed)
+            load(ctx, tp, lambda: FileTarget(self.out), transformed)
         except RecordsFailed as exc:
             return str(exc)
         return None
@@ -114,7 +114,7 @@ def test_bad_xml_records_fail_alone(pipeline, observe):
         "4": "extract: orders.xml record 4, line 7: field 'note' holds the entity reference &ent;, which is not expanded",
     }
     assert sorted(p.loaded()) == ["1", "5"] and p.loaded()["1"]["note"] == "one & <two> é" and p.loaded()["5"]["qty"] == 5
-    assert message.startswith("orders: 3 records failed and wait in the resync bucket")
+    assert message.startswith("orders: 3 records failed in extract; they wait in the resync bucket")
     observe(f"records 2, 3, 4 Failed with the reason and line ({failed['2'].partition(': ')[2]!r}); 1 and 5 loaded")
 
     p.write("orders.xml", "<records><record><id>1</id></record>\n<record><id>2</id></recod></records>")
@@ -266,7 +266,7 @@ def test_a_damaged_or_old_batch_file_fails_the_step_naming_the_file(pipeline):
     tp = art.workflow_model().touchpoint("orders")
     ctx = RunContext(p.store, art, "run-damaged")
     transformer = Transformer(art.stylesheets["orders"], output_types(tp), tp.extract.key)
-    extracted = extract(ctx, tp, FileSource(p.data))
+    extracted = extract(ctx, tp, lambda: FileSource(p.data))
     batch = Path(extracted["batches"][0])
     assert batch.name == "batch-00001.xml"
     batch.write_bytes(batch.read_bytes()[:40])

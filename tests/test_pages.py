@@ -506,6 +506,53 @@ def test_bucket_resync_buttons(user, store, envs, artifact):
     assert pending["status"] == "pending"
 
 
+def test_bucket_resyncs_the_unprocessed_records_of_ended_runs(user, store, envs, live, fake_airflow, airflow_db):
+    """Unprocessed records whose last run has ended (failed in Airflow, or unknown to it) can be resynced; those of a
+    run still running cannot: it may load them yet."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    ended, running, gone = (f"manual__{name}_{uuid.uuid4().hex[:8]}" for name in ("ended", "running", "gone"))
+    with create_session() as session:
+        session.add(DagRun(dag_id=WF, run_id=ended, run_type=DagRunType.MANUAL, state=DagRunState.FAILED))
+        session.add(DagRun(dag_id=WF, run_id=running, run_type=DagRunType.MANUAL, state=DagRunState.RUNNING))
+    try:
+        _resync_unprocessed(user, store, fake_airflow, ended, running, gone)
+    finally:  # the session's Airflow database is shared: other tests list the runs of WF
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.dag_id == WF, DagRun.run_id.in_([ended, running])).delete()
+
+
+def _resync_unprocessed(user, store, fake_airflow, ended, running, gone):
+    from flowlink.store import state
+
+    bucket.mark_unprocessed(store, WF, "customers", ended, ["1", "2"], resync=False)
+    bucket.mark_unprocessed(store, WF, "customers", gone, ["3"], resync=False)  # Airflow no longer knows it
+    bucket.mark_unprocessed(store, WF, "customers", running, ["4"], resync=False)
+    bucket.mark_unprocessed(store, WF, "orders", running, ["o1"], resync=False)
+
+    doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=customers"))
+    b = doc.one("button", data_action="resync-unprocessed")
+    assert "disabled" not in b.attrs and "(3)" in b.text and "runs which have ended" in b.attrs["title"]
+    r = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "unprocessed": True})
+    assert r.status_code == 201 and r.json()["records"] == 3, r.text
+    assert state.resync(store, r.json()["resync_id"])["source_ids"] == ["1", "2", "3"]
+    assert fake_airflow == [(WF, {"resync_id": r.json()["resync_id"]})]
+
+    nothing = (f"no unprocessed records of ended runs in the bucket of {WF}.orders (1 wait for runs not ended yet, "
+               f"which may still load them: {running}): nothing to resync")
+    doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=orders"))
+    b = doc.one("button", data_action="resync-unprocessed")
+    assert "disabled" in b.attrs and b.attrs["title"] == nothing and "(0)" in b.text
+    r = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "orders", "unprocessed": True})
+    assert r.status_code == 400 and r.json()["detail"] == nothing
+    r = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "orders", "unprocessed": True, "failed": True})
+    assert r.status_code == 400 and r.json()["detail"].startswith("choose the records: one of")
+    assert len(fake_airflow) == 1
+
+
 def test_bucket_without_anything_published(user, store):
     assert "Nothing has been published yet" in user.get("/ui/bucket").text
 
@@ -528,7 +575,7 @@ def test_resync_endpoint_starts_a_run_limited_to_the_records(user, store, envs, 
 
 @pytest.mark.parametrize(("body", "status", "detail"), [
     ({"touchpoint": "customers", "ids": ["404"]}, 400, "not in the bucket of erp_to_shop.customers: 404"),
-    ({"touchpoint": "customers"}, 400, "choose the records: either --failed or --id ID..."),
+    ({"touchpoint": "customers"}, 400, "choose the records: one of --failed, --unprocessed or --id ID..."),
     ({"touchpoint": "nowhere", "failed": True}, 400, "workflow 'erp_to_shop' has no touchpoint 'nowhere'"),
     ({"touchpoint": "orders", "failed": True}, 400, "no failed records in the bucket of erp_to_shop.orders"),
     ({"touchpoint": "customers", "failed": "yes"}, 422, None),
@@ -630,7 +677,8 @@ def test_snapshots_list(user, store, artifact):
     first = runs_shown[2]
     assert first.one("a", href=f"/ui/snapshot?workflow={WF}&run_id=manual__1").text == "manual__1"
     assert first.one("a", data_airflow_link=True).attrs["href"] == f"/dags/{WF}/runs/manual__1"
-    assert [td.text for td in first.all("td")][5:7] == ["3", "5"]  # steps, failed records
+    assert [td.text for td in first.all("td")][5:8] == ["3", "5", "customers.load: 5 records failed before the load"]
+    assert [r.all("td")[7].text for r in runs_shown[:2]] == ["", ""]  # no reason: running, success
     assert re.fullmatch(r"\d+ s", first.all("td")[2].text)  # time taken
 
 

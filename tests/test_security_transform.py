@@ -298,7 +298,7 @@ def test_huge_documents_are_refused(pipeline, monkeypatch, observe):
     monkeypatch.setenv("FLOWLINK_MAX_VALUE_CHARS", "1000")
     p = pipeline("orders.jsonl", mapping=[{"target": "id", "source": "id"}, {"target": "note", "source": "note"}])
     p.write("orders.jsonl", jsonl({"id": 1, "note": "fine"}, {"id": 2, "note": "é" * 5000}, {"id": 3, "note": "x" * 1000}))
-    assert p.run().startswith("orders: 1 records failed")
+    assert p.run().startswith("orders: 1 record failed")
     failed = p.failed()
     assert failed == {"2": "extract: field 'note' holds 5,000 characters, over the limit of 1,000 (FLOWLINK_MAX_VALUE_CHARS)"}
     assert sorted(p.loaded()) == ["1", "3"]

@@ -43,7 +43,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     bare.dispose()
 
     first = Store.open(store_url)
-    assert first.revision() == "0005"
+    assert first.revision() == "0006"
     inspector = sa.inspect(first.engine)
     assert set(inspector.get_table_names()) == TABLES
     assert {ix["name"] for ix in inspector.get_indexes("bucket")} >= {"ix_bucket_status", "ix_bucket_updated"}
@@ -51,7 +51,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     assert {ix["name"] for ix in inspector.get_indexes("data_log")} == {"ix_data_log_run"}
     assert {ix["name"] for ix in inspector.get_indexes("feeds")} == {"ix_feeds_at"}
     with first.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0005"]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0006"]
         # the migration creates exactly the tables the code uses
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     feeds.add(first, "publish", "kept across opens", WF)
@@ -62,7 +62,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
 
     monkeypatch.setattr(command, "upgrade", no_migration)
     second = Store.open(store_url)
-    assert second.revision() == "0005"
+    assert second.revision() == "0006"
     assert [e["message"] for e in feeds.entries(second)] == ["kept across opens"]
     with second.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
@@ -76,7 +76,7 @@ def test_first_opens_from_several_processes_at_once_migrate_once(store_url):
     procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(6)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
-    assert [(rc, out.strip()) for rc, out, _err in results] == [(0, "0005")] * 6, [err[-500:] for _, _, err in results]
+    assert [(rc, out.strip()) for rc, out, _err in results] == [(0, "0006")] * 6, [err[-500:] for _, _, err in results]
 
 
 def test_open_reports_an_unusable_store_as_a_flowlink_error(tmp_path):

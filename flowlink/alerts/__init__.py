@@ -2,7 +2,8 @@
 
 Events and where they are detected:
     run_failed               a workflow run failed for another reason than failed records (the DAG's
-                             on_failure_callback, plugins/notifiers/run.py -> ``run_ended_failed``)
+                             on_failure_callback, plugins/notifiers/run.py -> ``run_ended_failed``, which also
+                             adds the run's feeds entry, tag run_failed)
     records_failed           records of a touchpoint failed in a run and wait in the resync bucket (its load step,
                              plugins/operators/base.py -> ``records_failed``: one alert per run and touchpoint)
     deployment_unsuccessful  the deployment tracker found a deployment Unsuccessful (plugins/sensors/deployment.py)

@@ -9,4 +9,3 @@ EVENTS = (RUN_FAILED, RECORDS_FAILED, DEPLOYMENT_UNSUCCESSFUL, AGENT_DISCONNECTE
 DAILY_SUMMARY = "daily_summary"  # not an event: channels with daily_summary set get it
 LISTED = 20  # records named in one alert; the bucket link shows them all
 CHUNK = 500
-RECORDS_MARK = "records failed and wait in the resync bucket"  # flowlink.sync.RecordsFailed's message

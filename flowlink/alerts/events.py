@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from flowlink.alerts.channels import channels_for
 from flowlink.alerts.constants import (AGENT_DISCONNECTED, CHUNK, DEPLOYMENT_UNSUCCESSFUL, LISTED, RECORDS_FAILED,
-                                       RECORDS_MARK, RUN_BLOCKED, RUN_FAILED)
-from flowlink.alerts.messages import _workflow_secrets, links, message
+                                       RUN_BLOCKED, RUN_FAILED)
+from flowlink.alerts.messages import _workflow_secrets, links, message, scrub
 from flowlink.alerts.sending import environment_of, send
+from flowlink.errors import plural
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import alerts_sent, data_log, environments
@@ -74,8 +75,8 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
         total, first = _failed_records(store, workflow, run_id, touchpoint)
         gave_up = _gave_up(store, workflow, run_id, touchpoint) if total else []
         environment = environment_of(store, workflow)
-        subject = f"[Flowlink] {workflow}: {total} {touchpoint} records failed in run {run_id}"
-        lines = [f"{total} {touchpoint} records of workflow {workflow} failed in run {run_id}"
+        subject = f"[Flowlink] {workflow}: {plural(total, touchpoint + ' record')} failed in run {run_id}"
+        lines = [f"{plural(total, touchpoint + ' record')} of workflow {workflow} failed in run {run_id}"
                  + (f" (environment {environment})" if environment else "")
                  + ". They wait in the resync bucket as Failed; the other records were loaded."]
         if step:
@@ -88,7 +89,7 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
             lines.append("")
             lines.append(f"{len(gave_up)} of them reached the maximum number of tries and stay Failed (no more "
                          f"automatic retries; resync them by hand once fixed):")
-            lines += [f"  {r['source_id']} after {r['tries']} tries" for r in gave_up[:LISTED]]
+            lines += [f"  {r['source_id']} after {plural(r['tries'], 'try', 'tries')}" for r in gave_up[:LISTED]]
         facts = {"run_id": run_id, "touchpoint": touchpoint, "failed_records": total,
                  "load": {k: step[k] for k in ("count_in", "count_out", "count_failed")} if step else None,
                  "records": first, "exhausted": [{k: r[k] for k in ("source_id", "tries")} for r in gave_up]}
@@ -106,17 +107,19 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
 
 def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | None = None,
                      task_states: dict[str, str] | None = None, dag_id: str | None = None) -> list[dict]:
-    """A workflow run failed (the DAG's on_failure_callback): run_failed, unless every failure in it was failed
-    records, which their load steps have alerted already (records_failed)."""
+    """A workflow run failed (the DAG's on_failure_callback): a feeds entry (run_failed_feed) and the run_failed
+    alert, unless every failure in it was failed records, which their load steps have alerted already
+    (records_failed)."""
     from flowlink.store import snapshots
 
     run_steps = snapshots.run_steps(store, workflow, run_id)
-    record_steps = [s for s in run_steps if s["status"] == "failed" and RECORDS_MARK in (s["message"] or "")]
+    record_steps = [s for s in run_steps if s["status"] == "failed" and s["failure"] == "records"]
     other_steps = [s for s in run_steps if s["status"] in ("failed", "running") and s not in record_steps]
     record_tasks = {f"{s['touchpoint']}.{s['step']}" for s in record_steps}
     other_tasks = sorted(t for t, st in (task_states or {}).items() if st == "failed" and t not in record_tasks)
     if record_steps and not other_steps and not other_tasks:
         return []
+    run_failed_feed(store, workflow, run_id, other_steps, other_tasks)
     environment = environment_of(store, workflow)
     total, _ = _failed_records(store, workflow, run_id)
     subject = f"[Flowlink] {workflow}: run {run_id} failed"
@@ -130,7 +133,7 @@ def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | 
     if not other_steps and not other_tasks:
         lines.append("  No step recorded a failure: see the run in Airflow.")
     if total:
-        lines.append(f"Besides, {total} records failed in this run and wait in the resync bucket.")
+        lines.append(f"Besides, {plural(total, 'record')} failed in this run and wait in the resync bucket.")
     facts = {"run_id": run_id, "reason": reason, "failed_records": total, "failed_tasks": other_tasks,
              "failed_steps": [{k: s[k] for k in ("touchpoint", "step", "status", "count_in", "count_out", "count_failed",
                                                   "message")} for s in other_steps]}
@@ -138,6 +141,30 @@ def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | 
                     link_map=links(workflow=workflow, run_id=run_id, dag_id=dag_id, bucket_page=bool(total)),
                     workflow=workflow, environment=environment, secrets=_workflow_secrets(workflow))
     return send(store, RUN_FAILED, f"run_failed:{workflow}:{run_id}", alert, workflow=workflow, environment=environment)
+
+
+def run_failed_feed(store: Store, workflow: str, run_id: str, steps: list[dict], tasks: list[str]) -> None:
+    """One feeds entry (tag run_failed) for a run that failed for another reason than failed records: the run, each
+    step that failed as a whole with its reason (or never ended), each task that failed before it recorded its step.
+    Added once per run, however often the callback comes; never raises."""
+    from flowlink.store import feeds
+    from flowlink.store.tables import feeds as feeds_table
+
+    parts = [f"{s['touchpoint']}.{s['step']}: " + ((s["message"] or "").strip().splitlines() or ["no reason"])[0]
+             if s["status"] == "failed" else f"{s['touchpoint']}.{s['step']}: the task stopped before the step ended"
+             for s in steps]
+    shown = {f"{s['touchpoint']}.{s['step']}" for s in steps}
+    parts += [f"{t}: failed before it recorded its step (see the task's log in Airflow)" for t in tasks if t not in shown]
+    text = scrub(f"run {run_id} failed: " + ("; ".join(parts) or "no step recorded a failure (see the run in Airflow)"),
+                 _workflow_secrets(workflow))
+    try:
+        with store.engine.begin() as conn:
+            there = conn.execute(select(feeds_table.c.id).where(
+                feeds_table.c.workflow == workflow, feeds_table.c.tag == "run_failed", feeds_table.c.message == text)).first()
+            if there is None:
+                feeds.add(store, "run_failed", text, workflow, conn)
+    except Exception as exc:
+        log.error("the feeds entry for the failed run %s of %s could not be added: %s", run_id, workflow, exc)
 
 
 # ------------------------------------------------------------------ event: a deployment became Unsuccessful

@@ -12,6 +12,7 @@ from flowlink.alerts.constants import CHUNK, DAILY_SUMMARY
 from flowlink.alerts.events import exhausted
 from flowlink.alerts.messages import links, message
 from flowlink.alerts.sending import send
+from flowlink.errors import plural
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import bucket, data_log, steps
@@ -67,7 +68,7 @@ def daily_summary(store: Store, workflow: str, environment: str | None, until: d
              f"  records loaded: {c['successes']}",
              f"  of them successful retries (a later try of a record that had failed): {c['successful_retries']}",
              f"  record failures: {c['failures']}",
-             f"Now: {c['failed_now']} records Failed in the resync bucket, {c['exhausted_now']} of them at the maximum "
+             f"Now: {plural(c['failed_now'], 'record')} Failed in the resync bucket, {c['exhausted_now']} of them at the maximum "
              "number of tries (no more automatic retries)."]
     if empty:
         lines.insert(1, "  nothing ran.")

@@ -18,26 +18,32 @@ def start_step(store: Store, workflow: str, run_id: str, version: int, touchpoin
     now = utcnow()
     row = dict(workflow=workflow, run_id=run_id, version=version, touchpoint=touchpoint, step=step, status="running",
                started_at=now, ended_at=None, count_in=0, count_out=0, count_failed=0, files="[]", message=None,
-               hostname=hostname, queue=queue)
+               failure=None, hostname=hostname, queue=queue)
     with store.engine.begin() as conn:
         upsert(conn, steps, [row], KEYS, {k: v for k, v in row.items() if k not in KEYS})
 
 
 def finish_step(store: Store, workflow: str, run_id: str, touchpoint: str, step: str, *, status: str,
                 count_in: int = 0, count_out: int = 0, count_failed: int = 0, files: list[str] = (),
-                message: str | None = None) -> None:
+                message: str | None = None, failure: str | None = None, conn=None) -> None:
+    """The step ended (in ``conn``'s transaction, if given). A failed step says why in ``failure``: "records"
+    (records failed, the step ran to its end) or "step" (it failed as a whole)."""
     values = dict(status=status, ended_at=utcnow(), count_in=count_in, count_out=count_out,
-                  count_failed=count_failed, files=json.dumps(list(files)), message=message)
+                  count_failed=count_failed, files=json.dumps(list(files)), message=message, failure=failure)
     where = [steps.c[k] == v for k, v in zip(KEYS, (workflow, run_id, touchpoint, step))]
-    with store.engine.begin() as conn:
+    if conn is not None:
         conn.execute(steps.update().where(*where).values(**values))
+        return
+    with store.engine.begin() as c:
+        c.execute(steps.update().where(*where).values(**values))
 
 
 def runs(store: Store, workflow: str, limit: int = 50) -> list[dict]:
-    """The runs of a workflow, newest first: run id, version, start, end, status."""
+    """The runs of a workflow, newest first: run id, version, start, end, steps failed and still running."""
     failed = func.sum(func.cast(steps.c.status == "failed", steps.c.count_in.type))
+    running = func.sum(func.cast(steps.c.status == "running", steps.c.count_in.type))
     q = (select(steps.c.run_id, func.max(steps.c.version).label("version"), func.min(steps.c.started_at).label("started_at"),
-                func.max(steps.c.ended_at).label("ended_at"), failed.label("failed_steps"),
+                func.max(steps.c.ended_at).label("ended_at"), failed.label("failed_steps"), running.label("running_steps"),
                 func.sum(steps.c.count_failed).label("failed_records"))
          .where(steps.c.workflow == workflow).group_by(steps.c.run_id).order_by(func.min(steps.c.started_at).desc()).limit(limit))
     with store.engine.connect() as conn:
@@ -98,6 +104,15 @@ def run_page(store: Store, workflow: str, *, limit: int = 50, offset: int = 0) -
          .order_by(func.min(steps.c.started_at).desc(), steps.c.run_id.desc()).limit(limit).offset(offset))
     with store.engine.connect() as conn:
         return _with_kind(conn, workflow, [dict(r._mapping) for r in conn.execute(q)])
+
+
+def failure_reasons(store: Store, workflow: str, run_ids: list[str]) -> dict[str, str]:
+    """run id -> "touchpoint.step: message" of the first step of the run that failed (for a page of runs)."""
+    q = (select(steps.c.run_id, steps.c.touchpoint, steps.c.step, steps.c.message)
+         .where(steps.c.workflow == workflow, steps.c.run_id.in_(run_ids), steps.c.status == "failed")
+         .order_by(steps.c.started_at.desc(), steps.c.id.desc()))
+    with store.engine.connect() as conn:
+        return {run: f"{tp}.{step}: {message or 'no reason recorded'}" for run, tp, step, message in conn.execute(q)}
 
 
 def run_count(store: Store, workflow: str) -> int:

@@ -73,6 +73,7 @@ steps = Table(
     Column("count_failed", Integer, nullable=False, default=0),
     Column("files", Text, nullable=False, default="[]"),  # JSON list of batch files
     Column("message", Text),
+    Column("failure", String(8)),  # a failed step's cause: records (failed records, see the bucket) | step (as a whole)
     Column("hostname", String(255)),  # the worker that ran the step
     Column("queue", String(63)),  # its queue: the environment the workflow is deployed to
     UniqueConstraint("workflow", "run_id", "touchpoint", "step", name="uq_snapshot_step"),

@@ -298,7 +298,8 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
         access.require(READ, workflow)
     if not workflow:
         return render(request, "bucket.html", workflow="", workflows=[], touchpoints=[], filters={}, rows=[],
-                      pager=_pager(request, 1, 0), resync_refused=None, failed=0, statuses=bucket.STATUSES)
+                      pager=_pager(request, 1, 0), resync_refused=None, failed=0, unprocessed=0, no_unprocessed=None,
+                      statuses=bucket.STATUSES)
     start, end = _day(since, "since"), _day(until, "until", end=True)
     filters = dict(touchpoint=touchpoint or None, status=status or None, since=start, until=end)
     total = bucket.count(store, workflow, **filters)
@@ -310,6 +311,14 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
         live = None
     spec_touchpoints = [tp["name"] for tp in live.spec["touchpoints"]] if live else []
     failed = bucket.count(store, workflow, touchpoint=touchpoint, status="failed") if touchpoint else 0
+    unprocessed, no_unprocessed = 0, None  # Unprocessed records that ended runs left behind (actions.unprocessed_runs)
+    if touchpoint:
+        try:
+            ended, running = actions.unprocessed_runs(store, workflow, touchpoint)
+            unprocessed = sum(ended.values())
+            no_unprocessed = None if unprocessed else actions.nothing_unprocessed(workflow, touchpoint, running)
+        except FlowlinkError as exc:  # Airflow's database cannot be read: the button tells why
+            no_unprocessed = str(exc)
 
     def resync_refused() -> str | None:
         if not touchpoint:
@@ -320,7 +329,8 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
     return render(request, "bucket.html", workflow=workflow, workflows=_choices(workflow, workflows),
                   touchpoints=_choices(touchpoint, bucket.touchpoints(store, workflow), spec_touchpoints),
                   filters={"touchpoint": touchpoint, "status": status, "since": since, "until": until},
-                  rows=rows, pager=pager, resync_refused=resync_refused(), failed=failed, statuses=bucket.STATUSES)
+                  rows=rows, pager=pager, resync_refused=resync_refused(), failed=failed, unprocessed=unprocessed,
+                  no_unprocessed=no_unprocessed, statuses=bucket.STATUSES)
 
 
 def run_status(run: dict) -> str:
@@ -339,8 +349,10 @@ def snapshots_page(request: Request, store: StoreDep, access: AccessDep, workflo
     total = snapshots.run_count(store, workflow) if workflow else 0
     pager = _pager(request, page, total)
     runs = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
+    reasons = snapshots.failure_reasons(store, workflow, [r["run_id"] for r in runs if r["failed_steps"]])
     for run in runs:
         run["status"] = run_status(run)
+        run["reason"] = reasons.get(run["run_id"])
     return render(request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs,
                   pager=pager)
 

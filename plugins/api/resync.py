@@ -14,7 +14,7 @@ from flowlink.deployments import NotFound
 from .models import Name
 
 SourceId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-MAX_IDS = 10_000  # chosen one by one on a page; "all failed" has no limit
+MAX_IDS = 10_000  # chosen one by one on a page; "all failed" and "all unprocessed" have no limit
 
 
 class ResyncRequest(BaseModel):
@@ -24,6 +24,9 @@ class ResyncRequest(BaseModel):
     ids: Annotated[list[SourceId], Field(min_length=1, max_length=MAX_IDS)] | None = Field(
         None, description="the source ids to send again (each must be in the bucket)")
     failed: Annotated[bool, Field(strict=True)] = Field(False, description="true: every failed record of the touchpoint")
+    unprocessed: Annotated[bool, Field(strict=True)] = Field(
+        False, description="true: every Unprocessed record of the touchpoint whose last run has ended (success or "
+                           "failed in Airflow): those a failed run left behind")
 
 
 class ResyncStarted(BaseModel):

@@ -107,9 +107,11 @@ RunId = Annotated[str, Path(min_length=1, max_length=250, description="an Airflo
 @router.post("/workflows/{workflow}/resync", status_code=201, summary="Resync chosen records of a touchpoint",
              response_model=ResyncStarted, **change(RUN))
 def resync(store: StoreDep, workflow: Workflow, body: ResyncRequest):
-    """Send the chosen bucket records (`ids`, or every failed one with `failed: true`) again: an Airflow run limited
-    to them. Refused while a deployment of the workflow is pending. JSON body only."""
-    resync_id, chosen, run_id = actions.resync(store, workflow, body.touchpoint, ids=body.ids, failed=body.failed)
+    """Send the chosen bucket records (`ids`, every failed one with `failed: true`, or with `unprocessed: true` every
+    Unprocessed one whose last run has ended) again: an Airflow run limited to them. Refused while a deployment of
+    the workflow is pending. JSON body only."""
+    resync_id, chosen, run_id = actions.resync(store, workflow, body.touchpoint, ids=body.ids, failed=body.failed,
+                                               unprocessed=body.unprocessed)
     return {"resync_id": resync_id, "run_id": run_id, "touchpoint": body.touchpoint, "records": len(chosen)}
 
 

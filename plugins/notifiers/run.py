@@ -1,5 +1,6 @@
-"""The workflow DAGs' on_failure_callback: a run_failed alert per failed run (flowlink.alerts.run_ended_failed),
-unless its only failures were failed records, which their load steps alert (records_failed).
+"""The workflow DAGs' on_failure_callback: a feeds entry and a run_failed alert per failed run
+(flowlink.alerts.run_ended_failed), unless its only failures were failed records, which their load steps alert
+(records_failed).
 
 In Airflow 3 a DAG's failure callback runs in the dag-processor (dag.test() runs it in-process). It opens the
 Flowlink store (FLOWLINK_STORE_URL, as every Flowlink process) and asks the Task SDK, where it can, for the run's

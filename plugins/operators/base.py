@@ -39,6 +39,7 @@ class TouchpointOperator(BaseOperator):
         from sqlalchemy.exc import SQLAlchemyError
 
         from flowlink import publish
+        from flowlink.connectors.base import ConnectorError
         from flowlink.store import Store, snapshots, state
         from flowlink.sync import RecordsFailed, RunContext
 
@@ -61,6 +62,11 @@ class TouchpointOperator(BaseOperator):
 
             alerts.records_failed(store, self.workflow, context["run_id"], self.touchpoint)  # once; never raises
             raise AirflowFailException(str(exc)) from None  # retrying the task would not help these records
+        except ConnectorError as exc:
+            # The application as a whole failed, after the connector's own retries (an unreachable one for
+            # FLOWLINK_UNREACHABLE_AFTER seconds): a task retry would only make the failure show later. The
+            # watermark has not moved and records left behind are Unprocessed: the next run or a resync takes them.
+            raise AirflowFailException(str(exc)) from None
         except SQLAlchemyError as exc:  # the store went away during the step: say so in one line, let Airflow retry
             problem = store.unavailable(exc)
             if problem is None:

@@ -15,8 +15,5 @@ class ExtractOperator(TouchpointOperator):
         from flowlink import sync
 
         app = ctx.artifact.spec["source"]
-        source = ApplicationHook(app["connection"], app["type"]).get_source()
-        try:
-            return sync.extract(ctx, tp, source)
-        finally:
-            source.close()
+        hook = ApplicationHook(app["connection"], app["type"])
+        return sync.extract(ctx, tp, hook.get_source)  # opened in the step: a missing connection fails the step

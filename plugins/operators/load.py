@@ -16,8 +16,5 @@ class LoadOperator(TouchpointOperator):
         from flowlink import sync
 
         app = ctx.artifact.spec["target"]
-        target = ApplicationHook(app["connection"], app["type"]).get_target()
-        try:
-            return sync.load(ctx, tp, target, self.upstream_result(context))
-        finally:
-            target.close()
+        hook = ApplicationHook(app["connection"], app["type"])
+        return sync.load(ctx, tp, hook.get_target, self.upstream_result(context))  # opened in the step, as extract's

@@ -316,6 +316,11 @@
         resync(section, { touchpoint: section.dataset.touchpoint, failed: true });
         break;
       }
+      case "resync-unprocessed": {
+        const section = el.closest(".resync");
+        resync(section, { touchpoint: section.dataset.touchpoint, unprocessed: true });
+        break;
+      }
       default: break;
     }
   });
