@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule
-from flowlink_timetable import WorkflowTimetable
+from flowlink_timetable import ManualTimetable, WorkflowTimetable
 from notifiers.run import run_failure_alert
 from operators.extract import ExtractOperator
 from operators.load import LoadOperator
@@ -34,7 +34,7 @@ def _doc(g: WorkflowGraph) -> str:
 
 
 def render(g: WorkflowGraph) -> DAG:
-    schedule = WorkflowTimetable.from_schedule(g.schedule) if g.schedule.sync == "auto" else None
+    schedule = WorkflowTimetable.from_schedule(g.schedule) if g.schedule.sync == "auto" else ManualTimetable()
     dag = DAG(
         dag_id=g.dag_id,
         description=(g.description or f"Flowlink workflow {g.dag_id}")[:200],

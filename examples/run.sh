@@ -19,7 +19,7 @@ export AIRFLOW__API__PORT=${AIRFLOW_PORT:-8080}
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$AIRFLOW__API__PORT/execution/
 export AIRFLOW__API__WORKERS=1
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=15
-export AIRFLOW__CORE__DEFAULT_TASK_RETRIES=2          # an unreachable application: try the task again
+export AIRFLOW__CORE__DEFAULT_TASK_RETRIES=2          # a killed worker, the store briefly away: try again
 export AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY=60
 SHOP_PORT=${SHOP_PORT:-8765}
 DEMO=$FLOWLINK_HOME/demo
@@ -28,6 +28,14 @@ mkdir -p "$DEMO"
 # The example workflow's applications, as Airflow connections (credentials never live in specs).
 export AIRFLOW_CONN_DEMO_ERP="{\"conn_type\": \"sqlite\", \"host\": \"$DEMO/erp.db\"}"
 export AIRFLOW_CONN_DEMO_SHOP="{\"conn_type\": \"http\", \"host\": \"http://127.0.0.1:$SHOP_PORT\"}"
+
+# The same environment for `airflow` and `flowlink` commands in another shell (the DAGs and plugins folders
+# included: without them `airflow dags next-execution` fails with TimetableNotRegistered): source this file.
+ENV_FILE=$AIRFLOW_HOME/flowlink.env
+(umask 077; { echo "# source $ENV_FILE: the environment of \`make run\` for airflow and flowlink commands"
+  export -p | grep -E '^declare -x (AIRFLOW|FLOWLINK)[A-Za-z0-9_]*='
+  echo "export PATH=\"$BIN:\$PATH\""; } > "$ENV_FILE")
+echo "For airflow and flowlink commands in another shell: source $ENV_FILE"
 
 [ -f "$DEMO/erp.db" ] || "$BIN/python" examples/demo_erp.py "$DEMO/erp.db"
 "$BIN/python" examples/demo_shop.py --host 127.0.0.1 --port "$SHOP_PORT" --data "$DEMO/shop.json" &
@@ -73,7 +81,7 @@ cat <<MSG
   Airflow:   http://127.0.0.1:$AIRFLOW__API__PORT   login: $(cat "$PASSWORDS" 2>/dev/null || echo "see $PASSWORDS")
   Demo shop: http://127.0.0.1:$SHOP_PORT/customers   (records arrive every minute)
   Agent log: $AIRFLOW_HOME/agent.log
-  CLI:       export AIRFLOW_HOME=$AIRFLOW_HOME; .venv/bin/flowlink deployment-log erp_to_shop
+  CLI:       source $ENV_FILE; flowlink deployment-log erp_to_shop   (airflow commands too)
   Stop:      Ctrl-C
 
 MSG

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 from flowlink import deployments, runs
 from flowlink import publish as publishing
-from flowlink.errors import FlowlinkError
+from flowlink.errors import FlowlinkError, plural
 from flowlink.schedule import summary
-from flowlink.spec import Schedule
-from flowlink.store import Store, bucket, feeds, state
+from flowlink.spec import Schedule, Workflow
+from flowlink.store import Store, bucket, feeds, snapshots, state
 
 
 @dataclass(frozen=True)
@@ -57,19 +58,49 @@ def live_workflow(workflow: str) -> publishing.Artifact:
     return art
 
 
+def unprocessed_runs(store: Store, workflow: str, touchpoint: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The runs that left records of a touchpoint Unprocessed, as (ended, not ended): run id -> how many records.
+
+    A run has ended when Airflow's state for it is success or failed, or Airflow no longer knows it; a run still
+    queued or running may load its records yet, so they are not resynced."""
+    left = bucket.unprocessed_runs(store, workflow, touchpoint)
+    if not left:
+        return {}, {}
+    ids = sorted(left)
+    known: dict[str, runs.AirflowRun] = {}
+    for i in range(0, len(ids), 1000):
+        known.update(runs.dag_runs(workflow, ids[i:i + 1000]))
+    ended = {r: n for r, n in left.items() if r not in known or known[r].ended}
+    return ended, {r: n for r, n in left.items() if r not in ended}
+
+
+def nothing_unprocessed(workflow: str, touchpoint: str, running: dict[str, int]) -> str:
+    """Why --unprocessed finds nothing to resync: what was looked for, and the records runs not ended yet hold."""
+    busy = (f" ({sum(running.values())} wait for runs not ended yet, which may still load them: "
+            f"{', '.join(sorted(running)[:5])})" if running else "")
+    return f"no unprocessed records of ended runs in the bucket of {workflow}.{touchpoint}{busy}: nothing to resync"
+
+
 def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
-                   failed: bool = False) -> list[str]:
-    """The source ids a resync would send again: all failed ones, or the given ones (each must be in the bucket)."""
+                   failed: bool = False, unprocessed: bool = False) -> list[str]:
+    """The source ids a resync would send again: all failed ones, the Unprocessed ones that runs which have ended
+    left behind (unprocessed_runs), or the given ones (each must be in the bucket)."""
     art = live_workflow(workflow)
     names = [tp["name"] for tp in art.spec["touchpoints"]]
     if touchpoint not in names:
         raise FlowlinkError(f"workflow {workflow!r} has no touchpoint {touchpoint!r} (it has: {', '.join(names)})")
-    if failed == bool(ids):
-        raise FlowlinkError("choose the records: either --failed or --id ID...")
+    if [failed, unprocessed, bool(ids)].count(True) != 1:
+        raise FlowlinkError("choose the records: one of --failed, --unprocessed or --id ID...")
     if failed:
         chosen = bucket.source_ids(store, workflow, touchpoint, status="failed")
         if not chosen:
             raise FlowlinkError(f"no failed records in the bucket of {workflow}.{touchpoint}: nothing to resync")
+        return chosen
+    if unprocessed:
+        ended, running = unprocessed_runs(store, workflow, touchpoint)
+        chosen = bucket.source_ids(store, workflow, touchpoint, status="unprocessed", runs=sorted(ended)) if ended else []
+        if not chosen:
+            raise FlowlinkError(nothing_unprocessed(workflow, touchpoint, running))
         return chosen
     chosen = list(dict.fromkeys(str(i) for i in ids))
     known = set(bucket.source_ids(store, workflow, touchpoint, among=chosen))
@@ -80,12 +111,12 @@ def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[st
 
 
 def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
-                   failed: bool = False) -> tuple[int, list[str]]:
+                   failed: bool = False, unprocessed: bool = False) -> tuple[int, list[str]]:
     """Record which bucket records a resync run must send again; returns (resync id, source ids).
 
     The caller starts the run with conf {"resync_id": id}, then calls resync_started (or cancel_resync)."""
     deployments.refuse_while_pending(store, workflow, "resync")
-    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed)
+    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed, unprocessed=unprocessed)
     return record_resync(store, workflow, touchpoint, chosen), chosen
 
 
@@ -101,7 +132,7 @@ def resync_started(store: Store, resync_id: int, run_id: str) -> None:
     what, tag = ("automatic retry", "retry") if req.get("kind") == "retry" else ("resync", "resync")
     with store.engine.begin() as conn:
         state.attach_run(resync_id, run_id, conn)
-        feeds.add(store, tag, f"{what} #{resync_id} of {len(req['source_ids'])} {req['touchpoint']} records: run {run_id}",
+        feeds.add(store, tag, f"{what} #{resync_id} of {plural(len(req['source_ids']), req['touchpoint'] + ' record')}: run {run_id}",
                   req["workflow"], conn)
 
 
@@ -110,10 +141,11 @@ def cancel_resync(store: Store, resync_id: int) -> None:
     state.delete_resync(store, resync_id)
 
 
-def resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None, failed: bool = False) -> tuple[int, list[str], str]:
+def resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None, failed: bool = False,
+           unprocessed: bool = False) -> tuple[int, list[str], str]:
     """Choose records, record the request and start the run limited to them; returns (resync id, ids, run id)."""
     deployments.refuse_while_pending(store, workflow, "resync")
-    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed)
+    chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed, unprocessed=unprocessed)
     runs.require_dag(workflow)
     resync_id = record_resync(store, workflow, touchpoint, chosen)
     try:
@@ -146,10 +178,75 @@ def _tracked(store: Store, deployment: dict) -> dict:
 
 
 def deploy(store: Store, workflow: str, version: int | None = None) -> dict:
-    """Deploy the latest (or a given) published version to the primary environment, tracked by an Airflow run."""
+    """Deploy the latest (or a given) published version to the primary environment, tracked by an Airflow run.
+    Refused when Airflow lacks a connection the version names."""
     deployments.check_deploy(store, workflow, version)
     runs.require_dag(runs.TRACKER_DAG)
+    require_connections(publishing.published(workflow, version).workflow_model())
     return _tracked(store, deployments.deploy(store, workflow, version))
+
+
+def require_connections(wf: Workflow) -> None:
+    """Refuse a workflow whose source or target connection Airflow does not have, naming each."""
+    from flowlink.check import missing_connections
+
+    missing = missing_connections(wf)
+    if missing:
+        roles = [f"{app.connection!r} ({role}.connection)" for role, app in (("source", wf.source), ("target", wf.target))
+                 if app.connection in missing]
+        raise FlowlinkError(f"deploy refused: Airflow has no connection {' and no '.join(dict.fromkeys(roles))}: add it "
+                            f"(airflow connections add NAME --conn-json '...') or publish a spec naming one it has; "
+                            f"`flowlink check {wf.name}` checks the whole setup")
+
+
+def run_list(store: Store, workflow: str, limit: int = 20) -> tuple[list[dict], str | None]:
+    """The workflow's newest runs with Airflow's state of each (queued, running, success, failed) as "status":
+    the runs with a snapshot and the runs Airflow has that started no step yet. Returns (rows, problem): when
+    Airflow's metadata database cannot be read, every status is None and ``problem`` says why. A run Airflow no
+    longer knows (its DAG deleted) has ended: failed if a step failed or never finished, else success."""
+    rows = {r["run_id"]: r for r in snapshots.runs(store, workflow, limit=limit)}
+    try:
+        known = runs.dag_runs(workflow, list(rows)) if rows else {}
+        newest = runs.dag_runs(workflow, limit=limit)
+    except runs.AirflowUnreadable as exc:
+        for r in rows.values():
+            r["status"], r["ended_at"] = None, None  # an end time from the snapshot may be before later steps run
+        return list(rows.values()), str(exc)
+    for run_id, run in newest.items():
+        if run_id not in rows:
+            rows[run_id] = {"run_id": run_id, "version": None, "started_at": run.start_date or run.queued_at,
+                            "ended_at": None, "failed_steps": 0, "running_steps": 0, "failed_records": 0,
+                            "kind": snapshots.run_kind(store, workflow, run_id)}
+        known[run_id] = run
+    for run_id, r in rows.items():
+        run = known.get(run_id)
+        if run is not None:
+            r["status"], r["ended_at"] = run.state, run.end_date if run.ended else None
+        else:
+            r["status"] = "failed" if r["failed_steps"] or r["running_steps"] else "success"
+    ordered = sorted(rows.values(), key=lambda r: _utc(r["started_at"]), reverse=True)
+    return ordered[:limit], None
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime:
+    if when is None:
+        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # not started yet: newest
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+
+
+def wait_for_run(store: Store, workflow: str, run_id: str, *, timeout: float | None, progress=None,
+                 every: float = 2.0) -> tuple[runs.AirflowRun, list[str]]:
+    """Wait until Airflow's run has ended (runs.wait); returns it and, when it failed, why: each failed step's
+    message from the snapshot ("customers.load: 3 records failed"), else the failed Airflow tasks."""
+    run = runs.wait(workflow, run_id, timeout=timeout, progress=progress, every=every)
+    if run.state == "success":
+        return run, []
+    reasons = [f"{s['touchpoint']}.{s['step']}: {s['message'] or 'failed'}"
+               for s in snapshots.run_steps(store, workflow, run_id) if s["status"] == "failed"]
+    if not reasons:
+        failed = [t for t, state in runs.task_states(workflow, run_id).items() if state in ("failed", "upstream_failed")]
+        reasons = [f"Airflow task {t} failed before any Flowlink step: see its log in Airflow" for t in failed[:5]]
+    return run, reasons or [f"the run ended {run.state}"]
 
 
 def undeploy(store: Store, workflow: str) -> dict:

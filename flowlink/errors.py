@@ -37,3 +37,8 @@ def redact(text: str, forms: Iterable[str]) -> str:
         if form in text:
             text = text.replace(form, MASK)
     return text
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """"1 record", "2 records", "0 records" (``many`` for a plural that is not noun + s)."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"

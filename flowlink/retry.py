@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from flowlink import publish, settings
+from flowlink.errors import plural
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import bucket, environments, resyncs, steps
@@ -249,7 +250,7 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
 def trigger_kwargs(planned: list[dict]) -> list[dict]:
     """TriggerDagRunOperator arguments, one mapped task per planned retry run."""
     return [{"trigger_dag_id": p["workflow"], "trigger_run_id": p["run_id"], "conf": p["conf"],
-             "note": f"automatic retry #{p['resync_id']}: {p['count']} failed {p['touchpoint']} records"}
+             "note": f"automatic retry #{p['resync_id']}: {plural(p['count'], 'failed ' + p['touchpoint'] + ' record')}"}
             for p in planned]
 
 

@@ -1,9 +1,13 @@
-"""Starting Airflow runs from the CLI and the API, through Airflow's own code on its metadata database."""
+"""Airflow from the CLI and the API, through Airflow's own code on its metadata database: start a run, read the
+runs' state (queued, running, success, failed) and their tasks' states, look up a connection."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
+import time
+from dataclasses import dataclass
 
 from flowlink.errors import FlowlinkError
 
@@ -12,9 +16,125 @@ TRACKER_DAG = "flowlink_deployments"  # dags/flowlink_deployments.py: one run pe
 
 @contextlib.contextmanager
 def _quiet():
-    """Airflow sets up its logging (to stdout) when first imported: keep its lines off a command's output."""
+    """Airflow sets up its logging (to stdout) when first imported: keep its lines off a command's output. (The
+    `flowlink` command also lowers Airflow's log level to errors before importing it: see flowlink.cli.main.)"""
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+class AirflowUnreadable(FlowlinkError):
+    """Airflow's metadata database cannot be read (not migrated, wrong AIRFLOW_HOME, database down)."""
+
+    def __init__(self, exc: Exception):
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).splitlines() or [""])[0]
+        super().__init__(f"cannot read Airflow's metadata database ({type(orig).__name__}: {first}): "
+                         f"is AIRFLOW_HOME set and `airflow db migrate` done?")
+
+
+@dataclass(frozen=True)
+class AirflowRun:
+    """Airflow's record of one run: state queued, running, success or failed; end_date only once it has ended."""
+
+    run_id: str
+    state: str
+    queued_at: dt.datetime | None
+    start_date: dt.datetime | None
+    end_date: dt.datetime | None
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ("success", "failed")
+
+
+def require_readable() -> None:
+    """Raise AirflowUnreadable unless Airflow's metadata database answers."""
+    with _quiet():
+        from airflow.models.connection import Connection
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with create_session() as session:
+                session.execute(select(Connection.id).limit(1)).all()
+        except SQLAlchemyError as exc:
+            raise AirflowUnreadable(exc) from None
+
+
+def dag_runs(dag_id: str, run_ids: list[str] | None = None, limit: int | None = None) -> dict[str, AirflowRun]:
+    """The runs of a DAG as Airflow knows them, by run id: these run ids, or the newest `limit` runs. Runs Airflow
+    does not know (deleted, or never its own) are left out. Raises AirflowUnreadable."""
+    with _quiet():
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        q = select(DagRun.run_id, DagRun.state, DagRun.queued_at, DagRun.start_date, DagRun.end_date).where(
+            DagRun.dag_id == dag_id)
+        if run_ids is not None:
+            q = q.where(DagRun.run_id.in_(list(run_ids)[:1000]))
+        if limit is not None:
+            q = q.order_by(DagRun.run_after.desc()).limit(limit)
+        try:
+            with create_session() as session:
+                rows = session.execute(q).all()
+        except SQLAlchemyError as exc:
+            raise AirflowUnreadable(exc) from None
+    return {r.run_id: AirflowRun(r.run_id, str(r.state.value if hasattr(r.state, "value") else r.state),
+                                 r.queued_at, r.start_date, r.end_date) for r in rows}
+
+
+def task_states(dag_id: str, run_id: str) -> dict[str, str]:
+    """task id -> state of one run's task instances ("none" before the scheduler gave one a state)."""
+    with _quiet():
+        from airflow.models.dagrun import DagRun
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            tis = DagRun.fetch_task_instances(dag_id=dag_id, run_id=run_id)
+        except SQLAlchemyError as exc:
+            raise AirflowUnreadable(exc) from None
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state) or "none") for ti in tis}
+
+
+def connection(conn_id: str):
+    """The Airflow connection ``conn_id`` (conn_type, host, login, password, port, schema, extra_dejson), or None when
+    Airflow has none by that id. Read as Airflow's servers read it: AIRFLOW_CONN_* variables, the secrets backends
+    configured, then the metadata database (``airflow.sdk.BaseHook.get_connection`` outside a task reads only the
+    first two in Airflow 3.3.2). Raises AirflowUnreadable when the database cannot be read (Airflow would then
+    answer "not defined")."""
+    with _quiet():
+        from airflow.exceptions import AirflowNotFoundException
+        from airflow.models.connection import Connection
+
+        try:
+            return Connection.get_connection_from_secrets(conn_id)
+        except AirflowNotFoundException:
+            require_readable()
+            return None
+
+
+DONE = ("success", "failed", "skipped", "upstream_failed", "removed")  # task states that will not change
+
+
+def wait(dag_id: str, run_id: str, *, timeout: float | None, progress=None, every: float = 2.0) -> AirflowRun:
+    """Poll Airflow until the run has ended; ``progress(run, task_states)`` is called on every poll. Raises
+    FlowlinkError when the run is still going after ``timeout`` seconds (it goes on in Airflow)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = dag_runs(dag_id, [run_id]).get(run_id)
+        if run is None:
+            raise FlowlinkError(f"Airflow has no run {run_id!r} of {dag_id} (deleted?)")
+        if progress is not None:
+            progress(run, task_states(dag_id, run_id))
+        if run.ended:
+            return run
+        if deadline is not None and time.monotonic() >= deadline:
+            raise FlowlinkError(f"run {run_id} of {dag_id} is still {run.state} after {timeout:g} s (--timeout); it goes "
+                                f"on in Airflow: see `flowlink runs {dag_id}`")
+        time.sleep(every if deadline is None else max(0.0, min(every, deadline - time.monotonic())))
 
 
 def require_dag(dag_id: str) -> None:
@@ -25,8 +145,7 @@ def require_dag(dag_id: str) -> None:
         try:
             known = DagModel.get_current(dag_id)
         except SQLAlchemyError as exc:
-            raise FlowlinkError(f"cannot read Airflow's metadata database ({type(exc.orig or exc).__name__}: "
-                                f"{str(exc.orig or exc).splitlines()[0]}): is AIRFLOW_HOME set and `airflow db migrate` done?") from None
+            raise AirflowUnreadable(exc) from None
         if known is None:
             raise FlowlinkError(f"Airflow does not know the DAG {dag_id!r} yet: is the dag-processor running "
                                 f"(or run `airflow dags reserialize`)?")

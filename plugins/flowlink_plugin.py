@@ -1,6 +1,6 @@
 """The Flowlink Airflow plugin.
 
-Registers WorkflowTimetable, imported as ``flowlink_timetable`` -- the same module path the
+Registers WorkflowTimetable and ManualTimetable, imported as ``flowlink_timetable`` -- the same module path the
 DAG files use, so serialized DAGs find it -- and the Flowlink REST API and pages (package ``api``
 next to this file), which Airflow's api-server mounts at /flowlink (OpenAPI at /flowlink/openapi.json,
 pages under /flowlink/ui/).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from flowlink_timetable import WorkflowTimetable
+from flowlink_timetable import ManualTimetable, WorkflowTimetable
 
 PREFIX = "/flowlink"
 PAGES = [("Deployments", "deployments"), ("Environments", "environments"), ("Resync bucket", "bucket"),
@@ -45,7 +45,7 @@ class LazyApp:
 
 class FlowlinkPlugin(AirflowPlugin):
     name = "flowlink"
-    timetables = [WorkflowTimetable]
+    timetables = [WorkflowTimetable, ManualTimetable]
     fastapi_apps = [{"app": LazyApp(), "url_prefix": PREFIX, "name": "Flowlink"}]
     external_views = [
         *({"name": label, "href": f"{PREFIX}/ui/{slug}", "destination": "nav", "category": "Flowlink",

@@ -1,6 +1,7 @@
-"""WorkflowTimetable: runs a workflow at the ticks of its `Schedule` (see flowlink.schedule).
+"""WorkflowTimetable: runs a workflow at the ticks of its `Schedule` (see flowlink.schedule);
+ManualTimetable: a manual workflow, never scheduled.
 
-Registered by plugins/flowlink_plugin.py. DAG files must import it as
+Registered by plugins/flowlink_plugin.py. DAG files must import them as
 ``from flowlink_timetable import WorkflowTimetable`` (this exact module path), or
 serialization fails with "Timetable class ... is not registered".
 
@@ -34,12 +35,45 @@ def _pendulum(t: dt.datetime) -> DateTime:
     return pendulum.instance(t).in_timezone("UTC")
 
 
+class ManualTimetable(Timetable):
+    """A manual workflow: never scheduled, it runs when started (flowlink run, Airflow's trigger). Airflow's DAG list
+    shows its summary, "Manual" (schedule=None leaves the Schedule cell empty)."""
+
+    can_be_scheduled = False
+    periodic = False
+    description = "Manual: runs only when started"
+
+    @property
+    def summary(self) -> str:
+        return "Manual"
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> ManualTimetable:
+        return cls()
+
+    def serialize(self) -> dict[str, Any]:
+        return {}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self).__name__)
+
+    def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
+        return DataInterval.exact(run_after)
+
+    def next_dagrun_info(self, *, last_automated_data_interval: DataInterval | None,
+                         restriction: TimeRestriction) -> DagRunInfo | None:
+        return None
+
+
 class WorkflowTimetable(Timetable):
     """The ticks of an automatic workflow schedule; ends after the schedule's occurrences."""
 
     def __init__(self, schedule: Schedule):
         if schedule.sync != "auto":
-            raise ValueError("a manual schedule has no timetable: give the DAG schedule=None")
+            raise ValueError("a manual schedule has no ticks: give the DAG ManualTimetable()")
         self.schedule = schedule
         self.ticks = Ticks(schedule)
         self.description = summary(schedule)

@@ -233,13 +233,13 @@ def test_commands_on_an_empty_store(home):
     assert feeds_json(home) == []
     assert "Feeds" in ok(home, "feeds")
     assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
-    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0005\n"
+    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0006\n"
     assert fails(home, "snapshot", "manual__2024-01-01T00:00:00+00:00").strip() == (
         "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)")
     assert "no snapshot for run 'x'" in fails(home, "snapshot", "x", "--workflow", WF, "--json")
 
 
-def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch):
+def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch, airflow_db):
     monkeypatch.setenv("FLOWLINK_HOME", str(home))
     from flowlink.store import Store, bucket, snapshots
     from flowlink.store.bucket import Outcome
@@ -265,6 +265,7 @@ def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch):
 
     runs = json.loads(ok(home, "runs", WF, "--json"))
     assert [(r["run_id"], r["version"], r["failed_steps"], r["failed_records"]) for r in runs] == [("run-1", 1, 1, 1)]
+    assert runs[0]["status"] == "failed"  # Airflow does not know run-1: the snapshot's failed step says it
     assert re.search(r"run-1 .* failed", ok(home, "runs", WF))
     snap = json.loads(ok(home, "snapshot", "run-1", "--json"))
     assert [(s["step"], s["status"], s["files"], s["message"]) for s in snap["steps"]] == [("load", "failed", ["a.jsonl"], "1 record failed")]
@@ -294,7 +295,7 @@ def test_resync_mistakes(home, monkeypatch):
     assert fails(home, "resync", WF, "--touchpoint", "invoices", "--failed").strip() == (
         f"flowlink resync: workflow '{WF}' has no touchpoint 'invoices' (it has: customers, orders)")
     err = fails(home, "resync", WF, "--touchpoint", "customers", code=2)
-    assert err.startswith("usage: flowlink resync") and "one of the arguments --failed --id is required" in err
+    assert err.startswith("usage: flowlink resync") and "one of the arguments --failed --unprocessed --id is required" in err
     err = fails(home, "resync", WF, "--touchpoint", "customers", "--failed", "--id", "1", code=2)
     assert "not allowed with argument" in err
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
@@ -323,8 +324,10 @@ def test_resync_queues_an_airflow_run_for_the_failed_records(home, monkeypatch, 
         bag = load_dags()  # Airflow learns the DAG from the live file in this FLOWLINK_HOME
         assert WF in bag.dag_ids, (bag.dag_ids, bag.import_errors)
 
-        stdout = ok(home, "resync", WF, "--touchpoint", "customers", "--failed")
-        match = re.fullmatch(r"resync #(\d+): 3 customers records, run (\S+)\n", stdout)
+        done = flowlink(home, "resync", WF, "--touchpoint", "customers", "--failed")
+        assert done.returncode == 0 and done.stderr == ""  # no "[info] creating dag run" from Airflow
+        match = re.fullmatch(r"resync #(\d+): 3 customers records, run (\S+)\n", done.stdout)
+        stdout = done.stdout
         assert match, stdout
         resync_id, run_id = int(match[1]), match[2]
 
@@ -379,6 +382,57 @@ def test_resync_of_a_dag_airflow_does_not_know_says_so(home, tmp_path, airflow_d
     err = fails(home, "resync", "never_parsed_flow", "--touchpoint", "customers", "--failed")
     assert err.strip().splitlines()[-1] == ("flowlink resync: Airflow does not know the DAG 'never_parsed_flow' yet: "
                                             "is the dag-processor running (or run `airflow dags reserialize`)?")
+
+
+def test_runs_show_airflows_state_or_say_it_cannot_be_read(home, monkeypatch, airflow_db, tmp_path):
+    """A run Airflow has queued shows as queued without an end time, though its first step has ended; with Airflow's
+    database out of reach the status is unknown, said once on stderr."""
+    ok(home, "publish", EXAMPLE)
+    put_live(home, monkeypatch)
+    load_dags()
+    from flowlink import runs as airflow_runs
+    from flowlink.store import Store, snapshots
+
+    run_id = airflow_runs.trigger(WF, {})
+    store = Store.open()
+    try:
+        snapshots.start_step(store, WF, run_id, 1, "customers", "extract")
+        snapshots.finish_step(store, WF, run_id, "customers", "extract", status="success", count_in=3, count_out=3)
+    finally:
+        store.dispose()
+    listed = {r["run_id"]: r for r in json.loads(ok(home, "runs", WF, "--json"))}  # other tests' runs too
+    assert [listed[run_id][k] for k in ("status", "ended_at", "version")] == ["queued", None, 1]
+
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path / 'nowhere' / 'airflow.db'}")
+    done = flowlink(home, "runs", WF)
+    assert done.returncode == 0
+    assert done.stderr.startswith("flowlink runs: status unknown: cannot read Airflow's metadata database (")
+    assert done.stderr.count("\n") == 1
+    assert re.search(rf"{re.escape(run_id)} .* unknown", done.stdout)
+    unknown = json.loads(flowlink(home, "runs", WF, "--json").stdout)  # the runs with a snapshot: this one
+    assert [(r["run_id"], r["status"], r["ended_at"]) for r in unknown] == [(run_id, None, None)]
+
+
+def test_one_of_a_kind_is_singular(home, tmp_path):
+    spec = tmp_path / "single.yaml"
+    spec.write_text("name: single\nsource: {type: sql, connection: a}\ntarget: {type: rest, connection: b}\n"
+                    "touchpoints:\n  - name: only\n    extract: {table: t, key: id}\n"
+                    "    mapping: [{target: id, source: id}]\n    load: {endpoint: /x, key: id}\n")
+    assert ok(home, "validate", spec) == f"{spec}: ok (single, 1 touchpoint)\n"
+    assert re.fullmatch(r"only: ok \(1 mapping rule, \d+ bytes\)\n", ok(home, "generate", spec))
+    from flowlink.errors import plural
+
+    assert [plural(n, "record") for n in (0, 1, 2)] == ["0 records", "1 record", "2 records"]
+    assert plural(1, "try", "tries") == "1 try" and plural(3, "try", "tries") == "3 tries"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", WF, "--timeout", "5"], "--timeout goes with --wait"),
+    (["run", WF, "--wait", "--timeout", "0"], "argument --timeout: 0 is not more than 0 seconds"),
+    (["resync", WF, "--touchpoint", "c", "--failed", "--wait", "--timeout", "soon"], "'soon' is not a number of seconds"),
+])
+def test_wait_arguments(home, args, message):
+    assert message in fails(home, *args, code=2)
 
 
 # ---------------------------------------------------------------- bad arguments

@@ -104,7 +104,13 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     assert dag.max_active_runs == 1
     assert type(dag.timetable).__module__ == "flowlink_timetable"
     assert bag.get_dag("nightly").timetable.summary.startswith("daily at 02:30 (Europe/Berlin)")
-    assert type(bag.get_dag("on_demand").timetable).__name__ == "NullTimetable"  # manual: no schedule
+    manual = bag.get_dag("on_demand").timetable  # manual: never scheduled, and Airflow's DAG list says so
+    assert type(manual).__name__ == "ManualTimetable" and not manual.can_be_scheduled
+    assert manual.next_dagrun_info(last_automated_data_interval=None, restriction=None) is None
+    from airflow.models.dag import DagModel  # what the UI's Schedule cell and `airflow dags details` show
+
+    assert DagModel.get_current("on_demand").timetable_summary == "Manual"
+    assert DagModel.get_current("nightly").timetable_summary.startswith("daily at 02:30")
 
 
 def test_a_broken_live_file_is_reported_and_does_not_hide_the_others(home, tmp_path, airflow_db):

@@ -193,7 +193,7 @@ QUARTER = auto(repeat="every_minute", interval=15, start=dt.datetime(2026, 1, 1,
 
 
 def test_from_schedule_refuses_manual():
-    with pytest.raises(ValueError, match="schedule=None"):
+    with pytest.raises(ValueError, match="ManualTimetable"):
         WorkflowTimetable.from_schedule(Schedule())
 
 

@@ -6,6 +6,8 @@ import time
 
 from airflow.sdk import BaseNotifier
 
+from flowlink.errors import plural
+
 
 class WebhookError(Exception):
     """The webhook did not take the alert (the message names the status, never the connection's secrets)."""
@@ -57,13 +59,13 @@ class FlowlinkWebhookNotifier(BaseNotifier):
                 resp = requests.post(url, json=payload, **options)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if last:
-                    raise WebhookError(f"POST {url} failed after {self.tries} tries: {type(exc).__name__}") from None
+                    raise WebhookError(f"POST {url} failed after {plural(self.tries, 'try', 'tries')}: {type(exc).__name__}") from None
             else:
                 if resp.status_code < 400:
                     return resp.status_code
                 if resp.status_code < 500 or last:
                     raise WebhookError(f"POST {url} answered {resp.status_code} {resp.reason}"
-                                       + (f" after {self.tries} tries" if resp.status_code >= 500 else ""))
+                                       + (f" after {plural(self.tries, 'try', 'tries')}" if resp.status_code >= 500 else ""))
             time.sleep(self.backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
