@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from flowlink.errors import FlowlinkError
+from flowlink.errors import FlowlinkError, plural
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -62,7 +64,7 @@ def cmd_validate(args) -> int:
     for f in args.files:
         try:
             wf = load_spec(f)
-            out.print(f"{f}: ok ({wf.name}, {len(wf.touchpoints)} touchpoints)")
+            out.print(f"{f}: ok ({wf.name}, {plural(len(wf.touchpoints), 'touchpoint')})")
         except SpecError as exc:
             failed += 1
             err.print(str(exc), markup=False)
@@ -90,8 +92,8 @@ def cmd_generate(args) -> int:
             path.write_text(xslt, encoding="utf-8")
             out.print(f"{tp.name}: {path}")
         else:
-            kind = "your XSLT" if tp.xslt else f"{len(tp.mapping)} mapping rules"
-            out.print(f"{tp.name}: ok ({kind}, {len(xslt)} bytes)")
+            kind = "your XSLT" if tp.xslt else plural(len(tp.mapping), "mapping rule")
+            out.print(f"{tp.name}: ok ({kind}, {plural(len(xslt), 'byte')})")
     return 0
 
 
@@ -165,22 +167,80 @@ def cmd_bucket(args) -> int:
 def cmd_resync(args) -> int:
     from flowlink.actions import resync
 
-    resync_id, ids, run_id = resync(_store(), args.workflow, args.touchpoint, ids=args.id, failed=args.failed)
-    out.print(f"resync #{resync_id}: {len(ids)} {args.touchpoint} records, run {run_id}")
-    return 0
+    resync_id, ids, run_id = resync(_store(), args.workflow, args.touchpoint, ids=args.id, failed=args.failed,
+                                    unprocessed=args.unprocessed)
+    out.print(f"resync #{resync_id}: {plural(len(ids), args.touchpoint + ' record')}, run {run_id}")
+    return _wait(args, run_id)
 
 
 def cmd_runs(args) -> int:
-    from flowlink.store import snapshots
+    from flowlink.actions import run_list
 
-    runs = snapshots.runs(_store(), args.workflow, limit=args.limit)
+    runs, problem = run_list(_store(), args.workflow, limit=args.limit)
+    if problem:
+        err.print(f"flowlink runs: status unknown: {problem}", markup=False)
     if args.json:
         _print_json(runs)
         return 0
     _table(f"Runs of {args.workflow}", ["run id", "version", "started", "ended", "failed records", "status", "kind"],
-           [[r["run_id"], r["version"], r["started_at"], r["ended_at"], r["failed_records"],
-             "failed" if r["failed_steps"] else "success", r["kind"]] for r in runs])
+           [[r["run_id"], r["version"], r["started_at"], r["ended_at"], r["failed_records"], r["status"] or "unknown",
+             r["kind"]] for r in runs])
     return 0
+
+
+def _wait(args, run_id: str) -> int:
+    """--wait: progress until the run has ended; 0 when it succeeded, 1 when it failed (saying why)."""
+    if not args.wait:
+        return 0
+    from flowlink.actions import wait_for_run
+
+    with _Progress(run_id) as progress:
+        run, reasons = wait_for_run(_store(), args.workflow, run_id, timeout=args.timeout, progress=progress.update)
+    if run.state == "success":
+        out.print(f"run {run_id}: success")
+        return 0
+    err.print(f"run {run_id}: {run.state}", markup=False)
+    for reason in reasons:
+        err.print(f"  {reason}", markup=False)
+    return 1
+
+
+class _Progress:
+    """The steps of a run done and running: one live line on a terminal, else a plain line on each change."""
+
+    def __init__(self, run_id: str):
+        self.run_id, self.last, self.live = run_id, None, None
+
+    def __enter__(self):
+        if out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live("", console=out, transient=True, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, run, tasks: dict[str, str]) -> None:
+        from flowlink.runs import DONE
+
+        done = sum(state in DONE for state in tasks.values())
+        running = sorted(t for t, state in tasks.items() if state not in DONE and state != "none")
+        line = f"run {self.run_id}: {run.state}, {done} of {plural(len(tasks), 'step')} done"
+        if running:
+            shown = [t if tasks[t] == "running" else f"{t} ({tasks[t]})" for t in running[:4]]
+            line += f"; now: {', '.join(shown)}" + (" ..." if len(running) > 4 else "")
+        if line == self.last:
+            return
+        self.last = line
+        if self.live is not None:
+            from rich.text import Text
+
+            self.live.update(Text(line))
+        else:
+            out.print(line, markup=False)
 
 
 def cmd_snapshot(args) -> int:
@@ -340,8 +400,29 @@ def cmd_undeploy(args) -> int:
 def cmd_run(args) -> int:
     from flowlink import actions
 
-    out.print(f"{args.workflow}: run {actions.execute(_store(), args.workflow)}")
-    return 0
+    run_id = actions.execute(_store(), args.workflow)
+    out.print(f"{args.workflow}: run {run_id}")
+    return _wait(args, run_id)
+
+
+def cmd_check(args) -> int:
+    from flowlink.check import check, load_workflow, problems
+
+    wf = load_workflow(args.workflow)
+    checks = check(wf)
+    bad = problems(checks)
+    if args.json:
+        _print_json({"workflow": wf.name, "ok": not bad, "checks": [c.as_dict() for c in checks]})
+        return 1 if bad else 0
+    table = Table(title=f"Check of {wf.name}", title_justify="left")
+    for column in ("check", "what", "result", "detail"):
+        table.add_column(column)
+    colour = {"ok": "green", "warning": "yellow", "problem": "red"}
+    for c in checks:
+        table.add_row(c.check, c.what, f"[{colour[c.result.value]}]{c.result.value}[/]", escape(c.detail))
+    out.print(table)
+    out.print(f"{plural(len(bad), 'problem')}" if bad else "no problems")
+    return 1 if bad else 0
 
 
 def cmd_deployments(args) -> int:
@@ -394,6 +475,24 @@ def cmd_alert(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0 seconds")
+    return value
+
+
+def _wait_options(sp) -> None:
+    sp.add_argument("--wait", action="store_true", help="show progress until the run has ended; exit status 0 when it "
+                                                        "succeeded, 1 when it failed")
+    sp.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="with --wait: give up waiting after SECONDS "
+                                                                       "(exit status 1; the run goes on)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flowlink", description="Business-application integrations on Apache Airflow.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -425,8 +524,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--touchpoint", required=True)
     which = sp.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="all failed records of the touchpoint")
+    which.add_argument("--unprocessed", action="store_true",
+                       help="all Unprocessed records of the touchpoint whose last run has ended (Airflow's state "
+                            "success or failed, or a run Airflow no longer knows): those a failed run left behind; "
+                            "a run still queued or running may load its records yet")
     which.add_argument("--id", nargs="+", metavar="ID", help="these source ids")
-    sp = add("runs", cmd_runs, "list the runs of a workflow")
+    _wait_options(sp)
+    sp = add("runs", cmd_runs, "list the runs of a workflow with Airflow's state of each")
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--limit", type=_count, default=20)
     sp.add_argument("--json", action="store_true")
@@ -489,7 +593,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--version", type=_count)
     add("undeploy", cmd_undeploy, "remove a deployed workflow from its environment").add_argument("workflow", metavar="WORKFLOW")
-    add("run", cmd_run, "run a deployed workflow now").add_argument("workflow", metavar="WORKFLOW")
+    sp = add("run", cmd_run, "run a deployed workflow now")
+    sp.add_argument("workflow", metavar="WORKFLOW")
+    _wait_options(sp)
+    sp = add("check", cmd_check, "check a workflow's connections, tables, endpoints, files and fields against the "
+                                 "applications; exit status 1 on any problem")
+    sp.add_argument("workflow", metavar="SPEC|WORKFLOW", help="a spec file, or a published workflow (its newest version)")
+    sp.add_argument("--json", action="store_true")
     sp = add("deployments", cmd_deployments, "the last deployment of each workflow")
     sp.add_argument("--environment")
     sp.add_argument("--json", action="store_true")
@@ -520,7 +630,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if getattr(args, "timeout", None) is not None and not args.wait:
+        p.error("--timeout goes with --wait")
+    # Airflow's own info and warning lines ("creating dag run", deprecations) are not this command's output
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     try:
         return args.func(args)
     except FlowlinkError as exc:

@@ -123,14 +123,23 @@ class Extract(Model):
 
 
 class MappingRule(Model):
-    """target <- source field | XPath 1.0 expression | constant, optionally through a lookup table."""
+    """target <- source field | XPath 1.0 expression | constant; a source or xpath value is trimmed and cased (trim,
+    case), then looked up (lookup) or defaulted (default), in that order."""
 
     target: FieldName
     source: FieldName | None = None
     xpath: str | None = None
     constant: str | int | float | bool | None = None
-    lookup: dict[str, str] | None = Field(None, description="value -> replacement, applied to source or xpath")
-    default: str | None = Field(None, description="lookup: value when no entry matches (default: keep the value)")
+    trim: bool = Field(False, description="remove spaces, tabs and line breaks at both ends of a source or xpath "
+                                          "value (inner ones stay)")
+    case: Literal["lower", "upper"] | None = Field(
+        None, description="lower- or upper-case a source or xpath value (Unicode letters with a one-letter case "
+                          "mapping; ß, the dotted İ and final sigma are left as they are)")
+    lookup: dict[str, str] | None = Field(None, description="value -> replacement, applied to source or xpath "
+                                                            "(after trim and case)")
+    default: str | None = Field(
+        None, description="with a lookup: the value when no entry matches (without default the value passes "
+                          "unchanged); without a lookup: the value when the source is null, missing or empty")
     type: Literal["string", "integer", "number", "boolean"] = Field("string", description="type of the output value")
 
     @field_validator("lookup", mode="before")
@@ -153,16 +162,58 @@ class MappingRule(Model):
         given = [k for k in ("source", "xpath", "constant") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of source, xpath, constant (got {', '.join(given) or 'none'})")
-        if self.constant is not None and self.lookup is not None:
-            raise at("lookup", "a lookup applies to source or xpath, not to a constant")
-        if self.default is not None and self.lookup is None:
-            raise at("default", "default needs a lookup")
+        if self.constant is not None:
+            for option in ("trim", "case", "lookup", "default"):
+                if getattr(self, option) not in (None, False):
+                    raise at(option, f"{option} applies to source or xpath, not to a constant")
         texts = [("constant", self.constant), ("default", self.default)]
         texts += [("lookup", text) for pair in (self.lookup or {}).items() for text in pair]
         for field, text in texts:
             if isinstance(text, str) and NOT_XML.search(text):
                 raise at(field, f"{text!r} holds characters XML 1.0 cannot carry (control characters, unpaired surrogates, U+FFFE, U+FFFF)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_options(self, handler):
+        """No `trim: false, case: null` for rules without them: their published files keep their checksums."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for option in ("trim", "case"):
+                if not data.get(option):
+                    data.pop(option, None)
+        return data
+
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")  # {field} in a match endpoint
+CREATE_OR_UPDATE_KEYS = ("update", "match", "on_missing")
+
+
+class Match(Model):
+    """create_or_update: the look-up (GET) that finds a record the target already holds."""
+
+    endpoint: str = Field(description="GET path and query with {field} placeholders, output-record fields put in "
+                                      "URL-encoded, e.g. /customers?email={email}")
+    records_path: str | None = Field(None, description="the JSON field (dotted path) holding the found records; "
+                                                       "none: the answer is the list")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        rest = PLACEHOLDER.sub("", value)
+        if "{" in rest or "}" in rest:
+            raise ValueError(f"{value!r} has a {{ or }} without its pair; a placeholder is {{field}}")
+        fields = PLACEHOLDER.findall(value)
+        if bad := next((f for f in fields if not re.fullmatch(FIELD, f)), None):
+            raise ValueError(f"{{{bad}}} is not a field name: use letters, digits, _, . and -, starting with a letter or _")
+        if not fields:
+            raise ValueError(f"{value!r} has no {{field}} placeholder, so it would find the same records for every "
+                             f"record; e.g. /customers?email={{email}}")
+        return value
+
+    @property
+    def fields(self) -> list[str]:
+        """The output-record fields the look-up puts in, in order."""
+        return PLACEHOLDER.findall(self.endpoint)
 
 
 class Load(Model):
@@ -171,11 +222,21 @@ class Load(Model):
     table: str | None = None
     endpoint: str | None = None
     file: str | None = Field(None, description="file name in the connection's folder; .csv, .json or .xml")
-    method: Literal["upsert", "insert"] = Field(
-        "upsert", description="upsert: insert or replace by key (REST: PUT endpoint/key); insert: new records only (REST: POST)"
+    method: Literal["upsert", "insert", "create_or_update"] = Field(
+        "upsert", description="upsert: insert or replace by key (REST: PUT endpoint/key); insert: new records only "
+        "(REST: POST); create_or_update (REST only): update by the destination id the bucket keeps "
+        "(PUT or PATCH endpoint/{id}), else look the record up with match and update it, else create it (POST endpoint)"
     )
     key: FieldName = Field(description="the target field records are upserted by")
-    id_field: FieldName | None = Field(None, description="REST: response field holding the destination id")
+    id_field: FieldName | None = Field(
+        None, description="REST: the answer's field holding the target's own id (the destination id); "
+        "create_or_update needs it (often id)")
+    update: Literal["put", "patch"] | None = Field(
+        None, description="create_or_update: update with PUT (the default) or PATCH endpoint/{destination id}")
+    match: Match | None = Field(None, description="create_or_update: how a record without a destination id is found")
+    on_missing: Literal["create", "fail"] | None = Field(
+        None, description="create_or_update: an update answered 404 (deleted in the target): look it up and create "
+        "it again (create, the default) or fail the record (fail)")
 
     @model_validator(mode="after")
     def _one_target(self) -> Load:
@@ -183,6 +244,30 @@ class Load(Model):
         if len(given) != 1:
             raise ValueError(f"give exactly one of table, endpoint, file (got {', '.join(given) or 'none'})")
         return self
+
+    @model_validator(mode="after")
+    def _method_keys(self) -> Load:
+        if self.method != "create_or_update":
+            for key in CREATE_OR_UPDATE_KEYS:
+                if getattr(self, key) is not None:
+                    raise at(key, f"{key} is for method: create_or_update only, not {self.method}")
+            return self
+        if self.id_field is None:
+            raise at("id_field", "method: create_or_update needs id_field: the field of the create answer holding "
+                                 "the target's own id (often id)")
+        if self.match is None:
+            raise at("match", "method: create_or_update needs match: the look-up that finds a record the target "
+                              "already holds, e.g. {endpoint: '/customers?email={email}'}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_keys(self, handler):
+        """No `update: null` ... for upsert and insert: their published files keep their checksums."""
+        data = handler(self)
+        for key in CREATE_OR_UPDATE_KEYS:
+            if isinstance(data, dict) and data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class Touchpoint(Model):
@@ -219,8 +304,9 @@ class Schedule(Model):
     def _known_timezone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file, a folder
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise ValueError(f"unknown time zone {shown!r} (an IANA name such as Europe/Berlin or UTC)") from None
         return value
 
     @field_validator("at", mode="before")
@@ -362,6 +448,11 @@ def _cross_checks(wf: Workflow) -> list[tuple[str, str]]:
             targets.setdefault(rule.target, j)
         if tp.mapping is not None and tp.load.key not in targets:
             problems.append((f"touchpoints[{i}].load.key", f"load key {tp.load.key!r} is not a target field of the mapping"))
+        if tp.mapping is not None and tp.load.match is not None:
+            unknown = [f for f in tp.load.match.fields if f not in targets]
+            if unknown:
+                problems.append((f"touchpoints[{i}].load.match.endpoint",
+                                 f"{{{unknown[0]}}} is not a target field of the mapping ({', '.join(targets)})"))
         for j, dep in enumerate(tp.depends_on):
             if dep == tp.name:
                 problems.append((f"touchpoints[{i}].depends_on[{j}]", "a touchpoint cannot depend on itself"))
@@ -394,6 +485,9 @@ def _connector_checks(wf: Workflow, i: int, tp: Touchpoint) -> list[tuple[str, s
         problems.append((f"touchpoints[{i}].extract.{key}", f"{key} is for rest sources only"))
     if dst == "file" and tp.load.method == "insert":
         problems.append((f"touchpoints[{i}].load.method", "a file target is always written by upsert"))
+    if dst != "rest" and tp.load.method == "create_or_update":
+        problems.append((f"touchpoints[{i}].load.method", f"create_or_update is for rest targets; a {dst} target is "
+                                                          f"written by upsert{' or insert' if dst == 'sql' else ''}"))
     return problems
 
 

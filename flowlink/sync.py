@@ -7,13 +7,15 @@ Faults: a batch's outcomes (bucket rows and data log) are written in one transac
 so a store that fails mid-step leaves those records Unprocessed, never half-recorded, and the watermark unmoved;
 the task fails and its retry (or the next run) loads them again, by key, so nothing is duplicated. A target error
 on one record (a timeout, say) fails that record, not the batch; errors on several records in a row mean the
-target is down and the load step fails.
+target is down and the load step fails. A step that fails as a whole (its connector cannot be opened, the target
+is down, ...) is recorded as failed with its reason, and the records this run left Unprocessed carry it too.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flowlink import staging
-from flowlink.connectors.base import ConnectorError, Source, Target, WriteResult
-from flowlink.errors import FlowlinkError
+from flowlink.connectors.base import Action, ConnectorError, Source, Target, Unreachable, WriteResult
+from flowlink.errors import FlowlinkError, plural
 from flowlink.mapping import output_types
+from flowlink.ordering import newer
 from flowlink.publish import Artifact
 from flowlink.recordxml import KEY, RecordReader, RecordWriter
 from flowlink.spec import Touchpoint
@@ -65,9 +68,27 @@ class RunContext:
         return staging.run_folder(self.workflow, self.run_id) / touchpoint / step
 
 
+def _records(n: int) -> str:
+    return plural(n, "record")
+
+
+def _waiting(touchpoint: str, failed_in: dict[str, int], workflow: str) -> str:
+    """'customers: 1 record failed in extract; it waits in the resync bucket (...)': how many failed in which step."""
+    total = sum(failed_in.values())
+    where = (f" in {next(iter(failed_in))}" if len(failed_in) == 1
+             else " (" + ", ".join(f"{n} in {step}" for step, n in failed_in.items()) + ")")
+    return (f"{touchpoint}: {_records(total)} failed{where}; {'it waits' if total == 1 else 'they wait'} in the "
+            f"resync bucket (flowlink bucket {workflow} --touchpoint {touchpoint} --status failed)")
+
+
 @contextmanager
 def _step(ctx: RunContext, touchpoint: str, step: str):
-    """Record the step in the snapshot: running, then success (counts tell of failed records) or failed."""
+    """Record the step in the snapshot: running, then success (its message tells of failed records) or failed.
+
+    A step that fails as a whole (any exception but RecordsFailed: a connection that cannot be opened, the target
+    down, the store lost, a bad batch file) is failure "step"; the records of the touchpoint that this run extracted
+    and left Unprocessed get "run R: <step> failed: <the reason's first line>" in the bucket and the data log, in
+    the transaction that records the failure."""
     snapshots.start_step(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, touchpoint, step,
                          hostname=ctx.hostname, queue=ctx.queue)
     stats: dict[str, Any] = {"count_in": 0, "count_out": 0, "count_failed": 0, "files": []}
@@ -75,25 +96,33 @@ def _step(ctx: RunContext, touchpoint: str, step: str):
         yield stats
     except BaseException as exc:
         reason = ctx.store.unavailable(exc) or exc  # the store itself failed: one line, not the driver's text
+        message = str(reason).strip() or type(exc).__name__
+        whole = not isinstance(exc, RecordsFailed)
+        left = 0
         try:  # the store may be back already (a connection is retried for a while)
-            snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
-                                  message=str(reason) or type(exc).__name__, **stats)
+            with ctx.store.engine.begin() as conn:
+                snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
+                                      message=message, failure="step" if whole else "records", conn=conn, **stats)
+                if whole:
+                    left = bucket.left_behind(conn, ctx.workflow, touchpoint, ctx.run_id, step,
+                                              f"run {ctx.run_id}: {step} failed: {message.splitlines()[0]}")
         except SQLAlchemyError as lost:
             ctx.log.error("%s %s: the failure could not be recorded in the store: %s", touchpoint, step,
                           ctx.store.unavailable(lost) or lost)
+        if left:
+            ctx.log.error("%s: %s of this run stay Unprocessed with the reason (flowlink resync %s --touchpoint %s "
+                          "--unprocessed)", touchpoint, _records(left), ctx.workflow, touchpoint)
         raise
-    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="success", **stats)
+    failed = stats["count_failed"]
+    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="success", **stats,
+                          message=_waiting(touchpoint, {step: failed}, ctx.workflow) if failed else None)
 
 
-def _newer(a: Any, b: Any) -> bool:
-    """a > b for watermark values: numbers as numbers, anything else as text."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return a > b
-    return str(a) > str(b)
-
-
-def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
+def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) -> dict:
     """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed.
+
+    The source is opened (``open_source()``) inside the step, and closed after it: a connection that is missing
+    or cannot be used fails the step, in the snapshot.
 
     A record without a key, or one its source marked with ERROR (and WHERE), is Failed in the bucket with the
     reason, under its key or, without one, under "(WHERE)"; the others go on."""
@@ -109,7 +138,7 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
     folder = ctx.folder(tp.name, "extract")
     writer = RecordWriter(spec.key)
     high, seen = None, set()
-    with _step(ctx, tp.name, "extract") as stats:
+    with _step(ctx, tp.name, "extract") as stats, closing(open_source()) as source:
         for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
             keyed, bad = [], []
             for i, record in enumerate(batch, 1):
@@ -125,7 +154,7 @@ def extract(ctx: RunContext, tp: Touchpoint, source: Source) -> dict:
                     continue
                 keyed.append(record)
                 value = record.get(spec.incremental) if spec.incremental else None
-                if value is not None and (high is None or _newer(value, high)):
+                if value is not None and (high is None or newer(value, high)):
                     high = value
             written = writer.write(keyed)  # a record holding what XML cannot carry fails here, alone
             for sid, problem in written.failures:
@@ -179,25 +208,32 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(done.keys_in),
                          len(done.keys_out), len(done.failures))
     # how the load step reads the output: by position (generate_xslt's shape), with namespaced names as local names
+    failed_in = {"extract": extracted.get("failed", 0), "transform": stats["count_failed"]}
     return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "failed": stats["count_failed"] + extracted.get("failed", 0), "watermark": extracted.get("watermark"),
+            "failed": sum(failed_in.values()), "failed_in": {k: n for k, n in failed_in.items() if n},
+            "watermark": extracted.get("watermark"),
             "fields": list(transformer.fields) if transformer.fields else None, "local_names": transformer.local_names}
 
 
-def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict]) -> list[WriteResult]:
+def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict],
+           destination_ids: list[str | None]) -> list[WriteResult]:
     """Write one batch. If the target raises (a whole-application error), write the records one at a time to tell
     a record's problem from the target's: a record whose write raises (a timeout on it, say) gets a failed result
     with the reason; DOWN_AFTER such records in a row (or the whole batch, if smaller) raise: the target is down.
-    Records written before the error are written again: upsert is by key, insert reports them as existing."""
+    Records written before the error are written again: upsert is by key, insert reports them as existing,
+    create_or_update finds them with its match. A target that cannot be connected to (Unreachable, after
+    FLOWLINK_UNREACHABLE_AFTER seconds) fails the step at once: one record at a time would not reach it either."""
     try:
-        return target.write(tp.load, records)
+        return target.write(tp.load, records, destination_ids)
+    except Unreachable:
+        raise
     except ConnectorError as exc:
         ctx.log.warning("%s: the batch could not be written (%s); writing its records one at a time", tp.name, exc)
     results: list[WriteResult] = []
     streak = 0
-    for record in records:
+    for record, destination_id in zip(records, destination_ids):
         try:
-            results += target.write(tp.load, [record])
+            results += target.write(tp.load, [record], [destination_id])
             streak = 0
         except ConnectorError as exc:
             streak += 1
@@ -222,22 +258,20 @@ def _earlier_load(ctx: RunContext, tp: Touchpoint) -> dict[str, str] | None:
         return dict(conn.execute(q).all())
 
 
-def _exists(error: str | None) -> bool:
-    """Whether the target refused an insert because the key is there already (SQL and file targets say
-    "already exists", REST targets answer 409 Conflict)."""
-    return bool(error) and (error == "already exists" or error.startswith("HTTP 409"))
-
-
-def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> dict:
+def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], transformed: dict) -> dict:
     """Write each batch; record every result; save the watermark once everything it covers is committed.
+
+    The target is opened (``open_target()``) inside the step and closed after it, as extract's source.
 
     A later try of the step in the same run does not write again what an earlier try loaded (recorded in the
     bucket batch by batch); it writes the rest. Only the batch being written when the earlier try stopped may have
     reached the target without being recorded: with upsert, writing it again is harmless; with insert, a record of
-    that batch which the target says exists already was created by the earlier try, and counts as loaded."""
+    that batch which the target says exists already was created by the earlier try, and counts as loaded; with
+    create_or_update, the match finds what it created, and updates it. The destination ids the bucket keeps go to the
+    target with their records (create_or_update updates by them) and the new ones are kept."""
     earlier = _earlier_load(ctx, tp)
     reader = RecordReader(output_types(tp), transformed.get("fields"), transformed.get("local_names", False))
-    with _step(ctx, tp.name, "load") as stats:
+    with _step(ctx, tp.name, "load") as stats, closing(open_target()) as target:
         batches = transformed["batches"]
         in_doubt = earlier is not None  # until the first batch the earlier tries did not record in full
         for n, src in enumerate(batches, 1):
@@ -253,13 +287,14 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
                 if tp.load.method == "insert":
                     doubtful = {k for k in keys if k not in earlier}
             todo = [(k, r) for k, r in zip(keys, records) if k not in done]
-            results = _write(ctx, tp, target, [r for _, r in todo]) if todo else []
+            known = bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo else {}
+            results = _write(ctx, tp, target, [r for _, r in todo], [known.get(k) for k, _ in todo]) if todo else []
             # a value that does not fit its type in the mapping: the transform's output, found as it is read here
             outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in unfit]
             for (k, _), r in zip(todo, results):
                 if r.ok:
                     outcomes.append(Outcome(k, "success", destination_id=r.destination_id))
-                elif k in doubtful and _exists(r.error):
+                elif k in doubtful and r.exists:
                     outcomes.append(Outcome(k, "success", message="already in the target: created by an interrupted "
                                                                   "try of this run"))
                 else:
@@ -270,6 +305,9 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
                 ctx.log.warning("%s: record %s was rejected by the target: %s", tp.name, o.source_id, o.message)
             if done:
                 ctx.log.info("%s: batch %d: %d records already loaded by an earlier try of this run", tp.name, n, len(done))
+            if actions := [r.action for r in results if r.ok and r.action]:
+                ctx.log.info("%s: batch %d: %d created, %d updated", tp.name, n, actions.count(Action.CREATED),
+                             actions.count(Action.UPDATED))
             stats["files"].append(src)
             stats["count_in"] += len(records) + len(unfit)
             stats["count_out"] += len(records) + len(unfit) - len(failed)
@@ -278,15 +316,14 @@ def load(ctx: RunContext, tp: Touchpoint, target: Target, transformed: dict) -> 
         mark = transformed.get("watermark")
         if mark is not None and ctx.resync is None:
             old = state.watermark(ctx.store, ctx.workflow, tp.name)
-            if old is None or _newer(mark, old):
+            if old is None or newer(mark, old):
                 state.save_watermark(ctx.store, ctx.workflow, tp.name, mark, ctx.run_id)
                 ctx.log.info("%s: watermark moved to %s", tp.name, mark)
         earlier = transformed.get("failed", 0)
         ctx.log.info("%s: %d loaded, %d failed in load, %d failed before", tp.name, stats["count_out"], stats["count_failed"], earlier)
-        if stats["count_failed"] or earlier:
-            total = stats["count_failed"] + earlier
-            raise RecordsFailed(
-                f"{tp.name}: {total} records failed and wait in the resync bucket "
-                f"(flowlink bucket {ctx.workflow} --touchpoint {tp.name} --status failed)"
-            )
+        failed_in = dict(transformed.get("failed_in") or ({"an earlier step": earlier} if earlier else {}))
+        if stats["count_failed"]:
+            failed_in["load"] = stats["count_failed"]
+        if failed_in:
+            raise RecordsFailed(_waiting(tp.name, failed_in, ctx.workflow))
     return {"version": ctx.artifact.version, "count": stats["count_out"]}

@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import NoReturn
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 PG_INSTALL_HINT = "install PostgreSQL (Debian/Ubuntu: apt-get install postgresql, or run .ci/postgres-install.sh)"
 
@@ -210,3 +212,23 @@ def auth_manager():
     from airflow.api_fastapi.app import create_auth_manager
 
     return create_auth_manager()
+
+
+def copy_erp_to_postgres(erp: str | Path, url: sqlalchemy.URL) -> None:
+    """The demo ERP's tables and rows in a PostgreSQL database."""
+    engine = sqlalchemy.create_engine(url)
+    with sqlite3.connect(erp) as src, engine.begin() as dst:
+        dst.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT NOT NULL, "
+                            "last_name TEXT NOT NULL, email TEXT NOT NULL, country_code TEXT NOT NULL, "
+                            "updated_at TEXT NOT NULL)")
+        dst.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL "
+                            "REFERENCES customers(id), amount DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, "
+                            "updated_at TEXT NOT NULL)")
+        for table in ("customers", "orders"):
+            cursor = src.execute(f"SELECT * FROM {table}")
+            columns = [d[0] for d in cursor.description]
+            insert = sqlalchemy.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
+            rows = [dict(zip(columns, row)) for row in cursor]
+            if rows:
+                dst.execute(insert, rows)
+    engine.dispose()

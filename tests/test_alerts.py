@@ -222,7 +222,8 @@ def test_rejected_records_give_one_records_failed_alert_per_touchpoint_and_chann
     assert set(mails) == {f"[Flowlink] {WF}: {failed[tp]} {tp} records failed in run {run.run_id}" for tp in failed}
     customers = mails[f"[Flowlink] {WF}: 3 customers records failed in run {run.run_id}"]
     assert f"Load: {CUSTOMERS} sent to the target, {CUSTOMERS - 3} loaded, 3 rejected." in customers
-    assert all(f"  {i}: load, try 1: HTTP 422: email: blocked by the shop's spam filter" in customers for i in rejected)
+    assert all(f"  {i}: load, try 1: PUT /customers/{i}: HTTP 422: email: blocked by the shop's spam filter" in customers
+               for i in rejected)
     for tp, post in posts.items():
         payload, links = post["json"], run_links(run.run_id, tp)
         assert payload["event"] == "records_failed" and payload["workflow"] == WF and payload["environment"] == "cloud"

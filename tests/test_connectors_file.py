@@ -135,7 +135,8 @@ def test_upsert_twice_merges_without_duplicates(tmp_path, fmt):
 def test_insert_reports_existing_keys(tmp_path):
     write(tmp_path, "out.json", ORDERS[:1])
     results = write(tmp_path, "out.json", [{"id": 3, "name": "dup"}, {"id": 4, "name": "new"}], method="insert")
-    assert results == [WriteResult(key="3", ok=False, error="already exists"), WriteResult(key="4", ok=True, destination_id="4")]
+    assert results == [WriteResult(key="3", ok=False, error="already exists", exists=True),
+                       WriteResult(key="4", ok=True, destination_id="4")]
     names = {r["id"]: r["name"] for r in json.loads((tmp_path / "out.json").read_text())}
     assert names == {3: "gamma", 4: "new"}
 

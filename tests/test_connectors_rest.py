@@ -272,7 +272,8 @@ def test_insert_conflict_is_a_failed_record(shop):
         first = target.write(load, [{"customer_id": "c1", "email": "a@b.c"}])
         again = target.write(load, [{"customer_id": "c1", "email": "a@b.c"}, {"customer_id": "c2", "email": "b@b.c"}])
     assert first == [WriteResult(key="c1", ok=True, destination_id="c1")]
-    assert again[0] == WriteResult(key="c1", ok=False, error="HTTP 409: customer_id: customer c1 already exists")
+    assert again[0] == WriteResult(key="c1", ok=False, exists=True,
+                                   error="POST /customers: HTTP 409: customer_id: customer c1 already exists")
     assert again[1].ok
     assert shop.writes("customers") == {"c1": 2, "c2": 1}  # the POST was not retried
 
@@ -284,8 +285,9 @@ def test_rejected_record_fails_alone_with_the_shops_message(shop):
     with RestTarget(shop.url, **FAST) as target:
         results = target.write(Load(endpoint="/customers", key="customer_id"), records)
     assert [r.ok for r in results] == [True, False, True, False]
-    assert results[1] == WriteResult(key="2", ok=False, error="HTTP 422: name: too long for the shop")
-    assert results[3].error == "HTTP 422: email: not a valid address"
+    assert results[1] == WriteResult(key="2", ok=False, error="PUT /customers/2: HTTP 422: name: too long for the shop")
+    assert results[3].error == "PUT /customers/4: HTTP 422: email: not a valid address"
+    assert not any(r.exists for r in results)  # a refused upsert is not an existing key
     assert sorted(shop.records("customers")) == ["1", "3"]
     assert shop.writes("customers") == {"1": 1, "2": 1, "3": 1, "4": 1}
 
@@ -293,7 +295,7 @@ def test_rejected_record_fails_alone_with_the_shops_message(shop):
 def test_order_for_unknown_customer_fails(shop):
     with RestTarget(shop.url, **FAST) as target:
         result = target.write(Load(endpoint="orders", key="order_id"), [{"order_id": 1, "customer_id": 123}])
-    assert result == [WriteResult(key="1", ok=False, error="HTTP 422: customer_id: unknown customer 123")]
+    assert result == [WriteResult(key="1", ok=False, error="PUT /orders/1: HTTP 422: customer_id: unknown customer 123")]
 
 
 def test_destination_id_from_the_answer():
@@ -322,10 +324,10 @@ def test_error_text_prefers_json_fields_and_is_short():
     }
     with Tiny(lambda r: answers[r["path"].rsplit("/", 1)[1]]) as tiny, RestTarget(tiny.url) as target:
         results = target.write(Load(endpoint="/x", key="k"), [{"k": 1}, {"k": 2}, {"k": 3}])
-    assert results[0].error == 'HTTP 400: [{"loc": ["name"], "msg": "required"}]'
-    assert results[1].error == "HTTP 400: bad thing"
-    assert results[2].error.startswith("HTTP 418: I'm a teapot I'm a teapot")
-    assert len(results[2].error) <= len("HTTP 418: ") + 300
+    assert results[0].error == 'PUT /x/1: HTTP 400: [{"loc": ["name"], "msg": "required"}]'
+    assert results[1].error == "PUT /x/2: HTTP 400: bad thing"
+    assert results[2].error.startswith("PUT /x/3: HTTP 418: I'm a teapot I'm a teapot")
+    assert len(results[2].error) <= len("PUT /x/3: HTTP 418: ") + 300
 
 
 # ---------------------------------------------------------------- retries
@@ -368,11 +370,11 @@ def test_retry_after_seconds_are_honoured():
 def test_post_is_not_retried_on_500_but_put_is():
     with Tiny(lambda r: (500, {}, {"error": "boom"})) as tiny, RestTarget(tiny.url, **FAST) as target:
         assert target.write(Load(endpoint="/x", key="k", method="insert"), [{"k": 1}]) == [
-            WriteResult(key="1", ok=False, error="HTTP 500: boom")
+            WriteResult(key="1", ok=False, error="POST /x: HTTP 500: boom")
         ]
         assert [r["method"] for r in tiny.requests] == ["POST"]
         result = target.write(Load(endpoint="/x", key="k"), [{"k": 1}])[0]
-        assert result.ok is False and result.error == "HTTP 500: boom"
+        assert result.ok is False and result.error == "PUT /x/1: HTTP 500: boom"
         assert [r["method"] for r in tiny.requests] == ["POST", "PUT", "PUT", "PUT"]  # 1 + 2 retries
 
 
@@ -444,7 +446,7 @@ def test_basic_auth_is_sent_and_the_password_never_shows():
             assert keys(list(source.read(Extract(endpoint="/x", key="id"), batch_size=5)), "id") == [1]
         with RestTarget(**settings) as target:
             result = target.write(Load(endpoint="/x", key="id"), [{"id": 1}])[0]
-        assert result.ok is False and result.error.startswith("HTTP 400: bad request from Basic *** (***, ")
+        assert result.ok is False and result.error.startswith("PUT /x/1: HTTP 400: bad request from Basic *** (***, ")
         assert PASSWORD not in result.error and basic.split()[1] not in result.error
         with RestTarget(tiny.url, auth=("admin", "wrong-" + PASSWORD)) as target:
             with pytest.raises(ConnectorError, match="HTTP 401: authentication failed") as err:
@@ -462,7 +464,7 @@ def test_bearer_token_and_extra_headers_are_sent():
         with RestTarget(**settings) as target:
             result = target.write(Load(endpoint="/x", key="id"), [{"id": 1}])[0]
         assert tiny.requests[0]["headers"]["X-Tenant"] == "acme"
-    assert result.ok is False and result.error.startswith("HTTP 400: bad request from *** (")
+    assert result.ok is False and result.error.startswith("PUT /x/1: HTTP 400: bad request from *** (")
     assert TOKEN not in result.error
 
 

@@ -232,16 +232,16 @@ def test_insert_reports_existing_keys_and_keeps_them(engine, target):
     load = Load(table=table, key="id", method="insert")
     results = target.write(load, [{"id": 2, "name": "new 2"}, {"id": 11, "name": "new 11"}, {"id": 11, "name": "again"}])
     assert results == [
-        WriteResult(key="2", ok=False, error="already exists"),
+        WriteResult(key="2", ok=False, error="already exists", exists=True),
         WriteResult(key="11", ok=True, destination_id="11"),
-        WriteResult(key="11", ok=False, error="already exists"),
+        WriteResult(key="11", ok=False, error="already exists", exists=True),
     ]
     rows = fetch(engine, table)
     assert rows[2]["name"] == "order 2" and rows[11]["name"] == "new 11"
     # the per-record path (after a failing batch) reports the same way
     results = target.write(load, [{"id": 3, "name": "x"}, {"id": 12, "name": None}, {"id": 13, "name": "ok"}])
-    assert [(r.key, r.ok, r.error if r.error == "already exists" else None) for r in results] == [
-        ("3", False, "already exists"), ("12", False, None), ("13", True, None)]
+    assert [(r.key, r.ok, r.exists, r.error if r.exists else None) for r in results] == [
+        ("3", False, True, "already exists"), ("12", False, False, None), ("13", True, False, None)]
 
 
 def test_bad_records_fail_alone_and_the_rest_commit(engine, target):

@@ -29,6 +29,7 @@ from flowlink.publish import make_live
 from flowlink.store import Store, bucket, snapshots, state
 from flowlink.store import db as store_db
 from tests.airflow_helpers import REPO, load_dags
+from tests.fixtures import copy_erp_to_postgres
 
 WF = "erp_to_shop"
 SHOP_FAST = {"timeout": 0.3, "retries": 1, "backoff": 0.05}  # REST connector settings (the connection's extra)
@@ -227,7 +228,7 @@ def test_target_errors_and_timeouts_fail_only_those_records_and_a_resync_complet
     failed = {r["source_id"]: r for r in bucket.rows(store, WF, touchpoint="customers", status="failed", limit=1000)}
     assert set(failed) == set(n500) | set(slow)
     for i in n500:
-        assert failed[i]["message"] == "HTTP 500: deadlock detected, try again", failed[i]
+        assert failed[i]["message"] == f"PUT /customers/{i}: HTTP 500: deadlock detected, try again", failed[i]
     for i in slow:
         assert "timed out waiting for the answer" in failed[i]["message"] and f"/customers/{i}" in failed[i]["message"]
         assert "127.0.0.1" in failed[i]["message"], failed[i]
@@ -377,24 +378,28 @@ def test_a_store_connection_cut_mid_transaction_leaves_no_half_written_batch(wor
         run, tasks = run_dag()
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", on_execute)
-    assert cut.get("n") == 2 and tasks["customers.load"] == ("failed", 1), tasks
+    # data-log inserts: batch 1, batch 2 (cut), then batch 2's records left behind with the step's reason
+    assert cut.get("n") == 3 and tasks["customers.load"] == ("failed", 1), tasks
     rows = statuses(store, "customers")
     assert rows == {i: "success" for i in ids[:200]} | {i: "unprocessed" for i in ids[200:]}  # batch 2: all or nothing
     logged = snapshots.data_log_page(store, WF, run.run_id, touchpoint="customers", step="load", limit=1000)
-    assert sorted(d["source_id"] for d in logged) == sorted(ids[:200])
+    assert sorted(d["source_id"] for d in logged if d["status"] == "success") == sorted(ids[:200])
     assert state.watermark(store, WF, "customers") is None
     load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"]
                 if (s["touchpoint"], s["step"]) == ("customers", "load"))
     where = make_url(url).render_as_string(hide_password=True)
     assert load["status"] == "failed" and load["message"].startswith(f"the Flowlink store {where} is unreachable: ")
     assert "\n" not in load["message"]
+    # batch 2's records: Unprocessed with the step's reason, in the bucket and the data log (written with the step's end)
+    left = {(d["source_id"], d["status"], d["message"]) for d in logged if d["status"] != "success"}
+    assert left == {(i, "unprocessed", f"run {run.run_id}: load failed: {load['message']}") for i in ids[200:]}
 
     run2, tasks2 = run_dag()
     assert run2.state == "success", tasks2
     n = _assert_complete(store, shop, erp)
     assert shop.writes("customers") == {i: 2 for i in ids}  # each sent again by the full sync, upserted by key
     observe(f"connection cut while recording batch 2 of 2: batch 1's 200 rows Success, batch 2's 200 rows left "
-            f"Unprocessed with no data-log row (none half-written), watermark not moved, the step failed with "
+            f"Unprocessed (none half-written), with the step's reason once the store was back, watermark not moved, the step failed with "
             f"'{load['message'].split(': ', 1)[1]}' (recorded once the store was back); the next run: {n} of {n} "
             f"Success, the shop holds {len(shop.records('customers'))}, duplicates 0")
 
@@ -421,24 +426,6 @@ def test_opening_an_unreachable_store_waits_then_says_so_in_one_line(pg_database
         Store.open(direct.set(password="wrong").render_as_string(hide_password=False))
     assert time.monotonic() - started < 5 and not isinstance(caught.value, store_db.StoreUnavailable)
     assert "cannot migrate the Flowlink store" in str(caught.value) and "password authentication failed" in str(caught.value)
-
-def _copy_erp_to_postgres(erp: str, url: sa.URL) -> None:
-    """The demo ERP's tables and rows in a PostgreSQL database."""
-    engine = sa.create_engine(url)
-    with sqlite3.connect(erp) as src, engine.begin() as dst:
-        dst.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT NOT NULL, "
-                            "last_name TEXT NOT NULL, email TEXT NOT NULL, country_code TEXT NOT NULL, "
-                            "updated_at TEXT NOT NULL)")
-        dst.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL "
-                            "REFERENCES customers(id), amount DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, "
-                            "updated_at TEXT NOT NULL)")
-        for table in ("customers", "orders"):
-            cursor = src.execute(f"SELECT * FROM {table}")
-            columns = [d[0] for d in cursor.description]
-            insert = sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
-            dst.execute(insert, [dict(zip(columns, row)) for row in cursor])
-    engine.dispose()
-
 
 def _counts(url: sa.URL) -> dict[str, tuple[int, str]]:
     """Per table of the ERP: (rows, newest updated_at)."""
@@ -467,7 +454,7 @@ def test_an_unreachable_source_fails_the_run_keeps_the_watermark_and_the_next_ru
     erp, store = setup(customers=60, orders=90, erp_connection={
         "conn_type": "postgres", "host": "127.0.0.1", "port": proxy.port, "login": erp_url.username,
         "password": erp_url.password, "schema": erp_url.database})
-    _copy_erp_to_postgres(erp, erp_url)
+    copy_erp_to_postgres(erp, erp_url)
     run1, _ = run_dag()
     assert run1.state == "success"
     marks = {tp: state.watermark(store, WF, tp) for tp in ("customers", "orders")}

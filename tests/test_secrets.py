@@ -364,7 +364,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         store = Store.open()
         failed = {r["source_id"]: r["message"] for r in bucket.rows(store, WF, touchpoint="customers", status="failed")}
         assert set(failed) == set(REJECTED)
-        assert all(m.startswith("HTTP 422: ") for m in failed.values()), failed
+        assert all(m.startswith(f"PUT /customers/{i}: HTTP 422: ") for i, m in failed.items()), failed
         assert "blocked by the spam filter" in failed["5"] and "***" in failed["5"], failed
         # the echoes came back, redacted: a form-encoded password and header, a JSON object, a cut credential
         assert "password=***&signature=***" in failed["5"] and '"credentials": "flowlink-api:***"' in failed["7"], failed

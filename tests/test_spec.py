@@ -211,12 +211,20 @@ BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("end-after-without-start", schedule(end="after", occurrences=5), "schedule.start", "needs a start date"),
     ("bad-start", schedule(end="after", occurrences=5, start="tomorrow"), "schedule.start", "valid datetime"),
     ("unknown-timezone", schedule(timezone="Europe/Atlantis"), "schedule.timezone", "unknown time zone 'Europe/Atlantis'"),
+    ("timezone-longer-than-a-file-name", schedule(timezone="x" * 300), "schedule.timezone", "unknown time zone 'xxxxxxxx"),
+    ("timezone-a-folder", schedule(timezone="Europe"), "schedule.timezone", "unknown time zone 'Europe'"),
+    ("timezone-not-a-zone-file", schedule(timezone="zone.tab"), "schedule.timezone", "unknown time zone 'zone.tab'"),
+    ("timezone-path", schedule(timezone="../../etc/passwd"), "schedule.timezone", "unknown time zone '../../etc/passwd'"),
     ("manual-with-repeat", schedule(sync="manual"), "schedule.repeat", "a manual schedule has no repeat"),
     ("auto-without-repeat", schedule(repeat=None), "schedule.repeat", "sync: auto needs repeat"),
     ("rule-source-and-xpath", lambda d: rule(d, 0, 0).update(xpath="id"), "touchpoints[0].mapping[0]", "give exactly one of source, xpath, constant (got source, xpath)"),
     ("rule-no-value", lambda d: rule(d, 0, 0).pop("source"), "touchpoints[0].mapping[0]", "give exactly one of source, xpath, constant (got none)"),
     ("lookup-on-constant", lambda d: rule(d, 0, 4).update(lookup={"erp": "ERP"}), "touchpoints[0].mapping[4].lookup", "not to a constant"),
-    ("default-without-lookup", lambda d: rule(d, 0, 0).update(default="0"), "touchpoints[0].mapping[0].default", "default needs a lookup"),
+    ("default-on-constant", lambda d: rule(d, 0, 4).update(default="x"), "touchpoints[0].mapping[4].default", "default applies to source or xpath, not to a constant"),
+    ("case-on-constant", lambda d: rule(d, 0, 4).update(case="upper"), "touchpoints[0].mapping[4].case", "case applies to source or xpath, not to a constant"),
+    ("trim-on-constant", lambda d: rule(d, 0, 4).update(trim=True), "touchpoints[0].mapping[4].trim", "trim applies to source or xpath, not to a constant"),
+    ("case-title", lambda d: rule(d, 0, 2).update(case="title"), "touchpoints[0].mapping[2].case", "'lower' or 'upper'"),
+    ("trim-not-a-boolean", lambda d: rule(d, 0, 2).update(trim="both"), "touchpoints[0].mapping[2].trim", "valid boolean"),
     ("lookup-control-character", lambda d: rule(d, 0, 0).update(lookup={"\x1f": "x"}), "touchpoints[0].mapping[0].lookup", "'\\x1f' holds characters XML 1.0 cannot carry"),
     ("constant-nul", lambda d: rule(d, 0, 4).update(constant="a\x00b"), "touchpoints[0].mapping[4].constant", "'a\\x00b' holds characters XML 1.0 cannot carry"),
     ("bad-rule-type", lambda d: rule(d, 1, 2).update(type="decimal"), "touchpoints[1].mapping[2].type", "'string', 'integer', 'number' or 'boolean'"),
@@ -458,3 +466,103 @@ def test_flowlink_own_dag_names_are_reserved():
     with pytest.raises(SpecError) as err:
         parse_spec(spec)
     assert err.value.problems == [("name", "'flowlink_maintenance': names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)")]
+
+
+# --- load modes: create_or_update (examples/erp_to_api.yaml) ------------------------------------------------------
+
+API_EXAMPLE = REPO / "examples" / "erp_to_api.yaml"
+
+
+def api_example() -> dict[str, Any]:
+    return yaml.safe_load(API_EXAMPLE.read_text(encoding="utf-8"))
+
+
+def test_api_example_spec_validates_and_publishes_its_load_keys():
+    wf = load_spec(API_EXAMPLE)
+    load = wf.touchpoint("customers").load
+    assert (load.method, load.id_field, load.update, load.on_missing) == ("create_or_update", "id", "put", "create")
+    assert load.match.endpoint == "/customers?email={email}" and load.match.fields == ["email"]
+    assert wf.model_dump(mode="json")["touchpoints"][0]["load"]["match"] == {"endpoint": "/customers?email={email}",
+                                                                            "records_path": None}
+    # an upsert load publishes without the create_or_update keys: its published file keeps its checksum
+    assert set(load_spec(EXAMPLE).model_dump(mode="json")["touchpoints"][0]["load"]) == {
+        "table", "endpoint", "file", "method", "key", "id_field"}
+
+
+def load_of(d: dict) -> dict:
+    return d["touchpoints"][0]["load"]
+
+
+def sql_target(d: dict) -> None:
+    d["target"]["type"] = "sql"
+    load_of(d).pop("endpoint")
+    load_of(d)["table"] = "customers"
+
+
+BAD_LOADS: list[tuple[str, Callable[[dict], None], str, str]] = [
+    ("no-id-field", lambda d: load_of(d).pop("id_field"), "touchpoints[0].load.id_field",
+     "method: create_or_update needs id_field: the field of the create answer holding the target's own id (often id)"),
+    ("no-match", lambda d: load_of(d).pop("match"), "touchpoints[0].load.match", "method: create_or_update needs match"),
+    ("match-on-upsert", lambda d: load_of(d).update(method="upsert", update=None, on_missing=None),
+     "touchpoints[0].load.match", "match is for method: create_or_update only, not upsert"),
+    ("update-on-insert", lambda d: load_of(d).update(method="insert", match=None, on_missing=None),
+     "touchpoints[0].load.update", "update is for method: create_or_update only, not insert"),
+    ("on-missing-on-upsert", lambda d: load_of(d).update(method="upsert", match=None, update=None),
+     "touchpoints[0].load.on_missing", "on_missing is for method: create_or_update only, not upsert"),
+    ("update-post", lambda d: load_of(d).update(update="post"), "touchpoints[0].load.update", "'put' or 'patch'"),
+    ("on-missing-ignore", lambda d: load_of(d).update(on_missing="ignore"), "touchpoints[0].load.on_missing",
+     "'create' or 'fail'"),
+    ("match-without-endpoint", lambda d: load_of(d).update(match={"records_path": "data"}),
+     "touchpoints[0].load.match.endpoint", "required key is missing"),
+    ("match-unknown-key", lambda d: load_of(d)["match"].update(query="x"), "touchpoints[0].load.match.query",
+     "unknown key"),
+    ("match-without-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers"),
+     "touchpoints[0].load.match.endpoint", "'/customers' has no {field} placeholder"),
+    ("match-unclosed-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers?email={email"),
+     "touchpoints[0].load.match.endpoint", "has a { or } without its pair"),
+    ("match-bad-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers?email={e mail}"),
+     "touchpoints[0].load.match.endpoint", "{e mail} is not a field name"),
+    ("match-unknown-field", lambda d: load_of(d)["match"].update(endpoint="/customers?email={mail}"),
+     "touchpoints[0].load.match.endpoint", "{mail} is not a target field of the mapping (erp_id, name, email, country)"),
+    ("create-or-update-to-sql", sql_target, "touchpoints[0].load.method",
+     "create_or_update is for rest targets; a sql target is written by upsert or insert"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "path", "reason"), [case[1:] for case in BAD_LOADS], ids=[c[0] for c in BAD_LOADS])
+def test_bad_create_or_update_load(mutate, path, reason):
+    data = api_example()
+    mutate(data)
+    problems = problems_of(data)
+    assert len(problems) == 1, problems
+    assert problems[0][0] == path
+    assert reason in problems[0][1]
+
+
+def test_create_or_update_to_a_file_target_is_refused():
+    data = api_example()
+    data["target"]["type"] = "file"
+    load_of(data).pop("endpoint")
+    load_of(data)["file"] = "customers.json"
+    assert problems_of(data) == [("touchpoints[0].load.method",
+                                  "create_or_update is for rest targets; a file target is written by upsert")]
+
+
+def test_match_placeholders_may_name_any_field_with_own_xslt():
+    """With an own stylesheet the target fields are not known before a run: the placeholders are not checked."""
+    data = api_example()
+    tp(data).pop("mapping")
+    tp(data)["xslt"] = "customers.xsl"
+    load_of(data)["match"]["endpoint"] = "/customers?code={code}&region={address.region}"
+    assert parse_spec(data).touchpoints[0].load.match.fields == ["code", "address.region"]
+
+
+def test_json_schema_describes_the_load_modes():
+    from flowlink.spec import json_schema
+
+    defs = json_schema()["$defs"]
+    load = defs["Load"]["properties"]
+    assert load["method"]["enum"] == ["upsert", "insert", "create_or_update"]
+    assert "often id" in load["id_field"]["description"] and "404" in load["on_missing"]["description"]
+    assert load["update"]["anyOf"][0]["enum"] == ["put", "patch"]
+    assert defs["Match"]["required"] == ["endpoint"] and "{email}" in defs["Match"]["properties"]["endpoint"]["description"]

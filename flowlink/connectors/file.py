@@ -16,8 +16,9 @@ Reading (:class:`FileSource`): ``extract.file`` is a glob pattern inside the fol
 (``orders-*.csv``); ``..`` and absolute paths are refused, and so are matches that
 resolve outside the folder (symlinks). Matching files are read in name order, all their
 records are collected and then ordered by (incremental, key) or by key. ``since`` and
-``ids`` work as for SQL: values compare as numbers when both parse as numbers, else as
-strings; ``ids`` compares keys as strings and ignores ``since``. No match -> no records.
+``ids`` work as for SQL: incremental values and keys compare by :mod:`flowlink.ordering` (numbers and
+numeric text as numbers, ISO 8601 timestamps as instants, other text as text); ``ids``
+compares keys as strings and ignores ``since``. No match -> no records.
 
 Files are untrusted. A file that cannot be read as a whole (not UTF-8, invalid XML or
 JSON, over ``FLOWLINK_MAX_FILE_BYTES``, XML nested deeper than 256 levels, a CSV without
@@ -32,7 +33,7 @@ records go on. XML entities are never expanded and nothing is loaded from a URL.
 Writing (:class:`FileTarget`): ``load.file`` names one file in the folder. Records are
 merged into the existing file by ``load.key``: ``upsert`` updates the fields the record
 carries (other fields keep their values) or appends a new record; ``insert`` reports an
-existing key as ``ok=False, error="already exists"``, like :class:`SqlTarget`. The file is
+existing key as ``ok=False, exists=True, error="already exists"``, like :class:`SqlTarget`. The file is
 rewritten atomically (a temp file in the same folder, fsync, ``os.replace``), so a crash
 leaves either the old or the new file. Writers to the same folder are serialised with
 an advisory lock on the folder (``flock``) where the OS supports it.
@@ -48,7 +49,6 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -56,6 +56,7 @@ from lxml import etree
 
 from flowlink import settings
 from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.ordering import newer, order_key
 from flowlink.spec import Extract, Load
 
 try:
@@ -63,7 +64,7 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FileSource", "FileTarget"]
+__all__ = ["FileSource", "FileTarget", "folder_from_connection"]
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".xml": "xml"}
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -88,6 +89,14 @@ def _check_relative(pattern: str, what: str) -> str:
     if ".." in posix.parts or ".." in windows.parts:
         raise ConnectorError(f"{what} {pattern!r} must stay inside the connection's folder ('..' is not allowed)")
     return pattern
+
+
+def folder_from_connection(host: str | None, extra: dict | None) -> str:
+    """The folder of an Airflow connection: extra {"path": "/folder"}, else its host."""
+    folder = (extra or {}).get("path") or host
+    if not folder:
+        raise ConnectorError("no folder: set extra {\"path\": \"/folder\"} or host")
+    return str(folder)
 
 
 class _Folder:
@@ -150,15 +159,15 @@ class FileSource(_Folder):
                     value = record.get(extract.incremental)
                     if value is None and ERROR in record:
                         pass  # unreadable, of unknown age: reported on every run until the file is fixed
-                    elif value is None or not _greater(value, since):
+                    elif value is None or not newer(value, since):
                         continue
                 if key is None or key == "":
                     record[WHERE] = where  # sync.extract fails it, saying where it is
                 records.append(record)
         if extract.incremental:
-            records.sort(key=lambda r: (_sort_key(r.get(extract.incremental)), _sort_key(r.get(extract.key))))
+            records.sort(key=lambda r: (order_key(r.get(extract.incremental)), order_key(r.get(extract.key))))
         else:
-            records.sort(key=lambda r: _sort_key(r.get(extract.key)))
+            records.sort(key=lambda r: order_key(r.get(extract.key)))
         for start in range(0, len(records), batch_size):
             yield records[start:start + batch_size]
 
@@ -166,7 +175,8 @@ class FileSource(_Folder):
 class FileTarget(_Folder):
     """Merges records into the file ``load.file`` by key (see the module docstring)."""
 
-    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Merge by ``load.key`` (see the module docstring); ``destination_ids`` are not needed."""
         if not load.file:
             raise ConnectorError("a file target writes load.file")
         name = _check_relative(load.file, "load.file")
@@ -196,7 +206,7 @@ class FileTarget(_Folder):
                     continue
                 slot = ("k", key)
                 if slot in merged and load.method == "insert":
-                    results.append(WriteResult(key=key, ok=False, error="already exists"))
+                    results.append(WriteResult(key=key, ok=False, error="already exists", exists=True))
                     continue
                 safe = {k: json_safe(v, k) for k, v in record.items()}
                 merged[slot] = {**merged[slot], **safe} if slot in merged else safe
@@ -225,45 +235,10 @@ def _problem(record: Any, key: str, fmt: str) -> str | None:
 
 # --- comparing -----------------------------------------------------------------------
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            return None
-        return number if number.is_finite() else None
-    if isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-        return number if number.is_finite() else None
-    return None
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
-
-
-def _greater(value: Any, since: Any) -> bool:
-    a, b = _number(value), _number(since)
-    if a is not None and b is not None:
-        return a > b
-    return _text(value) > _text(since)
-
-
-def _sort_key(value: Any) -> tuple:
-    """None first, then numbers by value, then everything else as text."""
-    if value is None:
-        return (0,)
-    number = _number(value)
-    if number is not None:
-        return (1, number, "")
-    return (2, Decimal(0), _text(value))
 
 
 # --- reading --------------------------------------------------------------------------

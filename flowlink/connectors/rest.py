@@ -3,16 +3,20 @@
 Built on ``requests`` with one :class:`requests.Session` per connector and urllib3
 retries:
 
-* GET/PUT/DELETE are retried on 429 and on 5xx (except 501 Not Implemented and
+* GET/PUT/PATCH/DELETE are retried on 429 and on 5xx (except 501 Not Implemented and
   505 HTTP Version Not Supported, which a retry cannot fix); POST, which is not
   idempotent, only on 429 and 503 (the request was refused, not processed).
-* Connection failures (refused, DNS, connect timeout) are retried for every
-  method: the request never reached the service. A read timeout or a dropped
-  connection after the request was sent is retried for GET/PUT/DELETE, never for
-  POST (the record may have been created).
+* A read timeout or a dropped connection after the request was sent is retried
+  for GET/PUT/PATCH/DELETE, never for POST (the record may have been created).
+  ``retries`` (default 5) counts these retries and those of the answers above.
 * Waits grow exponentially (urllib3's schedule: no wait before the first retry,
   then ``backoff * 2 ** (n - 1)`` seconds, at most 120 s); a ``Retry-After``
   header (seconds or HTTP date) is honoured instead, capped at 120 s.
+* Connection failures (refused, unknown host, connect timeout: the request never
+  reached the service) are retried for every method, a POST too, by time, not by
+  count: for ``FLOWLINK_UNREACHABLE_AFTER`` seconds (default 30, see
+  :mod:`flowlink.reach`), then :class:`Unreachable` is raised. Connecting times out
+  after at most 10 s (``timeout`` is the read timeout, default 30 s).
 
 Reading (``GET base_url + endpoint``):
 
@@ -23,8 +27,8 @@ Reading (``GET base_url + endpoint``):
   client-side as well, so a service that ignores the parameter still gives the
   right records: only records whose incremental value is greater than ``since``
   (records without a value are left out, as SQL's ``>`` would), ordered by the
-  incremental field, then by the key. Numbers, numeric strings and ISO 8601
-  date-times are compared as what they are, not as text.
+  incremental field, then by the key, by :mod:`flowlink.ordering` (numbers and
+  numeric strings as numbers, ISO 8601 date-times as instants, other text as text).
 * ``ids`` reads the records and keeps those whose key, as a string, is in
   ``ids`` (simple and correct for any service; ``since`` is ignored).
 * The JSON body is a list of records, or an object holding the list under
@@ -45,14 +49,26 @@ Reading (``GET base_url + endpoint``):
 Writing (one HTTP request per record, in order):
 
 * ``upsert``: ``PUT {endpoint}/{key}`` (key URL-encoded) with the record as JSON;
-  ``insert``: ``POST {endpoint}``.
+  ``insert``: ``POST {endpoint}`` (a 409 answer sets ``exists``).
 * 2xx: ``ok``; ``destination_id`` is ``response[id_field]`` when ``id_field`` is
   set and present in the JSON answer, else the key.
-* Any other status after retries: ``ok=False`` and ``error="HTTP 422: <text>"``,
-  the text being the JSON ``error``/``detail``/``message`` field when there is
-  one, else the body; at most 300 characters.
+* ``create_or_update``: a record whose destination id is known (``write``'s
+  ``destination_ids``, kept by the bucket) is updated: ``PUT`` (or ``PATCH``,
+  ``load.update``) ``{endpoint}/{destination id}``. One without, or whose update
+  answers 404 while ``load.on_missing`` is ``create``, is looked up:
+  ``GET {load.match.endpoint}`` with its ``{field}`` placeholders filled from the
+  record (URL-encoded), the found records under ``load.match.records_path``. One
+  found: updated by its ``id_field``; none: ``POST {endpoint}``, the new id read
+  from the answer's ``id_field``; more than one: the record fails. So a record
+  created by a try whose result was lost is found and updated, never created
+  twice. ``action`` says created or updated; ``destination_id`` is the target's id.
+* Any other status after retries: ``ok=False`` and
+  ``error="PUT /customers/17: HTTP 422: <text>"`` (method, path and query of the
+  request), the text being the JSON ``error``/``detail``/``message`` field when
+  there is one, else the body; at most 300 characters.
 * 401/407 (bad credentials) and connection problems after retries raise
-  :class:`ConnectorError`: the whole application is unreachable.
+  :class:`ConnectorError` (:class:`Unreachable` when no connection could be
+  opened): the whole application is unreachable.
 
 Credentials (password, token, secret-looking headers, the basic-auth header) are
 replaced by ``***`` in every error message, including text a service echoes back,
@@ -61,7 +77,8 @@ is redacted before it is shortened, so no piece of a credential is left either.
 Credentials written into the host (``http://user:pw@host``, or ``user:pw@host``
 without a scheme) are moved out of the URL before anything else sees it.
 :func:`connection_secrets` lists them all (the Airflow hook hands them to Airflow's
-secrets masker).
+secrets masker). OAuth2 client credentials (:mod:`flowlink.connectors.oauth2`): the
+client secret and every access token are redacted the same way.
 """
 
 from __future__ import annotations
@@ -70,30 +87,29 @@ import base64
 import datetime as dt
 import json
 import re
-import socket
-import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import (
-    InvalidHeader,
-    NameResolutionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.connectors.base import Action, ConnectorError, Unreachable, WriteResult, json_safe
+from flowlink.connectors.oauth2 import ClientCredentials
 from flowlink.errors import redact, secret_forms
-from flowlink.spec import Extract, Load
+from flowlink.ordering import order_key
+from flowlink.reach import Patience, connect_failed
+from flowlink.reach import describe as _describe
+from flowlink.spec import PLACEHOLDER, Extract, Load
 
 __all__ = ["RestSource", "RestTarget", "connection_secrets", "rest_settings_from_connection"]
 
 USER_AGENT = "flowlink/0.1"
 MAX_WAIT = 120.0  # seconds: the longest backoff or Retry-After wait
+CONNECT_TIMEOUT = 10.0  # seconds: the longest wait for a connection to open (a read may take `timeout`)
 MAX_PAGES = 100_000
 ERROR_TEXT = 300  # characters of a service's error text kept in WriteResult.error
 _SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie|session|signature", re.I)
@@ -104,6 +120,11 @@ class _Retry(Retry):
 
     IDEMPOTENT_STATUS = frozenset({429, *range(500, 600)} - {501, 505})
     POST_STATUS = frozenset({429, 503})
+    # PATCH too: create_or_update patches with the whole mapped record, so sending it twice changes nothing more
+    METHODS = Retry.DEFAULT_ALLOWED_METHODS | {"PATCH"}
+
+    def __init__(self, *args: Any, allowed_methods: Any = METHODS, **kwargs: Any):
+        super().__init__(*args, allowed_methods=allowed_methods, **kwargs)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "POST":
@@ -130,6 +151,7 @@ class _RestClient:
         timeout: float | tuple[float, float] = 30,
         retries: int = 5,
         backoff: float = 0.5,
+        unreachable_after: float | None = None,
     ):
         try:
             parts = urlsplit(base_url)
@@ -141,15 +163,20 @@ class _RestClient:
         if parts.username is not None and auth is None:  # http://user:pw@host: move the credentials out of the URL
             auth = (unquote(parts.username), unquote(parts.password or ""))
         self.base_url = _strip_userinfo(base_url).rstrip("/")
+        if isinstance(timeout, (int, float)):  # (connect, read): a dead host is given up sooner than a slow answer
+            timeout = (min(float(timeout), CONNECT_TIMEOUT), float(timeout))
         self.timeout = timeout
         self.retries = retries
         self._secrets = _secrets(auth, headers or {})
+        # connection failures: retried for unreachable_after seconds (default FLOWLINK_UNREACHABLE_AFTER)
+        self._patience = Patience(unreachable_after)
         self.session = requests.Session()
         self.session.auth = auth
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         self.session.headers.update({str(k): str(v) for k, v in (headers or {}).items()})
         retry = _Retry(
             total=retries,
+            connect=0,  # connection failures are retried by time, in request()
             backoff_factor=backoff,
             backoff_max=MAX_WAIT,
             respect_retry_after_header=True,
@@ -177,13 +204,24 @@ class _RestClient:
         return self.base_url + path + "".join("/" + quote(part, safe="") for part in tail)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send one request (with retries); raise ConnectorError when the service cannot be reached."""
-        try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
-            reason = _describe(exc)
-            where = f"{method} {self._path(url)}"
-            raise ConnectorError(self.redact(f"{self.base_url}: {reason} ({where}, retries: {self.retries})")) from exc
+        """Send one request (with retries); raise ConnectorError when the service cannot be reached (Unreachable
+        when no connection opened for FLOWLINK_UNREACHABLE_AFTER seconds) or refuses the credentials."""
+        while True:
+            started = time.monotonic()
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                break
+            except requests.RequestException as exc:
+                where = f"{method} {self._path(url)}"
+                if not connect_failed(exc):
+                    raise ConnectorError(self.redact(
+                        f"{self.base_url}: {_describe(exc)} ({where}, retries: {self.retries})")) from exc
+                wait = self._patience.failed(started)
+                if wait is None:
+                    raise Unreachable(self.redact(
+                        f"{self.base_url}: {_describe(exc)} ({where}); {self._patience.gave_up()}")) from exc
+                time.sleep(wait)
+        self._patience.connected()
         if response.status_code in (401, 407):
             raise ConnectorError(
                 self.redact(f"{self.base_url}: HTTP {response.status_code}: authentication failed "
@@ -193,8 +231,11 @@ class _RestClient:
         return response
 
     def redact(self, text: str) -> str:
-        """``text`` with every form of this connector's credentials replaced by ``***``."""
-        return redact(text, self._secrets)
+        """``text`` with every form of this connector's credentials replaced by ``***`` (OAuth2 tokens too)."""
+        text = redact(text, self._secrets)
+        if isinstance(self.session.auth, ClientCredentials):  # its tokens change while the connector works
+            text = redact(text, secret_forms(self.session.auth.secrets()))
+        return text
 
     def _path(self, url: str) -> str:
         parts = urlsplit(url)
@@ -236,7 +277,7 @@ class RestSource(_RestClient):
         if since is not None:
             params.append((f"{extract.incremental}__gt", _param_value(since)))
 
-        low = _order_key(since) if since is not None else None
+        low = order_key(since) if since is not None else None
         seen: set[str] = set()  # keys only: memory stays flat however many pages there are
         batch: list[dict] = []
         for page in self._pages(extract, params):
@@ -246,7 +287,7 @@ class RestSource(_RestClient):
                     continue
                 if low is not None:
                     value = _get(record, extract.incremental)
-                    if value is None or _order_key(value) <= low:
+                    if value is None or order_key(value) <= low:
                         continue
                 seen.add(key)
                 batch.append(record)
@@ -268,9 +309,9 @@ class RestSource(_RestClient):
         if extract.incremental:
             missing = [r for r in page if _get(r, extract.incremental) is None]
             present = [r for r in page if _get(r, extract.incremental) is not None]
-            present.sort(key=lambda r: (_order_key(_get(r, extract.incremental)), _order_key(_get(r, extract.key))))
+            present.sort(key=lambda r: (order_key(_get(r, extract.incremental)), order_key(_get(r, extract.key))))
             return missing + present  # no value first, as SQL orders NULLs
-        return sorted(page, key=lambda r: _order_key(_get(r, extract.key)))
+        return sorted(page, key=lambda r: order_key(_get(r, extract.key)))
 
     def _pages(self, extract: Extract, params: list[tuple[str, str]]) -> Iterator[list[dict]]:
         url = self.url(extract.endpoint or "")
@@ -340,15 +381,19 @@ class RestSource(_RestClient):
 
 
 class RestTarget(_RestClient):
-    """Writes records to ``base_url + load.endpoint``: PUT {endpoint}/{key} (upsert) or POST {endpoint} (insert)."""
+    """Writes records to ``base_url + load.endpoint`` by ``load.method`` (see the module docstring)."""
 
-    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
-        """One request and one WriteResult per record, in order (see the module docstring)."""
+    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+        """One WriteResult per record, in order; ``destination_ids`` (create_or_update): each record's id in the
+        target as recorded by an earlier load, None when unknown (see the module docstring)."""
         if not load.endpoint:
             raise ConnectorError("a REST target writes an endpoint (load.endpoint)")
-        return [self._write_one(load, record) for record in records]
+        known = destination_ids if destination_ids is not None else [None] * len(records)
+        if len(known) != len(records):
+            raise ValueError(f"{len(records)} records but {len(known)} destination ids")
+        return [self._write_one(load, record, dest) for record, dest in zip(records, known)]
 
-    def _write_one(self, load: Load, record: dict) -> WriteResult:
+    def _write_one(self, load: Load, record: dict, known: str | None) -> WriteResult:
         key = _get(record, load.key)
         if key is None or key == "":
             return WriteResult(key="", ok=False, error=f"the record has no value for the key field {load.key!r}")
@@ -357,24 +402,93 @@ class RestTarget(_RestClient):
             body = json.dumps(json_safe(record), ensure_ascii=False).encode("utf-8")
         except ConnectorError as exc:
             return WriteResult(key=key, ok=False, error=str(exc))
+        if load.method == "create_or_update":
+            return self._create_or_update(load, key, record, body, known)
         if load.method == "upsert":
             method, url = "PUT", self.url(load.endpoint or "", key)
         else:
             method, url = "POST", self.url(load.endpoint or "")
-        response = self.request(method, url, data=body, headers={"Content-Type": "application/json"})
-        if 200 <= response.status_code < 300:
-            destination = key
-            if load.id_field:
-                try:
-                    answer = response.json()
-                except ValueError:
-                    answer = None
-                value = _get(answer, load.id_field) if isinstance(answer, dict) else None
-                if value is not None:
-                    destination = str(value)
-            return WriteResult(key=key, ok=True, destination_id=destination)
-        return WriteResult(key=key, ok=False,
-                           error=self.redact(f"HTTP {response.status_code}: {_error_text(response, self.redact)}"))
+        response = self._send(method, url, body)
+        if not _ok(response):
+            return self._failed(key, method, url, response, exists=method == "POST" and response.status_code == 409)
+        value = _get(_json(response), load.id_field) if load.id_field else None
+        return WriteResult(key=key, ok=True, destination_id=key if value is None else str(value))
+
+    def _create_or_update(self, load: Load, key: str, record: dict, body: bytes, known: str | None) -> WriteResult:
+        """Update by the known destination id; else (or when that answers 404 and on_missing is create) look the
+        record up with match: one found is updated, none is created, more than one fails the record."""
+        update = (load.update or "put").upper()
+        if known is not None:
+            url = self.url(load.endpoint or "", known)
+            response = self._send(update, url, body)
+            if _ok(response):
+                return WriteResult(key=key, ok=True, destination_id=known, action=Action.UPDATED)
+            if response.status_code != 404 or load.on_missing == "fail":
+                gone = "; the record is no longer in the target (load.on_missing: fail)" if response.status_code == 404 else ""
+                return self._failed(key, update, url, response, note=gone)
+        found = self._look_up(load, key, record)
+        if isinstance(found, WriteResult):
+            return found
+        if len(found) == 1:
+            url = self.url(load.endpoint or "", found[0])
+            response = self._send(update, url, body)
+            if not _ok(response):
+                return self._failed(key, update, url, response)
+            return WriteResult(key=key, ok=True, destination_id=found[0], action=Action.UPDATED)
+        url = self.url(load.endpoint or "")
+        response = self._send("POST", url, body)
+        if not _ok(response):
+            return self._failed(key, "POST", url, response)
+        value = _get(_json(response), load.id_field or "")
+        if value is None or value == "":
+            return WriteResult(key=key, ok=False, error=self.redact(
+                f"{self._where('POST', url)}: created, but the answer has no {load.id_field!r} (load.id_field) to "
+                f"update it by; a resync finds it with match"))
+        return WriteResult(key=key, ok=True, destination_id=str(value), action=Action.CREATED)
+
+    def _look_up(self, load: Load, key: str, record: dict) -> list[str] | WriteResult:
+        """The destination ids of the target's records that load.match finds for this record (none or one), or a
+        failed result (no value for a placeholder, an error answer, more than one found)."""
+        match = load.match
+        if match is None:
+            raise ConnectorError("method: create_or_update needs load.match")
+        for field in match.fields:
+            if _get(record, field) in (None, ""):
+                return WriteResult(key=key, ok=False, error=f"the record has no value for {field!r}, which "
+                                                            f"load.match.endpoint needs to look it up")
+        path = PLACEHOLDER.sub(lambda m: quote(_param_value(_get(record, m[1])), safe=""), match.endpoint)
+        url = self.url(path)
+        response = self.request("GET", url)
+        if not _ok(response):
+            return self._failed(key, "GET", url, response)
+        body = _json(response)
+        found = _get(body, match.records_path) if match.records_path else body
+        where = self._where("GET", url)
+        if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+            expected = f"a list of records under {match.records_path!r}" if match.records_path else "a list of records"
+            return WriteResult(key=key, ok=False, error=self.redact(f"{where}: expected {expected} (load.match)"))
+        if len(found) > 1:
+            return WriteResult(key=key, ok=False, error=self.redact(
+                f"{where}: {len(found)} records match, so the record is not written (at most 1 may)"))
+        ids = [_get(r, load.id_field or "") for r in found]
+        if None in ids or "" in ids:
+            return WriteResult(key=key, ok=False, error=self.redact(
+                f"{where}: the record found has no {load.id_field!r} (load.id_field)"))
+        return [str(i) for i in ids]
+
+    def _send(self, method: str, url: str, body: bytes) -> requests.Response:
+        return self.request(method, url, data=body, headers={"Content-Type": "application/json"})
+
+    def _where(self, method: str, url: str) -> str:
+        """``PUT /customers/17``: the method and the path (and query) of a request, for a record's message."""
+        parts = urlsplit(url)
+        return f"{method} {parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
+
+    def _failed(self, key: str, method: str, url: str, response: requests.Response, *, exists: bool = False,
+                note: str = "") -> WriteResult:
+        """``PUT /customers/17: HTTP 404: <the service's text>``, credentials redacted."""
+        error = f"{self._where(method, url)}: HTTP {response.status_code}: {_error_text(response, self.redact)}{note}"
+        return WriteResult(key=key, ok=False, error=self.redact(error), exists=exists)
 
 
 def rest_settings_from_connection(
@@ -395,6 +509,9 @@ def rest_settings_from_connection(
     * ``login``/``password`` -> HTTP basic auth (``auth=(login, password)``);
       credentials in the URL (``http://user:pw@host``) are used when there is no login.
     * ``extra["token"]`` -> ``Authorization: Bearer <token>`` (and no basic auth).
+    * ``extra["oauth2_token_url"]`` -> OAuth2 client credentials: ``login`` is the client id, ``password`` the
+      client secret; ``extra["oauth2_scope"]``, ``extra["oauth2_audience"]`` are sent when given;
+      ``extra["oauth2_client_auth"]`` is ``basic`` (default) or ``body`` (see :mod:`flowlink.connectors.oauth2`).
     * ``extra["headers"]`` (a dict, or a JSON object as text) -> extra headers.
     * ``extra["timeout"]``, ``extra["retries"]``, ``extra["backoff"]`` are passed on when given.
 
@@ -439,7 +556,13 @@ def rest_settings_from_connection(
         raise ConnectorError("the REST connection's extra 'headers' must be an object of header: value")
     settings["headers"] = {str(k): str(v) for k, v in headers.items()}
     token = extra.get("token")
-    if token:
+    if token and extra.get("oauth2_token_url"):
+        raise ConnectorError("the REST connection's extra sets both 'token' and 'oauth2_token_url': keep one")
+    if extra.get("oauth2_token_url"):
+        settings["auth"] = ClientCredentials(
+            str(extra["oauth2_token_url"]), login or "", password or "", scope=_text(extra.get("oauth2_scope")),
+            audience=_text(extra.get("oauth2_audience")), client_auth=str(extra.get("oauth2_client_auth") or "basic"))
+    elif token:
         settings["headers"]["Authorization"] = f"Bearer {token}"
     elif login:
         settings["auth"] = (login, password or "")
@@ -466,38 +589,16 @@ def _get(data: Any, path: str) -> Any:
     return value
 
 
-_INT = re.compile(r"-?\d+")
-_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+def _ok(response: requests.Response) -> bool:
+    return 200 <= response.status_code < 300
 
 
-def _order_key(value: Any) -> tuple[int, Any]:
-    """A sort/compare key: None < numbers < date-times < text < anything else; each compared as what it is."""
-    if value is None:
-        return (0, 0)
-    if isinstance(value, bool):
-        return (1, int(value))
-    if isinstance(value, (int, float)):
-        return (1, value)
-    if isinstance(value, dt.datetime):
-        return (2, value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc))
-    if isinstance(value, dt.date):
-        return (2, dt.datetime.combine(value, dt.time(), dt.timezone.utc))
-    if isinstance(value, str):
-        text = value.strip()
-        if _INT.fullmatch(text):
-            return (1, int(text))
-        if _FLOAT.fullmatch(text):
-            return (1, float(text))
-        if _DATE.match(text):
-            try:
-                moment = dt.datetime.fromisoformat(text)
-            except ValueError:
-                pass
-            else:
-                return (2, moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc))
-        return (3, value)
-    return (4, json.dumps(value, sort_keys=True, default=str))
+def _json(response: requests.Response) -> Any:
+    """The JSON answer, None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _param_value(value: Any) -> str:
@@ -532,44 +633,6 @@ def _error_text(response: requests.Response, redact_: Callable[[str], str] | Non
     return text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 3] + "..."
 
 
-def _describe(exc: BaseException) -> str:
-    """A short, credential-free reason for a connection failure."""
-    chain: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or any(item is seen for seen in chain) or len(chain) > 50:
-            continue
-        chain.append(item)
-        todo += [item.__cause__, item.__context__, getattr(item, "reason", None)]
-        todo += [arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException)]
-    kinds = tuple(type(e) for e in chain)
-
-    def has(*types: type) -> bool:
-        return any(issubclass(kind, types) for kind in kinds)
-
-    if has(NameResolutionError, socket.gaierror):
-        return "cannot resolve the host name"
-    if has(ConnectionRefusedError):
-        return "connection refused"
-    if has(requests.exceptions.ReadTimeout, ReadTimeoutError):
-        return "timed out waiting for the answer"
-    if has(requests.exceptions.ConnectTimeout, TimeoutError):
-        return "timed out connecting"
-    if has(requests.exceptions.SSLError, ssl.SSLError):
-        return "TLS/SSL error"
-    if has(requests.exceptions.TooManyRedirects):
-        return "too many redirects"
-    if has(ConnectionResetError, BrokenPipeError, ProtocolError, requests.exceptions.ChunkedEncodingError):
-        return "the connection was closed by the service"
-    error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
-    if error is not None:
-        return f"cannot connect: {error.strerror.lower()}"
-    if has(requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
-        return "invalid URL"
-    return f"cannot connect ({type(exc).__name__})"
-
-
 def connection_secrets(settings: Mapping[str, Any]) -> list[str]:
     """Every form of the credentials in :func:`rest_settings_from_connection`'s settings (password, the basic-auth
     header's base64, token, secret-looking header values; plain, URL-encoded, JSON-escaped), longest first."""
@@ -582,6 +645,8 @@ def _secrets(auth: Any, headers: Mapping[str, str]) -> list[str]:
         user, password = (str(x) for x in auth)
         found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
         found.append(password)
+    if isinstance(auth, ClientCredentials):  # the client secret, and the tokens fetched so far
+        found += auth.secrets()
     for name in ("password", "token"):  # requests auth objects (HTTPBasicAuth, custom bearer auth)
         value = getattr(auth, name, None)
         if isinstance(value, str):
@@ -643,6 +708,10 @@ def _origin(url: str) -> str:
 
 def _same_origin(url: str, base_url: str) -> bool:
     return _origin(url) == _origin(base_url)
+
+
+def _text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
 
 
 def _json_object(text: str, what: str) -> dict:

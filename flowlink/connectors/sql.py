@@ -4,7 +4,14 @@ Reading (:class:`SqlSource`)
     ``extract.table`` (``name`` or ``schema.name``) or ``extract.query`` (wrapped as a
     subquery), plus the spec author's ``extract.filter`` condition (appended with AND),
     ``incremental > :since`` and ``CAST(key AS VARCHAR) IN (...)`` for ``ids`` (keys are
-    compared as strings; the ids are sent in chunks). Results are streamed with a
+    compared as strings; the ids are sent in chunks). ``since`` (the saved watermark: a
+    number, or the ISO text of a timestamp or a NUMERIC value) is bound as it is, and the
+    database compares it with the column's type: integers and NUMERIC as numbers,
+    timestamps as instants (PostgreSQL reads the ISO text with its offset); a text column
+    compares as text, so keep text timestamps in one format and offset (SQLite has no
+    timestamp type). A numeric watermark against a column that holds text (``"9"``,
+    ``"10"``) is not compared by the database: every row is read and filtered by
+    :mod:`flowlink.ordering`, as the watermark itself is. Results are streamed with a
     server-side cursor (``stream_results``) and fetched ``batch_size`` rows at a time.
     Values are passed through :func:`flowlink.connectors.base.json_safe`: datetimes ->
     ISO strings, ``Decimal`` -> ``str``, bytes refused. No column types are applied on
@@ -14,7 +21,7 @@ Writing (:class:`SqlTarget`)
     ``upsert``: ``INSERT .. ON CONFLICT (key) DO UPDATE`` of the columns the record
     carries (other columns keep their values). ``insert``: ``INSERT .. ON CONFLICT (key)
     DO NOTHING RETURNING key``; a record whose key already exists is reported as
-    ``ok=False, error="already exists"`` and the existing row is left unchanged (so a
+    ``ok=False, exists=True, error="already exists"`` and the existing row is left unchanged (so a
     caller can tell new records from skipped ones). Both need a primary key or unique
     constraint on ``load.key``. Upsert is implemented for the ``sqlite`` and
     ``postgresql`` dialects; other dialects raise :class:`ConnectorError` for upsert and
@@ -30,6 +37,12 @@ Writing (:class:`SqlTarget`)
     (never the SQL parameters). A record field that is not a column of the table fails
     that record naming the column. The destination id is the key value as a string.
 
+Reaching the database
+    A PostgreSQL server that refuses connections, does not answer or is starting up is tried again for
+    FLOWLINK_UNREACHABLE_AFTER seconds (default 30, :mod:`flowlink.reach`), then :class:`Unreachable` is raised
+    (a wrong password or a missing database fails at once); with psycopg, connecting times out after 10 s unless
+    the URL sets ``connect_timeout``.
+
 Credentials
     Messages name the database by its URL with the password hidden, and every text a driver gives (its
     errors) has the URL's password replaced by ``***``, plain, URL-encoded or JSON-escaped. :func:`url_secrets`
@@ -39,6 +52,7 @@ Credentials
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -47,13 +61,16 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.connectors.base import ConnectorError, Unreachable, WriteResult, json_safe
 from flowlink.errors import redact, secret_forms
+from flowlink.ordering import newer, number
+from flowlink.reach import Patience, db_unreachable
 from flowlink.spec import Extract, Load
 
 __all__ = ["SqlSource", "SqlTarget", "sql_url_from_connection", "url_secrets"]
 
 ID_CHUNK = 500
+CONNECT_TIMEOUT = 10  # seconds: libpq's connect_timeout when the URL sets none
 UPSERT_DIALECTS = ("sqlite", "postgresql")
 # Airflow connection extras passed to libpq as URL query parameters.
 _PG_EXTRAS = (
@@ -82,8 +99,9 @@ def sql_url_from_connection(
 
     ``extra["sqlalchemy_url"]`` wins if given. ``sqlite``: ``host`` is the database file
     path. ``postgres``/``postgresql`` -> ``postgresql+psycopg``, ``schema`` is the
-    database name and libpq extras (sslmode, ...) become query parameters. Other types
-    are used as the SQLAlchemy driver name. The password is escaped.
+    database name and libpq extras (sslmode, ...) become query parameters. ``generic`` is
+    refused (it names no database); other types are used as the SQLAlchemy driver name. The
+    password is escaped.
     """
     extra = extra or {}
     if extra.get("sqlalchemy_url"):
@@ -91,6 +109,10 @@ def sql_url_from_connection(
     kind = (conn_type or "").strip().lower()
     if not kind:
         raise ConnectorError("the connection has no type; set conn_type (sqlite, postgres, ...)")
+    if kind == "generic":  # what `airflow connections add --conn-type postgres` stores without the postgres provider
+        raise ConnectorError("the connection's type is generic, which names no database: add it with --conn-uri "
+                             "postgresql://... or --conn-json '{\"conn_type\": \"postgres\", ...}' (airflow connections "
+                             "add --conn-type keeps only the types of installed providers)")
     if kind == "sqlite":
         if not host:
             raise ConnectorError("a sqlite connection needs host = the path of the database file")
@@ -140,7 +162,11 @@ def _split_name(name: str) -> tuple[str | None, str]:
 
 def _make_engine(url: str) -> Engine:
     try:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        parsed = sa.engine.make_url(url)
+        options: dict[str, Any] = {}
+        if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}  # libpq waits minutes by default
+        engine = sa.create_engine(parsed, pool_pre_ping=True, **options)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:  # ValueError: e.g. a port that is no number
         raise ConnectorError(redact(f"invalid database URL: {exc}", url_secrets(url))) from None
     except ImportError as exc:
@@ -163,16 +189,29 @@ class _Sql:
         self.engine = _make_engine(url)
         self._where = self.engine.url.render_as_string(hide_password=True)
         self._secrets = url_secrets(url)
+        self._patience = Patience()
 
     def _reason(self, error: BaseException) -> str:
         """The database's own message, first line, without the password."""
         return redact(_first_line(error), self._secrets)
 
     def _connect(self) -> Connection:
-        try:
-            return self.engine.connect()
-        except sa_exc.SQLAlchemyError as exc:
-            raise ConnectorError(f"cannot connect to {self._where}: {self._reason(exc)}") from None
+        """A connection; a server that cannot be reached is tried again for FLOWLINK_UNREACHABLE_AFTER seconds."""
+        while True:
+            started = time.monotonic()
+            try:
+                connection = self.engine.connect()
+            except sa_exc.SQLAlchemyError as exc:
+                problem = f"cannot connect to {self._where}: {self._reason(exc)}"
+                if not db_unreachable(getattr(exc, "orig", None) or exc):
+                    raise ConnectorError(problem) from None
+                wait = self._patience.failed(started)
+                if wait is None:
+                    raise Unreachable(f"{problem}; {self._patience.gave_up()}") from None
+                time.sleep(wait)
+            else:
+                self._patience.connected()
+                return connection
 
     def _columns(self, conn: Connection, name: str) -> dict[str, Any]:
         """Column name -> SQLAlchemy type of a table; ConnectorError if it does not exist."""
@@ -215,11 +254,16 @@ class SqlSource(_Sql):
                         raise ConnectorError(f"extract.{role} {field!r} is not a column of table {extract.table!r}")
             batch: list[dict] = []
             try:
-                for stmt, params in self._statements(extract, since, ids):
+                by_rule = since is not None and ids is None and bool(extract.incremental) and \
+                    number(since) is not None and self._holds_text(conn, extract)
+                for stmt, params in self._statements(extract, None if by_rule else since, ids):
                     result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt, params)
                     for rows in result.mappings().partitions(batch_size):
                         for row in rows:
-                            batch.append({str(k): json_safe(v, str(k)) for k, v in row.items()})
+                            record = {str(k): json_safe(v, str(k)) for k, v in row.items()}
+                            if by_rule and not newer(record.get(extract.incremental), since):
+                                continue
+                            batch.append(record)
                             if len(batch) == batch_size:
                                 yield batch
                                 batch = []
@@ -229,15 +273,24 @@ class SqlSource(_Sql):
             if batch:
                 yield batch
 
-    def _statements(self, extract: Extract, since: Any, ids: list[str] | None) -> Iterator[tuple[sa.Select, dict]]:
+    @staticmethod
+    def _source(extract: Extract) -> Any:
         if extract.table:
             schema, name = _split_name(extract.table)
-            source: Any = sa.table(name, schema=schema)
-        else:
-            query = extract.query.strip().rstrip(";").strip()
-            source = sa.text(query).columns().subquery("flowlink_src")
+            return sa.table(name, schema=schema)
+        query = extract.query.strip().rstrip(";").strip()
+        return sa.text(query).columns().subquery("flowlink_src")
+
+    def _holds_text(self, conn: Connection, extract: Extract) -> bool:
+        """Whether the incremental column holds text (the driver hands back a str): the database would compare a
+        numeric watermark with it as text ("10" < "9"), so such a read is filtered by flowlink.ordering instead."""
+        inc = sa.column(extract.incremental)
+        first = sa.select(inc).select_from(self._source(extract)).where(inc.is_not(None)).limit(1)
+        return isinstance(conn.execute(first).scalar(), str)
+
+    def _statements(self, extract: Extract, since: Any, ids: list[str] | None) -> Iterator[tuple[sa.Select, dict]]:
         key = sa.column(extract.key)
-        stmt = sa.select(sa.literal_column("*")).select_from(source)
+        stmt = sa.select(sa.literal_column("*")).select_from(self._source(extract))
         if extract.filter:
             stmt = stmt.where(sa.text(f"({extract.filter})"))
         order = [key]
@@ -286,7 +339,8 @@ class SqlTarget(_Sql):
         sets += [i["column_names"] for i in insp.get_indexes(table, schema=schema) if i.get("unique")]
         return [load.key] in [list(s) for s in sets]
 
-    def write(self, load: Load, records: list[dict]) -> list[WriteResult]:
+    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+        """Write by ``load.key`` (see the module docstring); ``destination_ids`` are not needed."""
         if not load.table:
             raise ConnectorError("a sql target writes load.table")
         dialect = self.engine.dialect.name
@@ -369,7 +423,7 @@ class SqlTarget(_Sql):
                     if inserted is not None:
                         inserted.discard(key)  # a second record with the same key in this batch already exists
                 else:
-                    out.append((i, WriteResult(key=key, ok=False, error="already exists")))
+                    out.append((i, WriteResult(key=key, ok=False, error="already exists", exists=True)))
         return iter(out)
 
     def _write_one(self, conn: Connection, load: Load, columns: dict[str, Any], row: dict) -> WriteResult:
@@ -379,7 +433,7 @@ class SqlTarget(_Sql):
             result = conn.execute(self._statement(load, tuple(row)), row)
             if self._returns_keys(load) and result.first() is None:
                 savepoint.commit()
-                return WriteResult(key=key, ok=False, error="already exists")
+                return WriteResult(key=key, ok=False, error="already exists", exists=True)
             savepoint.commit()
         except sa_exc.SQLAlchemyError as exc:
             self._fail_if_disconnected(exc)

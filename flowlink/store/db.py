@@ -28,10 +28,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from flowlink import settings
 from flowlink.errors import FlowlinkError
+from flowlink.reach import db_unreachable as _unreachable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_WAIT = 30.0  # seconds: how long opening a connection to an unreachable store server is retried
-_PERMANENT = ("authentication failed", "does not exist", "pg_hba.conf", "permission denied")  # retrying cannot help
 log = logging.getLogger(__name__)
 
 
@@ -93,19 +93,6 @@ def _make_engine(url: str) -> Engine:
         return _connect_patiently(dialect, cargs, cparams)
 
     return engine
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether a PostgreSQL driver error says the server could not be reached or dropped the connection, as opposed
-    to a wrong password, a missing database or a bug. SQLite has no server: its errors are never this."""
-    if type(error).__name__ not in ("OperationalError", "InterfaceError"):
-        return False
-    if not (hasattr(error, "sqlstate") or hasattr(error, "pgcode")):  # psycopg, psycopg2
-        return False
-    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-    if code:
-        return code.startswith(("08", "57P"))  # connection exception; the server shutting down or starting up
-    return not any(text in str(error) for text in _PERMANENT)  # libpq's connection errors carry no code
 
 
 def _connect_patiently(dialect, cargs, cparams):
