@@ -228,6 +228,15 @@ def run_list(store: Store, workflow: str, limit: int = 20) -> tuple[list[dict], 
     return ordered[:limit], None
 
 
+def airflow_states(workflow: str, run_ids: list[str]) -> dict[str, str]:
+    """Airflow's state of each of these runs it knows (queued, running, success, failed); {} when its metadata
+    database cannot be read (the caller then tells the state from the snapshot)."""
+    try:
+        return {run_id: run.state for run_id, run in runs.dag_runs(workflow, run_ids).items()} if run_ids else {}
+    except runs.AirflowUnreadable:
+        return {}
+
+
 def _utc(when: dt.datetime | None) -> dt.datetime:
     if when is None:
         return dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # not started yet: newest

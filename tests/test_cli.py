@@ -224,19 +224,24 @@ def test_publish_of_an_invalid_spec_writes_nothing(home, bad_spec):
 # ---------------------------------------------------------------- an empty store
 
 
+# A workflow no other test runs in Airflow: the session's Airflow database is shared, and `flowlink runs` lists
+# Airflow's runs of a workflow as well as those the store holds.
+ALONE = "store_only"
+
+
 def test_commands_on_an_empty_store(home):
-    assert json.loads(ok(home, "bucket", WF, "--json")) == {"total": 0, "rows": []}
-    table = ok(home, "bucket", WF, "--status", "failed")
-    assert f"Resync bucket of {WF}: 0 of 0" in table
-    assert json.loads(ok(home, "runs", WF, "--json")) == []
-    assert f"Runs of {WF}" in ok(home, "runs", WF)
+    assert json.loads(ok(home, "bucket", ALONE, "--json")) == {"total": 0, "rows": []}
+    table = ok(home, "bucket", ALONE, "--status", "failed")
+    assert f"Resync bucket of {ALONE}: 0 of 0" in table
+    assert json.loads(ok(home, "runs", ALONE, "--json")) == []
+    assert f"Runs of {ALONE}" in ok(home, "runs", ALONE)
     assert feeds_json(home) == []
     assert "Feeds" in ok(home, "feeds")
     assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
     assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0006\n"
     assert fails(home, "snapshot", "manual__2024-01-01T00:00:00+00:00").strip() == (
         "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)")
-    assert "no snapshot for run 'x'" in fails(home, "snapshot", "x", "--workflow", WF, "--json")
+    assert "no snapshot for run 'x'" in fails(home, "snapshot", "x", "--workflow", ALONE, "--json")
 
 
 def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch, airflow_db):
@@ -246,27 +251,27 @@ def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch, airflow_db):
 
     store = Store.open()
     try:
-        snapshots.start_step(store, WF, "run-1", 1, "customers", "load")
-        bucket.mark_unprocessed(store, WF, "customers", "run-1", ["1", "2", "3"], resync=False)
-        bucket.record(store, WF, "customers", "run-1", "load",
+        snapshots.start_step(store, ALONE, "run-1", 1, "customers", "load")
+        bucket.mark_unprocessed(store, ALONE, "customers", "run-1", ["1", "2", "3"], resync=False)
+        bucket.record(store, ALONE, "customers", "run-1", "load",
                       [Outcome("1", "success", "D1"), Outcome("2", "failed", None, "HTTP 422: email taken")])
-        snapshots.finish_step(store, WF, "run-1", "customers", "load", status="failed", count_in=3, count_out=1, count_failed=1,
+        snapshots.finish_step(store, ALONE, "run-1", "customers", "load", status="failed", count_in=3, count_out=1, count_failed=1,
                               files=["a.jsonl"], message="1 record failed")
     finally:
         store.dispose()
 
-    listed = json.loads(ok(home, "bucket", WF, "--json", "--limit", "2", "--offset", "1"))
+    listed = json.loads(ok(home, "bucket", ALONE, "--json", "--limit", "2", "--offset", "1"))
     assert listed["total"] == 3
     assert [(r["source_id"], r["status"], r["tries"], r["message"]) for r in listed["rows"]] == [
         ("2", "failed", 1, "HTTP 422: email taken"), ("3", "unprocessed", 0, None)]
-    failed = json.loads(ok(home, "bucket", WF, "--status", "failed", "--json"))
+    failed = json.loads(ok(home, "bucket", ALONE, "--status", "failed", "--json"))
     assert failed["total"] == 1 and failed["rows"][0]["source_id"] == "2"
-    assert "HTTP 422: email taken" in ok(home, "bucket", WF, "--touchpoint", "customers")
+    assert "HTTP 422: email taken" in ok(home, "bucket", ALONE, "--touchpoint", "customers")
 
-    runs = json.loads(ok(home, "runs", WF, "--json"))
+    runs = json.loads(ok(home, "runs", ALONE, "--json"))
     assert [(r["run_id"], r["version"], r["failed_steps"], r["failed_records"]) for r in runs] == [("run-1", 1, 1, 1)]
     assert runs[0]["status"] == "failed"  # Airflow does not know run-1: the snapshot's failed step says it
-    assert re.search(r"run-1 .* failed", ok(home, "runs", WF))
+    assert re.search(r"run-1 .* failed", ok(home, "runs", ALONE))
     snap = json.loads(ok(home, "snapshot", "run-1", "--json"))
     assert [(s["step"], s["status"], s["files"], s["message"]) for s in snap["steps"]] == [("load", "failed", ["a.jsonl"], "1 record failed")]
     assert [(d["source_id"], d["status"]) for d in snap["data_log"]] == [("1", "success"), ("2", "failed")]

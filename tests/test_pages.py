@@ -682,6 +682,29 @@ def test_snapshots_list(user, store, artifact):
     assert re.fullmatch(r"\d+ s", first.all("td")[2].text)  # time taken
 
 
+def test_snapshots_list_shows_airflows_state_of_a_run(user, store, artifact, airflow_db):
+    """A run whose recorded steps all succeeded, while Airflow has later steps still to run, reads running (as in
+    `flowlink runs`), and its time taken stays empty; a run Airflow says failed reads failed."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    going, ended = (f"manual__{name}_{uuid.uuid4().hex[:8]}" for name in ("going", "ended"))
+    seed_run(store, going, failed=0)
+    seed_run(store, ended, failed=0)
+    with create_session() as session:
+        session.add(DagRun(dag_id=WF, run_id=going, run_type=DagRunType.MANUAL, state=DagRunState.RUNNING))
+        session.add(DagRun(dag_id=WF, run_id=ended, run_type=DagRunType.MANUAL, state=DagRunState.FAILED))
+    try:
+        shown = {r.attrs["data-run-id"]: r.all("td") for r in rows(html(user.get(f"/ui/snapshots?workflow={WF}")), "runs")}
+    finally:  # the session's Airflow database is shared: other tests list the runs of WF
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.dag_id == WF, DagRun.run_id.in_([going, ended])).delete()
+    assert [shown[going][3].text, shown[going][2].text] == ["running", ""]
+    assert shown[ended][3].text == "failed"
+
+
 def test_snapshot_page(user, store, artifact):
     run_id = "manual__2030-01-01T00:00:00+00:00"
     seed_run(store, run_id)

@@ -78,10 +78,10 @@ def pages_client():
                                       "REST endpoint answering 404, wrong password")
 def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world, pg_url, tmp_path, monkeypatch,
                                                                            observe):
-    """Four real runs of the example's customers touchpoint, each with one mistake: the source connection named acc_erpp (not defined in
-    Airflow); the customers table named customerz; a REST source whose endpoint /customerz the shop answers with
-    404; the source connection pointing at PostgreSQL with a wrong password. Then `flowlink runs`, `flowlink
-    snapshot`, `flowlink feeds` and the Snapshots page."""
+    """Five real runs of the example's customers touchpoint, each with one mistake: the source connection named
+    acc_erpp (not defined in Airflow); the customers table named customerz; a REST source whose endpoint /customerz
+    the shop answers with 404; an http connection for the SQL source; the source connection pointing at PostgreSQL
+    with a wrong password. Then `flowlink runs`, `flowlink snapshot`, `flowlink feeds` and the Snapshots page."""
     shop, setup = world
     erp, store = setup(customers=5, orders=0)
 
@@ -101,9 +101,13 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
             "conn_type": "postgres", "host": pg.host, "port": pg.port, "login": pg.username,
             "password": WRONG_PASSWORD, "schema": pg.database}))
 
+    def kind(spec):
+        monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "http", "host": "127.0.0.1"}))
+
     cases = {"connection": (connection, "connection 'acc_erpp' isn't defined in Airflow: add it"),
              "table": (table, "no such table 'customerz'"),
              "endpoint": (endpoint, "/customerz: HTTP 404"),
+             "type": (kind, "the connection's type 'http' is not a database type Flowlink can read"),
              "password": (password, "password authentication failed for user")}
     failed: dict[str, tuple[str, str]] = {}
     for name, (change, expected) in cases.items():
@@ -134,7 +138,7 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
     for run_id, reason in failed.values():
         row = html.unescape(page.text.split(f'<tr data-run-id="{run_id}">', 1)[1].split("</tr>", 1)[0])
         assert f"customers.extract: {reason}" in row, row
-    observe("4 runs failed at customers.extract, each listed by `flowlink runs`, its snapshot step failed with the "
+    observe(f"{len(failed)} runs failed at customers.extract, each listed by `flowlink runs`, its snapshot step failed with the "
             "reason, 1 feeds entry per run and a Reason cell on the Snapshots page: "
             + "; ".join(f"{name}: '{reason}'" for name, (_, reason) in failed.items()))
 

@@ -118,6 +118,11 @@ def sql_url_from_connection(
             raise ConnectorError("a sqlite connection needs host = the path of the database file")
         return URL.create("sqlite", database=host).render_as_string(hide_password=False)
     drivername = _DRIVERS.get(kind, kind)
+    try:
+        URL.create(drivername).get_dialect()
+    except (sa_exc.NoSuchModuleError, ValueError):
+        raise ConnectorError(f"the connection's type {conn_type!r} is not a database type Flowlink can read: use sqlite "
+                             f"or postgres, or give a SQLAlchemy URL as extra sqlalchemy_url") from None
     query: dict[str, str] = {}
     if drivername.startswith("postgresql"):
         query = {k: str(extra[k]) for k in _PG_EXTRAS if extra.get(k) not in (None, "")}

@@ -334,7 +334,8 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
 
 
 def run_status(run: dict) -> str:
-    """A run (or its snapshot) at a glance: running while a step runs, failed if a step failed."""
+    """A run (or its snapshot) at a glance when Airflow's state is not to be had: running while a step runs, failed
+    if a step failed."""
     if run["running_steps"]:
         return "running"
     return "failed" if run["failed_steps"] else "success"
@@ -350,8 +351,9 @@ def snapshots_page(request: Request, store: StoreDep, access: AccessDep, workflo
     pager = _pager(request, page, total)
     runs = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
     reasons = snapshots.failure_reasons(store, workflow, [r["run_id"] for r in runs if r["failed_steps"]])
+    states = actions.airflow_states(workflow, [r["run_id"] for r in runs])  # as `flowlink runs`: Airflow's state
     for run in runs:
-        run["status"] = run_status(run)
+        run["status"] = states.get(run["run_id"]) or run_status(run)
         run["reason"] = reasons.get(run["run_id"])
     return render(request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs,
                   pager=pager)
