@@ -267,8 +267,8 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
     bucket batch by batch); it writes the rest. Only the batch being written when the earlier try stopped may have
     reached the target without being recorded: with upsert, writing it again is harmless; with insert, a record of
     that batch which the target says exists already was created by the earlier try, and counts as loaded; with
-    create_or_update, the match finds what it created, and updates it. The destination ids the bucket keeps go to the
-    target with their records (create_or_update updates by them) and the new ones are kept."""
+    create_or_update, the match finds what it created, and updates it. For create_or_update the destination ids the
+    bucket keeps go to the target with their records (it updates by them); every load keeps the ids it is given."""
     earlier = _earlier_load(ctx, tp)
     reader = RecordReader(output_types(tp), transformed.get("fields"), transformed.get("local_names", False))
     with _step(ctx, tp.name, "load") as stats, closing(open_target()) as target:
@@ -287,7 +287,8 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
                 if tp.load.method == "insert":
                     doubtful = {k for k in keys if k not in earlier}
             todo = [(k, r) for k, r in zip(keys, records) if k not in done]
-            known = bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo else {}
+            by_id = tp.load.method == "create_or_update"  # the only mode that writes by the target's own id
+            known = bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo and by_id else {}
             results = _write(ctx, tp, target, [r for _, r in todo], [known.get(k) for k, _ in todo]) if todo else []
             # a value that does not fit its type in the mapping: the transform's output, found as it is read here
             outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in unfit]
