@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+sys.path[:0] = [str(REPO)]
 from tests.airflow_env import use_throwaway_airflow  # noqa: E402
 
 use_throwaway_airflow(Path(tempfile.mkdtemp(prefix="flowlink-bench-airflow-")))  # as the tests, before Airflow

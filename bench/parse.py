@@ -36,7 +36,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MEASURE = Path(__file__).resolve().parent / "parse_measure.py"
 DAGS = REPO / "dags"
-PLUGINS = REPO / "plugins"
 EXAMPLE = REPO / "examples" / "erp_to_shop.yaml"
 DAGFACTORY_VERSION = "1.1.0"
 DAGFACTORY_TARGET = Path(tempfile.gettempdir()) / f"flowlink-bench-dagfactory-{DAGFACTORY_VERSION}"
@@ -205,7 +204,7 @@ def measure(dags: Path, expected: int, extra_env: dict, work: Path, label: str, 
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),  # Flowlink: its entry point
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         **extra_env,
@@ -221,7 +220,7 @@ def measure(dags: Path, expected: int, extra_env: dict, work: Path, label: str, 
 
 
 def print_profile(prof: Path, top: int = 10) -> None:
-    roots = tuple(str(p) + os.sep for p in (REPO / "flowlink", REPO / "dag_factory", PLUGINS, DAGS))
+    roots = tuple(str(p) + os.sep for p in (REPO / "flowlink", REPO / "dag_factory", REPO / "plugins", DAGS))
     stats = pstats.Stats(str(prof))
     rows = [(ct, tt, nc, f, ln, fn) for (f, ln, fn), (cc, nc, tt, ct, _callers) in stats.stats.items()
             if f.startswith(roots)]

@@ -1,51 +1,45 @@
-"""The DAG factory: every live workflow file becomes one Airflow DAG.
+"""Flowlink's DAGs: one per live workflow (``workflows``) and Flowlink's own (deployments, retry, alerts, maintenance).
 
-    live/<workflow>.json --read_graphs--> WorkflowGraph --render--> DAG
+An Airflow DAGs folder gets them through two one-line files that ``flowlink dags write FOLDER`` writes
+(flowlink/dag_files.py; this repository's ``dags/`` holds the same two):
+
+- ``flowlink_dags.py``: ``globals().update(dags())``, every DAG below;
+- ``flowlink_import_errors.py``: ``report_broken_files()``, live files that cannot become a DAG, shown as the
+  import error of that file (Airflow UI > Dag import errors) while the other DAGs still load.
 """
 
 from __future__ import annotations
 
-import gc
-import logging
-import time
-from pathlib import Path
+import importlib
 
-from flowlink import settings
-
-log = logging.getLogger(__name__)
+OWN = ("deployments", "retry", "alerts", "maintenance")  # the modules of Flowlink's own DAGs (dag ids flowlink_*)
 
 
-def build_dags(folder: Path | None = None) -> dict:
-    """dag_id -> DAG for every valid live file. In a task's process only that task's DAG is built."""
+def dags() -> dict:
+    """dag_id -> DAG. In a task's process only what that task needs is built (Airflow's parsing context)."""
+    from airflow.sdk import DAG, get_parsing_context
+
+    from flowlink_airflow.dag_factory.workflows import build_dags
+
+    wanted = get_parsing_context().dag_id
+    if wanted is not None and not wanted.startswith("flowlink_"):
+        return build_dags()
+    found: dict = {}
+    for name in OWN:
+        module = importlib.import_module(f"{__name__}.{name}")
+        found.update((v.dag_id, v) for v in vars(module).values() if isinstance(v, DAG))
+    if wanted is None:
+        found.update(build_dags())
+    return found
+
+
+def report_broken_files() -> None:
+    """Raise an ImportError naming every live file that cannot become a DAG, and why (when Airflow parses the file)."""
     from airflow.sdk import get_parsing_context
 
-    from dag_factory.graph import read_graphs
-    from dag_factory.render import render
+    from flowlink_airflow.dag_factory.workflows import broken_files
 
-    started = time.perf_counter()
-    graphs, broken = read_graphs(folder or settings.live_dir(), only=get_parsing_context().dag_id)
-    dags = {}
-    # What survives here lives as long as the DagBag: the older generations' collections would scan the growing
-    # heap again and again for nothing (a fifth of the build time at 1,000 DAGs). The youngest generation still
-    # frees short-lived garbage; the usual thresholds come back once the DAGs are built.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], 1_000_000, 1_000_000)
-    try:
-        for g in graphs:
-            try:
-                dags[g.dag_id] = render(g)
-            except Exception as exc:  # noqa: BLE001 - reported, the other DAGs still load
-                broken.append((Path(g.dag_id), f"cannot build the DAG: {exc}"))
-    finally:
-        gc.set_threshold(*thresholds)
-    for path, reason in broken:
-        log.error("flowlink: skipped %s: %s", path, reason)
-    log.info("flowlink: built %d DAGs in %.3f s", len(dags), time.perf_counter() - started)
-    return dags
+    if get_parsing_context().dag_id is None and (broken := broken_files()):
+        raise ImportError("Flowlink: live workflow files that could not be loaded:\n"
+                          + "\n".join(f"- {path}: {reason}" for path, reason in broken))
 
-
-def broken_files(folder: Path | None = None) -> list[tuple[Path, str]]:
-    """Live files that cannot become a DAG, each with its reason."""
-    from dag_factory.graph import read_graphs
-
-    return read_graphs(folder or settings.live_dir())[1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule
-from flowlink_timetable import ManualTimetable, WorkflowTimetable
-from notifiers.run import run_failure_alert
-from operators.extract import ExtractOperator
-from operators.load import LoadOperator
-from operators.transform import TransformOperator
+from flowlink_airflow.timetable import ManualTimetable, WorkflowTimetable
+from flowlink_airflow.notifiers.run import run_failure_alert
+from flowlink_airflow.operators.extract import ExtractOperator
+from flowlink_airflow.operators.load import LoadOperator
+from flowlink_airflow.operators.transform import TransformOperator
 
-from dag_factory.graph import WorkflowGraph
+from flowlink_airflow.dag_factory.graph import WorkflowGraph
 from flowlink.schedule import summary
 
 # Task retries follow Airflow's [core] default_task_retries / default_task_retry_delay settings.

@@ -132,7 +132,7 @@ def cmd_publish(args) -> int:
 
 
 def cmd_workflows(args) -> int:
-    from dag_factory.graph import read_graphs
+    from flowlink_airflow.dag_factory.graph import read_graphs
     from flowlink import settings
     from flowlink.schedule import summary
 
@@ -451,6 +451,17 @@ def cmd_deployment_log(args) -> int:
     return 0
 
 
+def cmd_dags(args) -> int:
+    from flowlink import dag_files
+
+    from flowlink import runs
+
+    folder = Path(args.folder) if args.folder else runs.dags_folder()
+    for path in dag_files.write(folder):
+        out.print(f"wrote {path}")
+    return 0
+
+
 def cmd_alert(args) -> int:
     from flowlink import alerts
 
@@ -606,6 +617,12 @@ def parser() -> argparse.ArgumentParser:
     sp = add("deployment-log", cmd_deployment_log, "the step log of a workflow's last deployment")
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--json", action="store_true")
+
+    dags = add("dags", cmd_dags, "Flowlink's DAGs in Airflow: `flowlink dags write` puts the two one-line DAG files "
+                                 "into Airflow's DAGs folder (once; upgrades need nothing more)")
+    dags_sub = dags.add_subparsers(dest="dags_command", metavar="ACTION", required=True)
+    sp = dags_sub.add_parser("write", help="write flowlink_dags.py and flowlink_import_errors.py into FOLDER")
+    sp.add_argument("folder", metavar="FOLDER", nargs="?", help="default: Airflow's [core] dags_folder")
 
     alert = add("alert", cmd_alert, "alert channels: e-mail or webhook, per environment or per workflow")
     alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION")

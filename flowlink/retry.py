@@ -198,7 +198,7 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
     """One retry pass over every live workflow: for each touchpoint with eligible records, record a resync
     request of kind 'retry'. Returns what to trigger: [{"workflow", "touchpoint", "resync_id", "run_id",
     "count", "conf"}]. Environments whose pass was due get their last_retry_at set. `force`: ignore hourly/daily."""
-    from dag_factory.graph import live_files
+    from flowlink_airflow.dag_factory.graph import live_files
     from flowlink import actions, deployments
 
     now = now or utcnow()

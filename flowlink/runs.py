@@ -8,10 +8,11 @@ import datetime as dt
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowlink.errors import FlowlinkError
 
-TRACKER_DAG = "flowlink_deployments"  # dags/flowlink_deployments.py: one run per deployment
+TRACKER_DAG = "flowlink_deployments"  # dag_factory/deployments.py: one run per deployment
 
 
 @contextlib.contextmanager
@@ -158,3 +159,10 @@ def trigger(dag_id: str, conf: dict) -> str:
         from airflow.utils.types import DagRunTriggeredByType
 
         return trigger_dag(dag_id, conf=conf, triggered_by=DagRunTriggeredByType.REST_API).run_id
+
+
+def dags_folder() -> Path:
+    """Airflow's [core] dags_folder, as this environment configures it (AIRFLOW__CORE__DAGS_FOLDER, airflow.cfg)."""
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")).expanduser()

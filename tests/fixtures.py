@@ -189,7 +189,7 @@ def store_url(request, tmp_path):
 @pytest.fixture
 def app(home):
     """The Flowlink API and pages app (plugins/api), on this test's FLOWLINK_HOME."""
-    from api import create_app
+    from flowlink_airflow.api import create_app
 
     return create_app()
 

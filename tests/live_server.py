@@ -89,7 +89,7 @@ class AirflowServer:
             "AIRFLOW_HOME": str(home),
             "FLOWLINK_HOME": str(root / "flowlink"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),  # Flowlink comes from its entry point
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",

@@ -538,8 +538,8 @@ def test_the_notifiers_work_as_airflow_callbacks(channels):
     """Called as Airflow calls a DAG's or task's on_failure_callback (a context, no payload or text given)."""
     from types import SimpleNamespace
 
-    from notifiers.mail import FlowlinkEmailNotifier
-    from notifiers.webhook import FlowlinkWebhookNotifier
+    from flowlink_airflow.notifiers.mail import FlowlinkEmailNotifier
+    from flowlink_airflow.notifiers.webhook import FlowlinkWebhookNotifier
 
     mailbox, receiver = channels
     context = {"dag": SimpleNamespace(dag_id="some_dag"), "run_id": "manual__1", "reason": "task_failure",

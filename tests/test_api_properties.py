@@ -53,7 +53,7 @@ def api(tmp_path_factory, airflow_db):
         mp.setenv("FLOWLINK_HOME", str(home))
         mp.delenv("FLOWLINK_STORE_URL", raising=False)
         mp.delenv("FLOWLINK_STAGING_DIR", raising=False)
-        from api import create_app
+        from flowlink_airflow.api import create_app
 
         from flowlink.store import Store
 

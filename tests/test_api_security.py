@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
+from flowlink_airflow.api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
 from flowlink import cli, deployments, publish, staging
 from flowlink.recordxml import RecordWriter
 from flowlink.store import bucket, feeds, snapshots

@@ -168,9 +168,7 @@ def test_pages_are_not_in_the_openapi_document(client):
 
 
 def test_plugin_registers_the_pages_as_external_views():
-    import flowlink_plugin
-
-    plugin = flowlink_plugin.FlowlinkPlugin
+    from flowlink_airflow.plugin import FlowlinkPlugin as plugin
     (entry,) = plugin.fastapi_apps
     app_paths = {r.path for r in entry["app"].app.routes}
     assert {"/ui/environments", "/ui/deployments", "/ui/bucket", "/ui/snapshots", "/ui/snapshot", "/ui/feeds",

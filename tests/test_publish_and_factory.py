@@ -102,7 +102,7 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     assert {"flowlink", "v1", "sql->rest"} <= set(dag.tags)
     assert "erp_to_shop v1" in dag.doc_md and "every minute" in dag.doc_md
     assert dag.max_active_runs == 1
-    assert type(dag.timetable).__module__ == "flowlink_timetable"
+    assert type(dag.timetable).__module__ == "flowlink_airflow.timetable"
     assert bag.get_dag("nightly").timetable.summary.startswith("daily at 02:30 (Europe/Berlin)")
     manual = bag.get_dag("on_demand").timetable  # manual: never scheduled, and Airflow's DAG list says so
     assert type(manual).__name__ == "ManualTimetable" and not manual.can_be_scheduled
@@ -138,8 +138,8 @@ def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
     make_live(tmp_path, "second")
     (settings.live_dir() / "broken.json").write_text("{oops")
     code = (
-        "import json, dag_factory; "
-        "print(json.dumps(sorted(dag_factory.build_dags())))"
+        "import json; from flowlink_airflow.dag_factory import dags; "
+        "print(json.dumps(sorted(dags())))"
     )
     env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "x.extract"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
@@ -169,21 +169,32 @@ def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
     make_live(tmp_path, "erp_to_shop")
     code = (
         "import runpy, sys, json; "
-        "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_workflows', 'flowlink_import_errors', 'flowlink_deployments', "
-        "'flowlink_alerts', 'flowlink_retry', 'flowlink_maintenance')]; "
+        "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_dags', 'flowlink_import_errors')]; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('flowlink.store', 'flowlink.sync', "
-        "'flowlink.connectors', 'flowlink.deployments', 'hooks', 'triggers', 'requests', 'lxml')))))"
+        "'flowlink.connectors', 'flowlink.deployments', 'flowlink_airflow.hooks', 'flowlink_airflow.triggers', "
+        "'requests', 'lxml')))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"},
+    out = subprocess.run([sys.executable, "-c", code], env=os.environ,
                          cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_a_new_live_version_is_read_again_in_the_same_process(home, tmp_path):
-    import dag_factory
+    from flowlink_airflow.dag_factory import workflows as dag_factory
 
     make_live(tmp_path, "erp_to_shop")
     assert "v1" in dag_factory.build_dags()["erp_to_shop"].tags
     make_live(tmp_path, "erp_to_shop", description="second version")
     dag = dag_factory.build_dags()["erp_to_shop"]
     assert "v2" in dag.tags and "second version" in dag.doc_md
+
+
+def test_flowlink_dags_write_puts_the_repositorys_two_dag_files_into_a_folder(tmp_path):
+    """The one documented way to Airflow: `flowlink dags write FOLDER` writes what this repository's dags/ holds."""
+    out = subprocess.run([str(Path(sys.executable).parent / "flowlink"), "dags", "write", str(tmp_path / "dags")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    written = {p.name: p.read_text() for p in (tmp_path / "dags").iterdir()}
+    assert written == {p.name: p.read_text() for p in (REPO / "dags").glob("*.py")}
+    assert set(written) == {"flowlink_dags.py", "flowlink_import_errors.py"}
+    assert all(len(text.splitlines()) == 1 for text in written.values())

@@ -462,7 +462,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
 
         # The hook registers every form of the connection's credentials with Airflow's secrets masker.
         from airflow.sdk.log import redact
-        from hooks.application import ApplicationHook
+        from flowlink_airflow.hooks.application import ApplicationHook
 
         connect({**pg, "password": erp["password"]}, basic_target)
         ApplicationHook("demo_shop", "rest").get_target().close()

@@ -1,4 +1,4 @@
-"""The schedule arithmetic (flowlink.schedule) and its Airflow timetable (plugins/flowlink_timetable.py)."""
+"""The schedule arithmetic (flowlink.schedule) and its Airflow timetable (plugins/timetable.py, flowlink_airflow.timetable)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pendulum
 import pytest
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
-import flowlink_timetable
+from flowlink_airflow import timetable as flowlink_timetable
 from flowlink.schedule import Ticks, summary
 from flowlink.spec import Schedule
-from flowlink_timetable import WorkflowTimetable
+from flowlink_airflow.timetable import WorkflowTimetable
 
 UTC = dt.timezone.utc
 
@@ -283,7 +283,7 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from flowlink.spec import Schedule
-from flowlink_timetable import WorkflowTimetable
+from flowlink_airflow.timetable import WorkflowTimetable
 
 past = Schedule(sync="auto", repeat="every_minute", interval=15, start=dt.datetime(2020, 1, 1, 9, 0),
                 timezone="Europe/Berlin", end="after", occurrences=3)

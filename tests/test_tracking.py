@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import update
-from triggers.deployment import DeploymentTrigger
+from flowlink_airflow.triggers.deployment import DeploymentTrigger
 
 from flowlink import deployments, publish
 from flowlink.store import Store
@@ -35,7 +35,7 @@ def first_event(trigger: DeploymentTrigger) -> dict:
 
 def test_serialize_round_trips():
     classpath, kwargs = DeploymentTrigger(7, poll_interval=0.5).serialize()
-    assert classpath == "triggers.deployment.DeploymentTrigger"
+    assert classpath == "flowlink_airflow.triggers.deployment.DeploymentTrigger"
     assert kwargs == {"deployment_id": 7, "poll_interval": 0.5}
     assert DeploymentTrigger(**kwargs).serialize() == (classpath, kwargs)
 

@@ -66,7 +66,7 @@ def pages_client():
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
 
-    from api import create_app
+    from flowlink_airflow.api import create_app
 
     create_auth_manager()
     app = create_app()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _live_graphs():
-    from dag_factory.graph import read_graphs
+    from flowlink_airflow.dag_factory.graph import read_graphs
     from flowlink import settings
 
     return read_graphs(settings.live_dir())[0]

@@ -55,12 +55,12 @@ def deliver(ch: dict, alert: Alert) -> tuple[bool, str]:
     """Hand the alert to the channel's notifier; (ok, what happened). Never raises."""
     try:
         if ch["kind"] == "email":
-            from notifiers.mail import FlowlinkEmailNotifier
+            from flowlink_airflow.notifiers.mail import FlowlinkEmailNotifier
 
             FlowlinkEmailNotifier(to=ch["target"].split(","), subject=alert.subject, text=alert.text,
                                   html=alert.html()).notify({})
             return True, f"mailed to {ch['target']}"
-        from notifiers.webhook import FlowlinkWebhookNotifier
+        from flowlink_airflow.notifiers.webhook import FlowlinkWebhookNotifier
 
         status = FlowlinkWebhookNotifier(http_conn_id=ch["target"], payload=alert.payload).notify({})
         return True, f"posted to connection {ch['target']} ({status})"

@@ -1,5 +1,5 @@
 """The Flowlink pages inside the Airflow UI: server-side HTML under /flowlink/ui/ (Jinja2, autoescaped), one CSS
-and one JS file. The plugin (flowlink_plugin.py) puts them into Airflow's menu as external views.
+and one JS file. The plugin (flowlink_airflow.plugin) puts them into Airflow's menu as external views.
 
 Every page calls the same functions as the CLI and the REST API (flowlink.actions, flowlink.deployments, the store);
 whether an action is allowed, and why not, comes from those rule functions, never from the JavaScript. The buttons

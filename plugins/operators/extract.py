@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from operators.base import TouchpointOperator
+from flowlink_airflow.operators.base import TouchpointOperator
 
 
 class ExtractOperator(TouchpointOperator):
@@ -10,7 +10,7 @@ class ExtractOperator(TouchpointOperator):
     ui_color = "#fff3e0"
 
     def run_step(self, ctx, tp, context) -> dict:
-        from hooks.application import ApplicationHook
+        from flowlink_airflow.hooks.application import ApplicationHook
 
         from flowlink import sync
 

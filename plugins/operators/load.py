@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from operators.base import TouchpointOperator
+from flowlink_airflow.operators.base import TouchpointOperator
 
 
 class LoadOperator(TouchpointOperator):
@@ -11,7 +11,7 @@ class LoadOperator(TouchpointOperator):
     ui_color = "#e8f5e9"
 
     def run_step(self, ctx, tp, context) -> dict:
-        from hooks.application import ApplicationHook
+        from flowlink_airflow.hooks.application import ApplicationHook
 
         from flowlink import sync
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from operators.base import TouchpointOperator
+from flowlink_airflow.operators.base import TouchpointOperator
 
 
 class TransformOperator(TouchpointOperator):

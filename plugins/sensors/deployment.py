@@ -62,7 +62,7 @@ class DeploymentSensor(BaseSensorOperator):
     def execute(self, context):
         if self.poke(context):
             return
-        from triggers.deployment import DeploymentTrigger
+        from flowlink_airflow.triggers.deployment import DeploymentTrigger
 
         from flowlink import deployments
         from flowlink.store import Store

@@ -1,9 +1,9 @@
 """WorkflowTimetable: runs a workflow at the ticks of its `Schedule` (see flowlink.schedule);
 ManualTimetable: a manual workflow, never scheduled.
 
-Registered by plugins/flowlink_plugin.py. DAG files must import them as
-``from flowlink_timetable import WorkflowTimetable`` (this exact module path), or
-serialization fails with "Timetable class ... is not registered".
+Registered by the plugin (flowlink_airflow.plugin). Airflow stores their class paths with every serialized DAG:
+``flowlink_airflow.timetable.WorkflowTimetable`` and ``flowlink_airflow.timetable.ManualTimetable``, stable
+across releases.
 
 Each run is exact: data interval start = end = logical date = the tick. The schedule
 itself is the serialized form (``Schedule.model_dump(mode="json")``).

@@ -1,7 +1,7 @@
 """The Airflow DAG that tracks Flowlink deployments: one run per deployment, conf {"deployment_id": N}."""
 
 from airflow.sdk import DAG, Param
-from sensors.deployment import DeploymentSensor
+from flowlink_airflow.sensors.deployment import DeploymentSensor
 
 with DAG(
     dag_id="flowlink_deployments",

@@ -1,8 +1,7 @@
-"""The Flowlink Airflow plugin.
+"""The Flowlink Airflow plugin, registered through the ``airflow.plugins`` entry point (pyproject.toml).
 
-Registers WorkflowTimetable and ManualTimetable, imported as ``flowlink_timetable`` -- the same module path the
-DAG files use, so serialized DAGs find it -- and the Flowlink REST API and pages (package ``api``
-next to this file), which Airflow's api-server mounts at /flowlink (OpenAPI at /flowlink/openapi.json,
+Registers WorkflowTimetable and ManualTimetable (flowlink_airflow.timetable) and the Flowlink REST API and pages
+(flowlink_airflow.api), which Airflow's api-server mounts at /flowlink (OpenAPI at /flowlink/openapi.json,
 pages under /flowlink/ui/).
 
 ``external_views`` put the pages into the Airflow UI (each shown in an iframe):
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from flowlink_timetable import ManualTimetable, WorkflowTimetable
+from flowlink_airflow.timetable import ManualTimetable, WorkflowTimetable
 
 PREFIX = "/flowlink"
 PAGES = [("Deployments", "deployments"), ("Environments", "environments"), ("Resync bucket", "bucket"),
@@ -34,7 +33,7 @@ class LazyApp:
     @property
     def app(self):
         if self._app is None:
-            from api import create_app
+            from flowlink_airflow.api import create_app
 
             self._app = create_app()
         return self._app

@@ -1,0 +1,1 @@
+from flowlink_airflow.dag_factory import dags; globals().update(dags())  # Flowlink's DAGs
