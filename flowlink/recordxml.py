@@ -254,11 +254,11 @@ class RecordWriter:
         names = tuple(records[0])
         if set(map(type, records)) != {dict} or not all(map(names.__eq__, map(tuple, records))) or self.key_field not in names:
             return None
-        columns = list(zip(*map(dict.values, records)))
-        keys = columns[names.index(self.key_field)]
-        if any(key is None or key == "" for key in keys):
+        columns = list(zip(*(record.values() for record in records), strict=True))
+        key_column = columns[names.index(self.key_field)]
+        if any(key is None or key == "" for key in key_column):
             return None
-        keys = _texts(keys)
+        keys = _texts(key_column)
         template, values = [_escape(_RECORD_START), "%s", _escape(_KEY_END)], [_escaped(keys)]
         for name, column in zip(names, columns):
             tag = self._tags[name] if name in self._tags else self._tag(name)

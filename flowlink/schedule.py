@@ -66,7 +66,7 @@ class Ticks:
         self.hourly = schedule.repeat == "hourly"
         self.interval = schedule.interval
         self.step = dt.timedelta(hours=schedule.interval) if self.hourly else dt.timedelta(minutes=schedule.interval)
-        self.at = dt.time.fromisoformat(schedule.at) if self.daily else None
+        self.at = dt.time.fromisoformat(schedule.at) if self.daily and schedule.at else dt.time(0)  # used when daily
         start = schedule.start
         if start is not None and start.tzinfo is None:
             start = start.replace(tzinfo=self.tz)
@@ -149,8 +149,9 @@ def summary(schedule: Schedule) -> str:
         start = (start.replace(tzinfo=ZoneInfo(tz)) if start.tzinfo is None else start).astimezone(ZoneInfo(tz))
     if schedule.repeat == "daily":
         text = f"daily at {schedule.at} ({tz})"
-        if start is not None:
-            text += f" from {Ticks(schedule).first.astimezone(ZoneInfo(tz)):%Y-%m-%d}"
+        first = Ticks(schedule).first if start is not None else None
+        if first is not None:
+            text += f" from {first.astimezone(ZoneInfo(tz)):%Y-%m-%d}"
     else:
         unit = "minute" if schedule.repeat == "every_minute" else "hour"
         text = f"every {unit}" if n == 1 else f"every {n} {unit}s"
