@@ -75,17 +75,23 @@ def wait_for(what: str, check, timeout: float = 60, every: float = 0.25):
 
 
 class AirflowServer:
-    """`airflow standalone` in its own AIRFLOW_HOME with Flowlink's DAGs and plugins, on a free loopback port."""
+    """`airflow standalone` in its own AIRFLOW_HOME with Flowlink's DAGs and plugins, on a free loopback port.
 
-    def __init__(self, root: Path, extra_env: dict[str, str]):
+    `bin_dir` is the virtual environment whose airflow and flowlink commands run (this test run's by default) and
+    `cwd` the folder they run in; PYTHONPATH is left out, so they import what that environment installed."""
+
+    def __init__(self, root: Path, extra_env: dict[str, str], *, bin_dir: Path = BIN, cwd: Path = REPO):
         self.root = root
+        self.bin_dir = bin_dir
+        self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         home = root / "airflow"
         home.mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "FLOWLINK_"))}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AIRFLOW_", "AIRFLOW__", "FLOWLINK_")) and k != "PYTHONPATH"}
         env.update({
-            "PATH": f"{BIN}:{env.get('PATH', '')}",
+            "PATH": f"{bin_dir}:{env.get('PATH', '')}",
             "AIRFLOW_HOME": str(home),
             "FLOWLINK_HOME": str(root / "flowlink"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -106,7 +112,7 @@ class AirflowServer:
         })
         self.env = env
         self.log = open(root / "standalone.log", "w")
-        self.proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=REPO, stdout=self.log,
+        self.proc = subprocess.Popen([str(bin_dir / "airflow"), "standalone"], env=env, cwd=cwd, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for("the api-server", self._healthy, timeout=120, every=1)
@@ -136,7 +142,8 @@ class AirflowServer:
 
     def flowlink(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """The flowlink command with this server's environment (its AIRFLOW_HOME and FLOWLINK_HOME)."""
-        done = subprocess.run([str(BIN / "flowlink"), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([str(self.bin_dir / "flowlink"), *args], env=self.env, cwd=self.cwd, capture_output=True,
+                              text=True, timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"flowlink {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
         return done
@@ -175,17 +182,18 @@ class AirflowServer:
 
 
 class AgentProcess:
-    """`flowlink agent` as a separate process."""
+    """`flowlink agent` as a separate process; `command` runs another agent command line with the same options
+    (e.g. [python, "-m", "tests.slow_agent"])."""
 
     def __init__(self, server: AirflowServer, environment: str, token: str, log: Path,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, command: list[str] | None = None):
         self.log_path = log
         self.log = open(log, "a")
         env = {**server.env, "FLOWLINK_AGENT_TOKEN": token, **(extra_env or {})}
         self.proc = subprocess.Popen(
-            [str(BIN / "flowlink"), "agent", "--environment", environment, "--server", f"{server.url}/flowlink",
-             "--interval", "0.5"],
-            env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [*(command or [str(server.bin_dir / "flowlink"), "agent"]), "--environment", environment,
+             "--server", f"{server.url}/flowlink", "--interval", "0.5"],
+            env=env, cwd=server.cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
         stop_group(self.proc, timeout=15)

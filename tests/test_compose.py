@@ -10,8 +10,14 @@ import pytest
 import yaml
 
 from tests.airflow_helpers import REPO
-from tests.test_distributed import (ENV_FILE, ENVIRONMENTS, compose_init_script, distributed_env, read_env_file,
-                                    site_settings)
+from tests.test_distributed import (
+    ENV_FILE,
+    ENVIRONMENTS,
+    compose_init_script,
+    distributed_env,
+    read_env_file,
+    site_settings,
+)
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -105,8 +111,13 @@ def test_each_environment_has_its_queue_worker_and_agent():
 def test_the_volumes_and_the_published_and_deployed_files():
     common = {target: source for source, target, *_ in (m.split(":") for m in COMPOSE["x-airflow-common"]["volumes"])}
     env = COMPOSE["x-airflow-common"]["environment"]
-    assert common[env["AIRFLOW__CORE__DAGS_FOLDER"]] == "./dags"
-    assert common[env["AIRFLOW__CORE__PLUGINS_FOLDER"]] == "./plugins"
+    # Flowlink is the image's installed package: its DAG files are in the image's DAGs folder (Dockerfile), its
+    # plugin comes from the package's entry point; no folder of the repository is mounted into a service but
+    # the spec folder of the flowlink-cli service.
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags" and env["AIRFLOW__CORE__DAGS_FOLDER"] not in common
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER" not in env
+    mounted = {service: [m for m in SERVICES[service].get("volumes", []) if m.startswith(".")] for service in SERVICES}
+    assert {service: m for service, m in mounted.items() if m} == {"flowlink-cli": [".:/work:ro"]}, mounted
     assert "/opt/airflow/logs" in common and "/opt/airflow/config" in common
     for folder in ("published", "live", "staging"):
         assert common[f"{env['FLOWLINK_HOME']}/{folder}"] == f"flowlink-{folder}"
@@ -136,13 +147,25 @@ def test_the_distributed_test_uses_airflow_env_and_the_same_keys_as_compose(tmp_
     assert extra == {"AIRFLOW_HOME"}, extra  # the image sets AIRFLOW_HOME=/opt/airflow
 
 
-def test_the_image_is_the_official_one_with_the_pinned_requirements():
+def test_the_image_is_the_official_one_with_the_pinned_requirements_and_the_wheel():
     dockerfile = (REPO / "Dockerfile").read_text()
-    requirements = (REPO / "requirements.txt").read_text()
-    froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
-    assert froms == ["apache/airflow:3.3.2"]
-    assert "apache-airflow==3.3.2" in requirements.splitlines()
-    assert "requirements.txt" in dockerfile and "pip install" in dockerfile and "-e /opt/flowlink" in dockerfile
-    for pin in ("apache-airflow-providers-celery==", "redis==", "celery==", "asyncpg=="):
-        assert any(line.startswith(pin) for line in requirements.splitlines()), pin
+    requirements = (REPO / "requirements.txt").read_text().splitlines()
+    assert re.findall(r"^FROM\s+(.+)$", dockerfile, re.M) == ["apache/airflow:3.3.2 AS wheel", "apache/airflow:3.3.2"]
+    assert "apache-airflow==3.3.2" in requirements
+    # The pins the image installs: requirements.txt less what the Dockerfile's grep leaves out (the test and lint
+    # tools and the editable install), applied here as the image build applies it.
+    (pattern,) = re.findall(r"grep -vE '([^']+)'", dockerfile)
+    kept = [line for line in requirements if not re.search(pattern, line)]
+    for pin in ("apache-airflow==", "apache-airflow-providers-celery==", "redis==", "celery==", "asyncpg==",
+                "psycopg[binary]==", "SQLAlchemy==", "lxml=="):
+        assert any(line.startswith(pin) for line in kept), pin
+    assert not [line for line in kept if line.startswith(("-e", "pytest", "playwright", "hypothesis", "ruff", "mypy"))]
+    # Flowlink itself: the wheel built in the first stage, installed (not editable) with the same pins, then its
+    # DAG files written into the DAGs folder the services read.
+    assert "pip wheel" in dockerfile and "--from=wheel" in dockerfile
+    assert not re.search(r"pip install[^\n]* -e ", dockerfile)
+    commands = re.sub(r"\\\n\s*", " ", dockerfile)  # continued lines joined
+    assert re.search(r"pip install [^\n]*-r /tmp/requirements-image.txt +/tmp/flowlink-wheel/flowlink-\*\.whl", commands)
+    (written,) = re.findall(r"flowlink dags write (\S+)", dockerfile)
+    assert written == COMPOSE["x-airflow-common"]["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in (REPO / "docker-compose.yaml").read_text()  # built, not pip at start

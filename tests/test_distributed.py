@@ -75,8 +75,7 @@ def site_settings(root: Path, *, db_url: str, store_url: str, broker_url: str, a
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": "/nonexistent",  # Flowlink comes from its entry point
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),  # filled by `flowlink dags write`, as the image's
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -289,6 +288,9 @@ def site(tmp_path_factory, pg_url):
         s.run("bash", "-c", compose_init_script(),
               env={**s.env, "_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": password,
                    "FLOWLINK_AGENT_TOKENS": str(tokens_dir)})
+        # As the image's build does: Flowlink's two DAG files into the DAGs folder (the plugin comes from the
+        # package's entry point: no plugins folder).
+        s.flowlink("dags", "write")
         t = _phase("databases, redis and migrations", t)
 
         airflow = str(BIN / "airflow")
