@@ -159,6 +159,7 @@ def memory_child(n: int) -> None:
     from flowlink.connectors.sql import SqlTarget
     from flowlink.mapping import output_types
     from flowlink.recordxml import RecordWriter
+    from flowlink.states import Step
     from flowlink.store import Store, bucket
     from flowlink.transform import Transformer
 
@@ -172,7 +173,7 @@ def memory_child(n: int) -> None:
     artifact = publish_workflow(store, spec).result.artifact
     tp = artifact.workflow_model().touchpoint("customers")
     ctx = sync.RunContext(store, artifact, "bench_run")
-    folder, batches = ctx.folder("customers", "extract"), []
+    folder, batches = ctx.folder("customers", Step.EXTRACT), []
     writer = RecordWriter(tp.extract.key)
     for b, start in enumerate(range(1, n + 1, BATCH), 1):  # what extract leaves behind, one batch at a time
         records = [{"id": i, "first_name": "Anna", "last_name": f"Müller{i}", "email": f"Anna.M{i}@Example.de",
@@ -186,7 +187,8 @@ def memory_child(n: int) -> None:
     types = output_types(tp)
     transformer = Transformer(artifact.stylesheets[tp.name], types, tp.extract.key)  # as the TransformOperator
     t0 = time.perf_counter()
-    transformed = sync.transform(ctx, tp, transformer, {"batches": batches, "watermark": None})
+    extracted = sync.Extracted(version=artifact.version, batches=batches, count=n, failed=0, watermark=None)
+    transformed = sync.transform(ctx, tp, transformer, extracted)
     t1 = time.perf_counter()
     after_transform = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = sync.load(ctx, tp, lambda: SqlTarget(f"sqlite:///{db}"), transformed)  # closed by the load
@@ -213,7 +215,7 @@ def main(argv: list[str]) -> int:
 
     print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.platform()}")
-    print(f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}")
     print(f"sync: customers only (one-touchpoint variant of examples/erp_to_shop.yaml), batch_size {BATCH}\n")
 
     mem = [bench_memory(k) for k in (big // 10, big)]

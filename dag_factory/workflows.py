@@ -1,6 +1,6 @@
 """The DAG factory: every live workflow file becomes one Airflow DAG.
 
-    live/<workflow>.json --read_graphs--> WorkflowGraph --render--> DAG
+    live/<workflow>.json --flowlink.live.read_graphs--> WorkflowGraph --render--> DAG
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def build_dags(folder: Path | None = None) -> dict:
     """dag_id -> DAG for every valid live file. In a task's process only that task's DAG is built."""
     from airflow.sdk import get_parsing_context
 
-    from flowlink_airflow.dag_factory.graph import read_graphs
+    from flowlink.live import read_graphs
     from flowlink_airflow.dag_factory.render import render
 
     started = time.perf_counter()
@@ -34,7 +34,7 @@ def build_dags(folder: Path | None = None) -> dict:
         for g in graphs:
             try:
                 dags[g.dag_id] = render(g)
-            except Exception as exc:  # noqa: BLE001 - reported, the other DAGs still load
+            except Exception as exc:
                 broken.append((Path(g.dag_id), f"cannot build the DAG: {exc}"))
     finally:
         gc.set_threshold(*thresholds)
@@ -46,6 +46,6 @@ def build_dags(folder: Path | None = None) -> dict:
 
 def broken_files(folder: Path | None = None) -> list[tuple[Path, str]]:
     """Live files that cannot become a DAG, each with its reason."""
-    from flowlink_airflow.dag_factory.graph import read_graphs
+    from flowlink.live import read_graphs
 
     return read_graphs(folder or settings.live_dir())[1]

@@ -35,7 +35,38 @@ def write_atomic(path: Path, data: bytes | str | Iterable[bytes]) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _sync_folder(path.parent)
     return path
+
+
+def create_new(path: Path, data: bytes | str, mode: int = 0o444) -> Path:
+    """Write a new file at ``path``, whole, or raise FileExistsError and leave the existing one as it is.
+
+    The data goes to a temp file (fsync) that is then hard-linked to ``path``: the link fails if the name is
+    taken, so of two writers racing for one name exactly one wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:

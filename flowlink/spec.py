@@ -10,10 +10,11 @@ import datetime as dt
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from flowlink.errors import FlowlinkError
 
@@ -65,9 +66,13 @@ def xpath_problem(expr: str) -> str | None:
     return None
 
 
-def at(field: str, reason: str) -> ValueError:
-    """An error about one field of the model being validated (see _split_field)."""
-    return ValueError(f"@{field} {reason}")
+AT_FIELD = "flowlink_field"  # the error type of at(): its context names the field
+
+
+def at(field: str, reason: str) -> PydanticCustomError:
+    """An error about one field of the model being validated (a model validator's error is the model's: _problem
+    puts it at the field its context names)."""
+    return PydanticCustomError(AT_FIELD, "{reason}", {"field": field, "reason": reason})
 
 
 class SpecError(FlowlinkError):
@@ -350,21 +355,20 @@ class Schedule(Model):
 
 # The bounds of each retry setting, for a spec's `retry:` and an environment's (flowlink env set) alike.
 RETRY_LIMITS = {"max_tries": (1, 20), "wait_minutes": (0, 10_080), "batch_size": (1, 100_000)}
-RETRY_EVERY = ("hourly", "daily")
-
-
-def _retry(key: str):
-    low, high = RETRY_LIMITS[key]
-    return Annotated[int, Field(ge=low, le=high)] | None
+RetryEvery = Literal["hourly", "daily"]
+RETRY_EVERY: tuple[str, ...] = get_args(RetryEvery)
+MaxTries = Annotated[int, Field(ge=RETRY_LIMITS["max_tries"][0], le=RETRY_LIMITS["max_tries"][1])]
+WaitMinutes = Annotated[int, Field(ge=RETRY_LIMITS["wait_minutes"][0], le=RETRY_LIMITS["wait_minutes"][1])]
+RetryBatchSize = Annotated[int, Field(ge=RETRY_LIMITS["batch_size"][0], le=RETRY_LIMITS["batch_size"][1])]
 
 
 class RetryPolicy(Model):
     """Automatic retry of Failed records; each key left out keeps the environment's setting (flowlink env set)."""
 
-    max_tries: _retry("max_tries") = Field(None, description="tries in all, the sync included")
-    wait_minutes: _retry("wait_minutes") = Field(None, description="minutes a failed record waits before it is retried")
-    batch_size: _retry("batch_size") = Field(None, description="records per retry run")
-    every: Literal[RETRY_EVERY] | None = Field(None, description="how often retry runs")
+    max_tries: MaxTries | None = Field(None, description="tries in all, the sync included")
+    wait_minutes: WaitMinutes | None = Field(None, description="minutes a failed record waits before it is retried")
+    batch_size: RetryBatchSize | None = Field(None, description="records per retry run")
+    every: RetryEvery | None = Field(None, description="how often retry runs")
 
 
 class Workflow(Model):
@@ -373,7 +377,7 @@ class Workflow(Model):
     source: Application
     target: Application
     touchpoints: list[Touchpoint] = Field(min_length=1)
-    schedule: Schedule = Schedule()
+    schedule: Schedule = Field(default_factory=lambda: Schedule.model_validate({}))
     retry: RetryPolicy | None = Field(None, description="overrides the environment's automatic retry settings")
 
     @field_validator("name")
@@ -410,16 +414,16 @@ def _yaml_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problem(err: dict[str, Any]) -> tuple[str, str]:
-    """(YAML path, reason) of one pydantic error; '@field reason' messages point at that field."""
-    path, reason = _yaml_path(err["loc"]), _reason(err)
-    if reason.startswith("@"):
-        field, _, reason = reason[1:].partition(" ")
-        path = f"{path}.{field}" if path else field
-    return path, reason
+def _problem(err: ErrorDetails) -> tuple[str, str]:
+    """(YAML path, reason) of one pydantic error; an error from at() is put at the field it names."""
+    path = _yaml_path(err["loc"])
+    if err["type"] == AT_FIELD:
+        ctx = err.get("ctx", {})
+        return f"{path}.{ctx['field']}" if path else ctx["field"], ctx["reason"]
+    return path, _reason(err)
 
 
-def _reason(err: dict[str, Any]) -> str:
+def _reason(err: ErrorDetails) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return "unknown key"
@@ -539,7 +543,7 @@ def _text(value: Any) -> Any:
 class _StrictLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -560,7 +564,7 @@ def load_spec(path: str | Path) -> Workflow:
     except UnicodeDecodeError as exc:
         raise SpecError(str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]) from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if isinstance(exc, yaml.reader.ReaderError):  # a bad character: it has a position, not a mark

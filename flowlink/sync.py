@@ -14,30 +14,29 @@ is down, ...) is recorded as failed with its reason, and the records this run le
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
 
 from lxml import etree
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flowlink import staging
-from flowlink.connectors.base import Action, ConnectorError, Source, Target, Unreachable, WriteResult
+from flowlink.connectors.base import Action, ConnectorError, Source, Target, Unreachable, Unreadable, WriteResult
 from flowlink.errors import FlowlinkError, plural
 from flowlink.mapping import output_types
 from flowlink.ordering import newer
 from flowlink.publish import Artifact
 from flowlink.recordxml import KEY, RecordReader, RecordWriter
 from flowlink.spec import Touchpoint
-from flowlink.store import Store, bucket, snapshots, state
+from flowlink.states import RecordStatus, Step, StepFailure, StepStatus
+from flowlink.store import Store, bucket, loads, snapshots, state
 from flowlink.store.bucket import Outcome
-from flowlink.store.tables import bucket as bucket_table
-from flowlink.store.tables import steps as steps_table
+from flowlink.store.state import Resync
 from flowlink.transform import Transformer
 
-ERROR, WHERE = "__error__", "__where__"  # a source's mark on a record it could not read: the reason, and where it is
 DOWN_AFTER = 3  # target errors on this many records in a row: the target is down, not those records
 log = logging.getLogger(__name__)
 
@@ -46,13 +45,46 @@ class RecordsFailed(FlowlinkError):
     """Some records failed; they are Failed in the resync bucket with their reasons. Retrying the task would not help."""
 
 
+# What each step returns (the operators hand it on as the task's XCom, JSON) and the next step reads.
+class Extracted(TypedDict):
+    version: int  # the workflow version the run is pinned to
+    batches: list[str]  # the batch files, in order
+    count: int  # records written to them
+    failed: int  # records that failed in extract
+    watermark: Any  # the highest incremental value read (a JSON value); None for a resync or without incremental
+
+
+class Transformed(TypedDict):
+    version: int
+    batches: list[str]
+    count: int
+    failed: int  # records that failed in extract and transform
+    failed_in: dict[str, int]  # step -> records failed in it, steps with failures only
+    watermark: Any  # the extract's, saved by the load
+    fields: list[str] | None  # how the load reads the batches: by position (generate_xslt's shape), else by name
+    local_names: bool  # namespaced names read as local names
+
+
+class Loaded(TypedDict):
+    version: int
+    count: int  # records loaded
+
+
+class Log(Protocol):
+    """What a step logs to: a logging.Logger, or the task's logger in Airflow."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+    def error(self, msg: Any, /, *args: Any) -> Any: ...
+
+
 @dataclass
 class RunContext:
     store: Store
     artifact: Artifact  # the version this run is pinned to
     run_id: str
-    resync: dict | None = None  # {"touchpoint", "source_ids"} for a resync run
-    log: logging.Logger = log
+    resync: Resync | None = None  # for a resync run: the touchpoint and the source ids chosen
+    log: Log = log
     hostname: str | None = None  # the worker running the step, and its queue, for the snapshot
     queue: str | None = None
 
@@ -64,7 +96,7 @@ class RunContext:
         """A resync run touches only the touchpoint whose records were chosen."""
         return self.resync is None or self.resync["touchpoint"] == touchpoint
 
-    def folder(self, touchpoint: str, step: str):
+    def folder(self, touchpoint: str, step: Step) -> Path:
         return staging.run_folder(self.workflow, self.run_id) / touchpoint / step
 
 
@@ -82,7 +114,7 @@ def _waiting(touchpoint: str, failed_in: dict[str, int], workflow: str) -> str:
 
 
 @contextmanager
-def _step(ctx: RunContext, touchpoint: str, step: str):
+def _step(ctx: RunContext, touchpoint: str, step: Step) -> Iterator[dict[str, Any]]:
     """Record the step in the snapshot: running, then success (its message tells of failed records) or failed.
 
     A step that fails as a whole (any exception but RecordsFailed: a connection that cannot be opened, the target
@@ -101,8 +133,9 @@ def _step(ctx: RunContext, touchpoint: str, step: str):
         left = 0
         try:  # the store may be back already (a connection is retried for a while)
             with ctx.store.engine.begin() as conn:
-                snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="failed",
-                                      message=message, failure="step" if whole else "records", conn=conn, **stats)
+                snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status=StepStatus.FAILED,
+                                      message=message, failure=StepFailure.STEP if whole else StepFailure.RECORDS,
+                                      conn=conn, **stats)
                 if whole:
                     left = bucket.left_behind(conn, ctx.workflow, touchpoint, ctx.run_id, step,
                                               f"run {ctx.run_id}: {step} failed: {message.splitlines()[0]}")
@@ -114,18 +147,18 @@ def _step(ctx: RunContext, touchpoint: str, step: str):
                           "--unprocessed)", touchpoint, _records(left), ctx.workflow, touchpoint)
         raise
     failed = stats["count_failed"]
-    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status="success", **stats,
+    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status=StepStatus.SUCCESS, **stats,
                           message=_waiting(touchpoint, {step: failed}, ctx.workflow) if failed else None)
 
 
-def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) -> dict:
+def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) -> Extracted:
     """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed.
 
     The source is opened (``open_source()``) inside the step, and closed after it: a connection that is missing
     or cannot be used fails the step, in the snapshot.
 
-    A record without a key, or one its source marked with ERROR (and WHERE), is Failed in the bucket with the
-    reason, under its key or, without one, under "(WHERE)"; the others go on."""
+    A record without a key, or one its source could not read (an Unreadable), is Failed in the bucket with the
+    reason, under its key or, without one, under "(<where>)"; the others go on."""
     spec = tp.extract
     ids = ctx.resync["source_ids"] if ctx.resync else None
     since = state.watermark(ctx.store, ctx.workflow, tp.name) if spec.incremental and ids is None else None
@@ -135,21 +168,19 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
         ctx.log.info("%s: full sync", tp.name)
     else:
         ctx.log.info("%s: records with %s after %s", tp.name, spec.incremental, since)
-    folder = ctx.folder(tp.name, "extract")
+    folder = ctx.folder(tp.name, Step.EXTRACT)
     writer = RecordWriter(spec.key)
     high, seen = None, set()
-    with _step(ctx, tp.name, "extract") as stats, closing(open_source()) as source:
+    with _step(ctx, tp.name, Step.EXTRACT) as stats, closing(open_source()) as source:
         for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
             keyed, bad = [], []
             for i, record in enumerate(batch, 1):
-                key = record.get(spec.key)
-                problem = record.get(ERROR)
-                if problem is None and (key is None or key == ""):
-                    problem = f"no value for the key field {spec.key!r}"
-                if problem is not None:
-                    where = record.get(WHERE) or f"batch {n}, record {i}"
+                if not isinstance(record, Unreadable) and record.get(spec.key) in (None, ""):
+                    record = Unreadable(f"no value for the key field {spec.key!r}", f"batch {n}, record {i}")
+                if isinstance(record, Unreadable):
+                    key, problem, where = record.key, record.reason, record.where
                     sid = f"({where})" if key is None or key == "" else str(key)
-                    bad.append(Outcome(sid, "failed", message=f"extract: {where}: {problem}"))
+                    bad.append(Outcome(sid, RecordStatus.FAILED, message=f"extract: {where}: {problem}"))
                     ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
                     continue
                 keyed.append(record)
@@ -158,14 +189,14 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
                     high = value
             written = writer.write(keyed)  # a record holding what XML cannot carry fails here, alone
             for sid, problem in written.failures:
-                bad.append(Outcome(sid, "failed", message=f"extract: {problem}"))
+                bad.append(Outcome(sid, RecordStatus.FAILED, message=f"extract: {problem}"))
                 ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
             path = folder / f"batch-{n:05d}.xml"
             staging.write_batch(path, written.document)
             keys = written.keys
             seen.update(keys)
             bucket.mark_unprocessed(ctx.store, ctx.workflow, tp.name, ctx.run_id, keys, resync=ids is not None)
-            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract", bad)
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.EXTRACT, bad)
             seen.update(o.source_id for o in bad)
             stats["count_failed"] += len(bad)
             stats["files"].append(str(path))
@@ -173,19 +204,19 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
             stats["count_out"] += len(keys)
             ctx.log.info("%s: extracted batch %d: %d records (%d so far)", tp.name, n, len(keys), stats["count_out"])
         if ids is not None and (gone := [i for i in ids if i not in seen]):
-            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "extract",
-                          [Outcome(i, "failed", message="not found in the source") for i in gone])
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.EXTRACT,
+                          [Outcome(i, RecordStatus.FAILED, message="not found in the source") for i in gone])
             stats["count_failed"] += len(gone)
             ctx.log.error("%s: %d chosen records are no longer in the source: %s", tp.name, len(gone), gone[:20])
     ctx.log.info("%s: extracted %d records in %d batches", tp.name, stats["count_out"], len(stats["files"]))
-    return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "failed": stats["count_failed"], "watermark": high if ids is None else None}
+    return Extracted(version=ctx.artifact.version, batches=stats["files"], count=stats["count_out"],
+                     failed=stats["count_failed"], watermark=high if ids is None else None)
 
 
-def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: dict) -> dict:
+def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: Extracted) -> Transformed:
     """Apply the touchpoint's stylesheet batch by batch; a record that fails is Failed, the others go on."""
-    folder = ctx.folder(tp.name, "transform")
-    with _step(ctx, tp.name, "transform") as stats:
+    folder = ctx.folder(tp.name, Step.TRANSFORM)
+    with _step(ctx, tp.name, Step.TRANSFORM) as stats:
         for n, src in enumerate(extracted["batches"], 1):
             try:
                 done = transformer.transform(staging.read_batch(src))
@@ -195,10 +226,10 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             staging.write_batch(path, done.document)
             produced = set(done.keys_out)
             failed = {k for k, _ in done.failures}
-            outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in done.failures]
-            outcomes += [Outcome(k, "skipped", message="the stylesheet produced no record for it")
+            outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in done.failures]
+            outcomes += [Outcome(k, RecordStatus.SKIPPED, message="the stylesheet produced no record for it")
                          for k in done.keys_in if k not in produced and k not in failed]
-            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "transform", outcomes)
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.TRANSFORM, outcomes)
             for k, reason in done.failures:
                 ctx.log.warning("%s: record %s failed in transform: %s", tp.name, k, reason)
             stats["files"].append(str(path))
@@ -207,12 +238,12 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             stats["count_failed"] += len(done.failures)
             ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(done.keys_in),
                          len(done.keys_out), len(done.failures))
-    # how the load step reads the output: by position (generate_xslt's shape), with namespaced names as local names
-    failed_in = {"extract": extracted.get("failed", 0), "transform": stats["count_failed"]}
-    return {"version": ctx.artifact.version, "batches": stats["files"], "count": stats["count_out"],
-            "failed": sum(failed_in.values()), "failed_in": {k: n for k, n in failed_in.items() if n},
-            "watermark": extracted.get("watermark"),
-            "fields": list(transformer.fields) if transformer.fields else None, "local_names": transformer.local_names}
+    failed_in: dict[str, int] = {Step.EXTRACT: extracted["failed"], Step.TRANSFORM: stats["count_failed"]}
+    return Transformed(version=ctx.artifact.version, batches=stats["files"], count=stats["count_out"],
+                       failed=sum(failed_in.values()), failed_in={k: n for k, n in failed_in.items() if n},
+                       watermark=extracted["watermark"],
+                       fields=list(transformer.fields) if transformer.fields else None,
+                       local_names=transformer.local_names)
 
 
 def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict],
@@ -231,7 +262,7 @@ def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict],
         ctx.log.warning("%s: the batch could not be written (%s); writing its records one at a time", tp.name, exc)
     results: list[WriteResult] = []
     streak = 0
-    for record, destination_id in zip(records, destination_ids):
+    for record, destination_id in zip(records, destination_ids, strict=True):
         try:
             results += target.write(tp.load, [record], [destination_id])
             streak = 0
@@ -243,22 +274,7 @@ def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict],
     return results
 
 
-def _earlier_load(ctx: RunContext, tp: Touchpoint) -> dict[str, str] | None:
-    """None on the first try of this run's load step. On a later try (the task was retried after its process was
-    killed or crashed, or was cleared), what the earlier tries recorded in this run: source id -> success | failed."""
-    with ctx.store.engine.connect() as conn:
-        started = conn.execute(select(steps_table.c.id).where(
-            steps_table.c.workflow == ctx.workflow, steps_table.c.run_id == ctx.run_id,
-            steps_table.c.touchpoint == tp.name, steps_table.c.step == "load")).first()
-        if started is None:
-            return None
-        q = select(bucket_table.c.source_id, bucket_table.c.status).where(
-            bucket_table.c.workflow == ctx.workflow, bucket_table.c.touchpoint == tp.name,
-            bucket_table.c.last_run == ctx.run_id, bucket_table.c.status.in_(("success", "failed")))
-        return dict(conn.execute(q).all())
-
-
-def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], transformed: dict) -> dict:
+def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], transformed: Transformed) -> Loaded:
     """Write each batch; record every result; save the watermark once everything it covers is committed.
 
     The target is opened (``open_target()``) inside the step and closed after it, as extract's source.
@@ -269,9 +285,9 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
     that batch which the target says exists already was created by the earlier try, and counts as loaded; with
     create_or_update, the match finds what it created, and updates it. For create_or_update the destination ids the
     bucket keeps go to the target with their records (it updates by them); every load keeps the ids it is given."""
-    earlier = _earlier_load(ctx, tp)
-    reader = RecordReader(output_types(tp), transformed.get("fields"), transformed.get("local_names", False))
-    with _step(ctx, tp.name, "load") as stats, closing(open_target()) as target:
+    earlier = loads.earlier_tries(ctx.store, ctx.workflow, ctx.run_id, tp.name)
+    reader = RecordReader(output_types(tp), transformed["fields"], transformed["local_names"])
+    with _step(ctx, tp.name, Step.LOAD) as stats, closing(open_target()) as target:
         batches = transformed["batches"]
         in_doubt = earlier is not None  # until the first batch the earlier tries did not record in full
         for n, src in enumerate(batches, 1):
@@ -280,28 +296,28 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
             except etree.XMLSyntaxError as exc:
                 raise FlowlinkError(f"{src}: not a batch file of record XML ({exc})") from None
             keys = [r.pop(KEY) for r in records]
-            done = {k for k in keys if earlier and earlier.get(k) == "success"}
+            done = {k for k in keys if earlier and earlier.get(k) == RecordStatus.SUCCESS}
             doubtful: set[str] = set()
-            if in_doubt and any(k not in earlier for k in keys):
+            if earlier is not None and in_doubt and any(k not in earlier for k in keys):
                 in_doubt = False
                 if tp.load.method == "insert":
                     doubtful = {k for k in keys if k not in earlier}
-            todo = [(k, r) for k, r in zip(keys, records) if k not in done]
+            todo = [(k, r) for k, r in zip(keys, records, strict=True) if k not in done]
             by_id = tp.load.method == "create_or_update"  # the only mode that writes by the target's own id
             known = bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo and by_id else {}
             results = _write(ctx, tp, target, [r for _, r in todo], [known.get(k) for k, _ in todo]) if todo else []
             # a value that does not fit its type in the mapping: the transform's output, found as it is read here
-            outcomes = [Outcome(k, "failed", message=f"transform: {reason}") for k, reason in unfit]
-            for (k, _), r in zip(todo, results):
+            outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in unfit]
+            for (k, _), r in zip(todo, results, strict=True):
                 if r.ok:
-                    outcomes.append(Outcome(k, "success", destination_id=r.destination_id))
+                    outcomes.append(Outcome(k, RecordStatus.SUCCESS, destination_id=r.destination_id))
                 elif k in doubtful and r.exists:
-                    outcomes.append(Outcome(k, "success", message="already in the target: created by an interrupted "
-                                                                  "try of this run"))
+                    outcomes.append(Outcome(k, RecordStatus.SUCCESS, message="already in the target: created by an "
+                                                                             "interrupted try of this run"))
                 else:
-                    outcomes.append(Outcome(k, "failed", message=r.error))
-            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, "load", outcomes)
-            failed = [o for o in outcomes if o.status == "failed"]
+                    outcomes.append(Outcome(k, RecordStatus.FAILED, message=r.error))
+            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.LOAD, outcomes)
+            failed = [o for o in outcomes if o.status == RecordStatus.FAILED]
             for o in failed:
                 ctx.log.warning("%s: record %s was rejected by the target: %s", tp.name, o.source_id, o.message)
             if done:
@@ -314,17 +330,17 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
             stats["count_out"] += len(records) + len(unfit) - len(failed)
             stats["count_failed"] += len(failed)
             ctx.log.info("%s: loaded batch %d/%d: %d records, %d failed", tp.name, n, len(batches), len(records) + len(unfit) - len(failed), len(failed))
-        mark = transformed.get("watermark")
+        mark = transformed["watermark"]
         if mark is not None and ctx.resync is None:
             old = state.watermark(ctx.store, ctx.workflow, tp.name)
             if old is None or newer(mark, old):
                 state.save_watermark(ctx.store, ctx.workflow, tp.name, mark, ctx.run_id)
                 ctx.log.info("%s: watermark moved to %s", tp.name, mark)
-        earlier = transformed.get("failed", 0)
-        ctx.log.info("%s: %d loaded, %d failed in load, %d failed before", tp.name, stats["count_out"], stats["count_failed"], earlier)
-        failed_in = dict(transformed.get("failed_in") or ({"an earlier step": earlier} if earlier else {}))
+        ctx.log.info("%s: %d loaded, %d failed in load, %d failed before", tp.name, stats["count_out"],
+                     stats["count_failed"], transformed["failed"])
+        failed_in = dict(transformed["failed_in"])
         if stats["count_failed"]:
-            failed_in["load"] = stats["count_failed"]
+            failed_in[Step.LOAD] = stats["count_failed"]
         if failed_in:
             raise RecordsFailed(_waiting(tp.name, failed_in, ctx.workflow))
-    return {"version": ctx.artifact.version, "count": stats["count_out"]}
+    return Loaded(version=ctx.artifact.version, count=stats["count_out"])

@@ -151,7 +151,7 @@ class Transformer:
                       "output exactly one record per input record")
             failures.extend((key, reason) for key in keys)
             return None, []
-        for element, key in zip(root.iterchildren(etree.Element), keys):  # as many as input records: by position
+        for element, key in zip(root.iterchildren(etree.Element), keys, strict=True):  # as many as input records: by position
             if element.get("key") is None:
                 element.set("key", key)
         return root, record_keys(root)
@@ -159,7 +159,7 @@ class Transformer:
     def _one_by_one(self, source: etree._Element, keys: list[str]) -> Transformed:
         out = etree.Element("records")
         failures: list[tuple[str, str]] = []
-        for record, key in zip(source.iterchildren(etree.Element), keys):
+        for record, key in zip(source.iterchildren(etree.Element), keys, strict=True):
             single = etree.Element("records")
             single.append(copy.deepcopy(record))
             try:

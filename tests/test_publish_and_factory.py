@@ -95,7 +95,7 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     assert dag.get_task("all-loaded").upstream_task_ids == {"customers.load", "orders.load"}
     assert dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
     load = dag.get_task("orders.load")
-    assert (load.workflow, load.touchpoint, load.version) == ("erp_to_shop", "orders", 1)
+    assert (load.workflow, load.touchpoint, load.version, load.reads) == ("erp_to_shop", "orders", 1, "orders.transform")
     assert dag.get_task("orders.extract").upstream_task_ids == {"customers.load"}
     assert dag.get_task("customers.transform").upstream_task_ids == {"customers.extract"}
     assert dag.get_task("orders.extract").trigger_rule == "all_done"
@@ -138,13 +138,19 @@ def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
     make_live(tmp_path, "second")
     (settings.live_dir() / "broken.json").write_text("{oops")
     code = (
-        "import json; from flowlink_airflow.dag_factory import dags; "
-        "print(json.dumps(sorted(dags())))"
+        "import json; from flowlink_airflow.dag_factory import dags; built = dags(); "
+        "print(json.dumps([sorted(built), {t.task_id: [t.workflow, t.touchpoint, t.version, t.reads] "
+        "for t in built['second'].tasks if t.task_id.startswith('orders.')}]))"
     )
-    env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "x.extract"}
+    env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "orders.load"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
                          check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["second"]
+    built, operators = json.loads(out.stdout.strip().splitlines()[-1])
+    assert built == ["second"]
+    # what each operator runs, as render set it, in the task's own process
+    assert operators == {"orders.extract": ["second", "orders", 1, ""],
+                         "orders.transform": ["second", "orders", 1, "orders.extract"],
+                         "orders.load": ["second", "orders", 1, "orders.transform"]}
 
 
 def test_an_environment_folder_sends_the_tasks_to_that_environments_queue(home, tmp_path, airflow_db):

@@ -18,6 +18,8 @@ Errors:
 * a problem with one record (constraint violation, wrong type, unknown field) is
   never an exception: it is a :class:`WriteResult` with ``ok=False`` and a clear
   ``error`` message, and the other records of the batch are still written.
+* a record a source cannot read or use (a bad line of a file, a record without a key) is
+  yielded as an :class:`Unreadable` in its place; the other records go on.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from typing import Any, Protocol, runtime_checkable
 from flowlink.errors import FlowlinkError
 from flowlink.spec import Extract, Load
 
-__all__ = ["Action", "ConnectorError", "Source", "Target", "Unreachable", "WriteResult", "json_safe"]
+__all__ = ["Action", "Batch", "ConnectorError", "Record", "Source", "Target", "Unreachable", "Unreadable", "WriteResult",
+           "json_safe"]
+
+Record = dict[str, Any]  # field -> JSON-safe value
 
 
 class ConnectorError(FlowlinkError):
@@ -67,6 +72,22 @@ class WriteResult:
     action: Action | None = None
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A record a source could not read or use, in the place of that record: flowlink.sync.extract fails it in the
+    resync bucket with the reason, under its key (or, without one, under "(<where>)").
+
+    ``key`` and ``incremental``: its values of extract.key and extract.incremental, when they could be read."""
+
+    reason: str
+    where: str  # e.g. "orders.jsonl line 7"
+    key: str | int | float | None = None
+    incremental: str | int | float | None = None
+
+
+Batch = list[Record | Unreadable]
+
+
 @runtime_checkable
 class Source(Protocol):
     def read(
@@ -76,8 +97,9 @@ class Source(Protocol):
         since: Any = None,
         ids: list[str] | None = None,
         batch_size: int,
-    ) -> Iterator[list[dict]]:
-        """Yield batches (lists of at most ``batch_size`` JSON-safe dicts).
+    ) -> Iterator[Batch]:
+        """Yield batches (lists of at most ``batch_size`` JSON-safe records, or :class:`Unreadable` in the place
+        of a record that cannot be read).
 
         Order: by ``extract.incremental`` then ``extract.key`` when incremental is set,
         else by ``extract.key`` (a paged REST source orders each page; the watermark is the maximum, so

@@ -25,10 +25,10 @@ JSON, over ``FLOWLINK_MAX_FILE_BYTES``, XML nested deeper than 256 levels, a CSV
 the key column) raises :class:`ConnectorError`. A record that cannot be used (a JSON
 Lines line that is not a JSON object, a JSON record nested deeper than
 ``FLOWLINK_MAX_DEPTH``, an XML record with a field given twice or holding elements or
-entity references, a key that is an object or array) is yielded marked with ``__error__``
-(the reason) and ``__where__`` (file and line or item), keeping only its key and
-incremental value: ``flowlink.sync.extract`` fails it in the resync bucket, the other
-records go on. XML entities are never expanded and nothing is loaded from a URL.
+entity references, a key that is an object or array, no value for the key) is yielded as an
+:class:`~flowlink.connectors.base.Unreadable` (the reason, the file and line or item, its key and
+incremental value if they are plain values): ``flowlink.sync.extract`` fails it in the resync bucket,
+the other records go on. XML entities are never expanded and nothing is loaded from a URL.
 
 Writing (:class:`FileTarget`): ``load.file`` names one file in the folder. Records are
 merged into the existing file by ``load.key``: ``upsert`` updates the fields the record
@@ -47,7 +47,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -55,7 +54,8 @@ from typing import Any
 from lxml import etree
 
 from flowlink import settings
-from flowlink.connectors.base import ConnectorError, WriteResult, json_safe
+from flowlink.connectors.base import Batch, ConnectorError, Record, Unreadable, WriteResult, json_safe
+from flowlink.files import write_atomic
 from flowlink.ordering import newer, order_key
 from flowlink.spec import Extract, Load
 
@@ -68,7 +68,6 @@ __all__ = ["FileSource", "FileTarget", "folder_from_connection"]
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".xml": "xml"}
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-ERROR, WHERE = "__error__", "__where__"  # a record this source could not read (see flowlink.sync.extract)
 SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 pair: may decode to no character
 
 
@@ -128,7 +127,7 @@ class FileSource(_Folder):
         since: Any = None,
         ids: list[str] | None = None,
         batch_size: int,
-    ) -> Iterator[list[dict]]:
+    ) -> Iterator[Batch]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if not extract.file:
@@ -139,7 +138,7 @@ class FileSource(_Folder):
         root = self._root()
         files = sorted((p for p in self.folder.glob(pattern) if p.is_file()), key=lambda p: p.relative_to(self.folder).as_posix())
         wanted = {str(i) for i in ids} if ids is not None else None
-        records: list[dict] = []
+        records: Batch = []
         for path in files:
             resolved = self._inside(root, path, "extract.file match")
             name = path.relative_to(self.folder).as_posix()
@@ -148,28 +147,37 @@ class FileSource(_Folder):
                     raise ConnectorError(f"{name}: record {n} has no key field {extract.key!r} (no such column)")
                 if problem is None and isinstance(record.get(extract.key), (dict, list)):
                     problem = f"the key field {extract.key!r} holds {_json_kind(record[extract.key])}, not a value"
-                if problem is not None:  # keep only the key and incremental value, if they are plain values
-                    kept = (k for k in (extract.key, extract.incremental) if k and isinstance(record.get(k), (str, int, float)))
-                    record = {**{k: record[k] for k in kept}, ERROR: problem, WHERE: where}
-                key = record.get(extract.key)
+                key = record.get(extract.key) if problem is None else _plain(record.get(extract.key))
+                value = record.get(extract.incremental) if extract.incremental else None
+                if problem is not None:
+                    value = _plain(value)
                 if wanted is not None:
                     if key is None or _text(key) not in wanted:
                         continue
                 elif since is not None and extract.incremental:
-                    value = record.get(extract.incremental)
-                    if value is None and ERROR in record:
+                    if value is None and problem is not None:
                         pass  # unreadable, of unknown age: reported on every run until the file is fixed
                     elif value is None or not newer(value, since):
                         continue
-                if key is None or key == "":
-                    record[WHERE] = where  # sync.extract fails it, saying where it is
-                records.append(record)
-        if extract.incremental:
-            records.sort(key=lambda r: (order_key(r.get(extract.incremental)), order_key(r.get(extract.key))))
-        else:
-            records.sort(key=lambda r: order_key(r.get(extract.key)))
+                if problem is None and (key is None or key == ""):
+                    problem = f"no value for the key field {extract.key!r}"
+                records.append(record if problem is None else Unreadable(problem, where, _plain(key), _plain(value)))
+
+        def order(r: Record | Unreadable) -> tuple:
+            if isinstance(r, Unreadable):
+                key, value = r.key, r.incremental
+            else:
+                key, value = r.get(extract.key), r.get(extract.incremental) if extract.incremental else None
+            return (order_key(value), order_key(key)) if extract.incremental else (order_key(key),)
+
+        records.sort(key=order)
         for start in range(0, len(records), batch_size):
             yield records[start:start + batch_size]
+
+
+def _plain(value: Any) -> str | int | float | None:
+    """A key or incremental value an unreadable record keeps: plain values only."""
+    return value if isinstance(value, (str, int, float)) else None
 
 
 class FileTarget(_Folder):
@@ -280,7 +288,7 @@ def _entries(path: Path, name: str) -> list[Entry]:
             raise ConnectorError(f"{name}: a .json file must hold an array of objects (use .jsonl for JSON Lines)")
         halves = bool(SURROGATE.search(text))
         return [_json_entry(f"{name} item {n}", item, halves) for n, item in enumerate(items, start=1)]
-    entries = []
+    entries: list[Entry] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -354,7 +362,7 @@ def _deeper(value: Any, limit: int) -> bool:
 def _csv_entries(text: str, name: str) -> list[Entry]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        entries = []
+        entries: list[Entry] = []
         for row in reader:
             if None in row:
                 raise ConnectorError(f"{name}: line {reader.line_num} has more cells than the header")
@@ -442,31 +450,10 @@ def _render(fmt: str, records: list[dict]) -> bytes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ConnectorError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data)
+    except OSError as exc:
+        raise ConnectorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class _Token:
     renew_at: float | None  # time.monotonic() after which it is fetched again; None: until a 401
 
 
+_RENEWED: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()  # requests sent again after a 401
 _TOKENS: dict[tuple[str, ...], _Token] = {}  # the process's cache: (token URL, client id, secret digest, scope, ...)
 _LOCKS: dict[tuple[str, ...], threading.Lock] = {}  # one per cache key: one fetch at a time for each client
 _LOCK = threading.Lock()  # guards _LOCKS
@@ -118,9 +120,8 @@ class ClientCredentials(requests.auth.AuthBase):
             lock = _LOCKS.setdefault(self._key, threading.Lock())
         with lock:
             cached = _TOKENS.get(self._key)
-            fresh = cached is not None and cached.value != rejected and (
-                cached.renew_at is None or time.monotonic() < cached.renew_at)
-            if not fresh:
+            if cached is None or cached.value == rejected or (
+                    cached.renew_at is not None and time.monotonic() >= cached.renew_at):
                 cached = _TOKENS[self._key] = self._fetch()
             if cached.value not in self._seen:  # new to this connector: redact it, and have it masked in logs
                 self._seen.append(cached.value)
@@ -129,14 +130,14 @@ class ClientCredentials(requests.auth.AuthBase):
             return cached.value
 
     def _renew_on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if response.status_code != 401 or getattr(response.request, "flowlink_renewed", False):
+        if response.status_code != 401 or response.request in _RENEWED:
             return response
         used = (response.request.headers.get("Authorization") or "").removeprefix("Bearer ")
         response.content  # noqa: B018 - read the answer, so its connection can be reused
         response.close()
         retry = response.request.copy()
         retry.headers["Authorization"] = f"Bearer {self.token(rejected=used)}"
-        retry.flowlink_renewed = True  # once: a second 401 is the service's answer
+        _RENEWED.add(retry)  # once: a second 401 is the service's answer
         log.info("%s answered 401: sent again with a new OAuth2 token", retry.method)
         again = response.connection.send(retry, **kwargs)
         again.history.append(response)

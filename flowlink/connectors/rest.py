@@ -26,9 +26,9 @@ Reading (``GET base_url + endpoint``):
   the Django/REST-framework convention). The connector then filters and orders
   client-side as well, so a service that ignores the parameter still gives the
   right records: only records whose incremental value is greater than ``since``
-  (records without a value are left out, as SQL's ``>`` would), ordered by the
-  incremental field, then by the key, by :mod:`flowlink.ordering` (numbers and
-  numeric strings as numbers, ISO 8601 date-times as instants, other text as text).
+  (records without a value are left out, as SQL's ``>`` would), compared by
+  :mod:`flowlink.ordering` (numbers and numeric strings as numbers, ISO 8601
+  date-times as instants, other text as text), which also orders each page.
 * ``ids`` reads the records and keeps those whose key, as a string, is in
   ``ids`` (simple and correct for any service; ``since`` is ignored).
 * The JSON body is a list of records, or an object holding the list under
@@ -40,9 +40,12 @@ Reading (``GET base_url + endpoint``):
   path allowed; relative URLs are resolved) until it is null/missing; the first
   request carries ``size_param``; a next URL on another scheme/host/port is
   refused so credentials are never sent elsewhere.
-* Records are de-duplicated by key (the last copy wins), so a record that moves
-  between pages while reading is not yielded twice. All pages are read before
-  the first batch is yielded (the order is global).
+* Batches are yielded page by page, as the pages come (memory stays flat): each
+  page is ordered by the incremental field, then by the key (records without an
+  incremental value first, as SQL orders NULLs), or by the key alone; the order
+  across pages is the service's. A key seen on an earlier page is not yielded
+  again (the first copy wins), so a record that moves between pages while
+  reading is not yielded twice.
 * A record without a key, a non-2xx answer, or a body that is not what
   ``records_path`` says raises :class:`ConnectorError`.
 
@@ -86,7 +89,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -97,9 +99,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from flowlink.connectors.base import Action, ConnectorError, Unreachable, WriteResult, json_safe
+from flowlink.connectors.base import Action, Batch, ConnectorError, Unreachable, WriteResult, json_safe
 from flowlink.connectors.oauth2 import ClientCredentials
-from flowlink.errors import redact, secret_forms
+from flowlink.errors import is_sensitive, redact, secret_forms
 from flowlink.ordering import order_key
 from flowlink.reach import Patience, connect_failed
 from flowlink.reach import describe as _describe
@@ -112,7 +114,6 @@ MAX_WAIT = 120.0  # seconds: the longest backoff or Retry-After wait
 CONNECT_TIMEOUT = 10.0  # seconds: the longest wait for a connection to open (a read may take `timeout`)
 MAX_PAGES = 100_000
 ERROR_TEXT = 300  # characters of a service's error text kept in WriteResult.error
-_SECRET_HEADER = re.compile(r"auth|token|key|secret|password|cookie|session|signature", re.I)
 
 
 class _Retry(Retry):
@@ -123,8 +124,8 @@ class _Retry(Retry):
     # PATCH too: create_or_update patches with the whole mapped record, so sending it twice changes nothing more
     METHODS = Retry.DEFAULT_ALLOWED_METHODS | {"PATCH"}
 
-    def __init__(self, *args: Any, allowed_methods: Any = METHODS, **kwargs: Any):
-        super().__init__(*args, allowed_methods=allowed_methods, **kwargs)
+    def __init__(self, *, allowed_methods: Any = METHODS, **kwargs: Any):
+        super().__init__(allowed_methods=allowed_methods, **kwargs)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "POST":
@@ -252,7 +253,7 @@ class RestSource(_RestClient):
         since: Any = None,
         ids: list[str] | None = None,
         batch_size: int = 500,
-    ) -> Iterator[list[dict]]:
+    ) -> Iterator[Batch]:
         """Yield batches of at most ``batch_size`` records, page by page (memory stays flat).
 
         Each page is ordered by incremental then key; pages come in the service's order, and a
@@ -279,7 +280,7 @@ class RestSource(_RestClient):
 
         low = order_key(since) if since is not None else None
         seen: set[str] = set()  # keys only: memory stays flat however many pages there are
-        batch: list[dict] = []
+        batch: Batch = []
         for page in self._pages(extract, params):
             for record in self._page_order(page, extract):
                 key = str(_get(record, extract.key))
@@ -391,7 +392,7 @@ class RestTarget(_RestClient):
         known = destination_ids if destination_ids is not None else [None] * len(records)
         if len(known) != len(records):
             raise ValueError(f"{len(records)} records but {len(known)} destination ids")
-        return [self._write_one(load, record, dest) for record, dest in zip(records, known)]
+        return [self._write_one(load, record, dest) for record, dest in zip(records, known, strict=True)]
 
     def _write_one(self, load: Load, record: dict, known: str | None) -> WriteResult:
         key = _get(record, load.key)
@@ -534,7 +535,7 @@ def rest_settings_from_connection(
             raise ConnectorError(f"the REST connection's host must be an http(s) URL, got {_shown(host)!r}")
         if parts.username is not None and not login:
             login, password = unquote(parts.username), unquote(parts.password or "")
-        netloc = _host_port(parts.hostname, url_port or port)
+        netloc = _host_port(parts.hostname or "", url_port or port)
         base_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     else:
         scheme = next((s.lower() for s in (schema, conn_type) if s and s.lower() in ("http", "https")), "http")
@@ -575,9 +576,9 @@ def rest_settings_from_connection(
 # ---------------------------------------------------------------- helpers
 
 
-def _get(data: Any, path: str) -> Any:
-    """data[path], else the dotted path (``meta.updated_at``) through nested objects; None when missing."""
-    if not isinstance(data, dict):
+def _get(data: Any, path: str | None) -> Any:
+    """data[path], else the dotted path (``meta.updated_at``) through nested objects; None when missing (or no path)."""
+    if not isinstance(data, dict) or path is None:
         return None
     if path in data:
         return data[path]
@@ -652,7 +653,7 @@ def _secrets(auth: Any, headers: Mapping[str, str]) -> list[str]:
         if isinstance(value, str):
             found.append(value)
     for name, value in headers.items():
-        if _SECRET_HEADER.search(str(name)):
+        if is_sensitive(str(name)):
             value = str(value)
             found.append(value)
             scheme, _, credential = value.partition(" ")

@@ -58,10 +58,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc as sa_exc
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from flowlink.connectors.base import ConnectorError, Unreachable, WriteResult, json_safe
+from flowlink.connectors.base import Batch, ConnectorError, Unreachable, WriteResult, json_safe
 from flowlink.errors import redact, secret_forms
 from flowlink.ordering import newer, number
 from flowlink.reach import Patience, db_unreachable
@@ -233,6 +234,13 @@ class _Sql:
         self.engine.dispose()
 
 
+def _needed(name: str | None, what: str) -> str:
+    """A part of the spec this read or write needs (the spec's checks make sure it is there)."""
+    if not name:
+        raise ConnectorError(f"{what} is needed here")
+    return name
+
+
 class SqlSource(_Sql):
     """Reads a table or query of any SQLAlchemy database (see the module docstring)."""
 
@@ -243,7 +251,7 @@ class SqlSource(_Sql):
         since: Any = None,
         ids: list[str] | None = None,
         batch_size: int,
-    ) -> Iterator[list[dict]]:
+    ) -> Iterator[Batch]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if not (extract.table or extract.query):
@@ -257,7 +265,7 @@ class SqlSource(_Sql):
                 for role, field in (("key", extract.key), ("incremental", extract.incremental)):
                     if field and field not in columns:
                         raise ConnectorError(f"extract.{role} {field!r} is not a column of table {extract.table!r}")
-            batch: list[dict] = []
+            batch: Batch = []
             try:
                 by_rule = since is not None and ids is None and bool(extract.incremental) and \
                     number(since) is not None and self._holds_text(conn, extract)
@@ -266,7 +274,7 @@ class SqlSource(_Sql):
                     for rows in result.mappings().partitions(batch_size):
                         for row in rows:
                             record = {str(k): json_safe(v, str(k)) for k, v in row.items()}
-                            if by_rule and not newer(record.get(extract.incremental), since):
+                            if by_rule and not newer(record.get(extract.incremental or ""), since):
                                 continue
                             batch.append(record)
                             if len(batch) == batch_size:
@@ -283,24 +291,24 @@ class SqlSource(_Sql):
         if extract.table:
             schema, name = _split_name(extract.table)
             return sa.table(name, schema=schema)
-        query = extract.query.strip().rstrip(";").strip()
+        query = _needed(extract.query, "extract.query").strip().rstrip(";").strip()
         return sa.text(query).columns().subquery("flowlink_src")
 
     def _holds_text(self, conn: Connection, extract: Extract) -> bool:
         """Whether the incremental column holds text (the driver hands back a str): the database would compare a
         numeric watermark with it as text ("10" < "9"), so such a read is filtered by flowlink.ordering instead."""
-        inc = sa.column(extract.incremental)
+        inc: sa.ColumnClause[Any] = sa.column(_needed(extract.incremental, "extract.incremental"))
         first = sa.select(inc).select_from(self._source(extract)).where(inc.is_not(None)).limit(1)
         return isinstance(conn.execute(first).scalar(), str)
 
     def _statements(self, extract: Extract, since: Any, ids: list[str] | None) -> Iterator[tuple[sa.Select, dict]]:
-        key = sa.column(extract.key)
-        stmt = sa.select(sa.literal_column("*")).select_from(self._source(extract))
+        key: sa.ColumnClause[Any] = sa.column(extract.key)
+        stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(self._source(extract))
         if extract.filter:
             stmt = stmt.where(sa.text(f"({extract.filter})"))
         order = [key]
         if extract.incremental:
-            inc = sa.column(extract.incremental)
+            inc: sa.ColumnClause[Any] = sa.column(extract.incremental)
             order = [inc, key]
             if since is not None and ids is None:
                 stmt = stmt.where(inc > sa.bindparam("since"))
@@ -320,12 +328,12 @@ class SqlTarget(_Sql):
 
     def __init__(self, url: str):
         super().__init__(url)
-        self._tables: dict[tuple[str, str], dict[str, Any]] = {}
+        self._tables: dict[tuple[str, str], dict[str, Any]] = {}  # (table, key) -> columns
 
     def _table_columns(self, conn: Connection, load: Load) -> dict[str, Any]:
-        cache_key = (load.table, load.key)
+        cache_key = (_needed(load.table, "load.table"), load.key)
         if cache_key not in self._tables:
-            columns = self._columns(conn, load.table)
+            columns = self._columns(conn, cache_key[0])
             if load.key not in columns:
                 raise ConnectorError(f"load.key {load.key!r} is not a column of table {load.table!r}")
             if self.engine.dialect.name in UPSERT_DIALECTS and not self._key_is_unique(conn, load):
@@ -337,12 +345,12 @@ class SqlTarget(_Sql):
         return self._tables[cache_key]
 
     def _key_is_unique(self, conn: Connection, load: Load) -> bool:
-        schema, table = _split_name(load.table)
+        schema, table = _split_name(_needed(load.table, "load.table"))
         insp = sa.inspect(conn)
-        sets = [insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
-        sets += [u["column_names"] for u in insp.get_unique_constraints(table, schema=schema)]
-        sets += [i["column_names"] for i in insp.get_indexes(table, schema=schema) if i.get("unique")]
-        return [load.key] in [list(s) for s in sets]
+        sets: list[list[str | None]] = [list(insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])]
+        sets += [list(u["column_names"]) for u in insp.get_unique_constraints(table, schema=schema)]
+        sets += [list(i["column_names"]) for i in insp.get_indexes(table, schema=schema) if i.get("unique")]
+        return [load.key] in sets
 
     def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
         """Write by ``load.key`` (see the module docstring); ``destination_ids`` are not needed."""
@@ -390,16 +398,20 @@ class SqlTarget(_Sql):
         return None, {k: _to_db(v, columns[k]) for k, v in record.items()}
 
     def _statement(self, load: Load, fields: tuple[str, ...]) -> Any:
-        schema, name = _split_name(load.table)
+        schema, name = _split_name(_needed(load.table, "load.table"))
         table = sa.table(name, *[sa.column(f) for f in fields], schema=schema)
         dialect = self.engine.dialect.name
+        stmt: Any
         if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects import postgresql
+
+            stmt = postgresql.insert(table)
         elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects import sqlite
+
+            stmt = sqlite.insert(table)
         else:
             return sa.insert(table)
-        stmt = insert(table)
         if load.method == "insert":
             return stmt.on_conflict_do_nothing(index_elements=[load.key]).returning(table.c[load.key])
         updates = {f: stmt.excluded[f] for f in fields if f != load.key}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -13,29 +13,23 @@ if TYPE_CHECKING:
 
 
 class TouchpointOperator(BaseOperator):
-    """Runs one step of one touchpoint of a published workflow version."""
+    """Runs one step of one touchpoint of a published workflow version.
 
-    step = ""
-    after = ""  # the step before this one in the touchpoint's task group, whose XCom this one reads
+    ``dag_factory.render`` sets what it runs on each instance: ``workflow``, ``touchpoint``, ``version`` (the
+    version the DAG was built from) and, for the steps after extract, ``reads`` (the task whose XCom this one
+    reads). A task's own process builds its DAG again (Airflow's parsing context), so it has them too.
+    """
+
     ui_color = "#e3f2fd"
-
     # No __init__ of its own: a DAG builds thousands of these, and each __init__ layer costs (bench/parse.py).
-    # What an operator needs follows from where dag_factory.render puts it:
-    @property
-    def workflow(self) -> str:
-        return self.dag_id  # one DAG per workflow, named after it
-
-    @property
-    def touchpoint(self) -> str:
-        return self.task_id.removesuffix(f".{self.step}")  # task ids are <touchpoint>.<step>
-
-    @property
-    def version(self) -> int:
-        """The workflow version the DAG was built from: its tag v<N>."""
-        return next(int(tag[1:]) for tag in self.dag.tags if tag[:1] == "v" and tag[1:].isdigit())
+    # Class-level defaults instead, set per instance after construction by dag_factory.render:
+    workflow = ""
+    touchpoint = ""
+    version = 0
+    reads = ""
 
     # Parse time matters (one DAG file builds every workflow): imports that only execution needs stay in execute.
-    def execute(self, context):
+    def execute(self, context: Any) -> Any:
         from sqlalchemy.exc import SQLAlchemyError
 
         from flowlink import publish
@@ -53,7 +47,7 @@ class TouchpointOperator(BaseOperator):
             resync = state.resync(store, int(conf["resync_id"])) if conf.get("resync_id") else None
             ctx = RunContext(store, artifact, run_id, resync, log=self.log,
                              hostname=getattr(context["ti"], "hostname", None), queue=self.queue)
-            if not ctx.takes_part(self.touchpoint):
+            if resync is not None and not ctx.takes_part(self.touchpoint):
                 raise AirflowSkipException(f"this run resyncs touchpoint {resync['touchpoint']!r} only")
             tp = artifact.workflow_model().touchpoint(self.touchpoint)
             return self.run_step(ctx, tp, context)
@@ -75,9 +69,9 @@ class TouchpointOperator(BaseOperator):
         finally:
             store.dispose()
 
-    def upstream_result(self, context) -> dict:
-        """What the previous step of this touchpoint returned (task ids are <touchpoint>.<step>)."""
-        return context["ti"].xcom_pull(task_ids=self.task_id.removesuffix(self.step) + self.after)
+    def upstream_result(self, context: Any) -> Any:
+        """What the previous step of this touchpoint returned (the XCom of task ``reads``)."""
+        return context["ti"].xcom_pull(task_ids=self.reads)
 
-    def run_step(self, ctx: RunContext, tp: Touchpoint, context) -> dict:
+    def run_step(self, ctx: RunContext, tp: Touchpoint, context: Any) -> Any:
         raise NotImplementedError

@@ -1,19 +1,22 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flowlink_airflow.operators.base import TouchpointOperator
+
+if TYPE_CHECKING:
+    from flowlink.spec import Touchpoint
+    from flowlink.sync import Loaded, RunContext
 
 
 class LoadOperator(TouchpointOperator):
     """Writes the transformed batches to the target application; fails (without retry) if records failed."""
 
-    step = "load"
-    after = "transform"
     ui_color = "#e8f5e9"
 
-    def run_step(self, ctx, tp, context) -> dict:
-        from flowlink_airflow.hooks.application import ApplicationHook
-
+    def run_step(self, ctx: RunContext, tp: Touchpoint, context: Any) -> Loaded:
         from flowlink import sync
+        from flowlink_airflow.hooks.application import ApplicationHook
 
         app = ctx.artifact.spec["target"]
         hook = ApplicationHook(app["connection"], app["type"])

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flowlink_airflow.operators.base import TouchpointOperator
+
+if TYPE_CHECKING:
+    from flowlink.spec import Touchpoint
+    from flowlink.sync import RunContext, Transformed
 
 
 class TransformOperator(TouchpointOperator):
     """Applies the touchpoint's XSLT stylesheet to each batch file."""
 
-    step = "transform"
-    after = "extract"
     ui_color = "#f3e5f5"
 
-    def run_step(self, ctx, tp, context) -> dict:
+    def run_step(self, ctx: RunContext, tp: Touchpoint, context: Any) -> Transformed:
         from flowlink import sync
         from flowlink.mapping import output_types
         from flowlink.transform import Transformer

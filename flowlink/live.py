@@ -1,4 +1,5 @@
-"""A live workflow file as a plain graph: what the DAG needs, nothing of Airflow.
+"""The live workflow files (live/<workflow>.json, live/<environment>/<workflow>.json), each read as a plain graph:
+what its DAG needs (flowlink_airflow.dag_factory renders it), nothing of Airflow.
 
 Reading only the precompiled file keeps parse time low: no spec validation, no database, no network.
 """
@@ -94,7 +95,9 @@ def _graph(path: Path, environment: str | None) -> WorkflowGraph:
 
 def read_graphs(folder: Path, only: str | None = None) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
     """Every live file of the folder (or only <only>.json) as a graph; broken files with their reasons."""
-    graphs, broken, seen = [], [], {}
+    graphs: list[WorkflowGraph] = []
+    broken: list[tuple[Path, str]] = []
+    seen: dict[str, Path] = {}  # dag id -> the folder it is live in
     for path in live_files(folder, only):
         environment = path.parent.name if path.parent != folder else None
         try:
