@@ -1,6 +1,7 @@
 """The Airflow DAG that tracks Flowlink deployments: one run per deployment, conf {"deployment_id": N}."""
 
 from airflow.sdk import DAG, Param
+
 from flowlink_airflow.sensors.deployment import DeploymentSensor
 
 with DAG(
@@ -13,5 +14,5 @@ with DAG(
     tags=["flowlink"],
     params={"deployment_id": Param(None, type=["null", "integer"], description="the deployment to track")},
     doc_md=__doc__,
-):
+) as dag:
     DeploymentSensor(task_id="track", deployment_id="{{ params.deployment_id }}")

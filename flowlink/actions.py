@@ -1,17 +1,22 @@
-"""What a user can do with a workflow. The CLI (and later the API and the UI pages) call these, nothing else."""
+"""What a user can do with a workflow: publish, deploy, undeploy, execute, resync, list runs. The CLI, the REST API
+and the UI pages call these."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, cast
 
-from flowlink import deployments, runs
+from flowlink import airflow_adapter as runs
+from flowlink import deployments
 from flowlink import publish as publishing
 from flowlink.errors import FlowlinkError, plural
 from flowlink.schedule import summary
 from flowlink.spec import Schedule, Workflow
+from flowlink.states import RecordStatus, ResyncKind, RunKind
 from flowlink.store import Store, bucket, feeds, snapshots, state
+from flowlink.store.deployments import transaction
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ def publish_workflow(store: Store, spec_path: str | Path) -> Published:
     new = summary(Schedule.model_validate(art.spec.get("schedule") or {}))
     change = f"{old} -> {new}" if old is not None and old != new else None
     if result.created:
-        with store.engine.begin() as conn:
+        with transaction(store) as conn:
             feeds.add(store, "publish", f"published {art.workflow} v{art.version} (sha256 {art.sha256[:12]})", art.workflow, conn)
             if change:
                 feeds.add(store, "schedule", f"schedule of {art.workflow} changed: {change}", art.workflow, conn)
@@ -92,17 +97,18 @@ def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     if [failed, unprocessed, bool(ids)].count(True) != 1:
         raise FlowlinkError("choose the records: one of --failed, --unprocessed or --id ID...")
     if failed:
-        chosen = bucket.source_ids(store, workflow, touchpoint, status="failed")
+        chosen = bucket.source_ids(store, workflow, touchpoint, status=RecordStatus.FAILED)
         if not chosen:
             raise FlowlinkError(f"no failed records in the bucket of {workflow}.{touchpoint}: nothing to resync")
         return chosen
     if unprocessed:
         ended, running = unprocessed_runs(store, workflow, touchpoint)
-        chosen = bucket.source_ids(store, workflow, touchpoint, status="unprocessed", runs=sorted(ended)) if ended else []
+        chosen = (bucket.source_ids(store, workflow, touchpoint, status=RecordStatus.UNPROCESSED, runs=sorted(ended))
+                  if ended else [])
         if not chosen:
             raise FlowlinkError(nothing_unprocessed(workflow, touchpoint, running))
         return chosen
-    chosen = list(dict.fromkeys(str(i) for i in ids))
+    chosen = list(dict.fromkeys(str(i) for i in ids or []))
     known = set(bucket.source_ids(store, workflow, touchpoint, among=chosen))
     unknown = [i for i in chosen if i not in known]
     if unknown:
@@ -120,9 +126,10 @@ def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     return record_resync(store, workflow, touchpoint, chosen), chosen
 
 
-def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str], kind: str = "manual") -> int:
+def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str],
+                  kind: ResyncKind = ResyncKind.MANUAL) -> int:
     """kind: manual (a user chose the records) or retry (the automatic retry of failed records, flowlink/retry.py)."""
-    with store.engine.begin() as conn:
+    with transaction(store) as conn:
         return state.create_resync(workflow, touchpoint, source_ids, conn, kind=kind)
 
 
@@ -130,7 +137,7 @@ def resync_started(store: Store, resync_id: int, run_id: str) -> None:
     """The resync run is queued: note its run id and tell the feeds."""
     req = state.resync(store, resync_id)
     what, tag = ("automatic retry", "retry") if req.get("kind") == "retry" else ("resync", "resync")
-    with store.engine.begin() as conn:
+    with transaction(store) as conn:
         state.attach_run(resync_id, run_id, conn)
         feeds.add(store, tag, f"{what} #{resync_id} of {plural(len(req['source_ids']), req['touchpoint'] + ' record')}: run {run_id}",
                   req["workflow"], conn)
@@ -167,17 +174,17 @@ def execute(store: Store, workflow: str) -> str:
     return run_id
 
 
-def _tracked(store: Store, deployment: dict) -> dict:
+def _tracked(store: Store, deployment: deployments.Deployment) -> deployments.StartedDeployment:
     """Start the Airflow run that tracks a deployment; without it the deployment is taken back."""
     try:
-        deployment["run_id"] = runs.trigger(runs.TRACKER_DAG, {"deployment_id": deployment["id"]})
+        run_id = runs.trigger(runs.TRACKER_DAG, {"deployment_id": deployment["id"]})
     except Exception as exc:
         deployments.cancel(store, deployment["id"])
         raise FlowlinkError(f"could not start the deployment tracker: {exc}") from None
-    return deployment
+    return deployments.StartedDeployment(**deployment, run_id=run_id)
 
 
-def deploy(store: Store, workflow: str, version: int | None = None) -> dict:
+def deploy(store: Store, workflow: str, version: int | None = None) -> deployments.StartedDeployment:
     """Deploy the latest (or a given) published version to the primary environment, tracked by an Airflow run.
     Refused when Airflow lacks a connection the version names."""
     deployments.check_deploy(store, workflow, version)
@@ -199,31 +206,50 @@ def require_connections(wf: Workflow) -> None:
                             f"`flowlink check {wf.name}` checks the whole setup")
 
 
-def run_list(store: Store, workflow: str, limit: int = 20) -> tuple[list[dict], str | None]:
+class RunListing(TypedDict):
+    """A run in `flowlink runs`: its snapshot's summary (snapshots.RunSummary) and Airflow's state as status."""
+
+    run_id: str
+    version: int | None
+    started_at: dt.datetime | None  # None: queued, not started
+    ended_at: dt.datetime | None
+    failed_steps: int
+    running_steps: int
+    failed_records: int
+    kind: RunKind
+    status: str | None  # queued, running, success, failed; None when Airflow cannot be read
+
+
+def _listed(summary: snapshots.RunSummary, status: str | None, ended_at: dt.datetime | None) -> RunListing:
+    return cast(RunListing, {**summary, "status": status, "ended_at": ended_at})
+
+
+def run_list(store: Store, workflow: str, limit: int = 20) -> tuple[list[RunListing], str | None]:
     """The workflow's newest runs with Airflow's state of each (queued, running, success, failed) as "status":
     the runs with a snapshot and the runs Airflow has that started no step yet. Returns (rows, problem): when
     Airflow's metadata database cannot be read, every status is None and ``problem`` says why. A run Airflow no
     longer knows (its DAG deleted) has ended: failed if a step failed or never finished, else success."""
-    rows = {r["run_id"]: r for r in snapshots.runs(store, workflow, limit=limit)}
+    summaries = {r["run_id"]: r for r in snapshots.runs(store, workflow, limit=limit)}
     try:
-        known = runs.dag_runs(workflow, list(rows)) if rows else {}
+        known = runs.dag_runs(workflow, list(summaries)) if summaries else {}
         newest = runs.dag_runs(workflow, limit=limit)
     except runs.AirflowUnreadable as exc:
-        for r in rows.values():
-            r["status"], r["ended_at"] = None, None  # an end time from the snapshot may be before later steps run
-        return list(rows.values()), str(exc)
-    for run_id, run in newest.items():
-        if run_id not in rows:
-            rows[run_id] = {"run_id": run_id, "version": None, "started_at": run.start_date or run.queued_at,
-                            "ended_at": None, "failed_steps": 0, "running_steps": 0, "failed_records": 0,
-                            "kind": snapshots.run_kind(store, workflow, run_id)}
-        known[run_id] = run
-    for run_id, r in rows.items():
+        # no end time either: one from the snapshot may be before later steps run
+        return [_listed(r, None, None) for r in summaries.values()], str(exc)
+    known.update(newest)
+    rows: dict[str, RunListing] = {}
+    for run_id, r in summaries.items():
         run = known.get(run_id)
         if run is not None:
-            r["status"], r["ended_at"] = run.state, run.end_date if run.ended else None
+            rows[run_id] = _listed(r, run.state, run.end_date if run.ended else None)
         else:
-            r["status"] = "failed" if r["failed_steps"] or r["running_steps"] else "success"
+            rows[run_id] = _listed(r, "failed" if r["failed_steps"] or r["running_steps"] else "success", r["ended_at"])
+    for run_id, run in newest.items():
+        if run_id not in summaries:
+            rows[run_id] = RunListing(run_id=run_id, version=None, started_at=run.start_date or run.queued_at,
+                                      ended_at=run.end_date if run.ended else None, failed_steps=0, running_steps=0,
+                                      failed_records=0, kind=snapshots.run_kind(store, workflow, run_id),
+                                      status=run.state)
     ordered = sorted(rows.values(), key=lambda r: _utc(r["started_at"]), reverse=True)
     return ordered[:limit], None
 
@@ -239,8 +265,8 @@ def airflow_states(workflow: str, run_ids: list[str]) -> dict[str, str]:
 
 def _utc(when: dt.datetime | None) -> dt.datetime:
     if when is None:
-        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # not started yet: newest
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+        return dt.datetime.max.replace(tzinfo=dt.UTC)  # not started yet: newest
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
 def wait_for_run(store: Store, workflow: str, run_id: str, *, timeout: float | None, progress=None,
@@ -258,7 +284,7 @@ def wait_for_run(store: Store, workflow: str, run_id: str, *, timeout: float | N
     return run, reasons or [f"the run ended {run.state}"]
 
 
-def undeploy(store: Store, workflow: str) -> dict:
+def undeploy(store: Store, workflow: str) -> deployments.StartedDeployment:
     """Undeploy a workflow (its agent removes the installed file), tracked by an Airflow run."""
     deployments.check_undeploy(store, workflow)
     runs.require_dag(runs.TRACKER_DAG)

@@ -7,27 +7,25 @@ It talks to the Flowlink server ONLY over HTTP (header ``X-Agent-Token``)::
                                                            "sha256", "wait_till", "done", "remaining"}]}
     GET  {server}/agent/v1/deployments/{id}/file      -> the published file (JSON bytes)
     POST {server}/agent/v1/deployments/{id}/steps     {"step", "status": "done"|"failed", "message"}
-                                                      -> 200; 409 once the deployment is no longer pending
+                                                      -> 200; 409 {"detail", "status"} once the deployment is no
+                                                         longer pending (status: successful | unsuccessful)
 
 Every ``interval`` seconds: heartbeat, fetch the pending deployments, carry out each one's REMAINING steps in
 order and report each right after it is done (steps already reported are never repeated, so a restarted or
 reconnected agent resumes where it stopped). Files, under the install dir (the folder the DAG factory reads)::
 
-    <install_dir>/<workflow>.json                      the installed version
+    <install_dir>/<workflow>.json                      the installed version (install_dir: live/<environment>)
     <install_dir>/.agent/<id>/state.json               what the agent did for deployment <id> (survives restarts)
     <install_dir>/.agent/<id>/workflow.json            the downloaded, verified file
     <install_dir>/.agent/<id>/stylesheets/<tp>.xslt    its stylesheets, each checked to be XSLT 1.0
     <install_dir>/.agent/backup/<workflow>.json        the version installed before (restored on failure)
 
-A deployment that fails or is refused (409: timed out) after the switch gets its previous version back.
-
-Test hook (tests only, never set in production): ``FLOWLINK_AGENT_STEP_DELAY=SECONDS`` makes the agent wait that
-long after carrying out each step and before reporting it, so a test can stop or kill it between the two.
+A deployment that fails, or that the server says ended Unsuccessful (409, e.g. timed out), after the switch gets its
+previous version back. Every file is written through flowlink.files.write_atomic: old or new, never half.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -35,10 +33,10 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +44,9 @@ import requests
 
 from flowlink import publish, settings
 from flowlink.errors import FlowlinkError
+from flowlink.files import write_atomic
+from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction, DeploymentStatus, DeploymentStep, LogStatus
 
-STEPS = {  # the same steps as flowlink.deployments.STEPS (kept here: the agent needs no store)
-    "deploy": ["downloading workflow data", "downloading stylesheets", "installing", "deployed"],
-    "undeploy": ["removing installed files", "undeployed"],
-}
 WORK = ".agent"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # workflow names, as publish accepts them
 STYLESHEET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -62,6 +58,24 @@ TIMEOUT = (5, 30)  # seconds: connect, read
 
 # ------------------------------------------------------------------ results and errors
 
+class ActionStatus(StrEnum):
+    DONE = "done"  # a step carried out and reported
+    FAILED = "failed"  # a step that could not be carried out (reported failed)
+    REFUSED = "refused"  # the server refused a report or a download: the deployment had ended
+    RESTORED = "restored"  # the previous version put back (or the new file removed)
+    SKIPPED = "skipped"  # a report the server did not accept; the next pass tries again
+
+
+class PassStatus(StrEnum):
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    SERVER_ERROR = "server error"
+    UNAUTHORIZED = "unauthorized"
+    WRONG_ENVIRONMENT = "wrong environment"
+    LOCAL_ERROR = "local error"
+    STOPPED = "stopped"
+
+
 @dataclass(frozen=True)
 class Action:
     """One thing the agent did for a deployment: a step done or failed, a refused report, a restore."""
@@ -69,26 +83,30 @@ class Action:
     deployment: int
     workflow: str
     version: int
-    step: str
-    status: str  # done | failed | refused | restored | skipped
+    step: str  # a DeploymentStep, or "restore"
+    status: ActionStatus
     message: str = ""
 
 
 @dataclass
 class PassResult:
-    """What one loop pass did. status: ok | unreachable | unauthorized | wrong environment | server error | stopped."""
+    """What one loop pass did."""
 
-    status: str = "ok"
+    status: PassStatus = PassStatus.OK
     message: str = ""
     actions: list[Action] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == PassStatus.OK
 
 
 class Unreachable(Exception):
-    """The server cannot be reached or answers 5xx: try again next pass."""
+    """The server cannot be reached (``server_error`` False) or answers 5xx/429 (True): try again next pass."""
+
+    def __init__(self, message: str, *, server_error: bool = False):
+        super().__init__(message)
+        self.server_error = server_error
 
 
 class Unauthorized(Exception):
@@ -96,11 +114,16 @@ class Unauthorized(Exception):
 
 
 class Refused(Exception):
-    """409: the deployment is no longer pending."""
+    """409: the deployment is no longer pending; ``status`` is how it ended, as the server's answer says (None when
+    the answer does not say)."""
 
-    def __init__(self, message: str, body: Any = None):
+    def __init__(self, message: str, status: DeploymentStatus | None = None):
         super().__init__(message)
-        self.body = body
+        self.status = status
+
+    @property
+    def successful(self) -> bool:
+        return self.status == DeploymentStatus.SUCCESSFUL
 
 
 class BadAnswer(Exception):
@@ -120,23 +143,7 @@ class Stopped(Exception):
     pass
 
 
-# ------------------------------------------------------------------ small file helpers
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``target`` through a temp file in its own folder + os.replace: readers see the old or the new file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".agent-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
+# ------------------------------------------------------------------ small helpers
 
 def _short(text: str, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(str(text).split())
@@ -144,7 +151,7 @@ def _short(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _stderr(line: str) -> None:
@@ -157,34 +164,39 @@ def _stderr(line: str) -> None:
 class Job:
     id: int
     workflow: str
-    action: str
+    action: DeploymentAction
     version: int
     sha256: str
     done: list[str]
-    remaining: list[str]
+    remaining: list[DeploymentStep]
 
     @property
     def label(self) -> str:
-        return f"{self.workflow} v{self.version} {'deployment' if self.action == 'deploy' else 'undeployment'} {self.id}"
+        kind = "deployment" if self.action == DeploymentAction.DEPLOY else "undeployment"
+        return f"{self.workflow} v{self.version} {kind} {self.id}"
 
     @classmethod
     def parse(cls, doc: Any) -> Job:
         """Check an entry of GET /deployments: its names end up in file paths, so they must be plain names."""
         try:
-            job = cls(int(doc["id"]), str(doc["workflow"]), str(doc["action"]), int(doc["version"]), str(doc["sha256"]),
-                      [str(s) for s in doc.get("done") or []], [str(s) for s in doc["remaining"]])
+            job_id, workflow, action = int(doc["id"]), str(doc["workflow"]), str(doc["action"])
+            version, sha256 = int(doc["version"]), str(doc["sha256"])
+            done, remaining = [str(s) for s in doc.get("done") or []], [str(s) for s in doc["remaining"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise BadAnswer(f"a deployment in the server's answer is incomplete (missing or bad {exc})") from None
-        if job.action not in STEPS:
-            raise BadAnswer(f"deployment {job.id}: unknown action {job.action!r}")
-        if not NAME.match(job.workflow):
-            raise BadAnswer(f"deployment {job.id}: {job.workflow!r} is not a workflow name")
-        unknown = [s for s in job.remaining if s not in STEPS[job.action]]
+        try:
+            kind = DeploymentAction(action)
+        except ValueError:
+            raise BadAnswer(f"deployment {job_id}: unknown action {action!r}") from None
+        if not NAME.match(workflow):
+            raise BadAnswer(f"deployment {job_id}: {workflow!r} is not a workflow name")
+        steps = DEPLOYMENT_STEPS[kind]
+        unknown = [s for s in remaining if s not in steps]
         if unknown:
-            raise BadAnswer(f"deployment {job.id}: unknown step(s) {', '.join(map(repr, unknown))}")
+            raise BadAnswer(f"deployment {job_id}: unknown step(s) {', '.join(map(repr, unknown))}")
         # the order is the protocol's, whatever order the server listed them in; done steps are never repeated
-        job.remaining = [s for s in STEPS[job.action] if s in job.remaining and s not in job.done]
-        return job
+        todo = [s for s in steps if s in remaining and s not in done]
+        return cls(job_id, workflow, kind, version, sha256, done, todo)
 
 
 # ------------------------------------------------------------------ the agent
@@ -208,7 +220,6 @@ class Agent:
                                    "Accept": "application/json"})
         self._stop = threading.Event()
         self._last_problem: str | None = None  # set while passes fail: the first good pass after says so
-        self._step_delay = _step_delay()  # test hook: 0 unless FLOWLINK_AGENT_STEP_DELAY is set
 
     # ---------------------------------------------------------------- paths
     @property
@@ -228,7 +239,7 @@ class Agent:
     def log(self, text: str) -> None:
         self._log(f"{_now()} {text}")
 
-    def _problem(self, result: PassResult, status: str, message: str) -> PassResult:
+    def _problem(self, result: PassResult, status: PassStatus, message: str) -> PassResult:
         result.status, result.message = status, message
         self._last_problem = message
         self.log(f"{message}; retrying in {self.interval:g}s")
@@ -251,9 +262,10 @@ class Agent:
             raise Unauthorized(f"the server refused the agent token (HTTP {resp.status_code}{': ' + detail if detail else ''}): "
                                f"check --token-file / FLOWLINK_AGENT_TOKEN for environment {self.environment}")
         if resp.status_code == 409:
-            raise Refused(detail or "the deployment is no longer pending", _json_or_none(resp))
+            raise Refused(detail or "the deployment is no longer pending", _ended_as(_json_or_none(resp)))
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise Unreachable(f"server error: {method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}")
+            raise Unreachable(f"server error: {method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}",
+                              server_error=True)
         raise BadAnswer(f"{method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}", resp.status_code, detail)
 
     def _json(self, resp: requests.Response, what: str) -> Any:
@@ -280,7 +292,7 @@ class Agent:
                 self.log(f"agent: skipped a deployment: {exc}")
         return jobs
 
-    def report(self, job: Job, step: str, status: str, message: str | None = None) -> dict:
+    def report(self, job: Job, step: str, status: LogStatus, message: str | None = None) -> Any:
         resp = self._call("POST", f"deployments/{job.id}/steps",
                           {"step": step, "status": status, "message": _short(message) if message else message})
         try:
@@ -289,26 +301,23 @@ class Agent:
             return {}
 
     def download(self, job: Job, target: Path) -> None:
-        """GET the published file into ``target`` (through a temp file), at most MAX_FILE bytes."""
+        """GET the published file into ``target`` (written atomically), at most MAX_FILE bytes: a larger or
+        interrupted download leaves ``target`` as it was."""
         resp = self._call("GET", f"deployments/{job.id}/file", stream=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".tmp")
-        try:
+
+        def chunks() -> Iterator[bytes]:
             size = 0
-            with os.fdopen(fd, "wb") as f, resp:
+            with resp:
                 for chunk in resp.iter_content(64 * 1024):
                     size += len(chunk)
                     if size > MAX_FILE:
                         raise StepFailed(f"the file is larger than {MAX_FILE // (1024 * 1024)} MB")
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+                    yield chunk
+
+        try:
+            write_atomic(target, chunks())
         except requests.RequestException as exc:
             raise Unreachable(f"server unreachable: download interrupted: {_short(_reason(exc), 200)}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
     # ---------------------------------------------------------------- per-deployment state (crash-safe)
     def _state(self, job: Job) -> dict:
@@ -323,7 +332,7 @@ class Agent:
                 "sha256": job.sha256, "reported": []}
 
     def _save(self, job: Job, state: dict) -> None:
-        _atomic_write(self._job_dir(job.id) / "state.json", json.dumps(state, indent=1).encode())
+        write_atomic(self._job_dir(job.id) / "state.json", json.dumps(state, indent=1))
 
     def _clean(self, job: Job) -> None:
         shutil.rmtree(self._job_dir(job.id), ignore_errors=True)
@@ -339,7 +348,7 @@ class Agent:
         try:
             beat = self.heartbeat()
             if beat.get("environment") not in (None, self.environment):
-                return self._problem(result, "wrong environment",
+                return self._problem(result, PassStatus.WRONG_ENVIRONMENT,
                                      f"the token belongs to environment {beat.get('environment')!r}, not "
                                      f"{self.environment!r}: doing nothing (check --environment and the token)")
             if self._last_problem:
@@ -352,17 +361,17 @@ class Agent:
                     raise Stopped
                 self._carry_out(job, result)
         except Stopped:
-            result.status, result.message = "stopped", "stopped on request"
+            result.status, result.message = PassStatus.STOPPED, "stopped on request"
             self.log("agent: stopped between steps")
         except Unreachable as exc:
-            return self._problem(result, "unreachable" if str(exc).startswith("server unreachable") else "server error", str(exc))
+            return self._problem(result, PassStatus.SERVER_ERROR if exc.server_error else PassStatus.UNREACHABLE, str(exc))
         except Unauthorized as exc:
-            return self._problem(result, "unauthorized", str(exc))
+            return self._problem(result, PassStatus.UNAUTHORIZED, str(exc))
         except BadAnswer as exc:
-            return self._problem(result, "server error", f"unexpected answer from the server: {exc}")
+            return self._problem(result, PassStatus.SERVER_ERROR, f"unexpected answer from the server: {exc}")
         except OSError as exc:  # the work folder itself cannot be written
             where = f": {exc.filename}" if exc.filename else ""
-            return self._problem(result, "local error", f"agent: {exc.strerror or exc}{where}")
+            return self._problem(result, PassStatus.LOCAL_ERROR, f"agent: {exc.strerror or exc}{where}")
         return result
 
     def run_forever(self, stop_event: threading.Event | None = None) -> None:
@@ -412,63 +421,58 @@ class Agent:
                 where = f": {exc.filename}" if exc.filename else ""
                 self._failed(job, step, f"{exc.strerror or exc}{where}", state, result)
                 return
-            if self._step_delay:  # test hook: the step is carried out and not yet reported
-                self._stop.wait(self._step_delay)
             try:
-                self.report(job, step, "done", message)
+                self.report(job, step, LogStatus.DONE, message)
             except Refused as exc:
                 self._refused(job, step, exc, state, result)
                 return
             except BadAnswer as exc:  # e.g. out of order: our view is stale; the next pass fetches it again
                 self.log(f"{job.label}: {step} not accepted: {exc}")
-                result.actions.append(Action(job.id, job.workflow, job.version, step, "skipped", str(exc)))
+                result.actions.append(Action(job.id, job.workflow, job.version, step, ActionStatus.SKIPPED, str(exc)))
                 return
             state["reported"].append(step)
             self._save(job, state)
             self.log(f"{job.label}: {step} done")
-            result.actions.append(Action(job.id, job.workflow, job.version, step, "done", message or ""))
+            result.actions.append(Action(job.id, job.workflow, job.version, step, ActionStatus.DONE, message or ""))
         self._clean(job)
 
-    def _do(self, job: Job, step: str, state: dict) -> str | None:
-        if step == "downloading workflow data":
+    def _do(self, job: Job, step: DeploymentStep, state: dict) -> str | None:
+        if step == DeploymentStep.DOWNLOADING_WORKFLOW:
             art = self._fetch(job)
             return f"v{art.version} sha256 {art.sha256[:12]}"
-        if step == "downloading stylesheets":
+        if step == DeploymentStep.DOWNLOADING_STYLESHEETS:
             names = self._stylesheets(job)
             return f"{len(names)} stylesheets: {', '.join(names)}"
-        if step == "installing":
+        if step == DeploymentStep.INSTALLING:
             art = self._downloaded(job)
             self._take_backup(job, state)
             target = self._installed(job.workflow)
             data = art.path.read_bytes()
             if not (target.exists() and target.read_bytes() == data):  # a resumed switch is not redone
-                _atomic_write(target, data)
+                write_atomic(target, data)
             return f"{target.name} v{job.version}"
-        if step == "removing installed files":
+        if step == DeploymentStep.REMOVING:
             self._take_backup(job, state)
             self._installed(job.workflow).unlink(missing_ok=True)
             return None
-        return None  # "deployed", "undeployed": the report is the step
+        return None  # DEPLOYED, UNDEPLOYED: the report is the step
 
     # ---------------------------------------------------------------- steps
     def _fetch(self, job: Job) -> publish.Artifact:
-        folder = self._job_dir(job.id)
-        part = folder / "workflow.json.part"
-        self.download(job, part)
+        """Download the published file and verify it; a file that fails the check is not kept."""
+        path = self._job_dir(job.id) / "workflow.json"
+        self.download(job, path)
         try:
-            art = self._verify(job, part)
+            return self._verify(job, path)
         except StepFailed:
-            part.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
-        final = folder / "workflow.json"
-        os.replace(part, final)
-        return replace(art, path=final)
 
     def _verify(self, job: Job, path: Path) -> publish.Artifact:
         try:
             art = publish.read_artifact(path)
         except publish.ArtifactError as exc:
-            raise StepFailed(str(exc).removeprefix(f"{path}: ")) from None
+            raise StepFailed(exc.reason) from None
         if art.sha256 != job.sha256:
             raise StepFailed(f"checksum mismatch: the file has sha256 {art.sha256[:12]}..., "
                              f"the deployment expects {job.sha256[:12]}...")
@@ -509,7 +513,7 @@ class Agent:
             data = body.lstrip("\ufeff")
             if declared:  # the file is written in UTF-8, so its declaration says so
                 data = '<?xml version="1.0" encoding="UTF-8"?>\n' + data.lstrip()
-            _atomic_write(folder / f"{name}.xslt", data.encode("utf-8"))
+            write_atomic(folder / f"{name}.xslt", data.encode("utf-8"))
         return list(art.stylesheets)
 
     def _take_backup(self, job: Job, state: dict) -> None:
@@ -521,7 +525,7 @@ class Agent:
             return
         installed, backup = self._installed(job.workflow), self._backup(job.workflow)
         if installed.exists():
-            _atomic_write(backup, installed.read_bytes())
+            write_atomic(backup, installed.read_bytes())
             state["previous"] = True
         else:
             backup.unlink(missing_ok=True)
@@ -535,7 +539,7 @@ class Agent:
         installed, backup = self._installed(job.workflow), self._backup(job.workflow)
         try:
             if state["previous"]:
-                _atomic_write(installed, backup.read_bytes())
+                write_atomic(installed, backup.read_bytes())
                 what = "restored the previous version"
             else:
                 installed.unlink(missing_ok=True)
@@ -543,15 +547,15 @@ class Agent:
         except OSError as exc:
             what = f"could NOT restore the previous version: {exc.strerror or exc}: {exc.filename or backup}"
         self.log(f"{job.label}: {what}")
-        result.actions.append(Action(job.id, job.workflow, job.version, "restore", "restored", what))
+        result.actions.append(Action(job.id, job.workflow, job.version, "restore", ActionStatus.RESTORED, what))
 
-    def _failed(self, job: Job, step: str, reason: str, state: dict, result: PassResult) -> None:
+    def _failed(self, job: Job, step: DeploymentStep, reason: str, state: dict, result: PassResult) -> None:
         reason = _short(reason)
         self._restore(job, state, result)
         self.log(f"{job.label}: {step} failed: {reason}")
-        result.actions.append(Action(job.id, job.workflow, job.version, step, "failed", reason))
+        result.actions.append(Action(job.id, job.workflow, job.version, step, ActionStatus.FAILED, reason))
         try:
-            self.report(job, step, "failed", reason)
+            self.report(job, step, LogStatus.FAILED, reason)
         except Refused as exc:
             self.log(f"{job.label}: the server no longer takes reports ({_short(str(exc), 200)})")
         except BadAnswer as exc:
@@ -559,10 +563,10 @@ class Agent:
             return  # keep the work folder: the next pass sees the deployment again
         self._clean(job)
 
-    def _refused(self, job: Job, step: str, exc: Refused, state: dict, result: PassResult) -> None:
+    def _refused(self, job: Job, step: DeploymentStep, exc: Refused, state: dict, result: PassResult) -> None:
         self.log(f"{job.label}: {step} refused by the server: {_short(str(exc), 200)}")
-        result.actions.append(Action(job.id, job.workflow, job.version, step, "refused", str(exc)))
-        if not _successful(exc):
+        result.actions.append(Action(job.id, job.workflow, job.version, step, ActionStatus.REFUSED, str(exc)))
+        if not exc.successful:
             self._restore(job, state, result)
         self._clean(job)
 
@@ -576,19 +580,19 @@ class Agent:
                 continue
             try:
                 state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-                job = Job(int(state["id"]), state["workflow"], state["action"], int(state["version"]), state["sha256"],
-                          [], [])
+                job = Job(int(state["id"]), str(state["workflow"]), DeploymentAction(state["action"]),
+                          int(state["version"]), str(state["sha256"]), [], [])
             except (OSError, ValueError, KeyError, TypeError):
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
-            last = STEPS.get(job.action, [""])[-1]
+            last = DEPLOYMENT_STEPS[job.action][-1]
             if "previous" in state and last not in state.get("reported", []) and NAME.match(job.workflow):
-                # ask the server: the answer says whether it ended (409) and, hopefully, how
+                # ask the server: a 409 says it ended, and how
                 try:
-                    self.report(job, last, "failed", "the agent found the deployment no longer pending")
+                    self.report(job, last, LogStatus.FAILED, "the agent found the deployment no longer pending")
                     self._restore(job, state, result)
                 except Refused as exc:
-                    if _successful(exc):
+                    if exc.successful:
                         self.log(f"{job.label}: ended successful while the agent was away")
                     else:
                         self.log(f"{job.label}: ended while the agent was away ({_short(str(exc), 200)})")
@@ -599,20 +603,10 @@ class Agent:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _step_delay() -> float:
-    """FLOWLINK_AGENT_STEP_DELAY (test hook): seconds to wait between carrying out a step and reporting it."""
-    try:
-        return max(0.0, float(os.environ.get("FLOWLINK_AGENT_STEP_DELAY") or 0))
-    except ValueError:
-        return 0.0
-
-
-def _successful(exc: Refused) -> bool:
-    """Whether a 409 says the deployment ended SUCCESSFUL (then nothing is restored)."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    if body.get("status") == "successful":
-        return True
-    return bool(re.search(r"\bis successful\b", str(exc)))
+def _ended_as(doc: Any) -> DeploymentStatus | None:
+    """How a 409 says the deployment ended: its ``status`` field."""
+    status = doc.get("status") if isinstance(doc, dict) else None
+    return DeploymentStatus(status) if status in (DeploymentStatus.SUCCESSFUL, DeploymentStatus.UNSUCCESSFUL) else None
 
 
 def _reason(exc: requests.RequestException) -> str:

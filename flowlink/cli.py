@@ -8,12 +8,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from flowlink.errors import FlowlinkError, plural
+
+if TYPE_CHECKING:
+    from flowlink.deployments import Environment
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -92,7 +96,7 @@ def cmd_generate(args) -> int:
             path.write_text(xslt, encoding="utf-8")
             out.print(f"{tp.name}: {path}")
         else:
-            kind = "your XSLT" if tp.xslt else plural(len(tp.mapping), "mapping rule")
+            kind = "your XSLT" if tp.xslt else plural(len(tp.mapping or []), "mapping rule")
             out.print(f"{tp.name}: ok ({kind}, {plural(len(xslt), 'byte')})")
     return 0
 
@@ -132,8 +136,8 @@ def cmd_publish(args) -> int:
 
 
 def cmd_workflows(args) -> int:
-    from flowlink_airflow.dag_factory.graph import read_graphs
     from flowlink import settings
+    from flowlink.live import read_graphs
     from flowlink.schedule import summary
 
     graphs, broken = read_graphs(settings.live_dir())
@@ -209,7 +213,9 @@ class _Progress:
     """The steps of a run done and running: one live line on a terminal, else a plain line on each change."""
 
     def __init__(self, run_id: str):
-        self.run_id, self.last, self.live = run_id, None, None
+        self.run_id = run_id
+        self.last: str | None = None
+        self.live: Any = None  # rich.live.Live on a terminal
 
     def __enter__(self):
         if out.is_terminal:
@@ -224,7 +230,7 @@ class _Progress:
             self.live.__exit__(*exc)
 
     def update(self, run, tasks: dict[str, str]) -> None:
-        from flowlink.runs import DONE
+        from flowlink.airflow_adapter import DONE
 
         done = sum(state in DONE for state in tasks.values())
         running = sorted(t for t, state in tasks.items() if state not in DONE and state != "none")
@@ -314,12 +320,12 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
-def _env_rows(envs: list[dict]) -> list[list]:
+def _env_rows(envs: list[Environment]) -> list[list]:
     return [[e["name"], e["kind"], "yes" if e["is_primary"] else "", "enabled" if e["enabled"] else "disabled",
              f"{e['pending_timeout']} min", e["agent"], e["last_heartbeat"], _retry_cell(e)] for e in envs]
 
 
-def _retry_cell(e: dict) -> str:
+def _retry_cell(e: Environment) -> str:
     return (f"{e['retry_every']}: {e['retry_max_tries']} tries, wait {e['retry_wait_minutes']} min, "
             f"{e['retry_batch_size']} per run")
 
@@ -453,10 +459,9 @@ def cmd_deployment_log(args) -> int:
 
 def cmd_dags(args) -> int:
     from flowlink import dag_files
+    from flowlink.airflow_adapter import dags_folder
 
-    from flowlink import runs
-
-    folder = Path(args.folder) if args.folder else runs.dags_folder()
+    folder = Path(args.folder) if args.folder else dags_folder()
     for path in dag_files.write(folder):
         out.print(f"wrote {path}")
     return 0
@@ -521,7 +526,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("preview", cmd_preview, "print the XSLT a touchpoint runs")
     sp.add_argument("workflow", metavar="WORKFLOW", help="a spec file or a published workflow name")
     sp.add_argument("touchpoint", metavar="TOUCHPOINT")
-    add("publish", cmd_publish, "publish a spec as a new version and put it live").add_argument("file", metavar="FILE")
+    add("publish", cmd_publish, "publish a spec as a new version (deploying puts it live)").add_argument("file", metavar="FILE")
     add("workflows", cmd_workflows, "list live workflows and broken live files").add_argument("--json", action="store_true")
     sp = add("bucket", cmd_bucket, "list the resync bucket of a workflow")
     sp.add_argument("workflow", metavar="WORKFLOW")

@@ -1,7 +1,11 @@
 """Publishing: a validated spec and its stylesheets compiled into ONE versioned, checksummed, immutable file.
 
     published/<workflow>/<workflow>-v0003.json   every version, read-only
-    live/<workflow>.json                         the version Airflow runs
+    live/<environment>/<workflow>.json           the version Airflow runs, installed by the environment's agent
+                                                 when a deployment succeeds (its tasks go to that environment's queue)
+    live/<workflow>.json                         a version put live without an agent (make_live; the default queue)
+
+Publishing writes only published/; deploying (flowlink.deployments, carried out by an agent) puts a version live.
 
 The file holds {"format", "workflow", "version", "published_at", "sha256", "content": {"spec", "stylesheets"}};
 sha256 is taken over the canonical JSON of "content", so a new version is written only when the content changed.
@@ -12,15 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowlink import settings
 from flowlink.errors import FlowlinkError
+from flowlink.files import create_new, write_atomic
 from flowlink.spec import Workflow, load_spec
 
 FORMAT = 1
@@ -28,7 +31,15 @@ VERSION_FILE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-v(?P<version>\d{4,})\.jso
 
 
 class ArtifactError(FlowlinkError):
-    """A published or live file that cannot be used; the message names the file and the reason."""
+    """A published or live file that cannot be used; the message is "<path>: <reason>"."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
 
 
 @dataclass(frozen=True)
@@ -72,20 +83,20 @@ def read_artifact(path: str | Path) -> Artifact:
     try:
         doc = json.loads(path.read_bytes())
     except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ArtifactError(path, f"cannot read: {exc.strerror}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not a Flowlink file (invalid JSON: {exc})") from None
+        raise ArtifactError(path, f"not a Flowlink file (invalid JSON: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a Flowlink file of format {FORMAT}")
+        raise ArtifactError(path, f"not a Flowlink file of format {FORMAT}")
     try:
         content, workflow, version, sha = doc["content"], doc["workflow"], int(doc["version"]), doc["sha256"]
         spec, stylesheets = content["spec"], content["stylesheets"]
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{path}: incomplete Flowlink file (missing or bad {exc})") from None
+        raise ArtifactError(path, f"incomplete Flowlink file (missing or bad {exc})") from None
     if checksum(content) != sha:
-        raise ArtifactError(f"{path}: checksum mismatch: the file was changed or damaged after publishing")
+        raise ArtifactError(path, "checksum mismatch: the file was changed or damaged after publishing")
     if not isinstance(spec, dict) or spec.get("name") != workflow:
-        raise ArtifactError(f"{path}: the spec inside is not workflow {workflow!r}")
+        raise ArtifactError(path, f"the spec inside is not workflow {workflow!r}")
     return Artifact(path, workflow, version, sha, doc.get("published_at", ""), spec, stylesheets)
 
 
@@ -103,7 +114,8 @@ def versions(workflow: str) -> list[Path]:
 def version_path(workflow: str, version: int) -> Path:
     """The published file of one version, unread (an agent verifies what it downloads itself)."""
     for p in versions(workflow):
-        if int(VERSION_FILE.match(p.name)["version"]) == version:
+        m = VERSION_FILE.match(p.name)
+        if m and int(m["version"]) == version:
             return p
     raise FlowlinkError(f"workflow {workflow!r} has no published version {version}")
 
@@ -117,28 +129,14 @@ def published(workflow: str, version: int | None = None) -> Artifact:
 
 
 def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path:
-    """Write the next version number atomically: a temp file hard-linked to a name that must not exist yet."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".publish-", suffix=".tmp")
-    try:
-        while True:
-            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
-                f.seek(0)
-                f.truncate()
-                json.dump(doc, f, indent=1, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            final = folder / f"{workflow}-v{doc['version']:04d}.json"
-            try:
-                os.link(tmp, final)  # fails if another publish took this number
-            except FileExistsError:
-                doc["version"] += 1
-                continue
-            os.chmod(final, 0o444)
-            return final
-    finally:
-        os.close(fd)
-        os.unlink(tmp)
+    """Write the next version file, read-only; a version file is never replaced: of two publishes racing for one
+    number, the second takes the next number."""
+    while True:
+        try:
+            return create_new(folder / f"{workflow}-v{doc['version']:04d}.json",
+                              json.dumps(doc, indent=1, ensure_ascii=False))
+        except FileExistsError:
+            doc["version"] += 1
 
 
 def publish(spec_path: str | Path) -> PublishResult:
@@ -158,7 +156,7 @@ def publish(spec_path: str | Path) -> PublishResult:
         "format": FORMAT,
         "workflow": workflow,
         "version": next_version,
-        "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": sha,
         "content": content,
     }
@@ -167,21 +165,14 @@ def publish(spec_path: str | Path) -> PublishResult:
 
 
 def make_live(artifact: Artifact) -> Path:
-    """Put a published version live (atomic replace): the DAG factory picks it up at its next parse."""
-    folder = settings.live_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{artifact.workflow}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".live-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(artifact.path.read_bytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    return target
+    """Put a published version live without a deployment, as live/<workflow>.json (no environment: its tasks go to
+    the default queue); the DAG factory picks it up at its next parse. Deploying installs live/<environment>/."""
+    return write_atomic(settings.live_dir() / f"{artifact.workflow}.json", artifact.path.read_bytes())
 
 
 def live(workflow: str) -> Artifact | None:
-    """The live version of a workflow, in whichever environment folder its agent installed it."""
+    """The live version of a workflow: live/<workflow>.json, else the one an agent installed in
+    live/<environment>/<workflow>.json."""
     folder = settings.live_dir()
     paths = [folder / f"{workflow}.json", *sorted(folder.glob(f"*/{workflow}.json"))]
     path = next((p for p in paths if p.exists()), None)

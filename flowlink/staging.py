@@ -6,12 +6,11 @@ ObjectStoragePath, see settings.staging_dir); XCom carries the files' names as t
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from flowlink import settings
-from flowlink.errors import FlowlinkError
+from flowlink.files import write_atomic
 
 
 def run_folder(workflow: str, run_id: str):
@@ -21,26 +20,21 @@ def run_folder(workflow: str, run_id: str):
 def as_path(name: str | Path):
     """A batch file's name (from XCom or a snapshot) as a path: local, or on object storage for a URL."""
     if isinstance(name, str) and "://" in name:
-        from airflow.sdk import ObjectStoragePath
+        from flowlink.airflow_adapter import storage_path
 
-        return ObjectStoragePath(name)
+        return storage_path(name)
     return Path(name)
 
 
 def write_batch(path, document: bytes) -> None:
-    """Write a batch file, never half: a local file through a temp file and a rename, an object in one upload
+    """Write a batch file, never half: a local file with flowlink.files.write_atomic, an object in one upload
     (object stores show an object only once it is complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not isinstance(path, Path):
-        path.write_bytes(document)
+    if isinstance(path, Path):
+        write_atomic(path, document)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(document)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(document)
 
 
 def read_batch(name: str | Path) -> bytes:
-    if str(name).endswith(".jsonl"):
-        raise FlowlinkError(f"{name}: a batch file of an older Flowlink (JSON Lines); clear this touchpoint's extract "
-                            "task in this run to stage its records again")
     return as_path(name).read_bytes()

@@ -3,7 +3,7 @@
 The server is a small fake of the agent endpoints (/agent/v1) built ON the real domain functions
 (flowlink.deployments) and a real store, answering like the API does: JSON errors {"detail": ...},
 401 without a token, 403 for an unknown one, 404 for another environment's deployment, 409 when a
-deployment rule refuses (no longer pending), 400 for any other Flowlink error.
+deployment rule refuses (a deployment no longer pending: with its "status"), 400 for any other Flowlink error.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import yaml
 from lxml import etree
 from sqlalchemy import update
 
+from flowlink import agent as agent_module
 from flowlink import cli, deployments, publish, settings
 from flowlink.agent import Agent
-from flowlink.deployments import STEPS
 from flowlink.errors import FlowlinkError
+from flowlink.states import DEPLOYMENT_STEPS
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import deployments as deployments_table
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+STEPS = {action: list(steps) for action, steps in DEPLOYMENT_STEPS.items()}
 
 
 # ------------------------------------------------------------------ the fake server
@@ -49,6 +51,7 @@ class FakeServer:
         self.heartbeats = 0
         self.after_report = None  # callable(deployment_id, step, status) after a report was recorded
         self.lose_next: set[str] = set()  # steps whose next report gets a 503 WITHOUT being recorded
+        self.lose_answer: set[str] = set()  # steps whose next report is recorded, then answered 503
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/flowlink"
@@ -107,6 +110,8 @@ class FakeServer:
                     if m and method == "POST" and m[2] == "steps":
                         return self._step(env, int(m[1]), body)
                     return self._send(404, {"detail": "not found"})
+                except deployments.NotPending as exc:
+                    return self._send(409, {"detail": str(exc), "status": exc.status})
                 except deployments.RuleError as exc:
                     return self._send(409, {"detail": str(exc)})
                 except deployments.NotFound as exc:
@@ -114,19 +119,9 @@ class FakeServer:
                 except FlowlinkError as exc:
                     return self._send(400, {"detail": str(exc)})
 
-            def _own(self, env: str, deployment_id: int) -> dict:
-                d = deployments.get(server.store, deployment_id)
-                if d["environment"] != env:
-                    raise deployments.NotFound(f"no deployment {deployment_id} for environment {env}")
-                return d
-
             def _file(self, env: str, deployment_id: int):
                 server.files.append(deployment_id)
-                self._own(env, deployment_id)
-                deployments.expire_if_due(server.store, deployment_id)
-                d = deployments.get(server.store, deployment_id)
-                if d["status"] != "pending":
-                    raise deployments.RuleError(f"deployment {deployment_id} is {d['status']}, no longer pending ({d['message']})")
+                d = deployments.check_download(server.store, env, deployment_id)
                 if server.serve_raw:
                     path = settings.published_dir() / d["workflow"] / f"{d['workflow']}-v{d['version']:04d}.json"
                 else:
@@ -142,6 +137,9 @@ class FakeServer:
                     return self._send(503, {"detail": "service unavailable"})
                 server.posts.append((deployment_id, step, status, message))
                 deployments.report_step(server.store, env, deployment_id, step, status, message)
+                if step in server.lose_answer:  # recorded, but the answer is lost on the way back
+                    server.lose_answer.discard(step)
+                    return self._send(503, {"detail": "service unavailable"})
                 if server.after_report:
                     server.after_report(deployment_id, step, status)
                 return self._send(200, deployments.progress(server.store, deployment_id))
@@ -231,7 +229,7 @@ def test_happy_path_every_step_once_in_order_then_successful(world, capsys):
     assert world.installed.read_bytes() == art.path.read_bytes()
     assert publish.live(WF).sha256 == art.sha256
     assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()  # the download folder is cleaned
-    assert not list((settings.live_dir() / "cloud").glob(".agent-*.tmp"))  # no temp files next to the live files
+    assert not list((settings.live_dir() / "cloud").rglob("*.tmp"))  # no temp files left anywhere in the install dir
     assert deployments.environment(world.store, "cloud")["agent"] == "connected"
 
     assert deployments.progress(world.store, d["id"])["remaining"] == []
@@ -459,3 +457,37 @@ def test_cli_agent_needs_a_token_and_runs_once(world, capsys):
     assert (world.tmp_path / "site" / f"{WF}.json").exists()
     err = capsys.readouterr().err
     assert world.token not in err and "installing done" in err
+
+
+def test_a_deployment_that_ended_successful_while_the_agent_was_away_keeps_the_new_version(world):
+    """The last report is recorded but its answer lost; the next pass asks the server, whose 409 says (in its
+    status field) that the deployment is Successful: nothing is rolled back."""
+    world.deployed()
+    v2 = world.publish(description="second version")
+    d = deployments.deploy(world.store, WF)
+    world.server.lose_answer = {"deployed"}
+    agent = world.agent()
+
+    first = agent.run_once()
+    assert first.status == "server error" and "HTTP 503" in first.message
+    assert deployments.get(world.store, d["id"])["status"] == "successful"
+
+    second = agent.run_once()
+    assert second.ok and not [a for a in second.actions if a.status == "restored"]
+    assert world.installed.read_bytes() == v2.path.read_bytes()
+    assert any("ended successful while the agent was away" in line for line in world.lines)
+    assert not (settings.live_dir() / "cloud" / ".agent" / str(d["id"])).exists()
+
+
+def test_a_file_larger_than_the_limit_fails_the_download_and_leaves_nothing(world, monkeypatch):
+    art = world.publish()
+    monkeypatch.setattr(agent_module, "MAX_FILE", art.path.stat().st_size - 1)
+    d = deployments.deploy(world.store, WF)
+
+    result = world.agent().run_once()
+
+    failed = [a for a in result.actions if a.status == "failed"]
+    assert [a.step for a in failed] == ["downloading workflow data"] and "larger than" in failed[0].message
+    assert deployments.get(world.store, d["id"])["status"] == "unsuccessful"
+    assert not world.installed.exists()
+    assert [p for p in (settings.live_dir() / "cloud").rglob("*") if p.is_file()] == []  # no download, no temp file

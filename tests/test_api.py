@@ -15,17 +15,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 import flowlink_airflow.api.app as api_app
-from flowlink_airflow.api import create_app
 from flowlink import deployments, publish
+from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 from flowlink.store.tables import agent_tokens
 from flowlink.store.tables import deployments as deployments_table
+from flowlink_airflow.api import create_app
 from tests.airflow_env import REPO
 
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
-DEPLOY_STEPS = deployments.STEPS["deploy"]
+DEPLOY_STEPS = [s.value for s in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]]
 JSON = {"Content-Type": "application/json"}
 
 
@@ -89,7 +90,7 @@ def test_openapi_lists_every_endpoint_with_tag_and_summary(client):
     doc = client.get("/openapi.json").json()
     found = {(m.upper(), p): op for p, ops in doc["paths"].items() for m, op in ops.items()}
     assert set(found) == ROUTES
-    for (method, path), op in found.items():
+    for (_method, path), op in found.items():
         assert op["tags"] == (["agent"] if path.startswith("/agent/") else ["user"]), path
         assert op["summary"], path
     assert "AgentToken" in doc["components"]["securitySchemes"]
@@ -229,9 +230,17 @@ def test_failed_step_ends_the_deployment_and_later_steps_are_409(client, store, 
     assert r.json()["status"] == "unsuccessful" and "disk full" in r.json()["message"]
     r = step(client, envs.prod, pending["id"], DEPLOY_STEPS[1])
     assert r.status_code == 409 and "no longer pending" in r.json()["detail"]
+    assert r.json()["status"] == "unsuccessful"  # the fact the agent decides on: roll back
     r = client.get(f"/agent/v1/deployments/{pending['id']}/file", headers=agent(envs.prod))
-    assert r.status_code == 409 and "unsuccessful" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["status"] == "unsuccessful"
     assert client.get("/agent/v1/deployments", headers=agent(envs.prod)).json() == {"deployments": []}
+
+
+def test_a_report_after_success_is_409_saying_successful(client, store, envs, pending):
+    for name in DEPLOY_STEPS:
+        assert step(client, envs.prod, pending["id"], name).status_code == 200
+    r = step(client, envs.prod, pending["id"], DEPLOY_STEPS[-1], "failed", "the agent lost track")
+    assert r.status_code == 409 and r.json()["status"] == "successful"  # the agent keeps what it installed
 
 
 def test_step_after_wait_till_is_409_and_unsuccessful(client, store, envs, pending):
@@ -247,7 +256,7 @@ def test_step_after_wait_till_is_409_and_unsuccessful(client, store, envs, pendi
 def test_file_after_wait_till_is_409(client, store, envs, pending):
     set_wait_till(store, pending["id"], utcnow() - dt.timedelta(seconds=1))
     r = client.get(f"/agent/v1/deployments/{pending['id']}/file", headers=agent(envs.prod))
-    assert r.status_code == 409 and "no longer pending" in r.json()["detail"]
+    assert r.status_code == 409 and "no longer pending" in r.json()["detail"] and r.json()["status"] == "unsuccessful"
     assert deployments.get(store, pending["id"])["status"] == "unsuccessful"
 
 

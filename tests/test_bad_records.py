@@ -256,8 +256,8 @@ def test_half_a_surrogate_pair_from_any_source_fails_alone_when_staged(tmp_path)
     assert not list(tmp_path.glob("*.tmp"))
 
 def test_a_damaged_or_old_batch_file_fails_the_step_naming_the_file(pipeline):
-    """A batch file cut short (or edited into something that is not XML) between the steps, or one staged by an older
-    Flowlink (JSON Lines), fails the step with the file's name and what is wrong; nothing is transformed from it."""
+    """A batch file cut short (or edited into something that is not XML) between the steps, or one holding JSON Lines,
+    fails the step with the file's name and what is wrong; nothing is transformed from it."""
     from flowlink.errors import FlowlinkError
 
     p = pipeline("orders.jsonl")
@@ -274,6 +274,6 @@ def test_a_damaged_or_old_batch_file_fails_the_step_naming_the_file(pipeline):
         transform(ctx, tp, transformer, extracted)
     old = batch.with_suffix(".jsonl")
     old.write_text(jsonl({"id": 1}))
-    with pytest.raises(FlowlinkError, match=rf"^{old}: a batch file of an older Flowlink \(JSON Lines\); clear"):
+    with pytest.raises(FlowlinkError, match=rf"^{old}: not a batch file of record XML"):
         transform(ctx, tp, transformer, {**extracted, "batches": [str(old)]})
     assert not (ctx.folder("orders", "transform") / "batch-00001.xml").exists()

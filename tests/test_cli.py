@@ -395,7 +395,7 @@ def test_runs_show_airflows_state_or_say_it_cannot_be_read(home, monkeypatch, ai
     ok(home, "publish", EXAMPLE)
     put_live(home, monkeypatch)
     load_dags()
-    from flowlink import runs as airflow_runs
+    from flowlink import airflow_adapter as airflow_runs
     from flowlink.store import Store, snapshots
 
     run_id = airflow_runs.trigger(WF, {})

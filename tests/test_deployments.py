@@ -57,6 +57,16 @@ def agent(world):
         a.stop()
 
 
+def test_each_stored_record_names_the_columns_of_its_table():
+    """The typed records of flowlink.store.deployments hold a row each: the same keys as the table's columns."""
+    from flowlink.store import deployments as stored
+    from flowlink.store import tables
+
+    for record, table in ((stored.EnvironmentRow, tables.environments), (stored.TokenRow, tables.agent_tokens),
+                          (stored.Deployment, tables.deployments), (stored.LogLine, tables.deployment_log)):
+        assert record.__required_keys__ == set(table.c.keys()), record.__name__
+
+
 def store_of(world) -> Store:
     return Store.open(f"sqlite:///{world['root'] / 'flowlink' / 'flowlink.db'}")
 
@@ -141,7 +151,7 @@ def test_agent_never_comes_back_unsuccessful_then_a_redeploy_succeeds(world, age
     try:  # stand for elapsed time: wait till moves close
         with store.engine.begin() as conn:
             conn.execute(update(deployments_table).where(deployments_table.c.id == deployment_id)
-                         .values(wait_till=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)))
+                         .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)))
     finally:
         store.dispose()
     d = wait_status(server, "unsuccessful", timeout=30)  # ended by the tracking sensor's trigger at wait till

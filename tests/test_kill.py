@@ -99,8 +99,8 @@ def world(tmp_path_factory):
     })
     agents: list[AgentProcess] = []
 
-    def agent(**env: str) -> AgentProcess:
-        a = AgentProcess(server, "cloud", token, root / f"agent-{len(agents) + 1}.log", extra_env=env)
+    def agent(command: list[str] | None = None) -> AgentProcess:
+        a = AgentProcess(server, "cloud", token, root / f"agent-{len(agents) + 1}.log", command=command)
         agents.append(a)
         return a
 
@@ -358,7 +358,7 @@ def live_file(world) -> Path:
 @pytest.mark.reliability("Faults", "The agent is killed in the middle of a deployment")
 def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
     """A new version is deployed through an agent that waits 3 s between carrying out each step and reporting it
-    (the test hook FLOWLINK_AGENT_STEP_DELAY). Once two steps are reported and it has switched the live file
+    (tests/slow_agent.py). Once two steps are reported and it has switched the live file
     (installing carried out, not yet reported), the agent gets SIGKILL; a new agent is started. The deployment
     must end Successful with each step in the deployment log exactly once and in order, the restarted agent
     carrying out only the remaining steps, the live file the new version with its checksum and the backup the
@@ -372,7 +372,7 @@ def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
     new = publish.read_artifact(world["root"] / "flowlink" / "published" / WF / f"{WF}-v{version:04d}.json")
     assert new.version == version > before.version
 
-    slow = world["agent"](FLOWLINK_AGENT_STEP_DELAY="3")
+    slow = world["agent"]([str(world["server"].bin_dir / "python"), "-m", "tests.slow_agent", "3"])
     deploy_out = server.flowlink("deploy", WF).stdout
     deployment_id = int(deploy_out.split()[1].rstrip(":"))
     wait_for("two steps reported", lambda: "downloading stylesheets done" in slow.output(), timeout=120, every=0.1)

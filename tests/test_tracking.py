@@ -7,11 +7,12 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import update
-from flowlink_airflow.triggers.deployment import DeploymentTrigger
 
 from flowlink import deployments, publish
+from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction
 from flowlink.store import Store
 from flowlink.store.tables import deployments as table
+from flowlink_airflow.triggers.deployment import DeploymentTrigger
 from tests.airflow_helpers import REPO
 
 
@@ -42,7 +43,7 @@ def test_serialize_round_trips():
 
 def test_ends_successful_when_the_agent_reports_the_last_step(pending):
     store, d = pending
-    for step in deployments.STEPS["deploy"]:
+    for step in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]:
         deployments.report_step(store, "cloud", d["id"], step, "done")
     assert first_event(DeploymentTrigger(d["id"], 0.1)) == {"status": "successful", "message": "every step reported by the agent"}
 
@@ -51,9 +52,9 @@ def test_ends_itself_at_wait_till_even_when_it_moves_closer(pending):
     store, d = pending
     with store.engine.begin() as conn:
         conn.execute(update(table).where(table.c.id == d["id"])
-                     .values(wait_till=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)))
+                     .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)))
     event = first_event(DeploymentTrigger(d["id"], 5.0))  # a long poll: the deadline still ends it on time
-    assert event == {"status": "timeout", "remaining": deployments.STEPS["deploy"]}
+    assert event == {"status": "timeout", "remaining": list(DEPLOYMENT_STEPS[DeploymentAction.DEPLOY])}
 
 
 def test_reports_a_failed_step(pending):

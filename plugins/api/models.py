@@ -128,3 +128,7 @@ class AgentToken(_Response):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class NotPendingBody(ErrorBody):
+    status: Literal["successful", "unsuccessful"] = Field(description="how the deployment ended")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from flowlink.states import DeploymentStatus
+
+if TYPE_CHECKING:
+    from flowlink.deployments import Progress
+    from flowlink.store import Store
 
 # The store (SQLAlchemy) is imported where it is used: a DAG file importing this sensor parses fast.
 
@@ -38,20 +45,21 @@ class DeploymentSensor(BaseSensorOperator):
         finally:
             store.dispose()
 
-    def _settle(self, store, d: dict) -> bool:
+    def _settle(self, store: Store, d: Progress) -> bool:
         """True once the deployment has ended (and is Successful); raises if it ended Unsuccessful."""
         from flowlink import deployments
         from flowlink.store.db import utcnow
 
-        if d["status"] == "pending" and not d["remaining"]:
-            d = deployments.complete(store, d["id"])
-        elif d["status"] == "pending" and utcnow() >= d["wait_till"]:
+        if d["status"] == DeploymentStatus.PENDING and not d["remaining"]:
+            deployments.complete(store, d["id"])
+            d = deployments.progress(store, d["id"])
+        elif d["status"] == DeploymentStatus.PENDING and utcnow() >= d["wait_till"]:
             deployments.expire_if_due(store, d["id"])
-            d = deployments.get(store, d["id"])
-        if d["status"] == "successful":
+            d = deployments.progress(store, d["id"])
+        if d["status"] == DeploymentStatus.SUCCESSFUL:
             self.log.info("deployment %s: %s of %s v%s to %s is Successful", d["id"], d["action"], d["workflow"], d["version"], d["environment"])
             return True
-        if d["status"] == "unsuccessful":
+        if d["status"] == DeploymentStatus.UNSUCCESSFUL:
             from flowlink import alerts
 
             alerts.deployment_unsuccessful(store, d)  # once per deployment and channel; never raises
@@ -62,11 +70,10 @@ class DeploymentSensor(BaseSensorOperator):
     def execute(self, context):
         if self.poke(context):
             return
-        from flowlink_airflow.triggers.deployment import DeploymentTrigger
-
         from flowlink import deployments
         from flowlink.store import Store
         from flowlink.store.db import utcnow
+        from flowlink_airflow.triggers.deployment import DeploymentTrigger
 
         store = Store.open()
         try:

@@ -13,6 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
 from flowlink import deployments
+from flowlink.states import DeploymentStatus
 from flowlink.store import Store
 from flowlink.store.db import utcnow
 
@@ -32,7 +33,7 @@ class DeploymentTrigger(BaseTrigger):
             store = await sync_to_async(Store.open)()
             while True:
                 d = await sync_to_async(deployments.progress)(store, self.deployment_id)
-                if d["status"] != "pending":
+                if d["status"] != DeploymentStatus.PENDING:
                     yield TriggerEvent({"status": d["status"], "message": d["message"]})
                     return
                 if not d["remaining"]:
