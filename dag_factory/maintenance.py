@@ -15,13 +15,13 @@ with DAG(
     dag_id="flowlink_maintenance",
     description="Daily retention purge of Flowlink snapshots, Success bucket rows and feeds",
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     is_paused_upon_creation=False,
     max_active_runs=1,
     tags=["flowlink"],
     doc_md=__doc__,
-):
+) as dag:
 
     @task(retries=1, retry_delay=dt.timedelta(minutes=10))
     def purge() -> dict:

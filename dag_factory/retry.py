@@ -16,15 +16,19 @@ Trigger with conf {"force": true} to retry now, whatever hourly/daily says (the 
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+
+if TYPE_CHECKING:
+    from flowlink.retry import PlannedRetry
 
 with DAG(
     dag_id="flowlink_retry",
     description="Retries the Failed records of every live Flowlink workflow, as runs limited to them",
     schedule="@hourly",
-    start_date=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     is_paused_upon_creation=False,
     max_active_runs=1,
@@ -34,10 +38,10 @@ with DAG(
     tags=["flowlink"],
     params={"force": Param(False, type="boolean", description="retry now, whatever hourly/daily says")},
     doc_md=__doc__,
-):
+) as dag:
 
     @task
-    def select() -> list[dict]:
+    def select() -> list[PlannedRetry]:
         """Record a retry request per touchpoint with eligible records; what to trigger."""
         from flowlink import retry
         from flowlink.store import Store
@@ -50,14 +54,14 @@ with DAG(
             store.dispose()
 
     @task
-    def arguments(planned: list[dict]) -> list[dict]:
+    def arguments(planned: list[PlannedRetry]) -> list[dict[str, Any]]:
         """One TriggerDagRunOperator per planned retry run."""
         from flowlink import retry
 
         return retry.trigger_kwargs(planned)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def started(planned: list[dict]) -> int:
+    def started(planned: list[PlannedRetry]) -> int:
         """Note each started run on its request; take back the requests whose run could not be started."""
         from flowlink import retry
         from flowlink.errors import FlowlinkError
@@ -75,7 +79,7 @@ with DAG(
                 f"{p['workflow']}.{p['touchpoint']} (resync #{p['resync_id']}, taken back)" for p in failed))
         return len(triggered)
 
-    planned = select()
+    planned = cast("list[PlannedRetry]", select())  # an XComArg: each task gets the list itself when it runs
     triggers = TriggerDagRunOperator.partial(
         task_id="trigger", logical_date=None, wait_for_completion=False, openlineage_inject_parent_info=False,
     ).expand_kwargs(arguments(planned))

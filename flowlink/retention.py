@@ -28,27 +28,25 @@ Watermarks, resync requests, environments and deployments are not touched.
 * a feeds entry (tag ``retention``) is written at the start, with what is planned, and at the end, with what
   went (or why it stopped).
 
-No Airflow here: the maintenance DAG (dags/flowlink_maintenance.py) and ``flowlink purge`` call these.
+No Airflow here: the maintenance DAG (flowlink_airflow.dag_factory.maintenance) and ``flowlink purge`` call these.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
-
-from sqlalchemy import func, select
+from typing import Any, NotRequired, TypedDict
 
 from flowlink import settings, staging
 from flowlink.errors import FlowlinkError
-from flowlink.store import feeds as feeds_log
+from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.db import Store, utcnow
-from flowlink.store.tables import bucket, data_log, feeds, steps
 
 TAG = "retention"
 KINDS = ("snapshots", "steps", "data_log", "files", "folders", "bucket", "feeds")
@@ -59,7 +57,18 @@ ROWS = 10_000  # steps + data-log rows per snapshot transaction (one run always 
 log = logging.getLogger(__name__)
 
 
-def _check_days(days) -> int:
+class Result(TypedDict):
+    """What a purge removed, or what plan() would: the counts of each kind (KINDS), in all and per workflow (each
+    {"workflow": name or None, kind: n, ...}; None: feeds of no workflow); a purge adds "seconds"."""
+
+    days: int
+    cutoff: dt.datetime
+    total: dict[str, int]
+    workflows: list[dict[str, Any]]
+    seconds: NotRequired[float]
+
+
+def _check_days(days: Any) -> int:
     return settings.check_retention_days(days, "the retention period")
 
 
@@ -74,7 +83,7 @@ def cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:
 class _Counts:
     """kind -> number, per workflow (None: feeds of no workflow)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.by_workflow: dict[str | None, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
 
     def add(self, workflow: str | None, kind: str, n: int) -> None:
@@ -84,61 +93,23 @@ class _Counts:
     def total(self) -> dict[str, int]:
         return {k: sum(c[k] for c in self.by_workflow.values()) for k in KINDS}
 
-    def result(self, days: int, cut: dt.datetime, **extra) -> dict:
+    def result(self, days: int, cut: dt.datetime, seconds: float | None = None) -> Result:
         order = sorted(self.by_workflow, key=lambda w: (w is None, w or ""))
-        return {"days": days, "cutoff": cut, **extra, "total": self.total(),
-                "workflows": [{"workflow": w, **self.by_workflow[w]} for w in order]}
-
-
-# ------------------------------------------------------------------ what is old
-
-
-def _old_runs_query(cut: dt.datetime):
-    last = func.max(func.coalesce(steps.c.ended_at, steps.c.started_at))
-    return (select(steps.c.workflow, steps.c.run_id, func.count().label("steps"))
-            .group_by(steps.c.workflow, steps.c.run_id).having(last < cut))
-
-
-def _old_runs(conn, cut: dt.datetime) -> dict[tuple[str, str], dict]:
-    """(workflow, run_id) -> {"steps": n, "data_log": n} of every snapshot older than the cut-off."""
-    old = _old_runs_query(cut).subquery()
-    runs = {(w, r): {"steps": n, "data_log": 0} for w, r, n in conn.execute(select(old))}
-    logged = (select(data_log.c.workflow, data_log.c.run_id, func.count())
-              .join(old, (data_log.c.workflow == old.c.workflow) & (data_log.c.run_id == old.c.run_id))
-              .group_by(data_log.c.workflow, data_log.c.run_id))
-    for w, r, n in conn.execute(logged):
-        runs[w, r]["data_log"] = n
-    return runs
-
-
-def _listed_files(conn, workflow: str, run_ids: list[str]) -> dict[str, set[str]]:
-    """run_id -> the batch files its steps list."""
-    out: dict[str, set[str]] = defaultdict(set)
-    q = select(steps.c.run_id, steps.c.files).where(steps.c.workflow == workflow, steps.c.run_id.in_(run_ids))
-    for run_id, files in conn.execute(q):
-        try:
-            out[run_id].update(n for n in json.loads(files or "[]") if isinstance(n, str))
-        except ValueError:  # a damaged list: the run folder still goes
-            pass
-    return out
-
-
-def _per_workflow(conn, query) -> dict[str | None, int]:
-    return dict(conn.execute(query).all())
-
-
-def _bucket_where(cut: dt.datetime):
-    return (bucket.c.status == "success", bucket.c.updated_at < cut)
+        result = Result(days=days, cutoff=cut, total=self.total(),
+                        workflows=[{"workflow": w, **self.by_workflow[w]} for w in order])
+        if seconds is not None:
+            result["seconds"] = seconds
+        return result
 
 
 # ------------------------------------------------------------------ staged files
 
 
-def _is_local(path) -> bool:
+def _is_local(path: Any) -> bool:
     return isinstance(path, Path)
 
 
-def _inside(path, root) -> bool:
+def _inside(path: Any, root: Any) -> bool:
     """Whether a listed file lies in the staging folder (symlinks and .. resolved): nothing else is ever removed."""
     if _is_local(path) != _is_local(root):
         return False
@@ -147,19 +118,19 @@ def _inside(path, root) -> bool:
     return str(path).startswith(str(root).rstrip("/") + "/") and "/../" not in str(path) + "/"
 
 
-def _key(path) -> str:
+def _key(path: Any) -> str:
     """One name per file, however its folder was spelled (a link to it stays a file of its own)."""
     if _is_local(path):
         return os.path.join(os.path.realpath(path.parent), path.name)
     return str(path)
 
 
-def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object | None]:
+def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list[Any], Any | None]:
     """A snapshot's batch files that exist (the listed ones in the staging folder, everything in its run folder),
     and its run folder if it exists."""
     root = settings.staging_dir()
     folder = staging.run_folder(workflow, run_id)
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     for name in sorted(listed):
         path = staging.as_path(name)
         try:
@@ -185,7 +156,7 @@ def _staged(workflow: str, run_id: str, listed: set[str]) -> tuple[list, object 
     return list(found.values()), folder
 
 
-def _remove(files: list, folder) -> tuple[int, int]:
+def _remove(files: list[Any], folder: Any | None) -> tuple[int, int]:
     """Remove the files, then the run folder; returns how many of each went. A missing one is fine; one that cannot
     be removed (permissions, ...) is logged and left, and the purge goes on (its rows are gone already)."""
     removed = 0
@@ -215,32 +186,28 @@ def _remove(files: list, folder) -> tuple[int, int]:
 # ------------------------------------------------------------------ plan and purge
 
 
-def plan(store: Store, older_than_days: int, now: dt.datetime | None = None) -> dict:
+def plan(store: Store, older_than_days: int, now: dt.datetime | None = None) -> Result:
     """What a purge would remove, changing nothing: {"days", "cutoff", "total": {kind: n},
     "workflows": [{"workflow", kind: n, ...}]} with the kinds snapshots, steps, data_log (rows), files and
     folders (the staged batch files and run folders that exist), bucket (Success rows) and feeds."""
     days = _check_days(older_than_days)
     cut = cutoff(days, now)
     counts = _Counts()
-    with store.engine.connect() as conn:
-        runs = _old_runs(conn, cut)
-        by_workflow: dict[str, list[str]] = defaultdict(list)
-        for (w, r), n in runs.items():
-            counts.add(w, "snapshots", 1)
-            counts.add(w, "steps", n["steps"])
-            counts.add(w, "data_log", n["data_log"])
-            by_workflow[w].append(r)
-        listed: dict[tuple[str, str], set[str]] = {}
-        for w, run_ids in by_workflow.items():
-            for i in range(0, len(run_ids), BATCH):
-                for r, names in _listed_files(conn, w, run_ids[i:i + BATCH]).items():
-                    listed[w, r] = names
-        for w, n in _per_workflow(conn, select(bucket.c.workflow, func.count()).where(*_bucket_where(cut))
-                                  .group_by(bucket.c.workflow)).items():
-            counts.add(w, "bucket", n)
-        for w, n in _per_workflow(conn, select(feeds.c.workflow, func.count()).where(feeds.c.at < cut)
-                                  .group_by(feeds.c.workflow)).items():
-            counts.add(w, "feeds", n)
+    runs = snapshots.old_runs(store, cut)
+    by_workflow: dict[str, list[str]] = defaultdict(list)
+    for (w, r), (steps, logged) in runs.items():
+        counts.add(w, "snapshots", 1)
+        counts.add(w, "steps", steps)
+        counts.add(w, "data_log", logged)
+        by_workflow[w].append(r)
+    listed: dict[tuple[str, str], set[str]] = {}
+    for w, run_ids in by_workflow.items():
+        for r, names in snapshots.listed_files(store, w, run_ids).items():
+            listed[w, r] = names
+    for w, n in bucket.old_success_counts(store, cut).items():
+        counts.add(w, "bucket", n)
+    for fw, n in feeds.old_counts(store, cut).items():
+        counts.add(fw, "feeds", n)
     for w, r in runs:
         files, folder = _staged(w, r, listed.get((w, r), set()))
         counts.add(w, "files", len(files))
@@ -255,12 +222,12 @@ def summary(total: dict[str, int]) -> str:
             f"{total['bucket']:,} Success bucket rows, {total['feeds']:,} feeds entries")
 
 
-def _snapshot_batches(runs: dict[tuple[str, str], dict]):
+def _snapshot_batches(runs: dict[tuple[str, str], tuple[int, int]]) -> Iterator[tuple[str, list[str]]]:
     """Runs in transactions of one workflow each, at most BATCH runs and ROWS rows (a larger run alone)."""
     batch: list[str] = []
-    workflow, rows = None, 0
-    for (w, r), n in sorted(runs.items()):
-        size = n["steps"] + n["data_log"]
+    workflow, rows = "", 0
+    for (w, r), (steps, logged) in sorted(runs.items()):
+        size = steps + logged
         if batch and (w != workflow or len(batch) >= BATCH or rows + size > ROWS):
             yield workflow, batch
             batch, rows = [], 0
@@ -272,71 +239,51 @@ def _snapshot_batches(runs: dict[tuple[str, str], dict]):
 
 
 def _purge_snapshots(store: Store, cut: dt.datetime, counts: _Counts) -> None:
-    with store.engine.connect() as conn:
-        runs = _old_runs(conn, cut)
-    for workflow, run_ids in _snapshot_batches(runs):
-        with store.engine.begin() as conn:
-            still_old = list(conn.execute(
-                select(steps.c.run_id).where(steps.c.workflow == workflow, steps.c.run_id.in_(run_ids))
-                .group_by(steps.c.run_id).having(func.max(func.coalesce(steps.c.ended_at, steps.c.started_at)) < cut)
-            ).scalars())
-            if not still_old:
-                continue
-            listed = _listed_files(conn, workflow, still_old)
-            logged = conn.execute(data_log.delete().where(data_log.c.workflow == workflow,
-                                                          data_log.c.run_id.in_(still_old))).rowcount
-            gone = conn.execute(steps.delete().where(steps.c.workflow == workflow, steps.c.run_id.in_(still_old))).rowcount
-        counts.add(workflow, "snapshots", len(still_old))
-        counts.add(workflow, "steps", gone)
-        counts.add(workflow, "data_log", logged)
-        for run_id in still_old:  # the rows are committed: now the files
-            files, folder = _staged(workflow, run_id, listed.get(run_id, set()))
+    for workflow, run_ids in _snapshot_batches(snapshots.old_runs(store, cut)):
+        gone = snapshots.delete_old_runs(store, workflow, run_ids, cut)
+        counts.add(workflow, "snapshots", len(gone.run_ids))
+        counts.add(workflow, "steps", gone.steps)
+        counts.add(workflow, "data_log", gone.data_log)
+        for run_id in gone.run_ids:  # the rows are committed: now the files
+            files, folder = _staged(workflow, run_id, gone.files.get(run_id, set()))
             removed, folders = _remove(files, folder)
             counts.add(workflow, "files", removed)
             counts.add(workflow, "folders", folders)
 
 
-def _purge_rows(store: Store, table, where: tuple, counts: _Counts, kind: str) -> None:
-    """Delete the matching rows BATCH ids at a time, each batch in its own transaction, re-checking `where`."""
-    after = 0
-    while True:
-        with store.engine.begin() as conn:
-            found = conn.execute(select(table.c.id, table.c.workflow).where(*where, table.c.id > after)
-                                 .order_by(table.c.id).limit(BATCH)).all()
-            if not found:
-                return
-            after = found[-1][0]
-            ids: dict[str | None, list[int]] = defaultdict(list)
-            for id_, w in found:
-                ids[w].append(id_)
-            for w, chunk in ids.items():
-                counts.add(w, kind, conn.execute(table.delete().where(table.c.id.in_(chunk), *where)).rowcount)
+def _purge_rows(delete: Callable[[int], tuple[int | None, dict[str | None, int]]], counts: _Counts, kind: str) -> None:
+    """Delete BATCH rows at a time (``delete(after id)``, one transaction each) until none is left."""
+    after: int | None = 0
+    while after is not None:
+        after, gone = delete(after)
+        for w, n in gone.items():
+            counts.add(w, kind, n)
 
 
-def purge(store: Store, days: int, now: dt.datetime | None = None) -> dict:
+def purge(store: Store, days: int, now: dt.datetime | None = None) -> Result:
     """Remove what plan() shows (the same cut-off), in bounded transactions; returns what went, as plan() does,
     with "seconds". Writes a feeds entry (tag retention) at the start and at the end."""
     days = _check_days(days)
     cut = cutoff(days, now)
     planned = plan(store, days, now)
-    when = f"older than {days} days (before {cut.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+    when = f"older than {days} days (before {cut.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC)"
     # this entry is not purged, even when a `now` ahead makes it old
-    start_id = feeds_log.add(store, TAG, f"purge started: {when}: {summary(planned['total'])} to go")
+    start_id = feeds.add(store, TAG, f"purge started: {when}: {summary(planned['total'])} to go")
     counts = _Counts()
     started = time.perf_counter()
     try:
         _purge_snapshots(store, cut, counts)
-        _purge_rows(store, bucket, _bucket_where(cut), counts, "bucket")
-        _purge_rows(store, feeds, (feeds.c.at < cut, feeds.c.id != start_id), counts, "feeds")
+        _purge_rows(lambda after: bucket.delete_old_success(store, cut, after=after, limit=BATCH), counts, "bucket")
+        _purge_rows(lambda after: feeds.delete_old(store, cut, keep=start_id, after=after, limit=BATCH), counts, "feeds")
     except Exception as exc:
-        feeds_log.add(store, TAG, f"purge stopped: {when}: {exc}; gone so far: {summary(counts.total())}")
+        feeds.add(store, TAG, f"purge stopped: {when}: {exc}; gone so far: {summary(counts.total())}")
         raise
     seconds = round(time.perf_counter() - started, 3)
-    feeds_log.add(store, TAG, f"purge ended: {when}: {summary(counts.total())} removed in {seconds:.1f} s")
-    return counts.result(days, cut, seconds=seconds)
+    feeds.add(store, TAG, f"purge ended: {when}: {summary(counts.total())} removed in {seconds:.1f} s")
+    return counts.result(days, cut, seconds)
 
 
-def table(result: dict) -> tuple[list[str], list[list]]:
+def table(result: Result) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows (per workflow, then the total) for showing a plan or a purge."""
     columns = ["workflow", *(LABELS[k] for k in KINDS)]
     rows = [[w["workflow"] or "(no workflow)", *(w[k] for k in KINDS)] for w in result["workflows"]]

@@ -1,4 +1,5 @@
-"""Automatic retry of Failed records. No Airflow here: dags/flowlink_retry.py calls `plan` and starts the runs.
+"""Automatic retry of Failed records. No Airflow here: the retry DAG (flowlink_airflow.dag_factory.retry) calls
+`plan` and starts the runs.
 
 Settings come from the environment the workflow is live in (`flowlink env set NAME --retry-...`; a workflow in
 the live folder's root uses the primary environment), each overridable by the spec's `retry:` section:
@@ -20,18 +21,19 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy import func, select
+from typing import Any, TypedDict
 
 from flowlink import publish, settings
 from flowlink.errors import plural
-from flowlink.store import Store
+from flowlink.states import RecordStatus, ResyncKind, Step, StepStatus
+from flowlink.store import Store, bucket, snapshots, state
+from flowlink.store.bucket import FailedRow
 from flowlink.store.db import utcnow
-from flowlink.store.tables import bucket, environments, resyncs, steps
+from flowlink.store.state import Resync
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"max_tries": 4, "wait_minutes": 60, "batch_size": 500, "every": "hourly"}
+DEFAULTS: dict[str, Any] = {"max_tries": 4, "wait_minutes": 60, "batch_size": 500, "every": "hourly"}
 PERIOD = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1)}
 # The retry DAG runs hourly and a pass takes a moment: a pass is due this much before a full period has passed,
 # so "daily" stays at about the same hour instead of slipping an hour every day.
@@ -60,6 +62,23 @@ class Policy:
         return dt.timedelta(minutes=self.wait_minutes)
 
 
+class PlannedRetry(TypedDict):
+    """A retry run to start: the resync request recorded for it, its run id and conf (an XCom of the retry DAG)."""
+
+    workflow: str
+    touchpoint: str
+    resync_id: int
+    run_id: str
+    count: int  # records chosen
+    conf: dict[str, Any]  # {"resync_id": N, "retry": True}
+
+
+class ExhaustedRecord(FailedRow):
+    """A Failed record at its workflow's maximum tries."""
+
+    max_tries: int
+
+
 # ------------------------------------------------------------------ settings
 
 def _live(workflow: str) -> tuple[publish.Artifact | None, str | None]:
@@ -75,15 +94,7 @@ def _environment_of(path: Path) -> str | None:
     return path.parent.name if path.parent.resolve() != folder.resolve() else None
 
 
-def _environment_row(store: Store, name: str | None) -> dict | None:
-    q = select(environments)
-    q = q.where(environments.c.name == name) if name else q.where(environments.c.is_primary.is_(True))
-    with store.engine.connect() as conn:
-        row = conn.execute(q).first()
-    return dict(row._mapping) if row else None
-
-
-def _spec_retry(spec: dict | None) -> dict:
+def _spec_retry(spec: dict[str, Any] | None) -> dict[str, Any]:
     section = (spec or {}).get("retry") or {}
     return {k: v for k, v in section.items() if k in DEFAULTS and v is not None}
 
@@ -92,6 +103,7 @@ def policy(store: Store, workflow: str | publish.Artifact, environment: str | No
     """The effective retry settings of a workflow: its environment's (the one it is live in, else the primary),
     overridden key by key by the spec's `retry:` section. A workflow that is not live uses its latest published
     spec, if any."""
+    art: publish.Artifact | None
     if isinstance(workflow, publish.Artifact):
         art, env_name = workflow, environment or _environment_of(workflow.path)
     else:
@@ -100,16 +112,16 @@ def policy(store: Store, workflow: str | publish.Artifact, environment: str | No
         if art is None:
             try:
                 art = publish.published(workflow)
-            except Exception:  # noqa: BLE001 - never published: the environment's settings alone
+            except Exception:  # never published: the environment's settings alone
                 art = None
-    env = _environment_row(store, env_name)
+    env = state.retry_settings(store, env_name)
     values = dict(DEFAULTS)
     if env is not None:
-        values.update(max_tries=env["retry_max_tries"], wait_minutes=env["retry_wait_minutes"],
-                      batch_size=env["retry_batch_size"], every=env["retry_every"])
+        values.update(max_tries=env["max_tries"], wait_minutes=env["wait_minutes"], batch_size=env["batch_size"],
+                      every=env["every"])
     own = _spec_retry(art.spec if art else None)
     values.update(own)
-    return Policy(**values, environment=env["name"] if env else None, from_spec=tuple(sorted(own)),
+    return Policy(**values, environment=env["environment"] if env else None, from_spec=tuple(sorted(own)),
                   last_retry_at=env["last_retry_at"] if env else None)
 
 
@@ -118,17 +130,11 @@ def _due(every: str, last: dt.datetime | None, now: dt.datetime) -> bool:
     return last is None or now - last >= PERIOD[every] - SLACK
 
 
-def _last_retry_of(store: Store, workflow: str) -> dt.datetime | None:
-    q = select(func.max(resyncs.c.requested_at)).where(resyncs.c.workflow == workflow, resyncs.c.kind == "retry")
-    with store.engine.connect() as conn:
-        return conn.execute(q).scalar()
-
-
 def workflow_due(store: Store, workflow: str, pol: Policy, now: dt.datetime | None = None) -> bool:
     """Due by the environment's pass, or, when the spec sets its own `every`, by the workflow's last retry."""
     now = now or utcnow()
     if "every" in pol.from_spec:
-        return _due(pol.every, _last_retry_of(store, workflow), now)
+        return _due(pol.every, state.last_request(store, workflow, ResyncKind.RETRY), now)
     return _due(pol.every, pol.last_retry_at, now)
 
 
@@ -138,52 +144,35 @@ def eligible(store: Store, workflow: str, touchpoint: str, pol: Policy, now: dt.
     """Source ids a retry would send now: Failed, fewer tries than the maximum, their last try at least the wait
     ago; oldest failures first, at most the batch size."""
     now = now or utcnow()
-    q = (select(bucket.c.source_id)
-         .where(bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint, bucket.c.status == "failed",
-                bucket.c.tries < pol.max_tries, bucket.c.updated_at <= now - pol.wait)
-         .order_by(bucket.c.updated_at, bucket.c.id).limit(pol.batch_size))
-    with store.engine.connect() as conn:
-        return list(conn.execute(q).scalars())
+    return bucket.failed_ready(store, workflow, touchpoint, below_tries=pol.max_tries, tried_before=now - pol.wait,
+                               limit=pol.batch_size)
 
 
-def exhausted(store: Store, workflow: str | None = None) -> list[dict]:
+def exhausted(store: Store, workflow: str | None = None) -> list[ExhaustedRecord]:
     """Records that stay Failed because they reached their workflow's maximum tries (for the alerts): workflow,
     touchpoint, source_id, tries, max_tries, message, updated_at; by workflow, touchpoint, oldest first."""
-    if workflow is None:
-        q = select(bucket.c.workflow).where(bucket.c.status == "failed").group_by(bucket.c.workflow)
-        with store.engine.connect() as conn:
-            names = sorted(conn.execute(q).scalars())
-    else:
-        names = [workflow]
-    out: list[dict] = []
+    names = bucket.workflows_with(store, RecordStatus.FAILED) if workflow is None else [workflow]
+    out: list[ExhaustedRecord] = []
     for name in names:
         limit = policy(store, name).max_tries
-        q = (select(bucket.c.workflow, bucket.c.touchpoint, bucket.c.source_id, bucket.c.tries, bucket.c.message,
-                    bucket.c.updated_at)
-             .where(bucket.c.workflow == name, bucket.c.status == "failed", bucket.c.tries >= limit)
-             .order_by(bucket.c.touchpoint, bucket.c.updated_at, bucket.c.id))
-        with store.engine.connect() as conn:
-            out += [{**r._mapping, "max_tries": limit} for r in conn.execute(q)]
+        out += [ExhaustedRecord(**r, max_tries=limit) for r in bucket.failed_at_tries(store, name, limit)]
     return out
 
 
-def open_request(store: Store, workflow: str, touchpoint: str, now: dt.datetime | None = None) -> dict | None:
+def open_request(store: Store, workflow: str, touchpoint: str, now: dt.datetime | None = None) -> Resync | None:
     """A resync request (retry or manual) of the touchpoint whose run has not finished the touchpoint yet:
     queued (no step recorded), or still running. Its records must not be chosen again meanwhile."""
     now = now or utcnow()
-    q = (select(resyncs).where(resyncs.c.workflow == workflow, resyncs.c.touchpoint == touchpoint,
-                               resyncs.c.requested_at >= now - OPEN_FOR).order_by(resyncs.c.id.desc()))
-    with store.engine.connect() as conn:
-        for req in conn.execute(q).all():
-            if req.run_id is None:
-                if req.requested_at >= now - TRIGGER_GRACE:
-                    return dict(req._mapping)
-                continue
-            ran = conn.execute(select(steps.c.step, steps.c.status, steps.c.ended_at).where(
-                steps.c.workflow == workflow, steps.c.run_id == req.run_id, steps.c.touchpoint == touchpoint)).all()
-            finished = any(s.status == "failed" for s in ran) or any(s.step == "load" and s.ended_at for s in ran)
-            if not finished:
-                return dict(req._mapping)
+    for req in state.resyncs_since(store, workflow, touchpoint, now - OPEN_FOR):
+        if req["run_id"] is None:
+            if req["requested_at"] >= now - TRIGGER_GRACE:
+                return req
+            continue
+        ran = snapshots.run_steps(store, workflow, req["run_id"], touchpoint)
+        finished = (any(s["status"] == StepStatus.FAILED for s in ran)
+                    or any(s["step"] == Step.LOAD and s["ended_at"] for s in ran))
+        if not finished:
+            return req
     return None
 
 
@@ -191,25 +180,25 @@ def open_request(store: Store, workflow: str, touchpoint: str, now: dt.datetime 
 
 def run_id_for(resync_id: int, now: dt.datetime) -> str:
     """The Airflow run id of a retry run: tells retries apart in the Airflow UI."""
-    return f"retry__{now.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%S}+00:00__{resync_id}"
+    return f"retry__{now.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%S}+00:00__{resync_id}"
 
 
-def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -> list[dict]:
+def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -> list[PlannedRetry]:
     """One retry pass over every live workflow: for each touchpoint with eligible records, record a resync
     request of kind 'retry'. Returns what to trigger: [{"workflow", "touchpoint", "resync_id", "run_id",
     "count", "conf"}]. Environments whose pass was due get their last_retry_at set. `force`: ignore hourly/daily."""
-    from flowlink_airflow.dag_factory.graph import live_files
     from flowlink import actions, deployments
+    from flowlink.live import live_files
 
     now = now or utcnow()
-    planned: list[dict] = []
+    planned: list[PlannedRetry] = []
     passed: set[str] = set()
     folder = settings.live_dir()
     seen: set[str] = set()
     for path in live_files(folder):  # as the DAG factory reads them
         try:
             art = publish.read_artifact(path)
-        except Exception as exc:  # noqa: BLE001 - a broken live file is reported by the DAG factory
+        except Exception as exc:  # a broken live file is reported by the DAG factory
             log.warning("retry: skipped %s: %s", path, exc)
             continue
         workflow = art.workflow
@@ -236,25 +225,23 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
             ids = eligible(store, workflow, name, pol, now)
             if not ids:
                 continue
-            resync_id = actions.record_resync(store, workflow, name, ids, kind="retry")
-            planned.append({"workflow": workflow, "touchpoint": name, "resync_id": resync_id, "count": len(ids),
-                            "run_id": run_id_for(resync_id, now), "conf": {"resync_id": resync_id, "retry": True}})
+            resync_id = actions.record_resync(store, workflow, name, ids, kind=ResyncKind.RETRY)
+            planned.append(PlannedRetry(workflow=workflow, touchpoint=name, resync_id=resync_id, count=len(ids),
+                                        run_id=run_id_for(resync_id, now), conf={"resync_id": resync_id, "retry": True}))
             log.info("retry: %s.%s: resync #%d of %d failed records (max %d tries, wait %d min)", workflow, name,
                      resync_id, len(ids), pol.max_tries, pol.wait_minutes)
-    if passed:
-        with store.engine.begin() as conn:
-            conn.execute(environments.update().where(environments.c.name.in_(sorted(passed))).values(last_retry_at=now))
+    state.retry_passed(store, sorted(passed), now)
     return planned
 
 
-def trigger_kwargs(planned: list[dict]) -> list[dict]:
+def trigger_kwargs(planned: list[PlannedRetry]) -> list[dict[str, Any]]:
     """TriggerDagRunOperator arguments, one mapped task per planned retry run."""
     return [{"trigger_dag_id": p["workflow"], "trigger_run_id": p["run_id"], "conf": p["conf"],
              "note": f"automatic retry #{p['resync_id']}: {plural(p['count'], 'failed ' + p['touchpoint'] + ' record')}"}
             for p in planned]
 
 
-def settle(store: Store, planned: list[dict], triggered: list[str]) -> list[dict]:
+def settle(store: Store, planned: list[PlannedRetry], triggered: list[str]) -> list[PlannedRetry]:
     """After the triggers: note the run of each request that was started; take back the others (their records
     are chosen again by the next pass). Returns the requests whose run could not be started."""
     from flowlink import actions

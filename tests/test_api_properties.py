@@ -53,9 +53,8 @@ def api(tmp_path_factory, airflow_db):
         mp.setenv("FLOWLINK_HOME", str(home))
         mp.delenv("FLOWLINK_STORE_URL", raising=False)
         mp.delenv("FLOWLINK_STAGING_DIR", raising=False)
-        from flowlink_airflow.api import create_app
-
         from flowlink.store import Store
+        from flowlink_airflow.api import create_app
 
         store = Store.open()
         deployments.add_environment(store, "prod", "cloud")
@@ -250,8 +249,8 @@ def run_property(api, prefix: str, agent: bool, observe, what: str) -> None:
     for route in targets:  # each route its own run: none is left to chance
 
         @SETTINGS
-        @given(data=st.data())
-        def one(data):  # run at once, in this iteration
+        @given(data=st.data(), route=st.just(route))
+        def one(data, route):  # run at once, in this iteration
             reset(api)
             method, path, kwargs = data.draw(requests(route, api, agent), label="request")
             check(api.client.request(method, path, **kwargs), seen)
@@ -303,8 +302,8 @@ def test_raw_bodies_are_refused_clearly(api, observe):
     for route in targets:
 
         @SETTINGS
-        @given(data=st.data())
-        def one(data):  # run at once, in this iteration
+        @given(data=st.data(), route=st.just(route))
+        def one(data, route):  # run at once, in this iteration
             reset(api)
             path = route.path
             for p in route.params:

@@ -18,12 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from flowlink_airflow.api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
 from flowlink import cli, deployments, publish, staging
 from flowlink.recordxml import RecordWriter
+from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction
 from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
 from flowlink.store.tables import agent_tokens
+from flowlink_airflow.api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
 from tests.airflow_env import REPO
 
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
@@ -60,7 +61,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/agent/v1/deployments"): Case("/agent/v1/deployments", AGENT),
     ("GET", "/agent/v1/deployments/{deployment_id}/file"): Case("/agent/v1/deployments/{deployment}/file", AGENT),
     ("POST", "/agent/v1/deployments/{deployment_id}/steps"): Case(
-        "/agent/v1/deployments/{deployment}/steps", AGENT, {"step": deployments.STEPS["deploy"][0], "status": "done"}),
+        "/agent/v1/deployments/{deployment}/steps", AGENT, {"step": DEPLOYMENT_STEPS[DeploymentAction.DEPLOY][0], "status": "done"}),
     # user API
     ("GET", "/api/v1/environments"): Case("/api/v1/environments", LOGIN),
     ("PATCH", "/api/v1/environments/{name}"): Case("/api/v1/environments/prod", ADMIN, {"pending_timeout": 10}),
@@ -188,7 +189,7 @@ def test_anonymous_requests_are_refused_on_every_route(world, observe):
     Airflow login on the agent routes (neither counts for the other): agent routes answer 401, user API routes 401,
     pages redirect to Airflow's login coming back to the page; nothing changes and no data is in the answer."""
     statuses = {}
-    for (method, path), case in ROUTES.items():
+    for (_method, path), case in ROUTES.items():
         if case.needs == PUBLIC:
             assert send(world, case).status_code == 200
             continue
@@ -224,7 +225,7 @@ def test_each_role_gets_exactly_its_permissions_on_every_route(world, observe):
     refused = allowed = 0
     for role in ["viewer", "user", "outsider", "op", "admin"]:
         may = ROLE_MAY["user" if role == "outsider" else role]
-        for (method, path), case in ROUTES.items():
+        for (_method, path), case in ROUTES.items():
             if case.needs in (PUBLIC, AGENT):
                 continue
             r = send(world, case, as_role(world, role))
@@ -288,7 +289,7 @@ def test_a_token_of_another_environment_gets_nothing_of_this_one(world, observe)
     other = {"X-Agent-Token": world.tokens.test}
     deployment = world.pending["id"]
     calls = 0
-    for (method, path), case in ROUTES.items():
+    for (_method, path), case in ROUTES.items():
         if case.needs != AGENT:
             continue
         r = send(world, case, other)
@@ -327,7 +328,7 @@ def test_a_revoked_token_is_refused_at_once(world, observe, capsys):
 
     def refused_everywhere(token: str) -> None:
         nonlocal refused_calls
-        for (method, path), case in ROUTES.items():
+        for (_method, path), case in ROUTES.items():
             if case.needs == AGENT:
                 r = send(world, case, {"X-Agent-Token": token})
                 assert r.status_code == 403 and r.json() == {"detail": "unknown or revoked agent token"}, path

@@ -19,8 +19,10 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 import flowlink.store.bucket as bucket_module
-from flowlink import deployments, publish, runs, settings, staging
+from flowlink import airflow_adapter as runs
+from flowlink import deployments, publish, settings, staging
 from flowlink.recordxml import RecordWriter
+from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction
 from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
 from tests.airflow_env import REPO
@@ -28,7 +30,7 @@ from tests.airflow_env import REPO
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
 OTHER = "crm_to_erp"
-DEPLOY_STEPS = deployments.STEPS["deploy"]
+DEPLOY_STEPS = [s.value for s in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]]
 PAGES = ["/ui/environments", "/ui/deployments", "/ui/bucket", "/ui/snapshots", "/ui/feeds",
          f"/ui/snapshot?workflow={WF}&run_id=run-1", "/ui/bucket?workflow=erp_to_shop&status=failed&page=2"]
 
@@ -369,7 +371,7 @@ def test_deployments_buttons_follow_the_rules(user, store, envs, artifact, other
     doc = html(user.get("/ui/deployments"))
     assert "disabled" in button(doc, "undeploy", WF).attrs and "disabled" in button(doc, "deploy", WF).attrs
     assert button(doc, "deploy", WF).attrs["title"].startswith("deploy refused: a deployment of erp_to_shop")
-    for step in deployments.STEPS["undeploy"]:
+    for step in DEPLOYMENT_STEPS[DeploymentAction.UNDEPLOY]:
         deployments.report_step(store, "prod", undeploying["id"], step, "done")
     doc = html(user.get("/ui/deployments"))
     assert "undeploy successful" in rows(doc, "deployments")[0].text
@@ -458,7 +460,7 @@ def test_bucket_pages_through_100000_records(user, store, artifact):
 
 def test_bucket_filters_by_updated_at(user, store, artifact, monkeypatch):
     for day, ids in ((1, ["a", "b"]), (2, ["c"]), (3, ["d", "e", "f"])):
-        monkeypatch.setattr(bucket_module, "utcnow", lambda day=day: dt.datetime(2030, 5, day, 12, tzinfo=dt.timezone.utc))
+        monkeypatch.setattr(bucket_module, "utcnow", lambda day=day: dt.datetime(2030, 5, day, 12, tzinfo=dt.UTC))
         bucket.mark_unprocessed(store, WF, "customers", f"run-{day}", ids, resync=False)
 
     def shown(query):
@@ -469,7 +471,7 @@ def test_bucket_filters_by_updated_at(user, store, artifact, monkeypatch):
     assert shown("since=2030-05-02&until=2030-05-02") == ["c"]
     assert shown("since=2030-05-03T13:00") == []
     assert shown("since=2030-05-03T11:00&until=2030-05-03") == ["d", "e", "f"]
-    assert bucket.count(store, WF, since=dt.datetime(2030, 5, 2, tzinfo=dt.timezone.utc)) == 4
+    assert bucket.count(store, WF, since=dt.datetime(2030, 5, 2, tzinfo=dt.UTC)) == 4
 
 
 def test_bucket_resync_buttons(user, store, envs, artifact):
@@ -783,7 +785,7 @@ def test_download_serves_only_listed_batch_files(user, store, home, tmp_path_fac
 def test_feeds_newest_first_filtered_and_paged(user, store, monkeypatch):
     import flowlink.store.feeds as feeds_module
 
-    start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     for i in range(150):
         monkeypatch.setattr(feeds_module, "utcnow", lambda i=i: start + dt.timedelta(minutes=i))
         feeds.add(store, "publish" if i % 2 else "schedule", f"event {i}", WF if i % 3 else OTHER)

@@ -23,7 +23,7 @@ from tests.airflow_helpers import REPO, load_dags, run_dag
 
 WF, OTHER = "erp_to_shop", "crm_to_erp"
 DAYS = 15
-NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 CUT = NOW - dt.timedelta(days=DAYS)
 MINUTE = dt.timedelta(minutes=1)
 STEPS = ("extract", "transform", "load")
@@ -213,7 +213,7 @@ def test_start_and_end_are_written_to_the_feeds(store, home):
 def test_the_purges_own_start_entry_stays_when_everything_is_old(store, home):
     """A `now` far ahead makes every row old, including the feeds the purge itself writes as it starts."""
     seed(store, home, CUT)
-    done = retention.purge(store, 1, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3650))
+    done = retention.purge(store, 1, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=3650))
     assert done["total"]["snapshots"] == 8 and done["total"]["feeds"] == 7
     assert [e["message"].split(":")[0] for e in feeds.entries(store)] == ["purge ended", "purge started"]
     with store.engine.connect() as conn:
@@ -306,7 +306,7 @@ def test_retention_days_comes_from_the_environment_and_is_checked(monkeypatch, h
 
 def test_the_maintenance_dag_loads_and_a_real_run_purges(home, monkeypatch, airflow_db):
     monkeypatch.setenv("FLOWLINK_RETENTION_DAYS", "3")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cut = now - dt.timedelta(days=3)
     store = Store.open()
     try:
@@ -349,7 +349,7 @@ def flowlink(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_flowlink_purge_prints_what_goes_and_exits_right(home):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     store = Store.open()
     try:
         add_run(store, WF, "old", now - dt.timedelta(days=3, hours=1))

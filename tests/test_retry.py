@@ -338,9 +338,9 @@ def test_env_set_retry_settings_with_clear_errors(store, capsys):
 
 
 def test_snapshots_page_and_runs_mark_retries(home, store, app, auth_manager, capsys):
-    from fastapi.testclient import TestClient
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
 
     from flowlink import cli, publish
 

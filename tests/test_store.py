@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import itertools
 import subprocess
 import sys
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from flowlink.errors import FlowlinkError
+from flowlink.states import RecordStatus, ResyncKind, RunKind, Step, StepStatus
 from flowlink.store import Store, bucket, feeds, snapshots, state
 from flowlink.store.bucket import Outcome
 from flowlink.store.tables import metadata
@@ -109,6 +111,8 @@ def test_bucket_statuses_tries_and_destination_ids(store):
         Outcome("3", "skipped", message="unchanged"),
     ])
     rows = _bucket_rows(store)
+    assert [rows[i]["status"] for i in "123"] == [RecordStatus.SUCCESS, RecordStatus.FAILED, RecordStatus.SKIPPED]
+    assert {type(r["status"]) for r in rows.values()} == {RecordStatus}  # the enum, not the stored text
     assert (rows["1"]["status"], rows["1"]["destination_id"], rows["1"]["tries"], rows["1"]["message"]) == ("success", "D-1", 1, None)
     assert (rows["2"]["status"], rows["2"]["destination_id"], rows["2"]["tries"], rows["2"]["message"]) == ("failed", None, 1, "HTTP 500: boom")
     assert (rows["3"]["status"], rows["3"]["tries"], rows["3"]["message"]) == ("skipped", 1, "unchanged")
@@ -237,6 +241,7 @@ def test_snapshot_steps_runs_and_run_version(store):
     runs = snapshots.runs(store, WF)
     assert [r["run_id"] for r in runs] == ["run-c", "run-b", "run-a"]
     assert [(r["version"], r["failed_steps"], r["failed_records"]) for r in runs] == [(2, 0, 0), (2, 0, 0), (1, 1, 2)]
+    assert [r["kind"] for r in runs] == [RunKind.SYNC] * 3 and snapshots.run_kind(store, WF, "run-a") is RunKind.SYNC
     assert runs[0]["ended_at"] is None
     assert runs[2]["ended_at"] >= runs[2]["started_at"]
     assert [r["run_id"] for r in snapshots.runs(store, WF, limit=2)] == ["run-c", "run-b"]
@@ -252,6 +257,11 @@ def test_snapshot_steps_runs_and_run_version(store):
         ("customers", "load", "failed", 1, 10, 8, 2, [], "2 records failed"),
     ]
     assert all(s["ended_at"] is not None and s["ended_at"] >= s["started_at"] for s in snap["steps"])
+    assert [(type(s["step"]), type(s["status"])) for s in snap["steps"]] == [(Step, StepStatus)] * 3
+    assert {(type(d["step"]), type(d["status"])) for d in snap["data_log"]} == {(Step, RecordStatus)}
+    assert [s["step"] for s in snapshots.run_steps(store, WF, "run-a", "customers")] == [Step.EXTRACT, Step.TRANSFORM,
+                                                                                        Step.LOAD]
+    assert snapshots.run_steps(store, WF, "run-a", "orders") == []
     assert [(d["source_id"], d["status"], d["destination_id"], d["message"]) for d in snap["data_log"]] == [
         ("1", "success", "D1", None), ("2", "failed", None, "HTTP 422")]
     assert len(snapshots.snapshot(store, "run-a")["steps"]) == 4  # without a workflow: both workflows' run-a
@@ -274,12 +284,17 @@ def test_feeds_newest_first_and_filtered(store):
         feeds.add(store, tag, message, workflow)
     everything = feeds.entries(store)
     assert [(e["tag"], e["workflow"], e["message"]) for e in everything] == list(reversed(added))
-    assert all(a["at"] >= b["at"] for a, b in zip(everything, everything[1:]))
+    assert all(a["at"] >= b["at"] for a, b in itertools.pairwise(everything))
     assert [e["message"] for e in feeds.entries(store, workflow="wf_a")] == ["resync of 3 records", "wf_a scheduled: daily", "published wf_a v1"]
     assert [e["message"] for e in feeds.entries(store, tag="publish")] == ["published wf_b v1", "published wf_a v1"]
     assert [e["message"] for e in feeds.entries(store, workflow="wf_a", tag="publish")] == ["published wf_a v1"]
     assert [e["message"] for e in feeds.entries(store, limit=2)] == ["global note", "resync of 3 records"]
     assert feeds.entries(store, workflow="wf_c") == []
+    assert feeds.workflows(store) == {"wf_a", "wf_b"}
+    # a user who may not read wf_a: every other entry, those of no workflow included
+    assert [e["message"] for e in feeds.entries(store, hidden={"wf_a"})] == ["global note", "published wf_b v1"]
+    assert feeds.count(store, hidden={"wf_a"}) == 2 and feeds.count(store, hidden={"wf_a", "wf_b"}) == 1
+    assert feeds.count(store, tag="publish", hidden={"wf_b"}) == 1
 
     # on a caller's connection the entry belongs to the caller's transaction
     with pytest.raises(RuntimeError):
@@ -321,6 +336,17 @@ def test_resync_requests_round_trip(store):
     assert (got["id"], got["workflow"], got["touchpoint"], got["source_ids"], got["run_id"]) == (first, WF, "customers", ["3", "7", "11"], None)
     assert got["requested_at"] is not None
     assert state.resync(store, second)["source_ids"] == ["o-1"]
+    assert got["kind"] is ResyncKind.MANUAL
+    with store.engine.begin() as conn:
+        retry = state.create_resync(WF, "customers", ["7"], conn, kind=ResyncKind.RETRY)
+        state.attach_run(retry, "retry__1", conn)
+        with pytest.raises(FlowlinkError, match="resync kind must be manual or retry, got 'later'"):
+            state.create_resync(WF, "customers", ["7"], conn, kind="later")
+    assert state.resync_of_run(store, WF, "retry__1") == {**state.resync(store, retry), "kind": ResyncKind.RETRY}
+    assert state.resync_of_run(store, WF, "no-such-run") is None
+    assert [r["id"] for r in state.resyncs_since(store, WF, "customers", got["requested_at"])] == [retry, first]
+    assert state.last_request(store, WF, ResyncKind.RETRY) == state.resync(store, retry)["requested_at"]
+    assert state.last_request(store, "other_flow", ResyncKind.RETRY) is None
 
     with pytest.raises(RuntimeError):  # a request made in a failed transaction does not exist
         with store.engine.begin() as conn:

@@ -76,7 +76,7 @@ def pages_client():
 
 @pytest.mark.reliability("Bad input", "A run that fails before reading a record: wrong connection id, missing table, "
                                       "REST endpoint answering 404, wrong password")
-def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world, pg_url, tmp_path, monkeypatch,
+def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world, pg_url, tmp_path, monkeypatch,  # noqa: F811
                                                                            observe):
     """Five real runs of the example's customers touchpoint, each with one mistake: the source connection named
     acc_erpp (not defined in Airflow); the customers table named customerz; a REST source whose endpoint /customerz
@@ -123,7 +123,7 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
 
     listed = {r["run_id"] for r in json.loads(cli("runs", WF, "--json"))}
     assert {run_id for run_id, _ in failed.values()} <= listed
-    for name, (run_id, reason) in failed.items():
+    for run_id, reason in failed.values():
         shown = cli("snapshot", run_id, "--workflow", WF)
         assert "customers" in shown and "extract" in shown and "failed" in shown, shown
         snap = json.loads(cli("snapshot", run_id, "--workflow", WF, "--json"))

@@ -15,13 +15,16 @@ import fcntl
 import functools
 import logging
 import time
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -40,7 +43,7 @@ class StoreUnavailable(FlowlinkError):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _alembic_config() -> Config:
@@ -50,7 +53,7 @@ def _alembic_config() -> Config:
 
 
 @functools.lru_cache(maxsize=1)
-def _head() -> str:
+def _head() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
@@ -117,7 +120,7 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _sqlite_lock(engine: Engine):
+def _sqlite_lock(engine: Engine) -> Iterator[None]:
     """An exclusive lock on <database file>.migrate-lock for a SQLite file store; nothing for other databases."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
@@ -149,7 +152,7 @@ class Store:
     def unavailable(self, error: BaseException) -> StoreUnavailable | None:
         """A StoreUnavailable naming this store (password hidden) and the driver's first line, if ``error`` says the
         store's server is unreachable or dropped the connection; else None."""
-        if not (isinstance(error, DBAPIError) and (error.connection_invalidated or _unreachable(error.orig))):
+        if not (isinstance(error, DBAPIError) and (error.connection_invalidated or (error.orig is not None and _unreachable(error.orig)))):
             return None
         where = self.engine.url.render_as_string(hide_password=True)
         return StoreUnavailable(f"the Flowlink store {where} is unreachable: {_first_line(error)}")
@@ -181,11 +184,13 @@ class Store:
         self.engine.dispose()
 
 
-def upsert(conn, table, rows: list[dict], keys: list[str], update: dict) -> None:
-    """INSERT rows, or on a key conflict UPDATE with ``update`` (column -> value or expression)."""
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], update: dict[str, Any]) -> None:
+    """INSERT rows, or on a key conflict UPDATE with ``update`` (column -> value, expression, or a function of the
+    row that was not inserted: ``lambda excluded: excluded.status``)."""
     if not rows:
         return
     name = conn.dialect.name
+    stmt: sqlite.Insert | postgresql.Insert
     if name == "sqlite":
         stmt = sqlite.insert(table)
     elif name == "postgresql":
@@ -194,3 +199,20 @@ def upsert(conn, table, rows: list[dict], keys: list[str], update: dict) -> None
         raise FlowlinkError(f"the Flowlink store supports SQLite and PostgreSQL, not {name}")
     resolved = {k: (v(stmt.excluded) if callable(v) else v) for k, v in update.items()}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=resolved), rows)
+
+
+def delete_batch(store: Store, table: Table, where: list[ColumnElement[bool]], after: int,
+                 limit: int) -> tuple[int | None, dict[str | None, int]]:
+    """Delete the first ``limit`` rows (by id, after ``after``) that match ``where``, in one transaction that
+    re-checks ``where``. Returns (the last id looked at, None when no row matched; workflow -> rows deleted)."""
+    with store.engine.begin() as conn:
+        found = conn.execute(select(table.c.id, table.c.workflow).where(*where, table.c.id > after)
+                             .order_by(table.c.id).limit(limit)).all()
+        if not found:
+            return None, {}
+        ids: dict[str | None, list[int]] = defaultdict(list)
+        for id_, workflow in found:
+            ids[workflow].append(id_)
+        gone = {w: conn.execute(table.delete().where(table.c.id.in_(chunk), *where)).rowcount
+                for w, chunk in ids.items()}
+    return found[-1][0], gone

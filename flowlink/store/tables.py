@@ -2,8 +2,20 @@
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, Column, Index, Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint,
-                        false, true)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy import DateTime as _DateTime
 
 
@@ -17,11 +29,11 @@ class DateTime(TypeDecorator):
         super().__init__()
 
     def process_bind_param(self, value, dialect):
-        return value.astimezone(dt.timezone.utc) if value is not None and value.tzinfo else value
+        return value.astimezone(dt.UTC) if value is not None and value.tzinfo else value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
+            return value.replace(tzinfo=dt.UTC)
         return value
 
 

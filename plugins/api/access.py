@@ -76,8 +76,11 @@ class Access:
         self.user = user
 
     def may(self, need: str, workflow: str | None = None) -> bool:
-        from airflow.api_fastapi.auth.managers.models.resource_details import (ConnectionDetails, DagAccessEntity,
-                                                                               DagDetails)
+        from airflow.api_fastapi.auth.managers.models.resource_details import (
+            ConnectionDetails,
+            DagAccessEntity,
+            DagDetails,
+        )
 
         try:
             manager = _manager()

@@ -144,12 +144,12 @@ def create_app() -> FastAPI:
         ],
     )
     app.state.flowlink_store = holder
-    app.add_exception_handler(RuleError, _rule_error)  # subclasses of FlowlinkError: the most specific handler wins
-    app.add_exception_handler(NotFound, _not_found)
-    app.add_exception_handler(FlowlinkError, _flowlink_error)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.exception_handler(RuleError)(_rule_error)  # subclasses of FlowlinkError: the most specific handler wins
+    app.exception_handler(NotFound)(_not_found)
+    app.exception_handler(FlowlinkError)(_flowlink_error)
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected)
     app.include_router(agent.router)
     app.include_router(user.router)
     app.include_router(pages.router)  # HTML, left out of the OpenAPI document

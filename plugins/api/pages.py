@@ -18,13 +18,12 @@ import datetime as dt
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-from sqlalchemy import func, or_, select
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,10 +33,12 @@ from fastapi.routing import APIRoute
 from flowlink import actions, deployments, publish, settings
 from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
-from flowlink.store import bucket, feeds, snapshots
-from flowlink.store.tables import feeds as feeds_table
+from flowlink.states import DeploymentAction, DeploymentStatus, RecordStatus, Step, StepStatus
+from flowlink.store import Store, bucket, feeds, snapshots
+from flowlink.store.deployments import Deployment
+from flowlink.store.snapshots import StepRow
 
-from .access import ADMIN, DEPLOY, READ, READ_RUNS, RUN, AccessDep, Forbidden
+from .access import ADMIN, DEPLOY, READ, READ_RUNS, RUN, Access, AccessDep, Forbidden
 from .deps import StoreDep
 from .models import NAME_PATTERN
 
@@ -58,7 +59,7 @@ templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"
 # ------------------------------------------------------------------ formatting (template filters)
 
 def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def _took(start: dt.datetime | None, end: dt.datetime | None) -> str:
@@ -91,7 +92,7 @@ def login_url(request: Request) -> str:
     return f"{_bases(request)[1]}/api/v2/auth/login?{urlencode({'next': here})}"
 
 
-def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     base, airflow = _bases(request)
     page = template.removesuffix(".html")
     html = templates.get_template(template).render(
@@ -116,7 +117,7 @@ class PageRoute(APIRoute):
     """Turns whatever a page (or its login dependency) raises into a page: the login redirect, a 403 page, or the
     error's message with a fitting status. Only the pages use it: the REST API keeps its JSON errors."""
 
-    def get_route_handler(self) -> Callable:
+    def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
@@ -153,7 +154,7 @@ router = APIRouter(prefix="/ui", route_class=PageRoute, dependencies=[Depends(ge
 # ------------------------------------------------------------------ query parameters and paging
 
 Name = Annotated[str, Query(pattern=rf"^$|{NAME_PATTERN}", max_length=63)]
-Status = Annotated[str, Query(pattern=r"^(|unprocessed|success|failed|skipped)$")]
+Status = Annotated[str, Query(pattern=rf"^(|{'|'.join(RecordStatus)})$")]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
 Day = Annotated[str, Query(max_length=32, description="YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")]
 
@@ -167,15 +168,15 @@ def _day(value: str, name: str, *, end: bool = False) -> dt.datetime | None:
             date = dt.date.fromisoformat(value)
             if end and date == dt.date.max:  # up to the end of time: no limit (the next day does not exist)
                 return None
-            day = dt.datetime.combine(date, dt.time(), dt.timezone.utc)
+            day = dt.datetime.combine(date, dt.time(), dt.UTC)
             return day + dt.timedelta(days=1) if end else day
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise FlowlinkError(f"{name}: {value!r} is not a date (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _pager(request: Request, page: int, total: int, size: int = PAGE_SIZE) -> dict:
+def _pager(request: Request, page: int, total: int, size: int = PAGE_SIZE) -> dict[str, Any]:
     pages = max(1, math.ceil(total / size))
 
     def url(n: int) -> str:
@@ -201,7 +202,7 @@ def published_workflows() -> list[str]:
                   if p.is_dir() and re.fullmatch(NAME_PATTERN, p.name) and publish.versions(p.name))
 
 
-def _readable_published(access) -> list[str]:
+def _readable_published(access: Access) -> list[str]:
     """The published workflows the user may read, by name."""
     workflows = published_workflows()
     readable = access.readable(workflows)
@@ -212,7 +213,7 @@ def _choices(current: str, *names: list[str]) -> list[str]:
     return sorted({n for group in names for n in group} | ({current} if current else set()))
 
 
-def _refusal(check: Callable, *args) -> str | None:
+def _refusal(check: Callable[..., object], *args: Any) -> str | None:
     """None when the rule function allows the action now, else its reason."""
     try:
         check(*args)
@@ -246,22 +247,24 @@ def environments_page(request: Request, store: StoreDep, access: AccessDep):
 
 def _latest_version(workflow: str) -> int | None:
     files = publish.versions(workflow)
-    return int(publish.VERSION_FILE.match(files[-1].name)["version"]) if files else None
+    found = publish.VERSION_FILE.match(files[-1].name) if files else None
+    return int(found["version"]) if found else None
 
 
-def _deployment_actions(store, access, d: dict) -> list[dict]:
+def _deployment_actions(store: Store, access: Access, d: Deployment) -> list[dict[str, Any]]:
     """The buttons of a workflow's row, enabled or disabled (with the reason) by the user's permission and the
     deployment rules themselves."""
     workflow = d["workflow"]
-    redeploy = d["status"] == "unsuccessful" or (d["status"] == "pending" and d["action"] == "deploy" and d["tries"] > 1)
+    redeploy = d["status"] == DeploymentStatus.UNSUCCESSFUL or (
+        d["status"] == DeploymentStatus.PENDING and d["action"] == DeploymentAction.DEPLOY and d["tries"] > 1)
     not_allowed = access.refusal(DEPLOY, workflow)
     deploy_refused = not_allowed or _refusal(deployments.check_deploy, store, workflow)
     undeploy_refused = not_allowed or _refusal(deployments.check_undeploy, store, workflow)
     latest = _latest_version(workflow)
     return [
-        {"action": "deploy", "label": "Redeploy" if redeploy else "Deploy", "refused": deploy_refused,
+        {"action": DeploymentAction.DEPLOY, "label": "Redeploy" if redeploy else "Deploy", "refused": deploy_refused,
          "title": f"deploy the latest published version (v{latest}) to the primary environment"},
-        {"action": "undeploy", "label": "Undeploy", "refused": undeploy_refused,
+        {"action": DeploymentAction.UNDEPLOY, "label": "Undeploy", "refused": undeploy_refused,
          "title": f"remove {workflow} from {d['environment']}"},
     ]
 
@@ -276,10 +279,9 @@ def deployments_page(request: Request, store: StoreDep, access: AccessDep, envir
     everything = deployments.listing(store)
     published = published_workflows()
     readable = access.readable([*published, *(d["workflow"] for d in everything)])
-    rows = [d for d in deployments.listing(store, environment) if d["workflow"] in readable] if environment else []
-    for d in rows:
-        d["latest"] = _latest_version(d["workflow"])
-        d["buttons"] = _deployment_actions(store, access, d)
+    listed = deployments.listing(store, environment) if environment else []
+    rows = [{**d, "latest": _latest_version(d["workflow"]), "buttons": _deployment_actions(store, access, d)}
+            for d in listed if d["workflow"] in readable]
     ever = {d["workflow"] for d in everything}
     never = []
     for workflow in published:
@@ -301,16 +303,17 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
                       pager=_pager(request, 1, 0), resync_refused=None, failed=0, unprocessed=0, no_unprocessed=None,
                       statuses=bucket.STATUSES)
     start, end = _day(since, "since"), _day(until, "until", end=True)
-    filters = dict(touchpoint=touchpoint or None, status=status or None, since=start, until=end)
-    total = bucket.count(store, workflow, **filters)
+    chosen = RecordStatus(status) if status else None
+    total = bucket.count(store, workflow, touchpoint=touchpoint or None, status=chosen, since=start, until=end)
     pager = _pager(request, page, total)
-    rows = bucket.rows(store, workflow, **filters, limit=PAGE_SIZE, offset=pager["offset"])
+    rows = bucket.rows(store, workflow, touchpoint=touchpoint or None, status=chosen, since=start, until=end,
+                       limit=PAGE_SIZE, offset=pager["offset"])
     try:
         live = publish.live(workflow)
     except FlowlinkError:  # a damaged live file: the resync buttons tell why (actions.live_workflow)
         live = None
     spec_touchpoints = [tp["name"] for tp in live.spec["touchpoints"]] if live else []
-    failed = bucket.count(store, workflow, touchpoint=touchpoint, status="failed") if touchpoint else 0
+    failed = bucket.count(store, workflow, touchpoint=touchpoint, status=RecordStatus.FAILED) if touchpoint else 0
     unprocessed, no_unprocessed = 0, None  # Unprocessed records that ended runs left behind (actions.unprocessed_runs)
     if touchpoint:
         try:
@@ -333,12 +336,12 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
                   no_unprocessed=no_unprocessed, statuses=bucket.STATUSES)
 
 
-def run_status(run: dict) -> str:
+def run_status(run: Mapping[str, Any]) -> StepStatus:
     """A run (or its snapshot) at a glance when Airflow's state is not to be had: running while a step runs, failed
     if a step failed."""
     if run["running_steps"]:
-        return "running"
-    return "failed" if run["failed_steps"] else "success"
+        return StepStatus.RUNNING
+    return StepStatus.FAILED if run["failed_steps"] else StepStatus.SUCCESS
 
 
 @router.get("/snapshots")
@@ -349,47 +352,51 @@ def snapshots_page(request: Request, store: StoreDep, access: AccessDep, workflo
         access.require(READ_RUNS, workflow)
     total = snapshots.run_count(store, workflow) if workflow else 0
     pager = _pager(request, page, total)
-    runs = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
-    reasons = snapshots.failure_reasons(store, workflow, [r["run_id"] for r in runs if r["failed_steps"]])
-    states = actions.airflow_states(workflow, [r["run_id"] for r in runs])  # as `flowlink runs`: Airflow's state
-    for run in runs:
-        run["status"] = states.get(run["run_id"]) or run_status(run)
-        run["reason"] = reasons.get(run["run_id"])
+    found = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
+    reasons = snapshots.failure_reasons(store, workflow, [r["run_id"] for r in found if r["failed_steps"]])
+    states = actions.airflow_states(workflow, [r["run_id"] for r in found])  # as `flowlink runs`: Airflow's state
+    runs = [{**run, "status": states.get(run["run_id"]) or run_status(run), "reason": reasons.get(run["run_id"])}
+            for run in found]
     return render(request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs,
                   pager=pager)
 
 
-def _step_key(touchpoint: str, step: str) -> str:
+def _step_key(touchpoint: str, step: Step) -> str:
     return f"{touchpoint}.{step}"
+
+
+def _step_view(s: StepRow) -> dict[str, Any]:
+    """A step as the snapshot page shows it: its key (customers.extract) is also its Airflow task id."""
+    key = _step_key(s["touchpoint"], s["step"])
+    return {**s, "key": key, "task_id": key}
 
 
 @router.get("/snapshot")
 def snapshot_page(request: Request, store: StoreDep, access: AccessDep,
                   workflow: Annotated[str, Query(min_length=1, max_length=250)],
                   run_id: Annotated[str, Query(min_length=1, max_length=250)],
-                  step: Annotated[str, Query(pattern=r"^$|^[a-z][a-z0-9_]*\.(extract|transform|load)$", max_length=80)] = "",
+                  step: Annotated[str, Query(pattern=rf"^$|^[a-z][a-z0-9_]*\.({'|'.join(Step)})$", max_length=80)] = "",
                   status: Status = "", page: Page = 1):
     if not re.fullmatch(NAME_PATTERN, workflow):  # the Snapshot tab shows on every DAG's runs, Flowlink's or not
         raise NotFound(f"{workflow} is not a Flowlink workflow: its runs have no process snapshot")
     access.require(READ_RUNS, workflow)
-    steps = snapshots.run_steps(store, workflow, run_id)
+    steps = [_step_view(s) for s in snapshots.run_steps(store, workflow, run_id)]
     if not steps:
         raise NotFound(f"no snapshot of run {run_id!r} of {workflow}: the run has not started a step yet, "
                        f"or its snapshot was purged")
-    summary = {"running_steps": sum(s["status"] == "running" for s in steps),
-               "failed_steps": sum(s["status"] == "failed" for s in steps)}
+    summary = {"running_steps": sum(s["status"] == StepStatus.RUNNING for s in steps),
+               "failed_steps": sum(s["status"] == StepStatus.FAILED for s in steps)}
     ended = [s["ended_at"] for s in steps if s["ended_at"]]
     run = {"status": run_status(summary), "version": steps[0]["version"], "started_at": min(s["started_at"] for s in steps),
            "ended_at": max(ended) if ended and not summary["running_steps"] else None,
            "kind": snapshots.run_kind(store, workflow, run_id)}  # retry | resync | sync
     touchpoint, _, step_name = step.partition(".")
-    log_filter = dict(touchpoint=touchpoint or None, step=step_name or None, status=status or None)
-    total = snapshots.data_log_count(store, workflow, run_id, **log_filter)
+    of_step, of_status = Step(step_name) if step_name else None, RecordStatus(status) if status else None
+    total = snapshots.data_log_count(store, workflow, run_id, touchpoint=touchpoint or None, step=of_step,
+                                     status=of_status)
     pager = _pager(request, page, total)
-    entries = snapshots.data_log_page(store, workflow, run_id, **log_filter, limit=PAGE_SIZE, offset=pager["offset"])
-    for s in steps:
-        s["key"] = _step_key(s["touchpoint"], s["step"])
-        s["task_id"] = s["key"]  # the task group's task: customers.extract
+    entries = snapshots.data_log_page(store, workflow, run_id, touchpoint=touchpoint or None, step=of_step,
+                                      status=of_status, limit=PAGE_SIZE, offset=pager["offset"])
     return render(request, "snapshot.html", workflow=workflow, run_id=run_id, run=run, steps=steps, entries=entries,
                   pager=pager, filters={"step": step, "status": status}, statuses=bucket.STATUSES,
                   file_url=lambda s, n: f"{_bases(request)[0]}/ui/snapshot/file?" + urlencode(
@@ -400,12 +407,12 @@ def snapshot_page(request: Request, store: StoreDep, access: AccessDep,
 def snapshot_file(store: StoreDep, access: AccessDep, workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
                   run_id: Annotated[str, Query(min_length=1, max_length=250)],
                   touchpoint: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
-                  step: Annotated[str, Query(pattern=r"^(extract|transform|load)$")],
+                  step: Annotated[str, Query(pattern=rf"^({'|'.join(Step)})$")],
                   n: Annotated[int, Query(ge=1, le=1_000_000, description="the step's n-th batch file")]):
     """A batch file of a step, only if the user may read the workflow's runs, the step's snapshot lists the file and
     it lies in the staging folder."""
     access.require(READ_RUNS, workflow)
-    found = [s for s in snapshots.run_steps(store, workflow, run_id) if s["touchpoint"] == touchpoint and s["step"] == step]
+    found = [s for s in snapshots.run_steps(store, workflow, run_id, touchpoint) if s["step"] == step]
     if not found or n > len(found[0]["files"]):
         raise HTTPException(404, f"the snapshot of {touchpoint}.{step} in run {run_id} lists no batch file {n}")
     if "://" in found[0]["files"][n - 1]:
@@ -430,22 +437,11 @@ def feeds_page(request: Request, store: StoreDep, access: AccessDep,
     """Entries of the workflows the user may read, and those of no workflow (environments, tokens)."""
     if workflow:
         access.require(READ, workflow)
-    with store.engine.connect() as conn:
-        mentioned = set(conn.execute(select(feeds_table.c.workflow).where(feeds_table.c.workflow.is_not(None))
-                                     .group_by(feeds_table.c.workflow)).scalars())
+    mentioned = feeds.workflows(store)
     hidden = mentioned - access.readable(mentioned)
-    query = select(feeds_table)
-    if workflow:
-        query = query.where(feeds_table.c.workflow == workflow)
-    elif hidden:
-        query = query.where(or_(feeds_table.c.workflow.is_(None), feeds_table.c.workflow.not_in(sorted(hidden))))
-    if tag:
-        query = query.where(feeds_table.c.tag == tag)
-    with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        pager = _pager(request, page, total)
-        entries = [dict(r._mapping) for r in conn.execute(
-            query.order_by(feeds_table.c.at.desc(), feeds_table.c.id.desc()).limit(PAGE_SIZE).offset(pager["offset"]))]
+    pager = _pager(request, page, feeds.count(store, workflow=workflow or None, tag=tag or None, hidden=hidden))
+    entries = feeds.entries(store, workflow=workflow or None, tag=tag or None, hidden=hidden, limit=PAGE_SIZE,
+                            offset=pager["offset"])
     return render(request, "feeds.html", entries=entries, pager=pager, filters={"tag": tag, "workflow": workflow},
                   tags=_choices(tag, feeds.tags(store)), workflows=_choices(workflow, _readable_published(access)))
 

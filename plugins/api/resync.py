@@ -1,6 +1,6 @@
 """Resync from the pages: the request and response bodies of POST /api/v1/workflows/{wf}/resync and
-GET /api/v1/workflows/{wf}/runs/{run_id}, and the one read of Airflow's metadata database they need (the api-server
-has that database)."""
+GET /api/v1/workflows/{wf}/runs/{run_id}, and the one read of Airflow's runs they need (the api-server has Airflow's
+metadata database)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flowlink.airflow_adapter import AirflowRun, dag_runs
 from flowlink.deployments import NotFound
 
 from .models import Name
@@ -54,19 +55,9 @@ class RunProgress(BaseModel):
     counts: dict[str, int] = Field(description="status -> how many of the chosen records have it now")
 
 
-FINISHED = ("success", "failed")
-
-
-def airflow_run(dag_id: str, run_id: str) -> dict:
-    """State and times of an Airflow run, read with Airflow's own model; NotFound when there is no such run."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
-        if run is None:
-            raise NotFound(f"no run {run_id!r} of {dag_id} in Airflow")
-        state = run.state
-        return {"state": str(state.value if hasattr(state, "value") else state) if state is not None else None,
-                "queued_at": run.queued_at, "start_date": run.start_date, "end_date": run.end_date}
+def airflow_run(dag_id: str, run_id: str) -> AirflowRun:
+    """Airflow's record of a run (state and times); NotFound when there is no such run."""
+    run = dag_runs(dag_id, [run_id]).get(run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id!r} of {dag_id} in Airflow")
+    return run

@@ -10,7 +10,7 @@ without a CORS preflight the api-server does not grant. The pages call these sam
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, Path, Query
@@ -20,19 +20,29 @@ from flowlink.store import bucket, state
 
 from .access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN, AccessDep, need
 from .deps import StoreDep, require_json
-from .models import (MAX_ID, NAME_PATTERN, AgentToken, DeploymentLog, DeployRequest, Environment, EnvironmentChange,
-                     ErrorBody, RunStarted, StartedDeployment)
+from .models import (
+    MAX_ID,
+    NAME_PATTERN,
+    AgentToken,
+    DeploymentLog,
+    DeployRequest,
+    Environment,
+    EnvironmentChange,
+    ErrorBody,
+    RunStarted,
+    StartedDeployment,
+)
 from .models import Deployment as DeploymentOut
-from .resync import FINISHED, ResyncRequest, ResyncStarted, RunProgress, airflow_run
+from .resync import ResyncRequest, ResyncStarted, RunProgress, airflow_run
 
-ERRORS = {401: {"model": ErrorBody, "description": "not logged in"},
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody, "description": "not logged in"},
           403: {"model": ErrorBody, "description": "invalid token, or the user lacks the permission"}}
-CHANGE_RESPONSES = {400: {"model": ErrorBody, "description": "bad input"},
+CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "bad input"},
                     409: {"model": ErrorBody, "description": "refused by the deployment rules right now"},
                     415: {"model": ErrorBody, "description": "not Content-Type application/json"}}
 
 
-def change(what: str | None = None) -> dict:
+def change(what: str | None = None) -> dict[str, Any]:
     """A state-changing route: the permission first (403 whatever the body), then JSON only (415)."""
     checks = [need(what)] if what else []
     return {"dependencies": [*checks, Depends(require_json)], "responses": CHANGE_RESPONSES}
@@ -124,7 +134,8 @@ def run_progress(store: StoreDep, workflow: Workflow, run_id: RunId):
     run = airflow_run(workflow, run_id)
     req = state.resync_of_run(store, workflow, run_id)
     counts = bucket.status_counts(store, workflow, req["touchpoint"], req["source_ids"]) if req else {}
-    return {"workflow": workflow, "run_id": run_id, **run, "finished": run["state"] in FINISHED,
+    return {"workflow": workflow, "run_id": run_id, "state": run.state, "queued_at": run.queued_at,
+            "start_date": run.start_date, "end_date": run.end_date, "finished": run.ended,
             "resync_id": req["id"] if req else None, "touchpoint": req["touchpoint"] if req else None,
             "records": len(req["source_ids"]) if req else 0, "counts": counts}
 
