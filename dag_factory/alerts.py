@@ -12,22 +12,29 @@ Each alert goes out once per channel (alerts_sent), however often the checks run
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, task
 
-COMMON = dict(catchup=False, is_paused_upon_creation=False, max_active_runs=1, tags=["flowlink"],
-              default_args={"owner": "flowlink", "retries": 0})
+if TYPE_CHECKING:
+    from flowlink.store import Store
 
 
-def _store():
+def _dag(dag_id: str, description: str, schedule: str | dt.timedelta) -> DAG:
+    """One of the two alert DAGs: never caught up, one run at a time, unpaused from the start."""
+    return DAG(dag_id=dag_id, description=description, schedule=schedule,
+               start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False, is_paused_upon_creation=False,
+               max_active_runs=1, tags=["flowlink"], default_args={"owner": "flowlink", "retries": 0}, doc_md=__doc__)
+
+
+def _store() -> Store:
     from flowlink.store import Store
 
     return Store.open()
 
 
-with DAG(dag_id="flowlink_alerts", description="Flowlink alerts: disconnected agents, scheduled runs that could not start",
-         schedule=dt.timedelta(minutes=5), start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-         doc_md=__doc__, **COMMON):
+with _dag("flowlink_alerts", "Flowlink alerts: disconnected agents, scheduled runs that could not start",
+          dt.timedelta(minutes=5)) as alerts_dag:
 
     @task(task_id="agents")
     def agents() -> int:
@@ -40,14 +47,14 @@ with DAG(dag_id="flowlink_alerts", description="Flowlink alerts: disconnected ag
             store.dispose()
 
     @task(task_id="blocked_runs")
-    def blocked_runs(ti=None) -> int:
+    def blocked_runs(ti: Any = None) -> int:
         from flowlink import alerts
 
         def paused(dag_id: str) -> bool:
-            return ti.get_dag(dag_id).is_paused  # the Task SDK asks the api-server
+            return bool(ti.get_dag(dag_id).is_paused)  # the Task SDK asks the api-server
 
-        def count_runs(dag_id: str, **criteria) -> int:
-            return ti.get_dr_count(dag_id=dag_id, **criteria)
+        def count_runs(dag_id: str, **criteria: Any) -> int:
+            return int(ti.get_dr_count(dag_id=dag_id, **criteria))
 
         store = _store()
         try:
@@ -60,12 +67,11 @@ with DAG(dag_id="flowlink_alerts", description="Flowlink alerts: disconnected ag
     blocked_runs()
 
 
-with DAG(dag_id="flowlink_daily_summary", description="Flowlink daily summary per workflow: successes, successful "
-         "retries, failures in the last 24 hours", schedule="@daily",
-         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), doc_md=__doc__, **COMMON):
+with _dag("flowlink_daily_summary", "Flowlink daily summary per workflow: successes, successful retries, failures "
+          "in the last 24 hours", "@daily") as summary_dag:
 
     @task(task_id="summaries")
-    def summaries(logical_date=None) -> int:
+    def summaries(logical_date: dt.datetime | None = None) -> int:
         from flowlink import alerts
 
         store = _store()

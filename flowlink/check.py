@@ -6,7 +6,7 @@ file pattern exists, and the fields the mapping, ``extract.key`` and ``extract.i
 record read with the real source connector (a SQL table's columns). Each finding is a :class:`Check` row; none
 carries a credential (connectors redact their messages; URLs are shown without passwords).
 
-Connections are read as Airflow's own server processes read them (flowlink.runs.connection).
+Connections are read as Airflow's own server processes read them (flowlink.airflow_adapter.connection).
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ import enum
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flowlink.airflow_adapter import ConnectionFields, connection
 from flowlink.errors import FlowlinkError, plural, redact
-from flowlink.runs import connection
 from flowlink.spec import Application, Touchpoint, Workflow
+
+if TYPE_CHECKING:
+    from flowlink.connectors.file import FileSource
+    from flowlink.connectors.rest import RestSource
+    from flowlink.connectors.sql import SqlSource
 
 SQL_TYPES = ("sqlite", "postgres", "postgresql")
 REST_TYPES = ("http", "https")  # or generic with a URL as host
@@ -27,7 +32,7 @@ FILE_TYPES = ("fs", "file", "generic")  # with extra {"path": ...} or host: the 
 HTTP_TIMEOUT = 10  # seconds per request; a check makes no retries
 
 
-class Result(str, enum.Enum):
+class Result(enum.StrEnum):
     OK = "ok"
     WARNING = "warning"  # worth a look, not a problem (no file matches the pattern yet, an empty table)
     PROBLEM = "problem"  # the workflow would fail: exit status 1
@@ -44,7 +49,7 @@ class Check:
         return {**asdict(self), "result": self.result.value}
 
 
-class _Found(list):
+class _Found(list[Check]):
     """The rows of one check run, with shorthands."""
 
     def add(self, check: str, what: str, result: Result, detail: str) -> None:
@@ -59,9 +64,8 @@ def missing_connections(wf: Workflow) -> list[str]:
     return [conn_id for conn_id in ids if connection(conn_id) is None]
 
 
-def _fields(conn) -> dict:
-    return dict(conn_type=conn.conn_type, host=conn.host, login=conn.login, password=conn.password, port=conn.port,
-                schema=conn.schema, extra=conn.extra_dejson)
+def _fields(conn: ConnectionFields) -> dict[str, Any]:
+    return asdict(conn)
 
 
 def _type_problem(app: Application, fields: dict) -> str | None:
@@ -118,7 +122,8 @@ def _application(found: _Found, role: str, app: Application) -> _App | None:
     if problem:
         found.add("connection", what, Result.PROBLEM, problem)
         return None
-    opened = {"sql": _Sql, "rest": _Rest, "file": _Files}[app.type].open(found, role, what, fields)
+    kinds: dict[str, type[_App]] = {"sql": _Sql, "rest": _Rest, "file": _Files}
+    opened = kinds[app.type].open(found, role, what, fields)
     if opened is not None and not opened.connect(found):
         opened.close()
         return None
@@ -126,25 +131,40 @@ def _application(found: _Found, role: str, app: Application) -> _App | None:
 
 
 class _App:
+    """One application being checked: its source connector, opened from the connection's fields."""
+
+    source: SqlSource | RestSource | FileSource
+
     def __init__(self, role: str, what: str):
         self.role, self.what = role, what
 
-    def close(self) -> None:
+    @classmethod
+    def open(cls, found: _Found, role: str, what: str, fields: dict[str, Any]) -> _App | None:
+        raise NotImplementedError
+
+    def connect(self, found: _Found) -> bool:
+        raise NotImplementedError
+
+    def touchpoint(self, found: _Found, tp: Touchpoint) -> None:
+        raise NotImplementedError
+
+    def touchpoint_target(self, found: _Found, tp: Touchpoint) -> None:
         pass
 
-    def sample(self, tp: Touchpoint):
-        """A record of the touchpoint's extract (None when there is none); raises ConnectorError."""
-        from flowlink.connectors.file import ERROR
+    def close(self) -> None:
+        self.source.close()
 
+    def sample(self, tp: Touchpoint) -> dict | None:
+        """A record of the touchpoint's extract (None when there is none); raises ConnectorError."""
         batches = self.source.read(tp.extract, batch_size=1)
         try:
             for batch in batches:
                 for record in batch:
-                    if ERROR not in record:  # not a record the file source could not read
+                    if isinstance(record, dict):  # not one the source could not read (connectors.base.Unreadable)
                         return record
             return None
         finally:
-            batches.close()
+            getattr(batches, "close", lambda: None)()  # a generator: end it, and so its query or file
 
     def fields_row(self, found: _Found, tp: Touchpoint, record: dict | None, columns: set[str] | None = None) -> None:
         """The fields row: each field the touchpoint names is in the sample record (or among a table's columns)."""
@@ -207,24 +227,27 @@ def _has(record: dict, name: str) -> bool:
 
 
 class _Sql(_App):
+    source: SqlSource
+
+    def __init__(self, role: str, what: str, url: str):
+        from flowlink.connectors.sql import SqlSource, url_secrets
+
+        super().__init__(role, what)
+        self.source, self.secrets = SqlSource(url), url_secrets(url)
+        self.where = self.source.engine.url.render_as_string(hide_password=True)
+
     @classmethod
-    def open(cls, found: _Found, role: str, what: str, fields: dict) -> _Sql | None:
+    def open(cls, found: _Found, role: str, what: str, fields: dict[str, Any]) -> _Sql | None:
         from flowlink.connectors.base import ConnectorError
-        from flowlink.connectors.sql import SqlSource, sql_url_from_connection, url_secrets
+        from flowlink.connectors.sql import sql_url_from_connection
 
         try:
-            url = sql_url_from_connection(**fields)
-            self = cls(role, what)
-            self.source, self.secrets = SqlSource(url), url_secrets(url)
+            self = cls(role, what, sql_url_from_connection(**fields))
         except ConnectorError as exc:
             found.add("connection", what, Result.PROBLEM, str(exc))
             return None
-        self.where = self.source.engine.url.render_as_string(hide_password=True)
         found.add("connection", what, Result.OK, f"type {fields['conn_type']}")
         return self
-
-    def close(self) -> None:
-        self.source.close()
 
     def _reason(self, exc: BaseException) -> str:
         orig = getattr(exc, "orig", None) or exc
@@ -234,9 +257,10 @@ class _Sql(_App):
         import sqlalchemy as sa
 
         url = self.source.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-                and not url.database.startswith("file:") and not os.path.isfile(url.database):
-            found.add("connect", self.what, Result.PROBLEM, f"no database file {url.database} (SQLite would create "
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+                and not database.startswith("file:") and not os.path.isfile(database):
+            found.add("connect", self.what, Result.PROBLEM, f"no database file {database} (SQLite would create "
                                                             "an empty one)")
             return False
         try:
@@ -298,25 +322,28 @@ class _Sql(_App):
 
 
 class _Rest(_App):
+    source: RestSource
+
+    def __init__(self, role: str, what: str, settings: dict[str, Any]):
+        from flowlink.connectors.rest import RestSource
+
+        super().__init__(role, what)
+        # an application that is down: said at once, not retried
+        self.source = RestSource(**{**settings, "retries": 0, "timeout": HTTP_TIMEOUT, "unreachable_after": 0})
+
     @classmethod
-    def open(cls, found: _Found, role: str, what: str, fields: dict) -> _Rest | None:
+    def open(cls, found: _Found, role: str, what: str, fields: dict[str, Any]) -> _Rest | None:
         from flowlink.connectors.base import ConnectorError
-        from flowlink.connectors.rest import RestSource, rest_settings_from_connection
+        from flowlink.connectors.rest import rest_settings_from_connection
 
         try:
-            settings = rest_settings_from_connection(**fields)
-            self = cls(role, what)
-            # an application that is down: said at once, not retried
-            self.source = RestSource(**{**settings, "retries": 0, "timeout": HTTP_TIMEOUT, "unreachable_after": 0})
+            self = cls(role, what, rest_settings_from_connection(**fields))
         except (ConnectorError, TypeError, ValueError) as exc:
             found.add("connection", what, Result.PROBLEM, str(exc) if isinstance(exc, ConnectorError)
                       else f"unusable connection settings ({type(exc).__name__})")
             return None
         found.add("connection", what, Result.OK, f"type {fields['conn_type']}, {self.source.base_url}")
         return self
-
-    def close(self) -> None:
-        self.source.close()
 
     def connect(self, found: _Found) -> bool:
         from flowlink.connectors.base import ConnectorError
@@ -365,18 +392,25 @@ class _Rest(_App):
 
 
 class _Files(_App):
+    source: FileSource
+
+    def __init__(self, role: str, what: str, folder: str):
+        from flowlink.connectors.file import FileSource
+
+        super().__init__(role, what)
+        self.source = FileSource(folder)
+
     @classmethod
-    def open(cls, found: _Found, role: str, what: str, fields: dict) -> _Files | None:
-        from flowlink.connectors.file import FileSource, folder_from_connection
+    def open(cls, found: _Found, role: str, what: str, fields: dict[str, Any]) -> _Files | None:
         from flowlink.connectors.base import ConnectorError
+        from flowlink.connectors.file import folder_from_connection
 
         try:
             folder = folder_from_connection(fields["host"], fields["extra"])
         except ConnectorError as exc:
             found.add("connection", what, Result.PROBLEM, str(exc))
             return None
-        self = cls(role, what)
-        self.source = FileSource(folder)
+        self = cls(role, what, folder)
         found.add("connection", what, Result.OK, f"type {fields['conn_type']}, folder {folder}")
         return self
 
@@ -414,8 +448,7 @@ class _Files(_App):
         found.add("file", what, Result.OK, f"{plural(len(matches), 'file')} match")
         self.fields_row(found, tp, record)
 
-    def touchpoint_target(self, found: _Found, tp: Touchpoint) -> None:
-        pass  # the folder's connect row says it is writable; the file is created on the first load
+    # touchpoint_target: nothing; the folder's connect row says it is writable, the file is created on the first load
 
 
 def load_workflow(spec_or_name: str) -> Workflow:

@@ -1,7 +1,8 @@
 """Errors a user can act on. The CLI prints them without a traceback.
 
 Messages never carry a credential: connectors pass every text that may hold one (a service's error answer, a
-database's message) through :func:`redact` with the :func:`secret_forms` of their credentials first.
+database's message) through :func:`redact` with the :func:`secret_forms` of their credentials first. Which names
+hold a credential is said once, here: :data:`SENSITIVE`, :func:`is_sensitive`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_SECRET = 3  # shorter values would mangle ordinary text; they are no protection either
+# Words in the name of a header, a connection's extra key or a setting whose value is a credential.
+SENSITIVE = ("auth", "token", "key", "secret", "pass", "credential", "cookie", "session", "signature")
 
 
 class FlowlinkError(Exception):
     """A problem with the user's input or setup, with a message that says what and where."""
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether a header, extra key or setting of this name holds a credential: one of :data:`SENSITIVE` is in it,
+    in any case (``Authorization``, ``X-API-Key``, ``client_secret``, ``password``)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SENSITIVE)
 
 
 def secret_forms(secrets: Iterable[str | None]) -> list[str]:

@@ -96,9 +96,9 @@ def describe(exc: BaseException) -> str:
         return "too many redirects"
     if has(ConnectionResetError, BrokenPipeError, ProtocolError, requests.exceptions.ChunkedEncodingError):
         return "the connection was closed by the service"
-    error = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
-    if error is not None:
-        return f"cannot connect: {error.strerror.lower()}"
+    reason = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror), None)
+    if reason is not None:
+        return f"cannot connect: {reason.lower()}"
     if has(requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
         return "invalid URL"
     return f"cannot connect ({type(exc).__name__})"

@@ -33,9 +33,9 @@ def staging_dir():
     credentials come from the Airflow connection in the URL."""
     configured = os.environ.get("FLOWLINK_STAGING_DIR", "")
     if "://" in configured:
-        from airflow.sdk import ObjectStoragePath
+        from flowlink.airflow_adapter import storage_path
 
-        return ObjectStoragePath(configured)
+        return storage_path(configured)
     return Path(configured or home() / "staging")
 
 

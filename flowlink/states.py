@@ -42,6 +42,21 @@ class StepFailure(StrEnum):
     STEP = "step"
 
 
+class ResyncKind(StrEnum):
+    """Who asked for a resync: a user who chose the records, or the automatic retry of failed records."""
+
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+class RunKind(StrEnum):
+    """A run as the snapshots show it: a sync of the whole workflow, a resync a user asked for, or a retry."""
+
+    SYNC = "sync"
+    RESYNC = "resync"
+    RETRY = "retry"
+
+
 class DeploymentAction(StrEnum):
     DEPLOY = "deploy"
     UNDEPLOY = "undeploy"
@@ -77,3 +92,25 @@ class LogStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     INFO = "info"
+
+
+class AlertEvent(StrEnum):
+    """What an alert is about (alerts_sent.event). A channel hears of the events it names (``ALERT_EVENTS``, none
+    named = all); DAILY_SUMMARY is no event: channels with daily_summary set get it."""
+
+    RUN_FAILED = "run_failed"
+    RECORDS_FAILED = "records_failed"
+    DEPLOYMENT_UNSUCCESSFUL = "deployment_unsuccessful"
+    AGENT_DISCONNECTED = "agent_disconnected"
+    RUN_BLOCKED = "run_blocked"
+    DAILY_SUMMARY = "daily_summary"
+
+
+ALERT_EVENTS = tuple(e for e in AlertEvent if e is not AlertEvent.DAILY_SUMMARY)
+
+
+class ChannelKind(StrEnum):
+    """How an alert channel is reached (alert_channels.kind)."""
+
+    EMAIL = "email"  # target: addresses, through Airflow's SMTP connection
+    WEBHOOK = "webhook"  # target: an Airflow connection id (the URL and its auth)

@@ -25,6 +25,7 @@ from examples.demo_erp import create as create_erp
 from examples.demo_shop import DemoShop
 from flowlink import alerts, deployments, publish
 from flowlink.actions import publish_workflow, request_resync
+from flowlink.states import AlertEvent
 from flowlink.store import Store, bucket, snapshots
 from flowlink.store.tables import deployments as deployments_table
 from flowlink.store.tables import environments
@@ -302,7 +303,7 @@ def test_an_expired_deployment_gives_one_deployment_unsuccessful_alert(channels,
     d = deployments.deploy(store, WF)
     with store.engine.begin() as conn:
         conn.execute(update(deployments_table).where(deployments_table.c.id == d["id"])
-                     .values(wait_till=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+                     .values(wait_till=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
 
     run, states = run_dag("flowlink_deployments", conf={"deployment_id": d["id"]})
     assert states == {"track": "failed"}
@@ -330,7 +331,7 @@ def test_a_silent_agent_gives_one_alert_per_disconnection(channels, airflow_db, 
         deployments.add_environment(store, name, "cloud" if name == "cloud" else "on-premise")
         alerts.add_channel(store, environment=name, email=f"{name}@example.com")
     alerts.add_channel(store, environment="cloud", webhook="ops_hook", events="agent_disconnected")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     def heard(name, minutes_ago):
         with store.engine.begin() as conn:
@@ -375,7 +376,7 @@ def test_a_scheduled_run_blocked_by_a_running_one_gives_one_alert(demo, observe)
     alerts.add_channel(store, workflow=WF, email="dev@example.com", events="run_blocked")
     alerts.add_channel(store, workflow=WF, webhook="ops_hook", events="run_failed")  # not this event
     load_dags()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ticks = Ticks(publish.live(WF).workflow_model().schedule)
     tick = ticks.last_tick_at_or_before(now - dt.timedelta(minutes=3))
     with create_session() as session:
@@ -451,7 +452,7 @@ def test_daily_summary_counts_and_nothing_when_empty(demo, observe):
         "runs": 2, "failed_runs": 1, "successes": successes, "successful_retries": 3, "failures": 3 + orders_failed,
         "failed_now": orders_failed}
 
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)  # a day on which nothing ran
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)  # a day on which nothing ran
     alerts.send_daily_summaries(store, alerts.live_workflows(), until=later)
     assert len(mailbox.messages) == 1 and len(receiver.posts) == 2
     assert receiver.posts[1]["json"]["facts"]["runs"] == 0 and "nothing ran" in receiver.posts[1]["json"]["text"]
@@ -465,12 +466,12 @@ def test_webhook_retries_5xx_not_4xx_and_a_broken_channel_is_recorded(channels, 
     store = Store.open()
     deployments.add_environment(store, "cloud", "cloud")
     ch = alerts.add_channel(store, environment="cloud", webhook="ops_hook")
-    alert = alerts.message("agent_disconnected", subject="s", lines=["t"], facts={}, link_map={}, environment="cloud")
+    alert = alerts.message(AlertEvent.AGENT_DISCONNECTED, subject="s", lines=["t"], facts={}, link_map={}, environment="cloud")
     receiver.answers = [503, 502]
-    done = alerts.send(store, "agent_disconnected", "k1", alert, environment="cloud")
+    done = alerts.send(store, AlertEvent.AGENT_DISCONNECTED, "k1", alert, environment="cloud")
     assert [p["status"] for p in receiver.posts] == [503, 502, 200] and done[0]["ok"]
     receiver.answers = [400]
-    done = alerts.send(store, "agent_disconnected", "k2", alert, environment="cloud")
+    done = alerts.send(store, AlertEvent.AGENT_DISCONNECTED, "k2", alert, environment="cloud")
     assert [p["status"] for p in receiver.posts][3:] == [400] and not done[0]["ok"]
     assert "answered 400" in done[0]["message"] and HOOK_PASSWORD not in done[0]["message"]
     # An SMTP server that refuses the login: recorded as not sent, the caller goes on.
@@ -478,7 +479,7 @@ def test_webhook_retries_5xx_not_4xx_and_a_broken_channel_is_recorded(channels, 
         "conn_type": "smtp", "host": "127.0.0.1", "port": mailbox.port, "login": "alerts", "password": "wrong-pass-xyz",
         "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
     alerts.add_channel(store, environment="cloud", email="ops@example.com")
-    done = alerts.send(store, "agent_disconnected", "k3", alert, environment="cloud")
+    done = alerts.send(store, AlertEvent.AGENT_DISCONNECTED, "k3", alert, environment="cloud")
     by_kind = {d["kind"]: d for d in done}
     assert by_kind["webhook"]["ok"] and not by_kind["email"]["ok"]
     assert "wrong-pass-xyz" not in by_kind["email"]["message"] and mailbox.messages == []

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from examples.demo_erp import create as create_erp
 from flowlink.connectors.base import ConnectorError, Unreachable
 from flowlink.connectors.file import FileSource
-from flowlink.connectors.rest import RestSource, RestTarget, rest_settings_from_connection
+from flowlink.connectors.rest import RestSource, RestTarget
 from flowlink.connectors.sql import SqlSource, SqlTarget
 from flowlink.spec import Extract, Load
 from tests.airflow_helpers import REPO, demo_connections

@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from examples.demo_erp import create as create_erp, touch
+from examples.demo_erp import create as create_erp
+from examples.demo_erp import touch
 from examples.demo_shop import DemoShop
 from tests.airflow_helpers import REPO, demo_connections
 from tests.live_server import BIN, AgentProcess, AirflowServer, wait_for
@@ -123,7 +124,7 @@ def test_runs_show_airflows_state_and_wait_gives_the_outcome(world):
     # unpaused: --wait follows the next run to its end, exit 0
     assert server.api("PATCH", f"/api/v2/dags/{WF}", json={"is_paused": False}).ok
     for run_id in (queued, second):  # max_active_runs=1: the earlier runs go first
-        wait_for(f"run {run_id}", lambda: server.run_state(WF, run_id) in ("success", "failed"), timeout=180, every=2)
+        wait_for(f"run {run_id}", lambda run_id=run_id: server.run_state(WF, run_id) in ("success", "failed"), timeout=180, every=2)
     done = server.flowlink("run", WF, "--wait", "--timeout", "100")
     third = re.match(rf"{WF}: run (\S+)\n", done.stdout)[1]
     assert done.stdout.rstrip().endswith(f"run {third}: success"), done.stdout

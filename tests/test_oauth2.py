@@ -296,6 +296,7 @@ def test_the_hook_builds_oauth2_from_the_documented_connection_and_masks_each_to
     AIRFLOW_CONN_SHOP_API): ApplicationHook's target writes with OAuth2, and Airflow's log masker hides the client
     secret and every token the connector fetched."""
     from airflow.sdk.log import redact
+
     from flowlink_airflow.hooks.application import ApplicationHook
 
     authz, api = world()

@@ -42,7 +42,7 @@ WINDOW = 12  # any 12 characters of a secret in a row count as a leak (a secret 
 def _random_secret(prefix: str, specials: str = ':/@%') -> str:
     """A unique secret with characters that URLs, JSON and forms escape; every 12-character window is random."""
     parts = [secrets.token_urlsafe(6) for _ in range(len(specials) + 1)]
-    return prefix + "".join(p + s for p, s in zip(parts, specials + " ")).rstrip()
+    return prefix + "".join(p + s for p, s in zip(parts, specials + " ", strict=True)).rstrip()
 
 
 def _basic(user: str, password: str) -> str:
@@ -247,7 +247,7 @@ def erp(pg_url, tmp_path_factory):
         for table in ("customers", "orders"):
             cursor = src.execute(f"SELECT * FROM {table}")
             names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, r)) for r in cursor]
+            rows = [dict(zip(names, r, strict=True)) for r in cursor]
             conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"),
                          rows)
     engine.dispose()
@@ -274,6 +274,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
     the agent's log and answers, and the messages and tracebacks of connector errors."""
     from airflow.configuration import conf
     from airflow.settings import engine as airflow_engine
+
     from flowlink import cli
     from flowlink.agent import Agent
     from flowlink.store import Store, bucket, snapshots
@@ -454,7 +455,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         for what, attempt in attempts.items():
             try:
                 outcome = attempt()
-            except Exception as exc:  # noqa: BLE001 - every error is searched
+            except Exception as exc:
                 errors.append((what, describe(exc)))
             else:
                 errors.append((what, repr(outcome)))  # a per-record failure: its WriteResult
@@ -462,6 +463,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
 
         # The hook registers every form of the connection's credentials with Airflow's secrets masker.
         from airflow.sdk.log import redact
+
         from flowlink_airflow.hooks.application import ApplicationHook
 
         connect({**pg, "password": erp["password"]}, basic_target)
@@ -562,3 +564,23 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
             f"{counts['error']} error messages, {counts['agent log line']} agent log lines and the console: "
             f"{len(leaks.hits)} hits")
     observe(f"the shop echoed credentials in {shop.echoed} error answers; the agent token is stored only as its sha256")
+
+
+def test_one_list_of_sensitive_names(monkeypatch):
+    """The REST connector (headers it redacts, the hook masks) and the alerts (connection extras they scrub) take
+    the same names for credentials: flowlink.errors.SENSITIVE, in any case and inside a longer name."""
+    from flowlink.alerts.messages import connection_secrets as alert_secrets
+    from flowlink.connectors.rest import connection_secrets as rest_secrets
+    from flowlink.connectors.rest import rest_settings_from_connection
+    from flowlink.errors import SENSITIVE, is_sensitive
+
+    values = {word: f"value-of-{word}-{secrets.token_hex(4)}" for word in SENSITIVE}
+    plain = {"Accept": "application/x-plain-1234", "timeout": "12345"}
+    headers = {f"X-{word.upper()}-Id": value for word, value in values.items()} | {"Accept": plain["Accept"]}
+    settings = rest_settings_from_connection("http", "http://127.0.0.1:9", None, None, None, None, {"headers": headers})
+    assert set(values.values()) <= set(rest_secrets(settings)) and plain["Accept"] not in rest_secrets(settings)
+    extra = {f"my_{word}": value for word, value in values.items()} | {"timeout": plain["timeout"]}
+    monkeypatch.setenv("AIRFLOW_CONN_SENSITIVE_NAMES", json.dumps({"conn_type": "http", "host": "h", "extra": extra}))
+    found = alert_secrets(["sensitive_names"])
+    assert set(values.values()) <= set(found) and plain["timeout"] not in found
+    assert is_sensitive("Authorization") and is_sensitive("client_SECRET") and not is_sensitive("timeout")

@@ -15,12 +15,12 @@ import pendulum
 import pytest
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 
-from flowlink_airflow import timetable as flowlink_timetable
 from flowlink.schedule import Ticks, summary
 from flowlink.spec import Schedule
+from flowlink_airflow import timetable as flowlink_timetable
 from flowlink_airflow.timetable import WorkflowTimetable
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def utc(*args: int) -> dt.datetime:

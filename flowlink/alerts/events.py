@@ -4,63 +4,47 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from sqlalchemy import func, select
-
+from flowlink import retry
 from flowlink.alerts.channels import channels_for
-from flowlink.alerts.constants import (AGENT_DISCONNECTED, CHUNK, DEPLOYMENT_UNSUCCESSFUL, LISTED, RECORDS_FAILED,
-                                       RUN_BLOCKED, RUN_FAILED)
-from flowlink.alerts.messages import _workflow_secrets, links, message, scrub
-from flowlink.alerts.sending import environment_of, send
+from flowlink.alerts.messages import links, message, scrub, workflow_secrets
+from flowlink.alerts.sending import Delivery, environment_of, send
 from flowlink.errors import plural
+from flowlink.retry import ExhaustedRecord
+from flowlink.spec import Schedule
+from flowlink.states import AlertEvent, Step, StepFailure, StepStatus
 from flowlink.store import Store
+from flowlink.store import alerts as stored
 from flowlink.store.db import utcnow
-from flowlink.store.tables import alerts_sent, data_log, environments
+from flowlink.store.snapshots import RunSummary, StepRow
 
-log = logging.getLogger(__package__)  # "flowlink.alerts", as before the split
+log = logging.getLogger("flowlink.alerts")
+
+LISTED = 20  # records (or ticks) named in one alert; the bucket link shows them all
 
 
 # ------------------------------------------------------------------ records that used up their tries
 
-def exhausted(store: Store, workflow: str) -> list[dict]:
+def exhausted(store: Store, workflow: str) -> list[ExhaustedRecord]:
     """Failed records that reached the maximum number of tries (flowlink/retry.py: the workflow's policy)."""
-    from flowlink.retry import exhausted as from_retry
-
-    return from_retry(store, workflow=workflow)
+    return retry.exhausted(store, workflow=workflow)
 
 
 # ------------------------------------------------------------------ event: records failed in a run
 
-def _failed_records(store: Store, workflow: str, run_id: str, touchpoint: str | None = None) -> tuple[int, list[dict]]:
-    """A run's failed records (of one touchpoint): how many, and the first LISTED with their reasons."""
-    where = [data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.status == "failed"]
-    if touchpoint:
-        where.append(data_log.c.touchpoint == touchpoint)
-    with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(data_log).where(*where)).scalar_one()
-        first = [dict(r._mapping) for r in conn.execute(
-            select(data_log.c.touchpoint, data_log.c.step, data_log.c.source_id, data_log.c.tries, data_log.c.message)
-            .where(*where).order_by(data_log.c.id).limit(LISTED))]
-    return total, first
-
-
-def _gave_up(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[dict]:
+def _gave_up(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[ExhaustedRecord]:
     """The touchpoint's records that failed in this run and so reached their maximum number of tries."""
-    limit = exhausted(store, workflow)
-    candidates = {r["source_id"]: r for r in limit if r["touchpoint"] == touchpoint}
+    candidates = {r["source_id"]: r for r in exhausted(store, workflow) if r["touchpoint"] == touchpoint}
     if not candidates:
         return []
-    failed: set[str] = set()
     ids = list(candidates)
-    with store.engine.connect() as conn:
-        for i in range(0, len(ids), CHUNK):
-            failed.update(conn.execute(select(data_log.c.source_id).where(
-                data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.touchpoint == touchpoint,
-                data_log.c.status == "failed", data_log.c.source_id.in_(ids[i:i + CHUNK]))).scalars())
+    failed = stored.failed_in_run(store, workflow, run_id, touchpoint, ids)
     return [candidates[i] for i in ids if i in failed]
 
 
-def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[dict]:
+def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) -> list[Delivery]:
     """Records of a touchpoint failed in a run (its load step, before the task fails): one alert per run and
     touchpoint, with the counts, the first records and their reasons, and those at their maximum of tries.
 
@@ -71,8 +55,8 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
         from flowlink.store import snapshots
 
         step = next((s for s in snapshots.run_steps(store, workflow, run_id)
-                     if s["touchpoint"] == touchpoint and s["step"] == "load"), None)
-        total, first = _failed_records(store, workflow, run_id, touchpoint)
+                     if s["touchpoint"] == touchpoint and s["step"] == Step.LOAD), None)
+        total, first = stored.failed_records(store, workflow, run_id, touchpoint, first=LISTED)
         gave_up = _gave_up(store, workflow, run_id, touchpoint) if total else []
         environment = environment_of(store, workflow)
         subject = f"[Flowlink] {workflow}: {plural(total, touchpoint + ' record')} failed in run {run_id}"
@@ -93,10 +77,10 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
         facts = {"run_id": run_id, "touchpoint": touchpoint, "failed_records": total,
                  "load": {k: step[k] for k in ("count_in", "count_out", "count_failed")} if step else None,
                  "records": first, "exhausted": [{k: r[k] for k in ("source_id", "tries")} for r in gave_up]}
-        alert = message(RECORDS_FAILED, subject=subject, lines=lines, facts=facts,
+        alert = message(AlertEvent.RECORDS_FAILED, subject=subject, lines=lines, facts=facts,
                         link_map=links(workflow=workflow, run_id=run_id, touchpoint=touchpoint), workflow=workflow,
-                        environment=environment, secrets=_workflow_secrets(workflow))
-        return send(store, RECORDS_FAILED, f"records:{workflow}:{run_id}:{touchpoint}", alert, workflow=workflow,
+                        environment=environment, secrets=workflow_secrets(workflow))
+        return send(store, AlertEvent.RECORDS_FAILED, f"records:{workflow}:{run_id}:{touchpoint}", alert, workflow=workflow,
                     environment=environment)
     except Exception as exc:
         log.error("alerts: records of %s.%s failed in run %s, but the alert failed: %s", workflow, touchpoint, run_id, exc)
@@ -106,22 +90,23 @@ def records_failed(store: Store, workflow: str, run_id: str, touchpoint: str) ->
 # ------------------------------------------------------------------ event: a run failed
 
 def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | None = None,
-                     task_states: dict[str, str] | None = None, dag_id: str | None = None) -> list[dict]:
+                     task_states: dict[str, str] | None = None, dag_id: str | None = None) -> list[Delivery]:
     """A workflow run failed (the DAG's on_failure_callback): a feeds entry (run_failed_feed) and the run_failed
     alert, unless every failure in it was failed records, which their load steps have alerted already
     (records_failed)."""
     from flowlink.store import snapshots
 
     run_steps = snapshots.run_steps(store, workflow, run_id)
-    record_steps = [s for s in run_steps if s["status"] == "failed" and s["failure"] == "records"]
-    other_steps = [s for s in run_steps if s["status"] in ("failed", "running") and s not in record_steps]
+    record_steps = [s for s in run_steps if s["status"] == StepStatus.FAILED and s["failure"] == StepFailure.RECORDS]
+    other_steps = [s for s in run_steps
+                   if s["status"] in (StepStatus.FAILED, StepStatus.RUNNING) and s not in record_steps]
     record_tasks = {f"{s['touchpoint']}.{s['step']}" for s in record_steps}
     other_tasks = sorted(t for t, st in (task_states or {}).items() if st == "failed" and t not in record_tasks)
     if record_steps and not other_steps and not other_tasks:
         return []
     run_failed_feed(store, workflow, run_id, other_steps, other_tasks)
     environment = environment_of(store, workflow)
-    total, _ = _failed_records(store, workflow, run_id)
+    total, _ = stored.failed_records(store, workflow, run_id, first=0)
     subject = f"[Flowlink] {workflow}: run {run_id} failed"
     lines = [f"Run {run_id} of workflow {workflow}" + (f" (environment {environment})" if environment else "")
              + " failed" + (f" ({reason})" if reason else "") + "."]
@@ -137,39 +122,32 @@ def run_ended_failed(store: Store, workflow: str, run_id: str, *, reason: str | 
     facts = {"run_id": run_id, "reason": reason, "failed_records": total, "failed_tasks": other_tasks,
              "failed_steps": [{k: s[k] for k in ("touchpoint", "step", "status", "count_in", "count_out", "count_failed",
                                                   "message")} for s in other_steps]}
-    alert = message(RUN_FAILED, subject=subject, lines=lines, facts=facts,
+    alert = message(AlertEvent.RUN_FAILED, subject=subject, lines=lines, facts=facts,
                     link_map=links(workflow=workflow, run_id=run_id, dag_id=dag_id, bucket_page=bool(total)),
-                    workflow=workflow, environment=environment, secrets=_workflow_secrets(workflow))
-    return send(store, RUN_FAILED, f"run_failed:{workflow}:{run_id}", alert, workflow=workflow, environment=environment)
+                    workflow=workflow, environment=environment, secrets=workflow_secrets(workflow))
+    return send(store, AlertEvent.RUN_FAILED, f"run_failed:{workflow}:{run_id}", alert, workflow=workflow, environment=environment)
 
 
-def run_failed_feed(store: Store, workflow: str, run_id: str, steps: list[dict], tasks: list[str]) -> None:
+def run_failed_feed(store: Store, workflow: str, run_id: str, steps: list[StepRow], tasks: list[str]) -> None:
     """One feeds entry (tag run_failed) for a run that failed for another reason than failed records: the run, each
     step that failed as a whole with its reason (or never ended), each task that failed before it recorded its step.
     Added once per run, however often the callback comes; never raises."""
-    from flowlink.store import feeds
-    from flowlink.store.tables import feeds as feeds_table
-
     parts = [f"{s['touchpoint']}.{s['step']}: " + ((s["message"] or "").strip().splitlines() or ["no reason"])[0]
-             if s["status"] == "failed" else f"{s['touchpoint']}.{s['step']}: the task stopped before the step ended"
+             if s["status"] == StepStatus.FAILED else f"{s['touchpoint']}.{s['step']}: the task stopped before the step ended"
              for s in steps]
     shown = {f"{s['touchpoint']}.{s['step']}" for s in steps}
     parts += [f"{t}: failed before it recorded its step (see the task's log in Airflow)" for t in tasks if t not in shown]
     text = scrub(f"run {run_id} failed: " + ("; ".join(parts) or "no step recorded a failure (see the run in Airflow)"),
-                 _workflow_secrets(workflow))
+                 workflow_secrets(workflow))
     try:
-        with store.engine.begin() as conn:
-            there = conn.execute(select(feeds_table.c.id).where(
-                feeds_table.c.workflow == workflow, feeds_table.c.tag == "run_failed", feeds_table.c.message == text)).first()
-            if there is None:
-                feeds.add(store, "run_failed", text, workflow, conn)
+        stored.add_feed_once(store, "run_failed", text, workflow)
     except Exception as exc:
         log.error("the feeds entry for the failed run %s of %s could not be added: %s", run_id, workflow, exc)
 
 
 # ------------------------------------------------------------------ event: a deployment became Unsuccessful
 
-def deployment_unsuccessful(store: Store, d: dict) -> list[dict]:
+def deployment_unsuccessful(store: Store, d: Mapping[str, Any]) -> list[Delivery]:
     """The deployment tracker found deployment ``d`` Unsuccessful."""
     try:
         subject = (f"[Flowlink] {d['action']} of {d['workflow']} v{d['version']} to {d['environment']} is Unsuccessful")
@@ -181,10 +159,10 @@ def deployment_unsuccessful(store: Store, d: dict) -> list[dict]:
                  f"(flowlink deploy {d['workflow']}); the steps: flowlink deployment-log {d['workflow']}."]
         facts = {k: d.get(k) for k in ("id", "workflow", "environment", "action", "version", "tries", "started_at",
                                       "wait_till", "message")}
-        alert = message(DEPLOYMENT_UNSUCCESSFUL, subject=subject, lines=lines, facts=facts,
+        alert = message(AlertEvent.DEPLOYMENT_UNSUCCESSFUL, subject=subject, lines=lines, facts=facts,
                         link_map=links(environment=d["environment"], deployments_page=True),
                         workflow=d["workflow"], environment=d["environment"])
-        return send(store, DEPLOYMENT_UNSUCCESSFUL, f"deployment:{d['id']}", alert, workflow=d["workflow"],
+        return send(store, AlertEvent.DEPLOYMENT_UNSUCCESSFUL, f"deployment:{d['id']}", alert, workflow=d["workflow"],
                     environment=d["environment"])
     except Exception as exc:
         log.error("alerts: deployment %s Unsuccessful, but the alert failed: %s", d.get("id"), exc)
@@ -193,16 +171,13 @@ def deployment_unsuccessful(store: Store, d: dict) -> list[dict]:
 
 # ------------------------------------------------------------------ event: an agent is disconnected
 
-def check_agents(store: Store, now: dt.datetime | None = None) -> list[dict]:
+def check_agents(store: Store, now: dt.datetime | None = None) -> list[Delivery]:
     """Every enabled environment whose agent has been silent longer than its disconnect_alert_minutes: one alert
     per disconnection (the key is the last heartbeat: a new silence after the agent came back alerts again).
     An agent that never connected is not 'disconnected'."""
     now = now or utcnow()
-    done = []
-    with store.engine.connect() as conn:
-        envs = [dict(r._mapping) for r in conn.execute(select(environments).where(environments.c.enabled.is_(True))
-                                                       .order_by(environments.c.name))]
-    for env in envs:
+    done: list[Delivery] = []
+    for env in stored.enabled_environments(store):
         beat, minutes = env["last_heartbeat"], env["disconnect_alert_minutes"]
         if beat is None or now - beat <= dt.timedelta(minutes=minutes):
             continue
@@ -214,18 +189,19 @@ def check_agents(store: Store, now: dt.datetime | None = None) -> list[dict]:
                  f"`flowlink agent --environment {env['name']}` runs and reaches the api-server's /flowlink."]
         facts = {"environment": env["name"], "kind": env["kind"], "last_heartbeat": beat, "silent_minutes": silent,
                  "alert_after_minutes": minutes}
-        alert = message(AGENT_DISCONNECTED, subject=subject, lines=lines, facts=facts,
+        alert = message(AlertEvent.AGENT_DISCONNECTED, subject=subject, lines=lines, facts=facts,
                         link_map=links(environments_page=True), environment=env["name"])
-        done += send(store, AGENT_DISCONNECTED, f"agent:{env['name']}:{beat.isoformat()}", alert,
+        done += send(store, AlertEvent.AGENT_DISCONNECTED, f"agent:{env['name']}:{beat.isoformat()}", alert,
                      environment=env["name"])
     return done
 
 
 # ------------------------------------------------------------------ event: a scheduled run could not start
 
-def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, object]], *, paused, count_runs,
-                       now: dt.datetime | None = None, grace: dt.timedelta = dt.timedelta(minutes=1),
-                       lookback: dt.timedelta = dt.timedelta(hours=1), most: int = 60) -> list[dict]:
+def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, Schedule]], *,
+                       paused: Callable[[str], bool], count_runs: Callable[..., int], now: dt.datetime | None = None,
+                       grace: dt.timedelta = dt.timedelta(minutes=1), lookback: dt.timedelta = dt.timedelta(hours=1),
+                       most: int = 60) -> list[Delivery]:
     """Scheduled runs that could not start because the previous run was still running.
 
     Workflow DAGs have max_active_runs=1: while a run is active Airflow's scheduler does not create the next
@@ -241,42 +217,38 @@ def check_blocked_runs(store: Store, workflows: list[tuple[str, str | None, obje
     from flowlink.store import snapshots
 
     now = now or utcnow()
-    done = []
+    done: list[Delivery] = []
     for workflow, environment, schedule in workflows:
         try:
             ticks = Ticks(schedule)
-            candidates = []  # (run, the ticks during it): most runs end before the next tick and have none
+            candidates: list[tuple[RunSummary, list[dt.datetime]]] = []  # (run, its ticks): most runs have none
             for run in snapshots.run_page(store, workflow, limit=50):
                 if not (run["running_steps"] or (run["ended_at"] and run["ended_at"] >= now - lookback)):
                     continue
-                end = now if run["running_steps"] else run["ended_at"]
-                during, tick = [], ticks.next_tick_after(run["started_at"])
+                end = run["ended_at"] if not run["running_steps"] and run["ended_at"] else now
+                during: list[dt.datetime] = []
+                tick = ticks.next_tick_after(run["started_at"])
                 while tick is not None and tick < end and tick <= now - grace and len(during) < most:
                     during.append(tick)
                     tick = ticks.next_tick_after(tick)
                 if during:
                     candidates.append((run, during))
-            wanted = {c["id"] for c in channels_for(store, workflow, environment, RUN_BLOCKED)}
+            wanted = {c["id"] for c in channels_for(store, workflow, environment, AlertEvent.RUN_BLOCKED)}
             candidates = [(run, during) for run, during in candidates
-                          if not wanted <= _had(store, f"blocked:{workflow}:{run['run_id']}")]
+                          if not wanted <= stored.had(store, f"blocked:{workflow}:{run['run_id']}")]
             if not wanted or not candidates or paused(workflow):  # Airflow is asked only about ticks during a run
                 continue
             for run, during in candidates:
                 blocked = [t for t in during if not count_runs(workflow, logical_dates=[t])]
                 if blocked:
-                    done += _blocked_alert(store, workflow, environment, run, blocked, now)
+                    done += _blocked_alert(store, workflow, environment, run, blocked)
         except Exception as exc:
             log.warning("alerts: cannot tell whether runs of %s were blocked: %s", workflow, exc)
     return done
 
 
-def _had(store: Store, key: str) -> set[int]:
-    """The channels that have (or were sent) the alert with this dedupe key."""
-    with store.engine.connect() as conn:
-        return set(conn.execute(select(alerts_sent.c.channel_id).where(alerts_sent.c.dedupe_key == key)).scalars())
-
-
-def _blocked_alert(store: Store, workflow: str, environment: str | None, run: dict, blocked: list, now) -> list[dict]:
+def _blocked_alert(store: Store, workflow: str, environment: str | None, run: RunSummary,
+                   blocked: list[dt.datetime]) -> list[Delivery]:
     first = blocked[0]
     state = "is still running" if run["running_steps"] else f"ran until {run['ended_at']:%H:%M:%S} UTC"
     subject = f"[Flowlink] {workflow}: the run scheduled at {first:%Y-%m-%d %H:%M} UTC could not start"
@@ -289,8 +261,8 @@ def _blocked_alert(store: Store, workflow: str, environment: str | None, run: di
              "smaller batch size or more workers."]
     facts = {"scheduled_for": first, "blocked_ticks": blocked[:LISTED], "blocked_count": len(blocked),
              "running_run_id": run["run_id"], "running_since": run["started_at"], "still_running": bool(run["running_steps"])}
-    alert = message(RUN_BLOCKED, subject=subject, lines=lines, facts=facts,
+    alert = message(AlertEvent.RUN_BLOCKED, subject=subject, lines=lines, facts=facts,
                     link_map=links(workflow=workflow, run_id=run["run_id"], snapshots_page=True, bucket_page=False),
                     workflow=workflow, environment=environment)
-    return send(store, RUN_BLOCKED, f"blocked:{workflow}:{run['run_id']}", alert, workflow=workflow,
+    return send(store, AlertEvent.RUN_BLOCKED, f"blocked:{workflow}:{run['run_id']}", alert, workflow=workflow,
                 environment=environment)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def _live_graphs():
-    from flowlink_airflow.dag_factory.graph import read_graphs
+if TYPE_CHECKING:
+    from flowlink.live import WorkflowGraph
+    from flowlink.spec import Schedule
+
+
+def _live_graphs() -> list[WorkflowGraph]:
     from flowlink import settings
+    from flowlink.live import read_graphs
 
     return read_graphs(settings.live_dir())[0]
 
@@ -15,6 +21,6 @@ def live_workflows() -> list[tuple[str, str | None]]:
     return [(g.dag_id, g.environment) for g in _live_graphs()]
 
 
-def scheduled_workflows() -> list[tuple[str, str | None, object]]:
+def scheduled_workflows() -> list[tuple[str, str | None, Schedule]]:
     """(workflow, environment, schedule) of every live workflow with an automatic schedule."""
     return [(g.dag_id, g.environment, g.schedule) for g in _live_graphs() if g.schedule.sync == "auto"]

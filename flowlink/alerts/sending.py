@@ -1,27 +1,36 @@
-"""Sending an alert once per channel and dedupe key, through the notifiers (plugins/notifiers)."""
+"""Sending an alert once per channel and dedupe key: e-mail through Airflow's SMTP connection, webhooks as JSON."""
 
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
-from sqlalchemy.exc import IntegrityError
-
+from flowlink import airflow_adapter
 from flowlink.alerts.channels import channels_for
 from flowlink.alerts.messages import Alert, connection_secrets, scrub
+from flowlink.alerts.webhook import post
+from flowlink.states import AlertEvent, ChannelKind
 from flowlink.store import Store
-from flowlink.store.db import utcnow
-from flowlink.store.tables import alerts_sent
+from flowlink.store import alerts as stored
+from flowlink.store.alerts import Channel
 
-log = logging.getLogger(__package__)  # "flowlink.alerts", as before the split
+log = logging.getLogger("flowlink.alerts")
 
 
-# ------------------------------------------------------------------ sending
+class Delivery(TypedDict):
+    """What sending one alert to one channel did."""
 
-def send(store: Store, event: str, key: str, alert: Alert, *, workflow: str | None = None,
-         environment: str | None = None, channels: list[dict] | None = None) -> list[dict]:
+    channel_id: int
+    kind: ChannelKind
+    ok: bool
+    message: str
+
+
+def send(store: Store, event: AlertEvent, key: str, alert: Alert, *, workflow: str | None = None,
+         environment: str | None = None, channels: list[Channel] | None = None) -> list[Delivery]:
     """Send ``alert`` once per channel and dedupe key; returns what was done now ([] when every channel had it).
-    Never raises: a failure is logged and recorded in alerts_sent."""
-    done = []
+    Each alert is claimed in alerts_sent before it is sent. Never raises: a failure is logged and recorded."""
+    done: list[Delivery] = []
     try:
         chosen = channels if channels is not None else channels_for(store, workflow, environment, event)
     except Exception as exc:
@@ -29,51 +38,39 @@ def send(store: Store, event: str, key: str, alert: Alert, *, workflow: str | No
         return done
     for ch in chosen:
         try:
-            with store.engine.begin() as conn:
-                row_id = conn.execute(alerts_sent.insert().values(
-                    channel_id=ch["id"], event=event, workflow=workflow, environment=environment, dedupe_key=key[:255],
-                    ok=False, message="sending", sent_at=utcnow())).inserted_primary_key[0]
-        except IntegrityError:
-            continue  # this channel has it already (or another process is sending it right now)
+            sent_id = stored.claim(store, ch["id"], event, key, workflow=workflow, environment=environment)
         except Exception as exc:
             log.error("alerts: cannot record %s for channel %s: %s", event, ch["id"], exc)
             continue
+        if sent_id is None:
+            continue  # this channel has it already (or another process is sending it right now)
         ok, note = deliver(ch, alert)
         try:
-            with store.engine.begin() as conn:
-                conn.execute(alerts_sent.update().where(alerts_sent.c.id == row_id)
-                             .values(ok=ok, message=note[:2000], sent_at=utcnow()))
+            stored.record_outcome(store, sent_id, ok, note)
         except Exception as exc:
             log.error("alerts: cannot record the outcome of %s for channel %s: %s", event, ch["id"], exc)
         (log.info if ok else log.error)("alerts: %s %s to channel %s (%s): %s", event, "sent" if ok else "NOT sent",
                                         ch["id"], ch["kind"], note)
-        done.append({"channel_id": ch["id"], "kind": ch["kind"], "ok": ok, "message": note})
+        done.append(Delivery(channel_id=ch["id"], kind=ch["kind"], ok=ok, message=note))
     return done
 
 
-def deliver(ch: dict, alert: Alert) -> tuple[bool, str]:
-    """Hand the alert to the channel's notifier; (ok, what happened). Never raises."""
+def deliver(ch: Channel, alert: Alert) -> tuple[bool, str]:
+    """Send the alert to the channel; (ok, what happened). Never raises."""
     try:
-        if ch["kind"] == "email":
-            from flowlink_airflow.notifiers.mail import FlowlinkEmailNotifier
-
-            FlowlinkEmailNotifier(to=ch["target"].split(","), subject=alert.subject, text=alert.text,
-                                  html=alert.html()).notify({})
+        if ch["kind"] == ChannelKind.EMAIL:
+            airflow_adapter.send_email(ch["target"].split(","), alert.subject, alert.html())
             return True, f"mailed to {ch['target']}"
-        from flowlink_airflow.notifiers.webhook import FlowlinkWebhookNotifier
-
-        status = FlowlinkWebhookNotifier(http_conn_id=ch["target"], payload=alert.payload).notify({})
+        status = post(ch["target"], alert.payload)
         return True, f"posted to connection {ch['target']} ({status})"
     except Exception as exc:  # the channel is broken: say why, without the connection's secrets
-        secrets = connection_secrets([ch["target"]] if ch["kind"] == "webhook" else [_smtp_conn_id()])
+        secrets = connection_secrets([ch["target"]] if ch["kind"] == ChannelKind.WEBHOOK else [_smtp_conn_id()])
         return False, scrub(f"{type(exc).__name__}: {exc}", secrets)
 
 
 def _smtp_conn_id() -> str:
     try:
-        from airflow.sdk.configuration import conf
-
-        return conf.get("email", "email_conn_id", fallback="smtp_default")
+        return airflow_adapter.smtp_conn_id()
     except Exception:
         return "smtp_default"
 
@@ -82,8 +79,7 @@ def environment_of(store: Store, workflow: str) -> str | None:
     """The environment a workflow is deployed to: its live folder, else its last deployment."""
     from flowlink import settings
 
-    folder = settings.live_dir()
-    for path in sorted(folder.glob(f"*/{workflow}.json")):
+    for path in sorted(settings.live_dir().glob(f"*/{workflow}.json")):
         return path.parent.name
     try:
         from flowlink import deployments
