@@ -46,8 +46,14 @@ def start_agent(server: AirflowServer, token: str, log: Path, interval: float | 
     agent.log_path, agent.log = log, open(log, "a")
     cmd = [str(BIN / "flowlink"), "agent", "--environment", "cloud", "--server", f"{server.url}/flowlink"]
     cmd += ["--interval", f"{interval:g}"] if interval is not None else []
-    agent.proc = subprocess.Popen(cmd, env={**server.env, "FLOWLINK_AGENT_TOKEN": token}, cwd=REPO,
-                                  stdout=agent.log, stderr=subprocess.STDOUT, start_new_session=True)
+    agent.proc = subprocess.Popen(
+        cmd,
+        env={**server.env, "FLOWLINK_AGENT_TOKEN": token},
+        cwd=REPO,
+        stdout=agent.log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return agent
 
 
@@ -60,11 +66,14 @@ def deploy_once(server: AirflowServer, version: int) -> tuple[float, float]:
         d = next(d for d in server.flowlink_json("deployments") if d["workflow"] == WF)
         if d["id"] == deployment_id and d["status"] in ("successful", "unsuccessful"):
             return d
+
     d = wait_for(f"deployment {deployment_id} to end", successful, timeout=120)
     assert d["status"] == "successful", d
     log = server.flowlink_json("deployment-log", WF)
     assert log["deployment"]["id"] == deployment_id, log["deployment"]
-    last = max(dt.datetime.fromisoformat(s["at"]) for s in log["steps"] if s["step"] == "deployed" and s["status"] == "done")
+    last = max(
+        dt.datetime.fromisoformat(s["at"]) for s in log["steps"] if s["step"] == "deployed" and s["status"] == "done"
+    )
     ended, started = (dt.datetime.fromisoformat(d[k]) for k in ("ended_at", "started_at"))
     return (ended - last).total_seconds(), (ended - started).total_seconds()
 
@@ -92,13 +101,16 @@ def main() -> None:
         i = 0
         for label, interval in (("--interval 0.5", 0.5), ("default (2 s)", None)):
             agent = start_agent(server, token, root / f"agent-{interval}.log", interval)
-            wait_for("the agent to start", lambda: "agent: environment cloud" in agent.output(), timeout=30)
+            wait_for("the agent to start", lambda agent=agent: "agent: environment cloud" in agent.output(), timeout=30)
             time.sleep(3)  # connected: past its first heartbeat and polls
             results[label] = []
             for _ in range(n):
                 results[label].append(deploy_once(server, 1 + i % 2))
                 i += 1
-                print(f"  {label}: deployment {i}: {results[label][-1][0]:.3f} s / {results[label][-1][1]:.2f} s", flush=True)
+                print(
+                    f"  {label}: deployment {i}: {results[label][-1][0]:.3f} s / {results[label][-1][1]:.2f} s",
+                    flush=True,
+                )
             agent.stop()
             agent = None
     finally:
@@ -109,13 +121,16 @@ def main() -> None:
 
     def stats(xs):
         return f"{min(xs):7.3f} {statistics.median(xs):7.3f} {max(xs):7.3f}"
+
     print(f"\nDeployment latency, {n} deployments per agent interval, seconds (min / median / max)")
     print(f"{'metric':<38} {'agent':<15} {'min':>7} {'median':>7} {'max':>7}")
     for label, rows in results.items():
         print(f"{'agent last step -> Successful':<38} {label:<15} {stats([r[0] for r in rows])}")
         print(f"{'flowlink deploy -> Successful':<38} {label:<15} {stats([r[1] for r in rows])}")
-    print(f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-          f"Python {platform.python_version()}")
+    print(
+        f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
     print(f"date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     last_step = [r[0] for r in results["--interval 0.5"]]
     print(f"ratio={statistics.median(last_step) / TARGET:.2f}")

@@ -54,12 +54,25 @@ def ensure_dagfactory() -> Path | None:
     """The --target folder holding dag-factory 1.1.0 (installed when missing), or None if it cannot be installed."""
     marker = DAGFACTORY_TARGET / f"dag_factory-{DAGFACTORY_VERSION}.dist-info"
     if not marker.is_dir():
-        print(f"installing dag-factory=={DAGFACTORY_VERSION} into {DAGFACTORY_TARGET} (not the project venv) ...", flush=True)
+        print(
+            f"installing dag-factory=={DAGFACTORY_VERSION} into {DAGFACTORY_TARGET} (not the project venv) ...",
+            flush=True,
+        )
         shutil.rmtree(DAGFACTORY_TARGET, ignore_errors=True)
         # --no-deps: its requirements (apache-airflow, pyyaml, packaging, pathspec, typer) must not be re-resolved;
         # the ones the venv lacks are added to the same --target folder below.
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--target", str(DAGFACTORY_TARGET), f"dag-factory=={DAGFACTORY_VERSION}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(DAGFACTORY_TARGET),
+            f"dag-factory=={DAGFACTORY_VERSION}",
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -74,8 +87,21 @@ def ensure_dagfactory() -> Path | None:
         if check.returncode != 0:
             missing.append(dist)
     if missing:
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               "--target", str(DAGFACTORY_TARGET), *missing], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(DAGFACTORY_TARGET),
+                *missing,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(f"SKIPPING dag-factory: cannot install its requirements {missing}:\n{proc.stderr.strip()[-2000:]}")
             return None
@@ -89,33 +115,43 @@ def write_dagfactory(root: Path, n: int) -> tuple[Path, dict]:
     dags.mkdir(parents=True)
     configs.mkdir()
     for i in range(1, n + 1):
-        task_groups = {g: {"tooltip": f"touchpoint {g}", **({"dependencies": list(deps)} if deps else {})}
-                       for g, deps in GROUPS}
+        task_groups = {
+            g: {"tooltip": f"touchpoint {g}", **({"dependencies": list(deps)} if deps else {})} for g, deps in GROUPS
+        }
         tasks = {}
         for g, _ in GROUPS:
             prev = None
             for step in STEPS:
-                tasks[f"{g}_{step}"] = {"operator": EMPTY, "task_group_name": g,
-                                        **({"dependencies": [prev]} if prev else {})}
+                tasks[f"{g}_{step}"] = {
+                    "operator": EMPTY,
+                    "task_group_name": g,
+                    **({"dependencies": [prev]} if prev else {}),
+                }
                 prev = f"{g}_{step}"
-        doc = {wf_name(i): {
-            "description": f"benchmark workflow {i}",
-            "schedule": SCHEDULE,
-            "catchup": False,
-            "max_active_runs": 1,
-            "default_args": {"owner": "flowlink"},
-            "tags": ["bench", "sql->rest"],
-            "task_groups": task_groups,
-            "tasks": tasks,
-        }}
+        doc = {
+            wf_name(i): {
+                "description": f"benchmark workflow {i}",
+                "schedule": SCHEDULE,
+                "catchup": False,
+                "max_active_runs": 1,
+                "default_args": {"owner": "flowlink"},
+                "tags": ["bench", "sql->rest"],
+                "task_groups": task_groups,
+                "tasks": tasks,
+            }
+        }
         (configs / f"{wf_name(i)}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     (dags / "dagfactory_loader.py").write_text(
         "# Airflow DAG loader: every YAML file of the configs folder through dag-factory\n"
         "from dagfactory import load_yaml_dags\n\n"
         f"load_yaml_dags(globals_dict=globals(), dags_folder={str(configs)!r})\n"
     )
-    env = {"PYTHONPATH": str(DAGFACTORY_TARGET), "DO_NOT_TRACK": "True", "SCARF_ANALYTICS": "false",
-           "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False"}
+    env = {
+        "PYTHONPATH": str(DAGFACTORY_TARGET),
+        "DO_NOT_TRACK": "True",
+        "SCARF_ANALYTICS": "false",
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+    }
     return dags, env
 
 
@@ -149,9 +185,13 @@ def write_plain(root: Path, n: int) -> tuple[Path, dict]:
     dags.mkdir(parents=True)
     configs.mkdir()
     for i in range(1, n + 1):
-        cfg = {"dag_id": wf_name(i), "description": f"benchmark workflow {i}", "schedule": SCHEDULE,
-               "tags": ["bench", "sql->rest"],
-               "groups": [{"name": g, "description": f"touchpoint {g}", "depends_on": list(deps)} for g, deps in GROUPS]}
+        cfg = {
+            "dag_id": wf_name(i),
+            "description": f"benchmark workflow {i}",
+            "schedule": SCHEDULE,
+            "tags": ["bench", "sql->rest"],
+            "groups": [{"name": g, "description": f"touchpoint {g}", "depends_on": list(deps)} for g, deps in GROUPS],
+        }
         (configs / f"{wf_name(i)}.json").write_text(json.dumps(cfg))
     (dags / "plain_loader.py").write_text(f"CONFIGS = {str(configs)!r}\n" + PLAIN_LOADER)
     return dags, {}
@@ -201,14 +241,16 @@ def live_flowlink(work: Path, artifacts: list, n: int) -> tuple[Path, dict]:
 def measure(dags: Path, expected: int, extra_env: dict, work: Path, label: str, profile: Path | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FLOWLINK_", "PYTHONPATH"))}
     airflow_home = Path(tempfile.mkdtemp(prefix="airflow-home-", dir=work))
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),  # Flowlink: its entry point
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        **extra_env,
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),  # Flowlink: its entry point
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            **extra_env,
+        }
+    )
     cmd = [sys.executable, str(MEASURE), str(dags), str(expected)] + (["--profile", str(profile)] if profile else [])
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PARSE_RESULT ")), None)
@@ -222,12 +264,17 @@ def measure(dags: Path, expected: int, extra_env: dict, work: Path, label: str, 
 def print_profile(prof: Path, top: int = 10) -> None:
     roots = tuple(str(p) + os.sep for p in (REPO / "flowlink", REPO / "dag_factory", REPO / "plugins", DAGS))
     stats = pstats.Stats(str(prof))
-    rows = [(ct, tt, nc, f, ln, fn) for (f, ln, fn), (cc, nc, tt, ct, _callers) in stats.stats.items()
-            if f.startswith(roots)]
+    rows = [
+        (ct, tt, nc, f, ln, fn)
+        for (f, ln, fn), (cc, nc, tt, ct, _callers) in stats.stats.items()
+        if f.startswith(roots)
+    ]
     total = max(ct for (ct, *_rest) in [(v[3],) for v in stats.stats.values()])
     rows.sort(reverse=True)
-    print(f"\ncProfile of the Flowlink DagBag (top {top} cumulative, flowlink/dag_factory/plugins/dags code; "
-          f"profiled total {total:.2f} s):")
+    print(
+        f"\ncProfile of the Flowlink DagBag (top {top} cumulative, flowlink/dag_factory/plugins/dags code; "
+        f"profiled total {total:.2f} s):"
+    )
     print(f"{'cum s':>7} {'own s':>7} {'calls':>7}  function")
     for ct, tt, nc, f, ln, fn in rows[:top]:
         print(f"{ct:7.3f} {tt:7.3f} {nc:7d}  {Path(f).relative_to(REPO)}:{ln}({fn})")
@@ -236,7 +283,9 @@ def print_profile(prof: Path, top: int = 10) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 and 300 workflows instead of 100, 500 and 1,000")
-    ap.add_argument("--repeat", type=int, default=None, help="fresh processes per point, median kept (default 3, --quick 1)")
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="fresh processes per point, median kept (default 3, --quick 1)"
+    )
     ap.add_argument("--profile", action="store_true", help="also cProfile the Flowlink DagBag at the largest N")
     ap.add_argument("--keep", action="store_true", help="keep the temp work folder")
     args = ap.parse_args()
@@ -267,18 +316,29 @@ def main() -> int:
                 dags, extra_env, expected = setups[name]()
                 runs = [measure(dags, expected, extra_env, work, f"{name} N={n}") for _ in range(repeat)]
                 want = {"10" if name == "flowlink" else "9": n}  # Flowlink adds its all-loaded end task
-                for tasks, count in (own["task_counts"].items() if name == "flowlink" else ()):
+                for tasks, count in own["task_counts"].items() if name == "flowlink" else ():
                     want[tasks] = want.get(tasks, 0) + count
                 if runs[0]["task_counts"] != want:
-                    raise SystemExit(f"FAILED: {name} N={n}: DAG sizes (tasks: DAGs) {runs[0]['task_counts']}, expected {want}")
-                res = {"seconds": statistics.median(r["seconds"] for r in runs),
-                       "peak_mb": statistics.median(r["peak_mb"] for r in runs),
-                       "before_mb": statistics.median(r["rss_before_mb"] for r in runs),
-                       "dags": runs[0]["dags"], "extra_env": extra_env, "folder": dags, "expected": expected}
+                    raise SystemExit(
+                        f"FAILED: {name} N={n}: DAG sizes (tasks: DAGs) {runs[0]['task_counts']}, expected {want}"
+                    )
+                res = {
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+                    "before_mb": statistics.median(r["rss_before_mb"] for r in runs),
+                    "dags": runs[0]["dags"],
+                    "extra_env": extra_env,
+                    "folder": dags,
+                    "expected": expected,
+                }
                 results[name, n] = res
-                print(f"  {name:<12} N={n:<5} {res['seconds']:7.3f} s  {res['peak_mb']:7.1f} MB  "
-                      f"({res['dags']} DAGs, no import errors; runs: " + ", ".join(f"{r['seconds']:.3f}" for r in runs) + ")",
-                      flush=True)
+                print(
+                    f"  {name:<12} N={n:<5} {res['seconds']:7.3f} s  {res['peak_mb']:7.1f} MB  "
+                    f"({res['dags']} DAGs, no import errors; runs: "
+                    + ", ".join(f"{r['seconds']:.3f}" for r in runs)
+                    + ")",
+                    flush=True,
+                )
 
         if args.profile:
             n = max(sizes)
@@ -290,20 +350,28 @@ def main() -> int:
 
         import airflow
 
-        print(f"\nDagBag parse benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}; "
-              f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-              f"Airflow {airflow.__version__}; median of {repeat} fresh process(es) per point; 9 tasks per DAG (Flowlink 10)")
-        print(f"{'contender':<12} {'workflows':>9} {'seconds':>8} {'peak MB':>8} {'x plain time':>12} {'x plain mem':>11}")
+        print(
+            f"\nDagBag parse benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}; "
+            f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"Airflow {airflow.__version__}; median of {repeat} fresh process(es) per point; 9 tasks per DAG (Flowlink 10)"
+        )
+        print(
+            f"{'contender':<12} {'workflows':>9} {'seconds':>8} {'peak MB':>8} {'x plain time':>12} {'x plain mem':>11}"
+        )
         for n in sizes:
             plain = results["plain", n]
             for name in contenders:
                 r = results[name, n]
-                print(f"{name:<12} {n:>9} {r['seconds']:>8.3f} {r['peak_mb']:>8.1f} "
-                      f"{r['seconds'] / plain['seconds']:>12.2f} {r['peak_mb'] / plain['peak_mb']:>11.2f}")
+                print(
+                    f"{name:<12} {n:>9} {r['seconds']:>8.3f} {r['peak_mb']:>8.1f} "
+                    f"{r['seconds'] / plain['seconds']:>12.2f} {r['peak_mb'] / plain['peak_mb']:>11.2f}"
+                )
         n = max(sizes)
         fl, pl = results["flowlink", n], results["plain", n]
-        print(f"targets at N={n}: Flowlink time {fl['seconds'] / pl['seconds']:.2f}x plain (target <= 1.20x), "
-              f"peak memory {100 * (fl['peak_mb'] / pl['peak_mb'] - 1):+.1f}% (target <= +10%)")
+        print(
+            f"targets at N={n}: Flowlink time {fl['seconds'] / pl['seconds']:.2f}x plain (target <= 1.20x), "
+            f"peak memory {100 * (fl['peak_mb'] / pl['peak_mb'] - 1):+.1f}% (target <= +10%)"
+        )
         if target:
             print(f"ratio={fl['seconds'] / results['dag-factory', n]['seconds']:.2f}")
         else:

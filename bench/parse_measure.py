@@ -42,13 +42,19 @@ def main() -> int:
         "peak_mb": peak,
         "rss_before_mb": before,
         "dags": len(bag.dags),
-        "task_counts": {str(k): v for k, v in sorted(__import__("collections").Counter(len(d.tasks) for d in bag.dags.values()).items())},
+        "task_counts": {
+            str(k): v
+            for k, v in sorted(__import__("collections").Counter(len(d.tasks) for d in bag.dags.values()).items())
+        },
         "import_errors": {str(k): str(v)[:2000] for k, v in bag.import_errors.items()},
     }
     print("PARSE_RESULT " + json.dumps(result), flush=True)
     if (expected >= 0 and result["dags"] != expected) or result["import_errors"]:
-        print(f"FAILED: expected {expected} DAGs and no import errors, got {result['dags']} DAGs, "
-              f"import errors: {result['import_errors']}", file=sys.stderr)
+        print(
+            f"FAILED: expected {expected} DAGs and no import errors, got {result['dags']} DAGs, "
+            f"import errors: {result['import_errors']}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

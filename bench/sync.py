@@ -59,6 +59,7 @@ def spec_variant(folder: Path, target: dict | None = None, load: dict | None = N
 
 # ------------------------------------------------------------------ the hand-written script
 
+
 def script_sync(erp: Path, url: str) -> int:
     import requests
     import sqlalchemy as sa
@@ -68,15 +69,24 @@ def script_sync(erp: Path, url: str) -> int:
     sent = 0
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
-            sa.text("SELECT * FROM customers ORDER BY updated_at, id"))
+            sa.text("SELECT * FROM customers ORDER BY updated_at, id")
+        )
         for rows in result.mappings().partitions(BATCH):
             for r in rows:
                 cid = str(r["id"])
-                body = {"customer_id": cid, "name": f"{r['first_name']} {r['last_name']}",
-                        "email": r["email"].lower(), "country": COUNTRIES.get(r["country_code"], "Other"),
-                        "channel": "erp"}
-                resp = session.put(f"{url}/customers/{cid}", data=json.dumps(body, ensure_ascii=False).encode(),
-                                   headers={"Content-Type": "application/json"}, timeout=30)
+                body = {
+                    "customer_id": cid,
+                    "name": f"{r['first_name']} {r['last_name']}",
+                    "email": r["email"].lower(),
+                    "country": COUNTRIES.get(r["country_code"], "Other"),
+                    "channel": "erp",
+                }
+                resp = session.put(
+                    f"{url}/customers/{cid}",
+                    data=json.dumps(body, ensure_ascii=False).encode(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=30,
+                )
                 resp.raise_for_status()
                 sent += 1
     session.close()
@@ -85,6 +95,7 @@ def script_sync(erp: Path, url: str) -> int:
 
 
 # ------------------------------------------------------------------ the Flowlink DAG run
+
 
 def flowlink_sync(erp: Path, profile: bool = False) -> tuple[float, int]:
     from examples.demo_shop import DemoShop
@@ -150,6 +161,7 @@ def bench_sync(n: int, profile: bool) -> list[tuple[str, int, float]]:
 
 # ------------------------------------------------------------------ memory of transform + load (child process)
 
+
 def memory_child(n: int) -> None:
     """Stage n extracted records as batch files, then time/measure transform and load directly."""
     import sqlite3
@@ -166,19 +178,32 @@ def memory_child(n: int) -> None:
     logging.disable(logging.INFO)
     db = _home / "target.db"
     with sqlite3.connect(db) as c:
-        c.execute("CREATE TABLE customers (customer_id TEXT PRIMARY KEY, name TEXT, email TEXT, country TEXT, channel TEXT)")
+        c.execute(
+            "CREATE TABLE customers (customer_id TEXT PRIMARY KEY, name TEXT, email TEXT, country TEXT, channel TEXT)"
+        )
     store = Store.open()
-    spec = spec_variant(_home / "spec-mem", target={"type": "sql", "connection": "bench_target"},
-                        load={"table": "customers", "method": "upsert", "key": "customer_id"})
+    spec = spec_variant(
+        _home / "spec-mem",
+        target={"type": "sql", "connection": "bench_target"},
+        load={"table": "customers", "method": "upsert", "key": "customer_id"},
+    )
     artifact = publish_workflow(store, spec).result.artifact
     tp = artifact.workflow_model().touchpoint("customers")
     ctx = sync.RunContext(store, artifact, "bench_run")
     folder, batches = ctx.folder("customers", Step.EXTRACT), []
     writer = RecordWriter(tp.extract.key)
     for b, start in enumerate(range(1, n + 1, BATCH), 1):  # what extract leaves behind, one batch at a time
-        records = [{"id": i, "first_name": "Anna", "last_name": f"Müller{i}", "email": f"Anna.M{i}@Example.de",
-                    "country_code": "DEFRUSGB"[2 * (i % 4):2 * (i % 4) + 2], "updated_at": "2024-03-05T08:15:00Z"}
-                   for i in range(start, min(start + BATCH, n + 1))]
+        records = [
+            {
+                "id": i,
+                "first_name": "Anna",
+                "last_name": f"Müller{i}",
+                "email": f"Anna.M{i}@Example.de",
+                "country_code": "DEFRUSGB"[2 * (i % 4) : 2 * (i % 4) + 2],
+                "updated_at": "2024-03-05T08:15:00Z",
+            }
+            for i in range(start, min(start + BATCH, n + 1))
+        ]
         path = folder / f"batch-{b:05d}.xml"
         staging.write_batch(path, writer.write(records).document)
         bucket.mark_unprocessed(store, ctx.workflow, tp.name, ctx.run_id, [str(r["id"]) for r in records], resync=False)
@@ -195,13 +220,24 @@ def memory_child(n: int) -> None:
     t2 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result["count"] == n, result
-    print(json.dumps({"records": n, "base_mb": base, "after_transform_mb": after_transform, "peak_mb": peak,
-                      "transform_s": t1 - t0, "load_s": t2 - t1}))
+    print(
+        json.dumps(
+            {
+                "records": n,
+                "base_mb": base,
+                "after_transform_mb": after_transform,
+                "peak_mb": peak,
+                "transform_s": t1 - t0,
+                "load_s": t2 - t1,
+            }
+        )
+    )
 
 
 def bench_memory(n: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(n)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -213,8 +249,10 @@ def main(argv: list[str]) -> int:
     n, big = (10_000, 100_000) if quick else (100_000, 1_000_000)
     logging.getLogger("airflow").setLevel(logging.WARNING)
 
-    print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, {platform.platform()}")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {platform.platform()}"
+    )
     print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}")
     print(f"sync: customers only (one-touchpoint variant of examples/erp_to_shop.yaml), batch_size {BATCH}\n")
 
@@ -227,13 +265,17 @@ def main(argv: list[str]) -> int:
     print("\npeak memory (fresh subprocess, ru_maxrss) of sync.transform + sync.load (SqlTarget, SQLite):")
     print(f"{'records':>10} {'staged MB':>10} {'transform MB':>13} {'peak MB':>8} {'transform s':>12} {'load s':>8}")
     for m in mem:
-        print(f"{m['records']:>10,} {m['base_mb']:>10.0f} {m['after_transform_mb']:>13.0f} {m['peak_mb']:>8.0f} "
-              f"{m['transform_s']:>12.1f} {m['load_s']:>8.1f}")
+        print(
+            f"{m['records']:>10,} {m['base_mb']:>10.0f} {m['after_transform_mb']:>13.0f} {m['peak_mb']:>8.0f} "
+            f"{m['transform_s']:>12.1f} {m['load_s']:>8.1f}"
+        )
     small, large = mem
     growth = large["peak_mb"] - small["peak_mb"]
     flat = growth < 0.1 * small["peak_mb"]
-    print(f"peak at {large['records']:,}: {large['peak_mb']:.0f} MB (target < 300: {'met' if large['peak_mb'] < 300 else 'NOT met'}); "
-          f"vs {small['records']:,}: {growth:+.0f} MB ({'flat' if flat else 'NOT flat'})")
+    print(
+        f"peak at {large['records']:,}: {large['peak_mb']:.0f} MB (target < 300: {'met' if large['peak_mb'] < 300 else 'NOT met'}); "
+        f"vs {small['records']:,}: {growth:+.0f} MB ({'flat' if flat else 'NOT flat'})"
+    )
     flowlink_s, script_s = rows[0][2], rows[1][2]
     ratio = script_s / flowlink_s
     print(f"sync target >= 0.5x the script: {'met' if ratio >= 0.5 else 'NOT met'}")

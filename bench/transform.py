@@ -25,12 +25,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lxml import etree  # noqa: E402
+from lxml import etree
 
-from flowlink.mapping import generate_xslt, output_types  # noqa: E402
-from flowlink.spec import parse_spec  # noqa: E402
-from flowlink.recordxml import CASTS  # noqa: E402
-from flowlink.transform import Transformer  # noqa: E402
+from flowlink.mapping import generate_xslt, output_types
+from flowlink.recordxml import CASTS
+from flowlink.spec import parse_spec
+from flowlink.transform import Transformer
 
 REPEAT = 3
 SPEC = {
@@ -141,8 +141,10 @@ def main() -> None:
     print(f"machine: nproc={len(os.sched_getaffinity(0))} {platform.machine()}  python {platform.python_version()}  "
           f"lxml {etree.__version__} (libxml2 {'.'.join(map(str, etree.LIBXML_VERSION))}, "
           f"libxslt {'.'.join(map(str, etree.LIBXSLT_VERSION))})")  # fmt: skip
-    print(f"{n:,} records x 10 fields in batches of {size}; mapping: concat, translate, 2 lookups (xsl:choose), "
-          f"format-number; best of {REPEAT}")
+    print(
+        f"{n:,} records x 10 fields in batches of {size}; mapping: concat, translate, 2 lookups (xsl:choose), "
+        f"format-number; best of {REPEAT}"
+    )
     print(f"\n{'run':<50}{'records':>10}{'seconds':>10}{'records/s':>12}{'vs raw lxml':>13}")
     for name, t in [
         ("raw lxml (transform + serialize)", t_raw),

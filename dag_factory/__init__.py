@@ -40,6 +40,7 @@ def report_broken_files() -> None:
     from flowlink_airflow.dag_factory.workflows import broken_files
 
     if get_parsing_context().dag_id is None and (broken := broken_files()):
-        raise ImportError("Flowlink: live workflow files that could not be loaded:\n"
-                          + "\n".join(f"- {path}: {reason}" for path, reason in broken))
-
+        raise ImportError(
+            "Flowlink: live workflow files that could not be loaded:\n"
+            + "\n".join(f"- {path}: {reason}" for path, reason in broken)
+        )

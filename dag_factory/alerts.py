@@ -22,9 +22,18 @@ if TYPE_CHECKING:
 
 def _dag(dag_id: str, description: str, schedule: str | dt.timedelta) -> DAG:
     """One of the two alert DAGs: never caught up, one run at a time, unpaused from the start."""
-    return DAG(dag_id=dag_id, description=description, schedule=schedule,
-               start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False, is_paused_upon_creation=False,
-               max_active_runs=1, tags=["flowlink"], default_args={"owner": "flowlink", "retries": 0}, doc_md=__doc__)
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        is_paused_upon_creation=False,
+        max_active_runs=1,
+        tags=["flowlink"],
+        default_args={"owner": "flowlink", "retries": 0},
+        doc_md=__doc__,
+    )
 
 
 def _store() -> Store:
@@ -33,8 +42,11 @@ def _store() -> Store:
     return Store.open()
 
 
-with _dag("flowlink_alerts", "Flowlink alerts: disconnected agents, scheduled runs that could not start",
-          dt.timedelta(minutes=5)) as alerts_dag:
+with _dag(
+    "flowlink_alerts",
+    "Flowlink alerts: disconnected agents, scheduled runs that could not start",
+    dt.timedelta(minutes=5),
+) as alerts_dag:
 
     @task(task_id="agents")
     def agents() -> int:
@@ -58,8 +70,9 @@ with _dag("flowlink_alerts", "Flowlink alerts: disconnected agents, scheduled ru
 
         store = _store()
         try:
-            return len(alerts.check_blocked_runs(store, alerts.scheduled_workflows(), paused=paused,
-                                                 count_runs=count_runs))
+            return len(
+                alerts.check_blocked_runs(store, alerts.scheduled_workflows(), paused=paused, count_runs=count_runs)
+            )
         finally:
             store.dispose()
 
@@ -67,8 +80,11 @@ with _dag("flowlink_alerts", "Flowlink alerts: disconnected agents, scheduled ru
     blocked_runs()
 
 
-with _dag("flowlink_daily_summary", "Flowlink daily summary per workflow: successes, successful retries, failures "
-          "in the last 24 hours", "@daily") as summary_dag:
+with _dag(
+    "flowlink_daily_summary",
+    "Flowlink daily summary per workflow: successes, successful retries, failures in the last 24 hours",
+    "@daily",
+) as summary_dag:
 
     @task(task_id="summaries")
     def summaries(logical_date: dt.datetime | None = None) -> int:

@@ -34,8 +34,9 @@ with DAG(
             result = retention.purge(store, settings.retention_days())
         finally:
             store.dispose()
-        logging.getLogger(__name__).info("purged what is older than %d days: %s", result["days"],
-                                         retention.summary(result["total"]))
+        logging.getLogger(__name__).info(
+            "purged what is older than %d days: %s", result["days"], retention.summary(result["total"])
+        )
         return {"days": result["days"], "cutoff": result["cutoff"].isoformat(), **result["total"]}
 
     purge()

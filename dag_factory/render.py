@@ -52,7 +52,12 @@ def render(g: WorkflowGraph) -> DAG:
         catchup=False,
         max_active_runs=1,  # syncs of one workflow never overlap (watermarks, bucket)
         default_args={**DEFAULT_ARGS, "queue": g.environment} if g.environment else DEFAULT_ARGS,
-        tags=["flowlink", f"v{g.version}", f"{g.source}->{g.target}", *([f"env:{g.environment}"] if g.environment else [])],
+        tags=[
+            "flowlink",
+            f"v{g.version}",
+            f"{g.source}->{g.target}",
+            *([f"env:{g.environment}"] if g.environment else []),
+        ],
         doc_md=_doc(g),
         on_failure_callback=run_failure_alert,  # one Flowlink alert per failed run (flowlink/alerts/)
     )
@@ -60,8 +65,11 @@ def render(g: WorkflowGraph) -> DAG:
     for tp in g.touchpoints:
         with TaskGroup(group_id=tp.name, tooltip=tp.description, dag=dag) as group:
             # A record failure upstream must not stop this touchpoint: order only, failures live in the bucket.
-            extract = ExtractOperator(task_id=Step.EXTRACT, dag=dag,
-                                      trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS)
+            extract = ExtractOperator(
+                task_id=Step.EXTRACT,
+                dag=dag,
+                trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS,
+            )
             transform = TransformOperator(task_id=Step.TRANSFORM, dag=dag)
             load = LoadOperator(task_id=Step.LOAD, dag=dag)
             _runs(extract, g, tp.name)

@@ -75,12 +75,17 @@ with DAG(
         finally:
             store.dispose()
         if failed:
-            raise FlowlinkError("could not start the retry runs of " + ", ".join(
-                f"{p['workflow']}.{p['touchpoint']} (resync #{p['resync_id']}, taken back)" for p in failed))
+            raise FlowlinkError(
+                "could not start the retry runs of "
+                + ", ".join(f"{p['workflow']}.{p['touchpoint']} (resync #{p['resync_id']}, taken back)" for p in failed)
+            )
         return len(triggered)
 
     planned = cast("list[PlannedRetry]", select())  # an XComArg: each task gets the list itself when it runs
     triggers = TriggerDagRunOperator.partial(
-        task_id="trigger", logical_date=None, wait_for_completion=False, openlineage_inject_parent_info=False,
+        task_id="trigger",
+        logical_date=None,
+        wait_for_completion=False,
+        openlineage_inject_parent_info=False,
     ).expand_kwargs(arguments(planned))
     triggers >> started(planned)

@@ -1,6 +1,6 @@
 """The DAG factory: every live workflow file becomes one Airflow DAG.
 
-    live/<workflow>.json --flowlink.live.read_graphs--> WorkflowGraph --render--> DAG
+live/<workflow>.json --flowlink.live.read_graphs--> WorkflowGraph --render--> DAG
 """
 
 from __future__ import annotations

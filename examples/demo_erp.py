@@ -40,7 +40,7 @@ COUNTRIES = ("DE", "FR", "US", "GB")
 STATUSES = ("N", "S", "C")
 TABLES = ("customers", "orders")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 YEAR = 366 * 24 * 3600
 
 FIRST_NAMES = {
@@ -93,7 +93,13 @@ def create(path: str | os.PathLike[str], customers: int = 50, orders: int = 150,
         email = f"{local if rng.random() < 0.3 else local.lower()}@{DOMAINS[country]}"
         customer_rows.append((i, first, last, email, country, _stamp(rng)))
     order_rows = [
-        (i, rng.randint(1, customers), round(rng.uniform(5, 900), 2), rng.choices(STATUSES, weights=(3, 5, 1))[0], _stamp(rng))
+        (
+            i,
+            rng.randint(1, customers),
+            round(rng.uniform(5, 900), 2),
+            rng.choices(STATUSES, weights=(3, 5, 1))[0],
+            _stamp(rng),
+        )
         for i in range(1, orders + 1)
     ]
 
@@ -129,12 +135,14 @@ def touch(path: str | os.PathLike[str], table: str, ids: Iterable[int]) -> str:
     db = sqlite3.connect(path)
     try:
         with db:
-            newest = db.execute(f"SELECT max(updated_at) FROM {table}").fetchone()[0]  # noqa: S608 - table checked above
-            now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+            newest = db.execute(f"SELECT max(updated_at) FROM {table}").fetchone()[0]
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             if newest:
-                now = max(now, dt.datetime.strptime(newest, TIME_FORMAT).replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=1))
+                now = max(
+                    now, dt.datetime.strptime(newest, TIME_FORMAT).replace(tzinfo=dt.UTC) + dt.timedelta(seconds=1)
+                )
             stamp = now.strftime(TIME_FORMAT)
-            db.executemany(f"UPDATE {table} SET updated_at = ? WHERE id = ?", [(stamp, i) for i in ids])  # noqa: S608
+            db.executemany(f"UPDATE {table} SET updated_at = ? WHERE id = ?", [(stamp, i) for i in ids])
     finally:
         db.close()
     return stamp
@@ -151,11 +159,15 @@ def _ascii(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Create the Flowlink demo ERP (a SQLite database of customers and orders).")
+    parser = argparse.ArgumentParser(
+        description="Create the Flowlink demo ERP (a SQLite database of customers and orders)."
+    )
     parser.add_argument("path", help="the database file to create (replaced if it exists)")
     parser.add_argument("--customers", type=int, default=50, help="number of customers (default 50)")
     parser.add_argument("--orders", type=int, default=150, help="number of orders (default 150)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same data (default 1)")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="random seed: the same seed gives the same data (default 1)"
+    )
     args = parser.parse_args(argv)
     try:
         create(args.path, customers=args.customers, orders=args.orders, seed=args.seed)

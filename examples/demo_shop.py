@@ -251,7 +251,9 @@ class DemoShop:
             else:
                 filters.append((name, value))
         with self._lock:
-            objs = [copy.deepcopy(o) for _, o in sorted(self._resource(resource).items(), key=lambda kv: _id_order(kv[0]))]
+            objs = [
+                copy.deepcopy(o) for _, o in sorted(self._resource(resource).items(), key=lambda kv: _id_order(kv[0]))
+            ]
         for name, value in filters:
             if name.endswith("__gt"):
                 field = name[:-4]
@@ -259,7 +261,7 @@ class DemoShop:
             else:
                 objs = [o for o in objs if _text(o.get(name)) == value]
         start = (page - 1) * per_page
-        return objs[start:start + per_page], len(objs) > start + per_page
+        return objs[start : start + per_page], len(objs) > start + per_page
 
     def _validate(self, resource: str, body: Any) -> dict:
         self._resource(resource)
@@ -477,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             code = code.value if isinstance(code, HTTPStatus) else code
             self.shop._log(f"{self.client_address[0]} {self.command} {self.path} -> {code}")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # errors are answered in JSON; log_request writes the one line per request
 
 
@@ -504,10 +506,16 @@ def _text(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The Flowlink demo shop: a JSON REST service with customers and orders.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    parser = argparse.ArgumentParser(
+        description="The Flowlink demo shop: a JSON REST service with customers and orders."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
-    parser.add_argument("--data", metavar="FILE", help="keep the records in this JSON file (loaded at start, saved on change)")
+    parser.add_argument(
+        "--data", metavar="FILE", help="keep the records in this JSON file (loaded at start, saved on change)"
+    )
     parser.add_argument("--verbose", action="store_true", help="log one line per request to stderr")
     args = parser.parse_args(argv)
     shop = DemoShop(args.host, args.port, data_file=args.data, verbose=args.verbose)

@@ -36,7 +36,13 @@ def publish_workflow(store: Store, spec_path: str | Path) -> Published:
     change = f"{old} -> {new}" if old is not None and old != new else None
     if result.created:
         with transaction(store) as conn:
-            feeds.add(store, "publish", f"published {art.workflow} v{art.version} (sha256 {art.sha256[:12]})", art.workflow, conn)
+            feeds.add(
+                store,
+                "publish",
+                f"published {art.workflow} v{art.version} (sha256 {art.sha256[:12]})",
+                art.workflow,
+                conn,
+            )
             if change:
                 feeds.add(store, "schedule", f"schedule of {art.workflow} changed: {change}", art.workflow, conn)
             elif before is None:
@@ -59,7 +65,9 @@ def _name_of(spec_path: str | Path) -> str | None:
 def live_workflow(workflow: str) -> publishing.Artifact:
     art = publishing.live(workflow)
     if art is None:
-        raise FlowlinkError(f"workflow {workflow!r} is not live: publish and deploy it first (flowlink deploy {workflow})")
+        raise FlowlinkError(
+            f"workflow {workflow!r} is not live: publish and deploy it first (flowlink deploy {workflow})"
+        )
     return art
 
 
@@ -74,20 +82,31 @@ def unprocessed_runs(store: Store, workflow: str, touchpoint: str) -> tuple[dict
     ids = sorted(left)
     known: dict[str, runs.AirflowRun] = {}
     for i in range(0, len(ids), 1000):
-        known.update(runs.dag_runs(workflow, ids[i:i + 1000]))
+        known.update(runs.dag_runs(workflow, ids[i : i + 1000]))
     ended = {r: n for r, n in left.items() if r not in known or known[r].ended}
     return ended, {r: n for r, n in left.items() if r not in ended}
 
 
 def nothing_unprocessed(workflow: str, touchpoint: str, running: dict[str, int]) -> str:
     """Why --unprocessed finds nothing to resync: what was looked for, and the records runs not ended yet hold."""
-    busy = (f" ({sum(running.values())} wait for runs not ended yet, which may still load them: "
-            f"{', '.join(sorted(running)[:5])})" if running else "")
+    busy = (
+        f" ({sum(running.values())} wait for runs not ended yet, which may still load them: "
+        f"{', '.join(sorted(running)[:5])})"
+        if running
+        else ""
+    )
     return f"no unprocessed records of ended runs in the bucket of {workflow}.{touchpoint}{busy}: nothing to resync"
 
 
-def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
-                   failed: bool = False, unprocessed: bool = False) -> list[str]:
+def resync_records(
+    store: Store,
+    workflow: str,
+    touchpoint: str,
+    *,
+    ids: list[str] | None = None,
+    failed: bool = False,
+    unprocessed: bool = False,
+) -> list[str]:
     """The source ids a resync would send again: all failed ones, the Unprocessed ones that runs which have ended
     left behind (unprocessed_runs), or the given ones (each must be in the bucket)."""
     art = live_workflow(workflow)
@@ -103,8 +122,11 @@ def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[st
         return chosen
     if unprocessed:
         ended, running = unprocessed_runs(store, workflow, touchpoint)
-        chosen = (bucket.source_ids(store, workflow, touchpoint, status=RecordStatus.UNPROCESSED, runs=sorted(ended))
-                  if ended else [])
+        chosen = (
+            bucket.source_ids(store, workflow, touchpoint, status=RecordStatus.UNPROCESSED, runs=sorted(ended))
+            if ended
+            else []
+        )
         if not chosen:
             raise FlowlinkError(nothing_unprocessed(workflow, touchpoint, running))
         return chosen
@@ -116,8 +138,15 @@ def resync_records(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     return chosen
 
 
-def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None,
-                   failed: bool = False, unprocessed: bool = False) -> tuple[int, list[str]]:
+def request_resync(
+    store: Store,
+    workflow: str,
+    touchpoint: str,
+    *,
+    ids: list[str] | None = None,
+    failed: bool = False,
+    unprocessed: bool = False,
+) -> tuple[int, list[str]]:
     """Record which bucket records a resync run must send again; returns (resync id, source ids).
 
     The caller starts the run with conf {"resync_id": id}, then calls resync_started (or cancel_resync)."""
@@ -126,8 +155,9 @@ def request_resync(store: Store, workflow: str, touchpoint: str, *, ids: list[st
     return record_resync(store, workflow, touchpoint, chosen), chosen
 
 
-def record_resync(store: Store, workflow: str, touchpoint: str, source_ids: list[str],
-                  kind: ResyncKind = ResyncKind.MANUAL) -> int:
+def record_resync(
+    store: Store, workflow: str, touchpoint: str, source_ids: list[str], kind: ResyncKind = ResyncKind.MANUAL
+) -> int:
     """kind: manual (a user chose the records) or retry (the automatic retry of failed records, flowlink/retry.py)."""
     with transaction(store) as conn:
         return state.create_resync(workflow, touchpoint, source_ids, conn, kind=kind)
@@ -139,8 +169,13 @@ def resync_started(store: Store, resync_id: int, run_id: str) -> None:
     what, tag = ("automatic retry", "retry") if req.get("kind") == "retry" else ("resync", "resync")
     with transaction(store) as conn:
         state.attach_run(resync_id, run_id, conn)
-        feeds.add(store, tag, f"{what} #{resync_id} of {plural(len(req['source_ids']), req['touchpoint'] + ' record')}: run {run_id}",
-                  req["workflow"], conn)
+        feeds.add(
+            store,
+            tag,
+            f"{what} #{resync_id} of {plural(len(req['source_ids']), req['touchpoint'] + ' record')}: run {run_id}",
+            req["workflow"],
+            conn,
+        )
 
 
 def cancel_resync(store: Store, resync_id: int) -> None:
@@ -148,8 +183,15 @@ def cancel_resync(store: Store, resync_id: int) -> None:
     state.delete_resync(store, resync_id)
 
 
-def resync(store: Store, workflow: str, touchpoint: str, *, ids: list[str] | None = None, failed: bool = False,
-           unprocessed: bool = False) -> tuple[int, list[str], str]:
+def resync(
+    store: Store,
+    workflow: str,
+    touchpoint: str,
+    *,
+    ids: list[str] | None = None,
+    failed: bool = False,
+    unprocessed: bool = False,
+) -> tuple[int, list[str], str]:
     """Choose records, record the request and start the run limited to them; returns (resync id, ids, run id)."""
     deployments.refuse_while_pending(store, workflow, "resync")
     chosen = resync_records(store, workflow, touchpoint, ids=ids, failed=failed, unprocessed=unprocessed)
@@ -199,11 +241,16 @@ def require_connections(wf: Workflow) -> None:
 
     missing = missing_connections(wf)
     if missing:
-        roles = [f"{app.connection!r} ({role}.connection)" for role, app in (("source", wf.source), ("target", wf.target))
-                 if app.connection in missing]
-        raise FlowlinkError(f"deploy refused: Airflow has no connection {' and no '.join(dict.fromkeys(roles))}: add it "
-                            f"(airflow connections add NAME --conn-json '...') or publish a spec naming one it has; "
-                            f"`flowlink check {wf.name}` checks the whole setup")
+        roles = [
+            f"{app.connection!r} ({role}.connection)"
+            for role, app in (("source", wf.source), ("target", wf.target))
+            if app.connection in missing
+        ]
+        raise FlowlinkError(
+            f"deploy refused: Airflow has no connection {' and no '.join(dict.fromkeys(roles))}: add it "
+            f"(airflow connections add NAME --conn-json '...') or publish a spec naming one it has; "
+            f"`flowlink check {wf.name}` checks the whole setup"
+        )
 
 
 class RunListing(TypedDict):
@@ -246,10 +293,17 @@ def run_list(store: Store, workflow: str, limit: int = 20) -> tuple[list[RunList
             rows[run_id] = _listed(r, "failed" if r["failed_steps"] or r["running_steps"] else "success", r["ended_at"])
     for run_id, run in newest.items():
         if run_id not in summaries:
-            rows[run_id] = RunListing(run_id=run_id, version=None, started_at=run.start_date or run.queued_at,
-                                      ended_at=run.end_date if run.ended else None, failed_steps=0, running_steps=0,
-                                      failed_records=0, kind=snapshots.run_kind(store, workflow, run_id),
-                                      status=run.state)
+            rows[run_id] = RunListing(
+                run_id=run_id,
+                version=None,
+                started_at=run.start_date or run.queued_at,
+                ended_at=run.end_date if run.ended else None,
+                failed_steps=0,
+                running_steps=0,
+                failed_records=0,
+                kind=snapshots.run_kind(store, workflow, run_id),
+                status=run.state,
+            )
     ordered = sorted(rows.values(), key=lambda r: _utc(r["started_at"]), reverse=True)
     return ordered[:limit], None
 
@@ -269,17 +323,23 @@ def _utc(when: dt.datetime | None) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
-def wait_for_run(store: Store, workflow: str, run_id: str, *, timeout: float | None, progress=None,
-                 every: float = 2.0) -> tuple[runs.AirflowRun, list[str]]:
+def wait_for_run(
+    store: Store, workflow: str, run_id: str, *, timeout: float | None, progress=None, every: float = 2.0
+) -> tuple[runs.AirflowRun, list[str]]:
     """Wait until Airflow's run has ended (runs.wait); returns it and, when it failed, why: each failed step's
     message from the snapshot ("customers.load: 3 records failed"), else the failed Airflow tasks."""
     run = runs.wait(workflow, run_id, timeout=timeout, progress=progress, every=every)
     if run.state == "success":
         return run, []
-    reasons = [f"{s['touchpoint']}.{s['step']}: {s['message'] or 'failed'}"
-               for s in snapshots.run_steps(store, workflow, run_id) if s["status"] == "failed"]
+    reasons = [
+        f"{s['touchpoint']}.{s['step']}: {s['message'] or 'failed'}"
+        for s in snapshots.run_steps(store, workflow, run_id)
+        if s["status"] == "failed"
+    ]
     if not reasons:
-        failed = [t for t, state in runs.task_states(workflow, run_id).items() if state in ("failed", "upstream_failed")]
+        failed = [
+            t for t, state in runs.task_states(workflow, run_id).items() if state in ("failed", "upstream_failed")
+        ]
         reasons = [f"Airflow task {t} failed before any Flowlink step: see its log in Airflow" for t in failed[:5]]
     return run, reasons or [f"the run ended {run.state}"]
 

@@ -58,6 +58,7 @@ TIMEOUT = (5, 30)  # seconds: connect, read
 
 # ------------------------------------------------------------------ results and errors
 
+
 class ActionStatus(StrEnum):
     DONE = "done"  # a step carried out and reported
     FAILED = "failed"  # a step that could not be carried out (reported failed)
@@ -145,6 +146,7 @@ class Stopped(Exception):
 
 # ------------------------------------------------------------------ small helpers
 
+
 def _short(text: str, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -159,6 +161,7 @@ def _stderr(line: str) -> None:
 
 
 # ------------------------------------------------------------------ a deployment as the agent sees it
+
 
 @dataclass
 class Job:
@@ -201,12 +204,22 @@ class Job:
 
 # ------------------------------------------------------------------ the agent
 
+
 class Agent:
     """``Agent(server, token, environment, install_dir=None, interval=2)``; ``run_once()`` / ``run_forever()``."""
 
-    def __init__(self, server: str, token: str, environment: str, install_dir: str | Path | None = None,
-                 interval: float = 2.0, *, log: Callable[[str], None] | None = None,
-                 session: requests.Session | None = None, timeout: tuple[float, float] = TIMEOUT):
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        environment: str,
+        install_dir: str | Path | None = None,
+        interval: float = 2.0,
+        *,
+        log: Callable[[str], None] | None = None,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+    ):
         if not token:
             raise FlowlinkError("the agent needs a token (--token-file FILE or FLOWLINK_AGENT_TOKEN)")
         self.server = server.rstrip("/")
@@ -216,8 +229,9 @@ class Agent:
         self.timeout = timeout
         self._log = log or _stderr
         self._http = session or requests.Session()
-        self._http.headers.update({"X-Agent-Token": token, "User-Agent": "flowlink-agent/1",
-                                   "Accept": "application/json"})
+        self._http.headers.update(
+            {"X-Agent-Token": token, "User-Agent": "flowlink-agent/1", "Accept": "application/json"}
+        )
         self._stop = threading.Event()
         self._last_problem: str | None = None  # set while passes fail: the first good pass after says so
 
@@ -259,14 +273,20 @@ class Agent:
         detail = _detail(resp)
         resp.close()
         if resp.status_code in (401, 403):
-            raise Unauthorized(f"the server refused the agent token (HTTP {resp.status_code}{': ' + detail if detail else ''}): "
-                               f"check --token-file / FLOWLINK_AGENT_TOKEN for environment {self.environment}")
+            raise Unauthorized(
+                f"the server refused the agent token (HTTP {resp.status_code}{': ' + detail if detail else ''}): "
+                f"check --token-file / FLOWLINK_AGENT_TOKEN for environment {self.environment}"
+            )
         if resp.status_code == 409:
             raise Refused(detail or "the deployment is no longer pending", _ended_as(_json_or_none(resp)))
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise Unreachable(f"server error: {method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}",
-                              server_error=True)
-        raise BadAnswer(f"{method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}", resp.status_code, detail)
+            raise Unreachable(
+                f"server error: {method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}",
+                server_error=True,
+            )
+        raise BadAnswer(
+            f"{method} {path}: HTTP {resp.status_code}{': ' + detail if detail else ''}", resp.status_code, detail
+        )
 
     def _json(self, resp: requests.Response, what: str) -> Any:
         try:
@@ -293,8 +313,11 @@ class Agent:
         return jobs
 
     def report(self, job: Job, step: str, status: LogStatus, message: str | None = None) -> Any:
-        resp = self._call("POST", f"deployments/{job.id}/steps",
-                          {"step": step, "status": status, "message": _short(message) if message else message})
+        resp = self._call(
+            "POST",
+            f"deployments/{job.id}/steps",
+            {"step": step, "status": status, "message": _short(message) if message else message},
+        )
         try:
             return resp.json()
         except ValueError:
@@ -328,8 +351,14 @@ class Agent:
                 return state
         except (OSError, ValueError):
             pass
-        return {"id": job.id, "workflow": job.workflow, "action": job.action, "version": job.version,
-                "sha256": job.sha256, "reported": []}
+        return {
+            "id": job.id,
+            "workflow": job.workflow,
+            "action": job.action,
+            "version": job.version,
+            "sha256": job.sha256,
+            "reported": [],
+        }
 
     def _save(self, job: Job, state: dict) -> None:
         write_atomic(self._job_dir(job.id) / "state.json", json.dumps(state, indent=1))
@@ -348,9 +377,12 @@ class Agent:
         try:
             beat = self.heartbeat()
             if beat.get("environment") not in (None, self.environment):
-                return self._problem(result, PassStatus.WRONG_ENVIRONMENT,
-                                     f"the token belongs to environment {beat.get('environment')!r}, not "
-                                     f"{self.environment!r}: doing nothing (check --environment and the token)")
+                return self._problem(
+                    result,
+                    PassStatus.WRONG_ENVIRONMENT,
+                    f"the token belongs to environment {beat.get('environment')!r}, not "
+                    f"{self.environment!r}: doing nothing (check --environment and the token)",
+                )
             if self._last_problem:
                 self.log(f"agent: connected again to {self.server} as environment {self.environment}")
                 self._last_problem = None
@@ -364,7 +396,9 @@ class Agent:
             result.status, result.message = PassStatus.STOPPED, "stopped on request"
             self.log("agent: stopped between steps")
         except Unreachable as exc:
-            return self._problem(result, PassStatus.SERVER_ERROR if exc.server_error else PassStatus.UNREACHABLE, str(exc))
+            return self._problem(
+                result, PassStatus.SERVER_ERROR if exc.server_error else PassStatus.UNREACHABLE, str(exc)
+            )
         except Unauthorized as exc:
             return self._problem(result, PassStatus.UNAUTHORIZED, str(exc))
         except BadAnswer as exc:
@@ -382,14 +416,18 @@ class Agent:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, lambda *_: self._stop.set())
-        self.log(f"agent: environment {self.environment}, server {self.server}, install dir {self.install_dir}, "
-                 f"every {self.interval:g}s")
+        self.log(
+            f"agent: environment {self.environment}, server {self.server}, install dir {self.install_dir}, "
+            f"every {self.interval:g}s"
+        )
         try:
             while not self._stop.is_set():
                 try:
                     self.run_once()
                 except Exception as exc:  # a bug must not end the agent of an environment
-                    self.log(f"agent error: {type(exc).__name__}: {_short(str(exc), 200)}; retrying in {self.interval:g}s")
+                    self.log(
+                        f"agent error: {type(exc).__name__}: {_short(str(exc), 200)}; retrying in {self.interval:g}s"
+                    )
                 self._stop.wait(self.interval)
         finally:
             for sig, old in handlers.items():
@@ -411,8 +449,13 @@ class Agent:
                 self._refused(job, step, exc, state, result)
                 return
             except BadAnswer as exc:  # e.g. GET file answered 404
-                self._failed(job, step, f"the server did not give the file (HTTP {exc.status}): {exc.detail or exc}",
-                             state, result)
+                self._failed(
+                    job,
+                    step,
+                    f"the server did not give the file (HTTP {exc.status}): {exc.detail or exc}",
+                    state,
+                    result,
+                )
                 return
             except StepFailed as exc:
                 self._failed(job, step, str(exc), state, result)
@@ -474,11 +517,15 @@ class Agent:
         except publish.ArtifactError as exc:
             raise StepFailed(exc.reason) from None
         if art.sha256 != job.sha256:
-            raise StepFailed(f"checksum mismatch: the file has sha256 {art.sha256[:12]}..., "
-                             f"the deployment expects {job.sha256[:12]}...")
+            raise StepFailed(
+                f"checksum mismatch: the file has sha256 {art.sha256[:12]}..., "
+                f"the deployment expects {job.sha256[:12]}..."
+            )
         if art.version != job.version or art.workflow != job.workflow:
-            raise StepFailed(f"version mismatch: the file is {art.workflow} v{art.version}, "
-                             f"the deployment is {job.workflow} v{job.version}")
+            raise StepFailed(
+                f"version mismatch: the file is {art.workflow} v{art.version}, "
+                f"the deployment is {job.workflow} v{job.version}"
+            )
         return art
 
     def _downloaded(self, job: Job) -> publish.Artifact:
@@ -505,7 +552,7 @@ class Agent:
             if not isinstance(text, str):
                 raise StepFailed(f"stylesheet of {name}: not text")
             declared = DECLARATION.match(text)
-            body = text[declared.end():] if declared else text  # lxml refuses str with an encoding declaration
+            body = text[declared.end() :] if declared else text  # lxml refuses str with an encoding declaration
             try:
                 check_stylesheet(body, f"stylesheet of {name}")
             except FlowlinkError as exc:
@@ -580,8 +627,15 @@ class Agent:
                 continue
             try:
                 state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-                job = Job(int(state["id"]), str(state["workflow"]), DeploymentAction(state["action"]),
-                          int(state["version"]), str(state["sha256"]), [], [])
+                job = Job(
+                    int(state["id"]),
+                    str(state["workflow"]),
+                    DeploymentAction(state["action"]),
+                    int(state["version"]),
+                    str(state["sha256"]),
+                    [],
+                    [],
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
@@ -647,6 +701,8 @@ def read_token(token_file: str | None) -> str:
         return token
     token = os.environ.get("FLOWLINK_AGENT_TOKEN", "").strip()
     if not token:
-        raise FlowlinkError("no agent token: pass --token-file FILE or set FLOWLINK_AGENT_TOKEN "
-                            "(issue one with: flowlink env token ENVIRONMENT)")
+        raise FlowlinkError(
+            "no agent token: pass --token-file FILE or set FLOWLINK_AGENT_TOKEN "
+            "(issue one with: flowlink env token ENVIRONMENT)"
+        )
     return token

@@ -37,8 +37,10 @@ class AirflowUnreadable(FlowlinkError):
     def __init__(self, exc: Exception):
         orig = getattr(exc, "orig", None) or exc
         first = (str(orig).splitlines() or [""])[0]
-        super().__init__(f"cannot read Airflow's metadata database ({type(orig).__name__}: {first}): "
-                         f"is AIRFLOW_HOME set and `airflow db migrate` done?")
+        super().__init__(
+            f"cannot read Airflow's metadata database ({type(orig).__name__}: {first}): "
+            f"is AIRFLOW_HOME set and `airflow db migrate` done?"
+        )
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,19 @@ def _fields(conn: Any) -> ConnectionFields:
         extra = conn.extra_dejson
     except Exception:  # extra that is not JSON: Airflow logs it and so do we, it holds nothing we can use
         extra = {}
-    return ConnectionFields(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
-                            extra if isinstance(extra, dict) else {})
+    return ConnectionFields(
+        conn.conn_type,
+        conn.host,
+        conn.login,
+        conn.password,
+        conn.port,
+        conn.schema,
+        extra if isinstance(extra, dict) else {},
+    )
 
 
 # ------------------------------------------------------------------ in tasks and callbacks (the Task SDK)
+
 
 def task_connection(conn_id: str) -> ConnectionFields | None:
     """The connection as a task reads it (``airflow.sdk.BaseHook.get_connection``); None when Airflow has none."""
@@ -110,18 +120,21 @@ def storage_path(url: str) -> Any:
     return ObjectStoragePath(url)
 
 
-def send_email(to: str | Iterable[str], subject: str, html: str, *, from_email: str | None = None,
-               conn_id: str | None = None) -> None:
+def send_email(
+    to: str | Iterable[str], subject: str, html: str, *, from_email: str | None = None, conn_id: str | None = None
+) -> None:
     """Mail through the SMTP connection ``conn_id`` (default :func:`smtp_conn_id`) with the SMTP provider's hook;
     the sender is ``from_email``, else the connection's extra ``from_email``, else flowlink@localhost."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     with SmtpHook(smtp_conn_id=conn_id or smtp_conn_id()) as smtp:
-        smtp.send_email_smtp(to=to, from_email=from_email or smtp.from_email or "flowlink@localhost",
-                             subject=subject, html_content=html)
+        smtp.send_email_smtp(
+            to=to, from_email=from_email or smtp.from_email or "flowlink@localhost", subject=subject, html_content=html
+        )
 
 
 # ------------------------------------------------------------------ outside tasks (CLI, REST API): the metadata database
+
 
 def dags_folder() -> Path:
     """Airflow's [core] dags_folder, as this environment configures it (AIRFLOW__CORE__DAGS_FOLDER, airflow.cfg)."""
@@ -169,7 +182,8 @@ def dag_runs(dag_id: str, run_ids: list[str] | None = None, limit: int | None = 
         from sqlalchemy.exc import SQLAlchemyError
 
         q = select(DagRun.run_id, DagRun.state, DagRun.queued_at, DagRun.start_date, DagRun.end_date).where(
-            DagRun.dag_id == dag_id)
+            DagRun.dag_id == dag_id
+        )
         if run_ids is not None:
             q = q.where(DagRun.run_id.in_(list(run_ids)[:1000]))
         if limit is not None:
@@ -179,8 +193,10 @@ def dag_runs(dag_id: str, run_ids: list[str] | None = None, limit: int | None = 
                 rows = session.execute(q).all()
         except SQLAlchemyError as exc:
             raise AirflowUnreadable(exc) from None
-    return {r.run_id: AirflowRun(r.run_id, str(getattr(r.state, "value", r.state)), r.queued_at, r.start_date,
-                                 r.end_date) for r in rows}
+    return {
+        r.run_id: AirflowRun(r.run_id, str(getattr(r.state, "value", r.state)), r.queued_at, r.start_date, r.end_date)
+        for r in rows
+    }
 
 
 def task_states(dag_id: str, run_id: str) -> dict[str, str]:
@@ -196,8 +212,14 @@ def task_states(dag_id: str, run_id: str) -> dict[str, str]:
     return {ti.task_id: str(getattr(ti.state, "value", ti.state) or "none") for ti in tis}
 
 
-def wait(dag_id: str, run_id: str, *, timeout: float | None,
-         progress: Callable[[AirflowRun, dict[str, str]], None] | None = None, every: float = 2.0) -> AirflowRun:
+def wait(
+    dag_id: str,
+    run_id: str,
+    *,
+    timeout: float | None,
+    progress: Callable[[AirflowRun, dict[str, str]], None] | None = None,
+    every: float = 2.0,
+) -> AirflowRun:
     """Poll Airflow until the run has ended; ``progress(run, task_states)`` is called on every poll. Raises
     FlowlinkError when the run is still going after ``timeout`` seconds (it goes on in Airflow)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -210,8 +232,10 @@ def wait(dag_id: str, run_id: str, *, timeout: float | None,
         if run.ended:
             return run
         if deadline is not None and time.monotonic() >= deadline:
-            raise FlowlinkError(f"run {run_id} of {dag_id} is still {run.state} after {timeout:g} s (--timeout); it goes "
-                                f"on in Airflow: see `flowlink runs {dag_id}`")
+            raise FlowlinkError(
+                f"run {run_id} of {dag_id} is still {run.state} after {timeout:g} s (--timeout); it goes "
+                f"on in Airflow: see `flowlink runs {dag_id}`"
+            )
         time.sleep(every if deadline is None else max(0.0, min(every, deadline - time.monotonic())))
 
 
@@ -226,8 +250,10 @@ def require_dag(dag_id: str) -> None:
         except SQLAlchemyError as exc:
             raise AirflowUnreadable(exc) from None
         if known is None:
-            raise FlowlinkError(f"Airflow does not know the DAG {dag_id!r} yet: is the dag-processor running "
-                                f"(or run `airflow dags reserialize`)?")
+            raise FlowlinkError(
+                f"Airflow does not know the DAG {dag_id!r} yet: is the dag-processor running "
+                f"(or run `airflow dags reserialize`)?"
+            )
 
 
 def trigger(dag_id: str, conf: dict[str, Any]) -> str:

@@ -58,6 +58,7 @@ class _Found(list[Check]):
 
 # ------------------------------------------------------------------ Airflow connections
 
+
 def missing_connections(wf: Workflow) -> list[str]:
     """The connection ids of the workflow's applications that Airflow does not have (deploy refuses those)."""
     ids = dict.fromkeys(app.connection for app in (wf.source, wf.target))
@@ -80,11 +81,12 @@ def _type_problem(app: Application, fields: dict) -> str | None:
             return None
         return f"type {kind or 'none'!r} does not fit a REST application: use http or https (or generic with a URL as host)"
     if kind not in FILE_TYPES:
-        return f"type {kind or 'none'!r} does not fit a file application: use fs (or generic) with extra {{\"path\": \"/folder\"}}"
+        return f'type {kind or "none"!r} does not fit a file application: use fs (or generic) with extra {{"path": "/folder"}}'
     return None
 
 
 # ------------------------------------------------------------------ the check
+
 
 def check(wf: Workflow) -> list[Check]:
     """Every check of the workflow, in order: the source, the target, then each touchpoint."""
@@ -113,9 +115,13 @@ def _application(found: _Found, role: str, app: Application) -> _App | None:
     what = f"{role} {app.connection}"
     conn = connection(app.connection)
     if conn is None:
-        found.add("connection", what, Result.PROBLEM,
-                  f"Airflow has no connection {app.connection!r}: add it (airflow connections add {app.connection} "
-                  f"--conn-json '...', see the README) or correct {role}.connection in the spec")
+        found.add(
+            "connection",
+            what,
+            Result.PROBLEM,
+            f"Airflow has no connection {app.connection!r}: add it (airflow connections add {app.connection} "
+            f"--conn-json '...', see the README) or correct {role}.connection in the spec",
+        )
         return None
     fields = _fields(conn)
     problem = _type_problem(app, fields)
@@ -172,13 +178,18 @@ class _App:
         if columns is not None:
             missing, seen, where = [f for f in wanted if f not in columns], sorted(columns), "the table's columns"
         elif record is not None:
-            missing, seen, where = [f for f in wanted if not _has(record, f)], sorted(map(str, record)), "the sample record"
+            missing, seen, where = (
+                [f for f in wanted if not _has(record, f)],
+                sorted(map(str, record)),
+                "the sample record",
+            )
         else:
             found.add("fields", what, Result.WARNING, f"no record to compare {', '.join(wanted)} with")
             return
         if missing:
-            found.add("fields", what, Result.PROBLEM,
-                      f"not in {where}: {', '.join(missing)} (it has: {', '.join(seen[:30])})")
+            found.add(
+                "fields", what, Result.PROBLEM, f"not in {where}: {', '.join(missing)} (it has: {', '.join(seen[:30])})"
+            )
         else:
             found.add("fields", what, Result.OK, f"{', '.join(wanted)} found")
 
@@ -206,7 +217,7 @@ def xpath_fields(expr: str) -> list[str]:
     text = _LITERAL.sub(lambda m: " " * len(m.group()), expr)
     found = []
     for m in _NAME.finditer(text):
-        name, before, after = m.group(), text[:m.start()].rstrip(), text[m.end():].lstrip()
+        name, before, after = m.group(), text[: m.start()].rstrip(), text[m.end() :].lstrip()
         if name.endswith(("-", ".")) or name in _OPERATORS and before and before[-1] not in "(,/[|":
             continue
         if after.startswith(("(", "::")) or (before and before[-1] in "$@/:"):
@@ -258,10 +269,15 @@ class _Sql(_App):
 
         url = self.source.engine.url
         database = url.database or ""
-        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-                and not database.startswith("file:") and not os.path.isfile(database):
-            found.add("connect", self.what, Result.PROBLEM, f"no database file {database} (SQLite would create "
-                                                            "an empty one)")
+        if (
+            url.get_backend_name() == "sqlite"
+            and database not in ("", ":memory:")
+            and not database.startswith("file:")
+            and not os.path.isfile(database)
+        ):
+            found.add(
+                "connect", self.what, Result.PROBLEM, f"no database file {database} (SQLite would create an empty one)"
+            )
             return False
         try:
             with self.source.engine.connect() as conn:
@@ -302,8 +318,12 @@ class _Sql(_App):
         except ConnectorError as exc:
             found.add("query", f"{tp.name}: query", Result.PROBLEM, str(exc))
             return
-        found.add("query", f"{tp.name}: query", Result.OK if record else Result.WARNING,
-                  "runs" + ("" if record else ", but gives no record"))
+        found.add(
+            "query",
+            f"{tp.name}: query",
+            Result.OK if record else Result.WARNING,
+            "runs" + ("" if record else ", but gives no record"),
+        )
         if record is not None:
             self.fields_row(found, tp, record)
 
@@ -317,8 +337,12 @@ class _Sql(_App):
         wanted = [tp.load.key] + [r.target for r in tp.mapping or [] if r.target != tp.load.key]
         missing = [f for f in wanted if f not in columns]
         if missing:
-            found.add("fields", f"{tp.name}: target fields", Result.PROBLEM,
-                      f"not columns of {tp.load.table}: {', '.join(missing)}")
+            found.add(
+                "fields",
+                f"{tp.name}: target fields",
+                Result.PROBLEM,
+                f"not columns of {tp.load.table}: {', '.join(missing)}",
+            )
 
 
 class _Rest(_App):
@@ -339,8 +363,12 @@ class _Rest(_App):
         try:
             self = cls(role, what, rest_settings_from_connection(**fields))
         except (ConnectorError, TypeError, ValueError) as exc:
-            found.add("connection", what, Result.PROBLEM, str(exc) if isinstance(exc, ConnectorError)
-                      else f"unusable connection settings ({type(exc).__name__})")
+            found.add(
+                "connection",
+                what,
+                Result.PROBLEM,
+                str(exc) if isinstance(exc, ConnectorError) else f"unusable connection settings ({type(exc).__name__})",
+            )
             return None
         found.add("connection", what, Result.OK, f"type {fields['conn_type']}, {self.source.base_url}")
         return self
@@ -365,8 +393,12 @@ class _Rest(_App):
         except ConnectorError as exc:
             found.add("endpoint", what, Result.PROBLEM, str(exc))
             return
-        found.add("endpoint", what, Result.OK if record else Result.WARNING,
-                  f"GET {tp.extract.endpoint}: " + ("records" if record else "no records yet"))
+        found.add(
+            "endpoint",
+            what,
+            Result.OK if record else Result.WARNING,
+            f"GET {tp.extract.endpoint}: " + ("records" if record else "no records yet"),
+        )
         if record is not None:
             self.fields_row(found, tp, record)
 
@@ -385,8 +417,12 @@ class _Rest(_App):
         if 200 <= status < 300:
             found.add("endpoint", what, Result.OK, f"GET {tp.load.endpoint}: HTTP {status}")
         elif status == 405:
-            found.add("endpoint", what, Result.WARNING, f"GET {tp.load.endpoint}: HTTP 405: it takes no GET, so "
-                                                        "it cannot be checked without writing")
+            found.add(
+                "endpoint",
+                what,
+                Result.WARNING,
+                f"GET {tp.load.endpoint}: HTTP 405: it takes no GET, so it cannot be checked without writing",
+            )
         else:
             found.add("endpoint", what, Result.PROBLEM, f"GET {tp.load.endpoint}: HTTP {status}: no such endpoint?")
 
@@ -421,8 +457,12 @@ class _Files(_App):
             return False
         access = os.R_OK if self.role == "source" else os.W_OK | os.X_OK
         if not os.access(folder, access):
-            found.add("connect", self.what, Result.PROBLEM,
-                      f"folder {folder} is not {'readable' if self.role == 'source' else 'writable'}")
+            found.add(
+                "connect",
+                self.what,
+                Result.PROBLEM,
+                f"folder {folder} is not {'readable' if self.role == 'source' else 'writable'}",
+            )
             return False
         found.add("connect", self.what, Result.OK, f"folder {folder}")
         return True

@@ -110,13 +110,17 @@ def cmd_preview(args) -> int:
         wf = load_spec(args.workflow)
         names = [tp.name for tp in wf.touchpoints]
         if args.touchpoint not in names:
-            raise FlowlinkError(f"workflow {wf.name!r} has no touchpoint {args.touchpoint!r} (it has: {', '.join(names)})")
+            raise FlowlinkError(
+                f"workflow {wf.name!r} has no touchpoint {args.touchpoint!r} (it has: {', '.join(names)})"
+            )
         xslt = stylesheet_for(wf.touchpoint(args.touchpoint), Path(args.workflow).parent)
     else:
         art = publish.published(args.workflow)
         if args.touchpoint not in art.stylesheets:
-            raise FlowlinkError(f"workflow {args.workflow!r} has no touchpoint {args.touchpoint!r} "
-                                f"(it has: {', '.join(art.stylesheets)})")
+            raise FlowlinkError(
+                f"workflow {args.workflow!r} has no touchpoint {args.touchpoint!r} "
+                f"(it has: {', '.join(art.stylesheets)})"
+            )
         xslt = art.stylesheets[args.touchpoint]
     print(xslt)
     return 0
@@ -142,11 +146,21 @@ def cmd_workflows(args) -> int:
 
     graphs, broken = read_graphs(settings.live_dir())
     if args.json:
-        _print_json({"live": [{"workflow": g.dag_id, "version": g.version, "schedule": summary(g.schedule)} for g in graphs],
-                     "broken": [{"file": str(p), "reason": r} for p, r in broken]})
+        _print_json(
+            {
+                "live": [{"workflow": g.dag_id, "version": g.version, "schedule": summary(g.schedule)} for g in graphs],
+                "broken": [{"file": str(p), "reason": r} for p, r in broken],
+            }
+        )
         return 1 if broken else 0
-    _table("Live workflows", ["workflow", "version", "touchpoints", "schedule", "published"],
-           [[g.dag_id, g.version, ", ".join(t.name for t in g.touchpoints), summary(g.schedule), g.published_at] for g in graphs])
+    _table(
+        "Live workflows",
+        ["workflow", "version", "touchpoints", "schedule", "published"],
+        [
+            [g.dag_id, g.version, ", ".join(t.name for t in g.touchpoints), summary(g.schedule), g.published_at]
+            for g in graphs
+        ],
+    )
     for path, reason in broken:
         err.print(f"broken: {path}: {reason}", markup=False)
     return 1 if broken else 0
@@ -156,23 +170,39 @@ def cmd_bucket(args) -> int:
     from flowlink.store import bucket
 
     store = _store()
-    rows = bucket.rows(store, args.workflow, touchpoint=args.touchpoint, status=args.status, limit=args.limit, offset=args.offset)
+    rows = bucket.rows(
+        store, args.workflow, touchpoint=args.touchpoint, status=args.status, limit=args.limit, offset=args.offset
+    )
     total = bucket.count(store, args.workflow, touchpoint=args.touchpoint, status=args.status)
     if args.json:
         _print_json({"total": total, "rows": rows})
         return 0
-    _table(f"Resync bucket of {args.workflow}: {len(rows)} of {total}",
-           ["touchpoint", "source id", "destination id", "status", "tries", "message", "last run", "updated"],
-           [[r["touchpoint"], r["source_id"], r["destination_id"], r["status"], r["tries"], r["message"], r["last_run"],
-             r["updated_at"]] for r in rows])
+    _table(
+        f"Resync bucket of {args.workflow}: {len(rows)} of {total}",
+        ["touchpoint", "source id", "destination id", "status", "tries", "message", "last run", "updated"],
+        [
+            [
+                r["touchpoint"],
+                r["source_id"],
+                r["destination_id"],
+                r["status"],
+                r["tries"],
+                r["message"],
+                r["last_run"],
+                r["updated_at"],
+            ]
+            for r in rows
+        ],
+    )
     return 0
 
 
 def cmd_resync(args) -> int:
     from flowlink.actions import resync
 
-    resync_id, ids, run_id = resync(_store(), args.workflow, args.touchpoint, ids=args.id, failed=args.failed,
-                                    unprocessed=args.unprocessed)
+    resync_id, ids, run_id = resync(
+        _store(), args.workflow, args.touchpoint, ids=args.id, failed=args.failed, unprocessed=args.unprocessed
+    )
     out.print(f"resync #{resync_id}: {plural(len(ids), args.touchpoint + ' record')}, run {run_id}")
     return _wait(args, run_id)
 
@@ -186,9 +216,22 @@ def cmd_runs(args) -> int:
     if args.json:
         _print_json(runs)
         return 0
-    _table(f"Runs of {args.workflow}", ["run id", "version", "started", "ended", "failed records", "status", "kind"],
-           [[r["run_id"], r["version"], r["started_at"], r["ended_at"], r["failed_records"], r["status"] or "unknown",
-             r["kind"]] for r in runs])
+    _table(
+        f"Runs of {args.workflow}",
+        ["run id", "version", "started", "ended", "failed records", "status", "kind"],
+        [
+            [
+                r["run_id"],
+                r["version"],
+                r["started_at"],
+                r["ended_at"],
+                r["failed_records"],
+                r["status"] or "unknown",
+                r["kind"],
+            ]
+            for r in runs
+        ],
+    )
     return 0
 
 
@@ -258,12 +301,34 @@ def cmd_snapshot(args) -> int:
     if args.json:
         _print_json(snap)
         return 0
-    _table(f"Snapshot of run {args.run_id}", ["touchpoint", "step", "status", "started", "ended", "in", "out", "failed", "files", "message"],
-           [[s["touchpoint"], s["step"], s["status"], s["started_at"], s["ended_at"], s["count_in"], s["count_out"],
-             s["count_failed"], len(s["files"]), s["message"]] for s in snap["steps"]])
+    _table(
+        f"Snapshot of run {args.run_id}",
+        ["touchpoint", "step", "status", "started", "ended", "in", "out", "failed", "files", "message"],
+        [
+            [
+                s["touchpoint"],
+                s["step"],
+                s["status"],
+                s["started_at"],
+                s["ended_at"],
+                s["count_in"],
+                s["count_out"],
+                s["count_failed"],
+                len(s["files"]),
+                s["message"],
+            ]
+            for s in snap["steps"]
+        ],
+    )
     log = snap["data_log"][: args.limit]
-    _table(f"Data log ({len(log)} of {len(snap['data_log'])})", ["touchpoint", "step", "source id", "destination id", "status", "tries", "message"],
-           [[d["touchpoint"], d["step"], d["source_id"], d["destination_id"], d["status"], d["tries"], d["message"]] for d in log])
+    _table(
+        f"Data log ({len(log)} of {len(snap['data_log'])})",
+        ["touchpoint", "step", "source id", "destination id", "status", "tries", "message"],
+        [
+            [d["touchpoint"], d["step"], d["source_id"], d["destination_id"], d["status"], d["tries"], d["message"]]
+            for d in log
+        ],
+    )
     return 0
 
 
@@ -274,7 +339,9 @@ def cmd_feeds(args) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    _table("Feeds", ["at", "tag", "workflow", "message"], [[r["at"], r["tag"], r["workflow"], r["message"]] for r in rows])
+    _table(
+        "Feeds", ["at", "tag", "workflow", "message"], [[r["at"], r["tag"], r["workflow"], r["message"]] for r in rows]
+    )
     return 0
 
 
@@ -321,13 +388,26 @@ def cmd_db_upgrade(args) -> int:
 
 
 def _env_rows(envs: list[Environment]) -> list[list]:
-    return [[e["name"], e["kind"], "yes" if e["is_primary"] else "", "enabled" if e["enabled"] else "disabled",
-             f"{e['pending_timeout']} min", e["agent"], e["last_heartbeat"], _retry_cell(e)] for e in envs]
+    return [
+        [
+            e["name"],
+            e["kind"],
+            "yes" if e["is_primary"] else "",
+            "enabled" if e["enabled"] else "disabled",
+            f"{e['pending_timeout']} min",
+            e["agent"],
+            e["last_heartbeat"],
+            _retry_cell(e),
+        ]
+        for e in envs
+    ]
 
 
 def _retry_cell(e: Environment) -> str:
-    return (f"{e['retry_every']}: {e['retry_max_tries']} tries, wait {e['retry_wait_minutes']} min, "
-            f"{e['retry_batch_size']} per run")
+    return (
+        f"{e['retry_every']}: {e['retry_max_tries']} tries, wait {e['retry_wait_minutes']} min, "
+        f"{e['retry_batch_size']} per run"
+    )
 
 
 def cmd_env(args) -> int:
@@ -338,13 +418,22 @@ def cmd_env(args) -> int:
         env = deployments.add_environment(store, args.name, args.kind, args.pending_timeout)
         out.print(f"environment {env['name']} ({env['kind']}) added" + (", primary" if env["is_primary"] else ""))
     elif args.env_command == "set":
-        retry = {k: getattr(args, k) for k in ("retry_max_tries", "retry_wait_minutes", "retry_batch_size", "retry_every")}
-        if not (args.primary or args.pending_timeout is not None or args.enabled is not None
-                or any(v is not None for v in retry.values())):
-            raise FlowlinkError("say what to change: --primary, --pending-timeout MINUTES, --enable or --disable, "
-                                "--retry-max-tries N, --retry-wait MINUTES, --retry-batch-size N or --retry-every hourly|daily")
-        deployments.set_environment(store, args.name, primary=args.primary, pending_timeout=args.pending_timeout,
-                                    enabled=args.enabled, **retry)
+        retry = {
+            k: getattr(args, k) for k in ("retry_max_tries", "retry_wait_minutes", "retry_batch_size", "retry_every")
+        }
+        if not (
+            args.primary
+            or args.pending_timeout is not None
+            or args.enabled is not None
+            or any(v is not None for v in retry.values())
+        ):
+            raise FlowlinkError(
+                "say what to change: --primary, --pending-timeout MINUTES, --enable or --disable, "
+                "--retry-max-tries N, --retry-wait MINUTES, --retry-batch-size N or --retry-every hourly|daily"
+            )
+        deployments.set_environment(
+            store, args.name, primary=args.primary, pending_timeout=args.pending_timeout, enabled=args.enabled, **retry
+        )
         _table("Environments", ENV_COLUMNS, _env_rows(deployments.environments_list(store)))
     elif args.env_command == "token":
         return _env_token(store, args)
@@ -366,21 +455,37 @@ def _env_token(store, args) -> int:
 
     if args.revoke:
         t = deployments.revoke_token(store, args.name, args.revoke)
-        out.print(f"agent token #{t['id']} of {t['environment']} (fingerprint {t['fingerprint']}) revoked "
-                  f"{_cell(t['revoked_at'])} UTC: refused from now on")
+        out.print(
+            f"agent token #{t['id']} of {t['environment']} (fingerprint {t['fingerprint']}) revoked "
+            f"{_cell(t['revoked_at'])} UTC: refused from now on"
+        )
     elif args.list:
         rows = deployments.tokens(store, args.name)
         if args.json:
             _print_json(rows)
         else:
-            _table(f"Agent tokens of {args.name}", ["id", "fingerprint", "created", "revoked", "state"],
-                   [[t["id"], t["fingerprint"], t["created_at"], t["revoked_at"], "active" if t["active"] else "revoked"]
-                    for t in rows])
+            _table(
+                f"Agent tokens of {args.name}",
+                ["id", "fingerprint", "created", "revoked", "state"],
+                [
+                    [
+                        t["id"],
+                        t["fingerprint"],
+                        t["created_at"],
+                        t["revoked_at"],
+                        "active" if t["active"] else "revoked",
+                    ]
+                    for t in rows
+                ],
+            )
     else:
         token = deployments.issue_token(store, args.name)
         t = next(t for t in deployments.tokens(store, args.name) if t["fingerprint"] == deployments.fingerprint(token))
-        err.print(f"agent token #{t['id']} for {args.name}, fingerprint {t['fingerprint']} (shown once; only its hash "
-                  f"is stored; revoke it with: flowlink env token {args.name} --revoke {t['id']}):", markup=False)
+        err.print(
+            f"agent token #{t['id']} for {args.name}, fingerprint {t['fingerprint']} (shown once; only its hash "
+            f"is stored; revoke it with: flowlink env token {args.name} --revoke {t['id']}):",
+            markup=False,
+        )
         print(token)
     return 0
 
@@ -389,9 +494,11 @@ def cmd_deploy(args) -> int:
     from flowlink import actions
 
     d = actions.deploy(_store(), args.workflow, args.version)
-    out.print(f"deployment {d['id']}: {d['workflow']} v{d['version']} to {d['environment']} is Pending "
-              f"(try {d['tries']}); started {_cell(d['started_at'])}, pending timeout {d['pending_timeout']} min, "
-              f"wait till {_cell(d['wait_till'])} UTC; tracked by run {d['run_id']}")
+    out.print(
+        f"deployment {d['id']}: {d['workflow']} v{d['version']} to {d['environment']} is Pending "
+        f"(try {d['tries']}); started {_cell(d['started_at'])}, pending timeout {d['pending_timeout']} min, "
+        f"wait till {_cell(d['wait_till'])} UTC; tracked by run {d['run_id']}"
+    )
     return 0
 
 
@@ -399,7 +506,9 @@ def cmd_undeploy(args) -> int:
     from flowlink import actions
 
     d = actions.undeploy(_store(), args.workflow)
-    out.print(f"deployment {d['id']}: undeploy of {d['workflow']} from {d['environment']} is Pending; tracked by run {d['run_id']}")
+    out.print(
+        f"deployment {d['id']}: undeploy of {d['workflow']} from {d['environment']} is Pending; tracked by run {d['run_id']}"
+    )
     return 0
 
 
@@ -438,10 +547,36 @@ def cmd_deployments(args) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    _table("Deployments", ["workflow", "environment", "action", "version", "status", "tries", "started", "pending timeout",
-                           "wait till", "message"],
-           [[d["workflow"], d["environment"], d["action"], d["version"], d["status"], d["tries"], d["started_at"],
-             f"{d['pending_timeout']} min", d["wait_till"], d["message"]] for d in rows])
+    _table(
+        "Deployments",
+        [
+            "workflow",
+            "environment",
+            "action",
+            "version",
+            "status",
+            "tries",
+            "started",
+            "pending timeout",
+            "wait till",
+            "message",
+        ],
+        [
+            [
+                d["workflow"],
+                d["environment"],
+                d["action"],
+                d["version"],
+                d["status"],
+                d["tries"],
+                d["started_at"],
+                f"{d['pending_timeout']} min",
+                d["wait_till"],
+                d["message"],
+            ]
+            for d in rows
+        ],
+    )
     return 0
 
 
@@ -452,8 +587,11 @@ def cmd_deployment_log(args) -> int:
     if args.json:
         _print_json({"deployment": d, "steps": steps})
         return 0
-    _table(f"Deployment {d['id']}: {d['action']} of {d['workflow']} v{d['version']} to {d['environment']}: {d['status']}",
-           ["at", "step", "status", "message"], [[x["at"], x["step"], x["status"], x["message"]] for x in steps])
+    _table(
+        f"Deployment {d['id']}: {d['action']} of {d['workflow']} v{d['version']} to {d['environment']}: {d['status']}",
+        ["at", "step", "status", "message"],
+        [[x["at"], x["step"], x["status"], x["message"]] for x in steps],
+    )
     return 0
 
 
@@ -472,9 +610,16 @@ def cmd_alert(args) -> int:
 
     store = _store()
     if args.alert_command == "add":
-        ch = alerts.add_channel(store, environment=args.environment, workflow=args.workflow, email=args.email,
-                                webhook=args.webhook, events=args.events, daily_summary=args.daily_summary,
-                                skip_empty_summary=not args.summary_when_empty)
+        ch = alerts.add_channel(
+            store,
+            environment=args.environment,
+            workflow=args.workflow,
+            email=args.email,
+            webhook=args.webhook,
+            events=args.events,
+            daily_summary=args.daily_summary,
+            skip_empty_summary=not args.summary_when_empty,
+        )
         out.print(f"alert channel {ch['id']} added: {alerts.describe(ch)}")
     elif args.alert_command == "remove":
         ch = alerts.remove_channel(store, args.id)
@@ -484,10 +629,22 @@ def cmd_alert(args) -> int:
         if args.json:
             _print_json(rows)
             return 0
-        _table("Alert channels", ["id", "environment", "workflow", "kind", "target", "events", "daily summary"],
-               [[c["id"], c["environment"], c["workflow"], c["kind"], c["target"], ", ".join(c["events"]) or "all",
-                 ("yes" + ("" if c["skip_empty_summary"] else ", also when empty")) if c["daily_summary"] else ""]
-                for c in rows])
+        _table(
+            "Alert channels",
+            ["id", "environment", "workflow", "kind", "target", "events", "daily summary"],
+            [
+                [
+                    c["id"],
+                    c["environment"],
+                    c["workflow"],
+                    c["kind"],
+                    c["target"],
+                    ", ".join(c["events"]) or "all",
+                    ("yes" + ("" if c["skip_empty_summary"] else ", also when empty")) if c["daily_summary"] else "",
+                ]
+                for c in rows
+            ],
+        )
     return 0
 
 
@@ -503,10 +660,17 @@ def _seconds(text: str) -> float:
 
 
 def _wait_options(sp) -> None:
-    sp.add_argument("--wait", action="store_true", help="show progress until the run has ended; exit status 0 when it "
-                                                        "succeeded, 1 when it failed")
-    sp.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="with --wait: give up waiting after SECONDS "
-                                                                       "(exit status 1; the run goes on)")
+    sp.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the run has ended; exit status 0 when it succeeded, 1 when it failed",
+    )
+    sp.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --wait: give up waiting after SECONDS (exit status 1; the run goes on)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -526,8 +690,12 @@ def parser() -> argparse.ArgumentParser:
     sp = add("preview", cmd_preview, "print the XSLT a touchpoint runs")
     sp.add_argument("workflow", metavar="WORKFLOW", help="a spec file or a published workflow name")
     sp.add_argument("touchpoint", metavar="TOUCHPOINT")
-    add("publish", cmd_publish, "publish a spec as a new version (deploying puts it live)").add_argument("file", metavar="FILE")
-    add("workflows", cmd_workflows, "list live workflows and broken live files").add_argument("--json", action="store_true")
+    add("publish", cmd_publish, "publish a spec as a new version (deploying puts it live)").add_argument(
+        "file", metavar="FILE"
+    )
+    add("workflows", cmd_workflows, "list live workflows and broken live files").add_argument(
+        "--json", action="store_true"
+    )
     sp = add("bucket", cmd_bucket, "list the resync bucket of a workflow")
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--touchpoint")
@@ -540,10 +708,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--touchpoint", required=True)
     which = sp.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="all failed records of the touchpoint")
-    which.add_argument("--unprocessed", action="store_true",
-                       help="all Unprocessed records of the touchpoint whose last run has ended (Airflow's state "
-                            "success or failed, or a run Airflow no longer knows): those a failed run left behind; "
-                            "a run still queued or running may load its records yet")
+    which.add_argument(
+        "--unprocessed",
+        action="store_true",
+        help="all Unprocessed records of the touchpoint whose last run has ended (Airflow's state "
+        "success or failed, or a run Airflow no longer knows): those a failed run left behind; "
+        "a run still queued or running may load its records yet",
+    )
     which.add_argument("--id", nargs="+", metavar="ID", help="these source ids")
     _wait_options(sp)
     sp = add("runs", cmd_runs, "list the runs of a workflow with Airflow's state of each")
@@ -560,18 +731,32 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tag")
     sp.add_argument("--limit", type=_count, default=50)
     sp.add_argument("--json", action="store_true")
-    sp = add("purge", cmd_purge, "remove snapshots (with their batch files), Success bucket rows and feeds older than "
-                                 "N days (FLOWLINK_RETENTION_DAYS, default 15)")
-    sp.add_argument("--days", type=_days, metavar="N", help="keep the last N days (default: FLOWLINK_RETENTION_DAYS or 15)")
+    sp = add(
+        "purge",
+        cmd_purge,
+        "remove snapshots (with their batch files), Success bucket rows and feeds older than "
+        "N days (FLOWLINK_RETENTION_DAYS, default 15)",
+    )
+    sp.add_argument(
+        "--days", type=_days, metavar="N", help="keep the last N days (default: FLOWLINK_RETENTION_DAYS or 15)"
+    )
     sp.add_argument("--dry-run", action="store_true", help="only show what would go")
     sp.add_argument("--json", action="store_true")
-    sp = add("agent", cmd_agent, "run the agent of an environment: carry out its deployments (stop with Ctrl-C or SIGTERM)")
+    sp = add(
+        "agent", cmd_agent, "run the agent of an environment: carry out its deployments (stop with Ctrl-C or SIGTERM)"
+    )
     sp.add_argument("--environment", required=True, metavar="NAME")
     sp.add_argument("--server", required=True, metavar="URL", help="e.g. http://127.0.0.1:8080/flowlink")
     sp.add_argument("--token-file", metavar="FILE", help="file holding the agent token (else FLOWLINK_AGENT_TOKEN)")
-    sp.add_argument("--install-dir", metavar="DIR", help="where workflows are installed (default: the live folder's ENVIRONMENT folder)")
+    sp.add_argument(
+        "--install-dir",
+        metavar="DIR",
+        help="where workflows are installed (default: the live folder's ENVIRONMENT folder)",
+    )
     sp.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="seconds between passes (default 2)")
-    sp.add_argument("--once", action="store_true", help="one pass, then exit (status 1 if the server could not be used)")
+    sp.add_argument(
+        "--once", action="store_true", help="one pass, then exit (status 1 if the server could not be used)"
+    )
     add("db-upgrade", cmd_db_upgrade, "create or migrate the Flowlink store")
 
     env = add("env", cmd_env, "environments: add, list, set, issue an agent token")
@@ -589,32 +774,61 @@ def parser() -> argparse.ArgumentParser:
     onoff = sp.add_mutually_exclusive_group()
     onoff.add_argument("--enable", dest="enabled", action="store_true", default=None)
     onoff.add_argument("--disable", dest="enabled", action="store_false")
-    sp.add_argument("--retry-max-tries", type=_count, metavar="N", help="tries of a failed record, the sync included (1-20, default 4)")
-    sp.add_argument("--retry-wait", dest="retry_wait_minutes", type=_count, metavar="MINUTES",
-                    help="minutes a failed record waits before a retry (0-10080, default 60)")
-    sp.add_argument("--retry-batch-size", type=_count, metavar="N", help="records per retry run (1-100000, default 500)")
+    sp.add_argument(
+        "--retry-max-tries",
+        type=_count,
+        metavar="N",
+        help="tries of a failed record, the sync included (1-20, default 4)",
+    )
+    sp.add_argument(
+        "--retry-wait",
+        dest="retry_wait_minutes",
+        type=_count,
+        metavar="MINUTES",
+        help="minutes a failed record waits before a retry (0-10080, default 60)",
+    )
+    sp.add_argument(
+        "--retry-batch-size", type=_count, metavar="N", help="records per retry run (1-100000, default 500)"
+    )
     sp.add_argument("--retry-every", choices=["hourly", "daily"], help="how often retry runs (default hourly)")
-    sp = env_sub.add_parser("token", help="issue an agent token (printed once), list the tokens or revoke one",
-                            description="Without options: issue a new agent token for NAME and print it (only its "
-                                        "sha256 is stored). --list shows each token's id and fingerprint, never the token.")
+    sp = env_sub.add_parser(
+        "token",
+        help="issue an agent token (printed once), list the tokens or revoke one",
+        description="Without options: issue a new agent token for NAME and print it (only its "
+        "sha256 is stored). --list shows each token's id and fingerprint, never the token.",
+    )
     sp.add_argument("name", metavar="NAME")
     which = sp.add_mutually_exclusive_group()
-    which.add_argument("--list", action="store_true", help="list the environment's tokens: id, fingerprint, created, revoked")
-    which.add_argument("--revoke", metavar="TOKEN", help="revoke a token: its id, its fingerprint (8+ hex digits) or the "
-                                                         "token itself; refused from the next request on")
+    which.add_argument(
+        "--list", action="store_true", help="list the environment's tokens: id, fingerprint, created, revoked"
+    )
+    which.add_argument(
+        "--revoke",
+        metavar="TOKEN",
+        help="revoke a token: its id, its fingerprint (8+ hex digits) or the "
+        "token itself; refused from the next request on",
+    )
     sp.add_argument("--json", action="store_true", help="with --list: JSON")
     env.set_defaults(env_command="list", json=False)
 
     sp = add("deploy", cmd_deploy, "deploy a published version to the primary environment")
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--version", type=_count)
-    add("undeploy", cmd_undeploy, "remove a deployed workflow from its environment").add_argument("workflow", metavar="WORKFLOW")
+    add("undeploy", cmd_undeploy, "remove a deployed workflow from its environment").add_argument(
+        "workflow", metavar="WORKFLOW"
+    )
     sp = add("run", cmd_run, "run a deployed workflow now")
     sp.add_argument("workflow", metavar="WORKFLOW")
     _wait_options(sp)
-    sp = add("check", cmd_check, "check a workflow's connections, tables, endpoints, files and fields against the "
-                                 "applications; exit status 1 on any problem")
-    sp.add_argument("workflow", metavar="SPEC|WORKFLOW", help="a spec file, or a published workflow (its newest version)")
+    sp = add(
+        "check",
+        cmd_check,
+        "check a workflow's connections, tables, endpoints, files and fields against the "
+        "applications; exit status 1 on any problem",
+    )
+    sp.add_argument(
+        "workflow", metavar="SPEC|WORKFLOW", help="a spec file, or a published workflow (its newest version)"
+    )
     sp.add_argument("--json", action="store_true")
     sp = add("deployments", cmd_deployments, "the last deployment of each workflow")
     sp.add_argument("--environment")
@@ -623,8 +837,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("workflow", metavar="WORKFLOW")
     sp.add_argument("--json", action="store_true")
 
-    dags = add("dags", cmd_dags, "Flowlink's DAGs in Airflow: `flowlink dags write` puts the two one-line DAG files "
-                                 "into Airflow's DAGs folder (once; upgrades need nothing more)")
+    dags = add(
+        "dags",
+        cmd_dags,
+        "Flowlink's DAGs in Airflow: `flowlink dags write` puts the two one-line DAG files "
+        "into Airflow's DAGs folder (once; upgrades need nothing more)",
+    )
     dags_sub = dags.add_subparsers(dest="dags_command", metavar="ACTION", required=True)
     sp = dags_sub.add_parser("write", help="write flowlink_dags.py and flowlink_import_errors.py into FOLDER")
     sp.add_argument("folder", metavar="FOLDER", nargs="?", help="default: Airflow's [core] dags_folder")
@@ -636,12 +854,24 @@ def parser() -> argparse.ArgumentParser:
     owner.add_argument("--environment", metavar="ENV")
     owner.add_argument("--workflow", metavar="WORKFLOW")
     kind = sp.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--email", metavar="ADDRESSES", help="a@example.com,b@example.com (sent through Airflow's SMTP "
-                                                           "connection, [email] email_conn_id or smtp_default)")
-    kind.add_argument("--webhook", metavar="CONN_ID", help="an Airflow connection id: its host is the URL, its "
-                                                           "login/password or extra token the auth")
-    sp.add_argument("--events", metavar="EVENTS", default="", help="comma separated, default all: run_failed, "
-                    "records_failed, deployment_unsuccessful, agent_disconnected, run_blocked")
+    kind.add_argument(
+        "--email",
+        metavar="ADDRESSES",
+        help="a@example.com,b@example.com (sent through Airflow's SMTP "
+        "connection, [email] email_conn_id or smtp_default)",
+    )
+    kind.add_argument(
+        "--webhook",
+        metavar="CONN_ID",
+        help="an Airflow connection id: its host is the URL, its login/password or extra token the auth",
+    )
+    sp.add_argument(
+        "--events",
+        metavar="EVENTS",
+        default="",
+        help="comma separated, default all: run_failed, "
+        "records_failed, deployment_unsuccessful, agent_disconnected, run_blocked",
+    )
     sp.add_argument("--daily-summary", action="store_true", help="also a daily summary per workflow")
     sp.add_argument("--summary-when-empty", action="store_true", help="send the summary also when nothing ran")
     sp = alert_sub.add_parser("list", help="list the alert channels")

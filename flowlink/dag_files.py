@@ -11,11 +11,9 @@ from pathlib import Path
 from flowlink.files import write_atomic
 
 DAG_FILES = {
-    "flowlink_dags.py":
-        "from flowlink_airflow.dag_factory import dags; globals().update(dags())  # Flowlink's DAGs\n",
-    "flowlink_import_errors.py":
-        "from flowlink_airflow.dag_factory import report_broken_files; report_broken_files()"
-        "  # Flowlink's live files that cannot become a DAG (airflow dag)\n",
+    "flowlink_dags.py": "from flowlink_airflow.dag_factory import dags; globals().update(dags())  # Flowlink's DAGs\n",
+    "flowlink_import_errors.py": "from flowlink_airflow.dag_factory import report_broken_files; report_broken_files()"
+    "  # Flowlink's live files that cannot become a DAG (airflow dag)\n",
 }
 
 

@@ -25,8 +25,18 @@ from flowlink.store import deployments as db
 from flowlink.store.db import utcnow
 from flowlink.store.deployments import Deployment, EnvironmentRow, LogLine, TokenRow
 
-__all__ = ["AgentToken", "Deployment", "Environment", "LogLine", "NotFound", "NotPending", "PendingDeployment",
-           "Progress", "RuleError", "StartedDeployment"]
+__all__ = [
+    "AgentToken",
+    "Deployment",
+    "Environment",
+    "LogLine",
+    "NotFound",
+    "NotPending",
+    "PendingDeployment",
+    "Progress",
+    "RuleError",
+    "StartedDeployment",
+]
 
 KINDS = ("cloud", "on-premise")
 TIMEOUT_RANGE = (5, 60)
@@ -88,6 +98,7 @@ class NotFound(FlowlinkError):
 
 # ------------------------------------------------------------------ environments
 
+
 def _check_timeout(minutes: int) -> int:
     low, high = TIMEOUT_RANGE
     if not low <= int(minutes) <= high:
@@ -105,7 +116,9 @@ def add_environment(store: Store, name: str, kind: str, pending_timeout: int = 5
         if db.environment(conn, name):
             raise FlowlinkError(f"environment {name!r} exists already")
         first = db.add_environment(conn, name, kind, minutes)
-        feeds.add(store, "environment", f"environment {name} ({kind}) added" + (", primary" if first else ""), None, conn)
+        feeds.add(
+            store, "environment", f"environment {name} ({kind}) added" + (", primary" if first else ""), None, conn
+        )
     return environment(store, name)
 
 
@@ -145,18 +158,30 @@ def _check_retry(column: str, value: object) -> int | str:
     return value
 
 
-def set_environment(store: Store, name: str, *, primary: bool = False, pending_timeout: int | None = None,
-                    enabled: bool | None = None, retry_max_tries: int | None = None,
-                    retry_wait_minutes: int | None = None, retry_batch_size: int | None = None,
-                    retry_every: str | None = None) -> Environment:
+def set_environment(
+    store: Store,
+    name: str,
+    *,
+    primary: bool = False,
+    pending_timeout: int | None = None,
+    enabled: bool | None = None,
+    retry_max_tries: int | None = None,
+    retry_wait_minutes: int | None = None,
+    retry_batch_size: int | None = None,
+    retry_every: str | None = None,
+) -> Environment:
     environment(store, name)
     values: dict[str, int | str | bool] = {}
     if pending_timeout is not None:
         values["pending_timeout"] = _check_timeout(pending_timeout)
     if enabled is not None:
         values["enabled"] = enabled
-    retry = {"retry_max_tries": retry_max_tries, "retry_wait_minutes": retry_wait_minutes,
-             "retry_batch_size": retry_batch_size, "retry_every": retry_every}
+    retry = {
+        "retry_max_tries": retry_max_tries,
+        "retry_wait_minutes": retry_wait_minutes,
+        "retry_batch_size": retry_batch_size,
+        "retry_every": retry_every,
+    }
     values.update({k: _check_retry(k, v) for k, v in retry.items() if v is not None})
     if primary:
         values["is_primary"] = True
@@ -181,6 +206,7 @@ def heartbeat(store: Store, name: str) -> None:
 
 # ------------------------------------------------------------------ agent tokens
 
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -198,14 +224,21 @@ def issue_token(store: Store, name: str) -> str:
     token = f"flk_{secrets.token_urlsafe(32)}"
     with db.transaction(store) as conn:
         token_id = db.add_token(conn, name, _hash(token))
-        feeds.add(store, "token", f"agent token #{token_id} of {name} issued (fingerprint {fingerprint(token)})",
-                  None, conn)
+        feeds.add(
+            store, "token", f"agent token #{token_id} of {name} issued (fingerprint {fingerprint(token)})", None, conn
+        )
     return token
 
 
 def _shown(t: TokenRow) -> AgentToken:
-    return AgentToken(id=t["id"], environment=t["environment"], fingerprint=t["token_hash"][:FINGERPRINT],
-                      created_at=t["created_at"], revoked_at=t["revoked_at"], active=t["revoked_at"] is None)
+    return AgentToken(
+        id=t["id"],
+        environment=t["environment"],
+        fingerprint=t["token_hash"][:FINGERPRINT],
+        created_at=t["created_at"],
+        revoked_at=t["revoked_at"],
+        active=t["revoked_at"] is None,
+    )
 
 
 def tokens(store: Store, name: str) -> list[AgentToken]:
@@ -229,8 +262,10 @@ def revoke_token(store: Store, name: str, which: str | int) -> AgentToken:
         elif 8 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text.lower()):
             found = db.find_tokens(conn, name, hash_prefix=text.lower())
         else:
-            raise FlowlinkError(f"name the token by its id, its fingerprint (8 or more hex digits) or the token "
-                                f"itself, got {text[:80]!r}")
+            raise FlowlinkError(
+                f"name the token by its id, its fingerprint (8 or more hex digits) or the token "
+                f"itself, got {text[:80]!r}"
+            )
         if not found:
             raise NotFound(f"no agent token {text[:80]!r} of environment {name} (flowlink env token {name} --list)")
         if len(found) > 1:
@@ -249,6 +284,7 @@ def environment_of_token(store: Store, token: str | None) -> str | None:
 
 
 # ------------------------------------------------------------------ deployments
+
 
 def _found(d: Deployment | None, deployment_id: int) -> Deployment:
     if d is None:
@@ -270,11 +306,15 @@ def refuse_while_pending(store: Store, workflow: str, what: str) -> None:
     """Deploy, execute, resync and undeploy wait while a deployment of the workflow is pending."""
     d = last(store, workflow)
     if d and d["status"] == DeploymentStatus.PENDING:
-        raise RuleError(f"{what} refused: a deployment of {workflow} (v{d['version']} to {d['environment']}) is "
-                        f"pending, started {d['started_at']:%Y-%m-%d %H:%M:%S}, wait till {d['wait_till']:%H:%M:%S} UTC")
+        raise RuleError(
+            f"{what} refused: a deployment of {workflow} (v{d['version']} to {d['environment']}) is "
+            f"pending, started {d['started_at']:%Y-%m-%d %H:%M:%S}, wait till {d['wait_till']:%H:%M:%S} UTC"
+        )
 
 
-def _start(store: Store, workflow: str, action: DeploymentAction, art: publish.Artifact, env: Environment) -> Deployment:
+def _start(
+    store: Store, workflow: str, action: DeploymentAction, art: publish.Artifact, env: Environment
+) -> Deployment:
     previous = last(store, workflow, env["name"])
     if action == DeploymentAction.DEPLOY:
         tries = (0 if previous is None or previous["status"] == DeploymentStatus.SUCCESSFUL else previous["tries"]) + 1
@@ -283,13 +323,33 @@ def _start(store: Store, workflow: str, action: DeploymentAction, art: publish.A
     now = utcnow()
     wait_till = now + dt.timedelta(minutes=env["pending_timeout"])
     with db.transaction(store) as conn:
-        deployment_id = db.add_deployment(conn, workflow=workflow, environment_name=env["name"], action=action,
-                                          version=art.version, sha256=art.sha256, tries=tries, started_at=now,
-                                          pending_timeout=env["pending_timeout"], wait_till=wait_till)
-        db.add_log(conn, deployment_id, f"{action} started", LogStatus.INFO,
-                   f"v{art.version} to {env['name']}, wait till {wait_till:%H:%M:%S} UTC", at=now)
-        feeds.add(store, action, f"{action} of {workflow} v{art.version} to {env['name']} started (try {tries})",
-                  workflow, conn)
+        deployment_id = db.add_deployment(
+            conn,
+            workflow=workflow,
+            environment_name=env["name"],
+            action=action,
+            version=art.version,
+            sha256=art.sha256,
+            tries=tries,
+            started_at=now,
+            pending_timeout=env["pending_timeout"],
+            wait_till=wait_till,
+        )
+        db.add_log(
+            conn,
+            deployment_id,
+            f"{action} started",
+            LogStatus.INFO,
+            f"v{art.version} to {env['name']}, wait till {wait_till:%H:%M:%S} UTC",
+            at=now,
+        )
+        feeds.add(
+            store,
+            action,
+            f"{action} of {workflow} v{art.version} to {env['name']} started (try {tries})",
+            workflow,
+            conn,
+        )
     return get(store, deployment_id)
 
 
@@ -297,8 +357,10 @@ def check_deploy(store: Store, workflow: str, version: int | None = None) -> tup
     """Everything a deploy needs, or the reason it is refused: (published version, primary environment)."""
     env = primary(store)
     if not env["enabled"]:
-        raise RuleError(f"deploy refused: the primary environment {env['name']} is disabled "
-                        f"(flowlink env set {env['name']} --enable)")
+        raise RuleError(
+            f"deploy refused: the primary environment {env['name']} is disabled "
+            f"(flowlink env set {env['name']} --enable)"
+        )
     refuse_while_pending(store, workflow, "deploy")
     return publish.published(workflow, version), env
 
@@ -347,8 +409,14 @@ def _end(conn: Connection, store: Store, d: Deployment, status: DeploymentStatus
     reset = status == DeploymentStatus.SUCCESSFUL and d["action"] == DeploymentAction.DEPLOY  # tries back to 0
     db.end(conn, d["id"], status, message, reset_tries=reset)
     db.add_log(conn, d["id"], status, LogStatus.INFO, message)
-    feeds.add(store, d["action"], f"{d['action']} of {d['workflow']} v{d['version']} to {d['environment']}: {status}"
-              + (f" ({message})" if status != DeploymentStatus.SUCCESSFUL else ""), d["workflow"], conn)
+    feeds.add(
+        store,
+        d["action"],
+        f"{d['action']} of {d['workflow']} v{d['version']} to {d['environment']}: {status}"
+        + (f" ({message})" if status != DeploymentStatus.SUCCESSFUL else ""),
+        d["workflow"],
+        conn,
+    )
 
 
 def expire_if_due(store: Store, deployment_id: int) -> None:
@@ -357,8 +425,13 @@ def expire_if_due(store: Store, deployment_id: int) -> None:
         d = _found(db.deployment(conn, deployment_id), deployment_id)
         if d["status"] == DeploymentStatus.PENDING and utcnow() >= d["wait_till"]:
             missing = _remaining(d, _done(conn, deployment_id))
-            _end(conn, store, d, DeploymentStatus.UNSUCCESSFUL,
-                 f"wait till {d['wait_till']:%H:%M:%S} UTC passed before: {', '.join(missing)}")
+            _end(
+                conn,
+                store,
+                d,
+                DeploymentStatus.UNSUCCESSFUL,
+                f"wait till {d['wait_till']:%H:%M:%S} UTC passed before: {', '.join(missing)}",
+            )
 
 
 def check_download(store: Store, environment_name: str, deployment_id: int) -> Deployment:
@@ -372,8 +445,9 @@ def check_download(store: Store, environment_name: str, deployment_id: int) -> D
     return d
 
 
-def report_step(store: Store, environment_name: str, deployment_id: int, step: str, status: str,
-                message: str | None = None) -> Deployment:
+def report_step(
+    store: Store, environment_name: str, deployment_id: int, step: str, status: str, message: str | None = None
+) -> Deployment:
     """An agent reports a step. Idempotent; refused (NotPending) once the deployment is no longer pending."""
     if status not in (LogStatus.DONE, LogStatus.FAILED):
         raise FlowlinkError(f"step status must be done or failed, got {status!r}")
@@ -429,9 +503,18 @@ def pending_for(store: Store, environment_name: str) -> list[PendingDeployment]:
         expire_if_due(store, deployment_id)
         d = progress(store, deployment_id)
         if d["status"] == DeploymentStatus.PENDING:
-            out.append(PendingDeployment(id=d["id"], workflow=d["workflow"], action=d["action"], version=d["version"],
-                                         sha256=d["sha256"], wait_till=d["wait_till"], done=d["done"],
-                                         remaining=d["remaining"]))
+            out.append(
+                PendingDeployment(
+                    id=d["id"],
+                    workflow=d["workflow"],
+                    action=d["action"],
+                    version=d["version"],
+                    sha256=d["sha256"],
+                    wait_till=d["wait_till"],
+                    done=d["done"],
+                    remaining=d["remaining"],
+                )
+            )
     return out
 
 

@@ -97,8 +97,14 @@ def _row(key: str, prop: Schema, required: bool, base: str) -> str:
     allowed = [p for v in real for p in _allowed(v)]
     descriptions = [prop.get("description", "")] + [v.get("description", "") for v in real]
     description = "; ".join(dict.fromkeys(d for d in descriptions if d))
-    cells = [f"`{key}`", types + (" or null" if nullable and required else ""), "yes" if required else "",
-             _default(prop, required), "; ".join(allowed), description]
+    cells = [
+        f"`{key}`",
+        types + (" or null" if nullable and required else ""),
+        "yes" if required else "",
+        _default(prop, required),
+        "; ".join(allowed),
+        description,
+    ]
     return "| " + " | ".join(_text(c) for c in cells) + " |"
 
 

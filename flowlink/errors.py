@@ -35,8 +35,16 @@ def secret_forms(secrets: Iterable[str | None]) -> list[str]:
     for secret in secrets:
         if not secret or len(secret) < MIN_SECRET:
             continue
-        forms.update({secret, quote(secret, safe=""), quote(secret), quote_plus(secret), json.dumps(secret)[1:-1],
-                      json.dumps(secret, ensure_ascii=False)[1:-1]})
+        forms.update(
+            {
+                secret,
+                quote(secret, safe=""),
+                quote(secret),
+                quote_plus(secret),
+                json.dumps(secret)[1:-1],
+                json.dumps(secret, ensure_ascii=False)[1:-1],
+            }
+        )
     return sorted((f for f in forms if len(f) >= MIN_SECRET), key=len, reverse=True)
 
 
@@ -50,5 +58,5 @@ def redact(text: str, forms: Iterable[str]) -> str:
 
 
 def plural(n: int, noun: str, many: str | None = None) -> str:
-    """"1 record", "2 records", "0 records" (``many`` for a plural that is not noun + s)."""
+    """ "1 record", "2 records", "0 records" (``many`` for a plural that is not noun + s)."""
     return f"{n} {noun if n == 1 else many or noun + 's'}"

@@ -48,8 +48,11 @@ def _where(part: dict) -> str:
 def _node(tp: dict) -> TouchpointNode:
     extract, load = tp["extract"], tp["load"]
     return TouchpointNode(
-        tp["name"], tp.get("description", ""), tuple(tp.get("depends_on", ())),
-        extract=f"{_where(extract)} by `{extract['key']}`", load=f"{load['method']} {_where(load)}",
+        tp["name"],
+        tp.get("description", ""),
+        tuple(tp.get("depends_on", ())),
+        extract=f"{_where(extract)} by `{extract['key']}`",
+        load=f"{load['method']} {_where(load)}",
         rules=len(tp.get("mapping") or ()),
     )
 

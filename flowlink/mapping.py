@@ -159,8 +159,10 @@ def _trim_templates(root: etree._Element) -> None:
     search = _xsl(choose, "when", test="$high - $low > 1")
     _xsl(search, "variable", name="middle", select="floor(($low + $high) div 2)")
     halve = _xsl(search, "choose")
-    for test, low, high in (("normalize-space(substring($text, string-length($text) - $middle + 1)) = ''",
-                             "$middle", "$high"), (None, "$low", "$middle")):
+    for test, low, high in (
+        ("normalize-space(substring($text, string-length($text) - $middle + 1)) = ''", "$middle", "$high"),
+        (None, "$low", "$middle"),
+    ):
         branch = _xsl(halve, "when", test=test) if test else _xsl(halve, "otherwise")
         call = _xsl(branch, "call-template", name=TRIM_END)
         for name, select in (("text", "$text"), ("low", low), ("high", high)):
@@ -177,7 +179,7 @@ def generate_xslt(tp: Touchpoint) -> str:
     root.addprevious(etree.Comment(f" Flowlink touchpoint {tp.name}: {GENERATED}, do not edit "))
     _xsl(root, "output", method="xml", encoding="UTF-8", indent="no")
     for case in sorted({rule.case for rule in tp.mapping if rule.case}):  # the tables once, only when used
-        for name, table in zip(case_variables(case), case_table(case)):
+        for name, table in zip(case_variables(case), case_table(case), strict=False):
             _xsl(root, "variable", name=name, select=xpath_literal(table))
     template = _xsl(root, "template", match="/")
     records = etree.SubElement(template, "records")

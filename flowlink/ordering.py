@@ -26,7 +26,7 @@ __all__ = ["newer", "order_key", "number", "instant"]
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 NOTHING, NUMBER, INSTANT, TEXT, OTHER = range(5)  # the ranks of the kinds, in order
 
 
@@ -62,7 +62,7 @@ def instant(value: Any) -> dt.timedelta | None:
     else:
         return None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment - _EPOCH  # aware minus aware: exact, and no overflow at year 1 or 9999
 
 

@@ -133,8 +133,9 @@ def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path
     number, the second takes the next number."""
     while True:
         try:
-            return create_new(folder / f"{workflow}-v{doc['version']:04d}.json",
-                              json.dumps(doc, indent=1, ensure_ascii=False))
+            return create_new(
+                folder / f"{workflow}-v{doc['version']:04d}.json", json.dumps(doc, indent=1, ensure_ascii=False)
+            )
         except FileExistsError:
             doc["version"] += 1
 

@@ -60,7 +60,8 @@ def connect_failed(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     if not isinstance(exc, requests.exceptions.ConnectionError) or isinstance(
-            exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)
+    ):
         return False
     reason = getattr(exc.args[0], "reason", None) if exc.args else None  # urllib3's MaxRetryError
     return isinstance(reason, ConnectTimeoutError)  # NewConnectionError and NameResolutionError are kinds of it

@@ -71,7 +71,12 @@ def _boolean(text: str) -> bool:
     raise CastError(f"{_short(text)} is not a boolean (true/false/1/0)")
 
 
-CASTS: dict[str, Callable[[str], Any] | None] = {"string": None, "integer": _integer, "number": _number, "boolean": _boolean}
+CASTS: dict[str, Callable[[str], Any] | None] = {
+    "string": None,
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+}
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False, "": False}
 _NOT_NUMBER_CHARS = str.maketrans("", "", "0123456789.+-eE")
 
@@ -205,7 +210,9 @@ class RecordWriter:
         self._tags[name] = tag
         return tag
 
-    def _build(self, records: list[Mapping[str, Any]], failures: list[tuple[str, str]], screened: bool = False) -> _Chunk:
+    def _build(
+        self, records: list[Mapping[str, Any]], failures: list[tuple[str, str]], screened: bool = False
+    ) -> _Chunk:
         """The document of some records; records without a key, and (unless ``screened``) those holding characters
         XML cannot carry, become failures."""
         chunk = self._build_columns(records) if records else None
@@ -215,7 +222,9 @@ class RecordWriter:
             return self._screen(chunk.keys, chunk.records, failures)
         return chunk
 
-    def _build_records(self, records: list[Mapping[str, Any]], failures: list[tuple[str, str]], screened: bool) -> _Chunk:
+    def _build_records(
+        self, records: list[Mapping[str, Any]], failures: list[tuple[str, str]], screened: bool
+    ) -> _Chunk:
         """_build for any records, a record at a time."""
         key_field, tags, tag_of = self.key_field, self._tags, self._tag
         keys: list[str] = []
@@ -243,7 +252,9 @@ class RecordWriter:
         document = "".join(parts)
         # each field has 2 "<" and 2 ">", each record 2 more, <records> 2; each record 2 quotes
         markup = 2 + 2 * len(keys) + 2 * ((len(parts) - 2 - 4 * len(keys)) // 3)
-        if not screened and (document.count(LT) != markup or document.count(GT) != markup or document.count(QUOT) != 2 * len(keys)):
+        if not screened and (
+            document.count(LT) != markup or document.count(GT) != markup or document.count(QUOT) != 2 * len(keys)
+        ):
             return self._screen(keys, taken, failures)
         return _Chunk(keys, taken, _escape(document))
 
@@ -252,7 +263,11 @@ class RecordWriter:
         %-template per record), for records that are all dicts with the same fields in the same order
         and a key; None for other records."""
         names = tuple(records[0])
-        if set(map(type, records)) != {dict} or not all(map(names.__eq__, map(tuple, records))) or self.key_field not in names:
+        if (
+            set(map(type, records)) != {dict}
+            or not all(map(names.__eq__, map(tuple, records)))
+            or self.key_field not in names
+        ):
             return None
         columns = list(zip(*(record.values() for record in records), strict=True))
         key_column = columns[names.index(self.key_field)]
@@ -260,7 +275,7 @@ class RecordWriter:
             return None
         keys = _texts(key_column)
         template, values = [_escape(_RECORD_START), "%s", _escape(_KEY_END)], [_escaped(keys)]
-        for name, column in zip(names, columns):
+        for name, column in zip(names, columns, strict=False):
             tag = self._tags[name] if name in self._tags else self._tag(name)
             if tag is None:
                 continue
@@ -275,7 +290,7 @@ class RecordWriter:
                 values.append(["" if value is None else start + next(present) + end for value in column])
         template.append(_escape(_RECORD_END))
         markup = "".join(template)
-        document = "".join([markup % record for record in zip(*values)])
+        document = "".join([markup % record for record in zip(*values, strict=False)])
         return _Chunk(keys, records, f"<records>{document}</records>")
 
     def _bad_field(self, key: str, record: Mapping[str, Any]) -> str | None:
@@ -290,7 +305,7 @@ class RecordWriter:
     def _within_limit(self, chunk: _Chunk, failures: list[tuple[str, str]]) -> list[Mapping[str, Any]]:
         """The records of a chunk whose values all fit FLOWLINK_MAX_VALUE_CHARS; the others fail."""
         good = []
-        for key, record in zip(chunk.keys, chunk.records):
+        for key, record in zip(chunk.keys, chunk.records, strict=False):
             sizes = [(self.key_field, len(key))] + [
                 (str(name), len(value if type(value) is str else _as_text(value))) for name, value in record.items()
                 if type(value) in (str, list, dict) and (self._tags[name] if name in self._tags else self._tag(name))
@@ -306,7 +321,7 @@ class RecordWriter:
     def _screen(self, keys: list[str], records: list[Mapping[str, Any]], failures: list[tuple[str, str]]) -> _Chunk:
         """Fail the records holding characters XML cannot carry; the document of the others."""
         good = []
-        for key, record in zip(keys, records):
+        for key, record in zip(keys, records, strict=False):
             field = self._bad_field(key, record)
             if field is None:
                 good.append(record)
@@ -315,8 +330,6 @@ class RecordWriter:
         return self._build(good, failures, screened=True)
 
     # -- transform --------------------------------------------------------------------------
-
-
 
 
 # -- record XML -> typed records (the load step) ----------------------------------------------
@@ -388,9 +401,12 @@ class RecordReader:
             return False
         columns = [texts[2 + i :: width] for i in range(width - 1)]
         try:
-            columns = [column if cast is None else _cast_column(cast, column) for column, cast in zip(columns, self._field_casts)]
+            columns = [
+                column if cast is None else _cast_column(cast, column)
+                for column, cast in zip(columns, self._field_casts, strict=False)
+            ]
         except CastError:
             return False  # _read names the failing records
         names = (*self._fields, KEY)
-        out += [dict(zip(names, row)) for row in zip(*columns, keys)]
+        out += [dict(zip(names, row, strict=False)) for row in zip(*columns, keys, strict=False)]
         return True

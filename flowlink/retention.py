@@ -50,8 +50,15 @@ from flowlink.store.db import Store, utcnow
 
 TAG = "retention"
 KINDS = ("snapshots", "steps", "data_log", "files", "folders", "bucket", "feeds")
-LABELS = {"snapshots": "snapshots", "steps": "steps", "data_log": "data log", "files": "batch files",
-          "folders": "run folders", "bucket": "success rows", "feeds": "feeds"}
+LABELS = {
+    "snapshots": "snapshots",
+    "steps": "steps",
+    "data_log": "data log",
+    "files": "batch files",
+    "folders": "run folders",
+    "bucket": "success rows",
+    "feeds": "feeds",
+}
 BATCH = 1_000  # bucket and feed ids per transaction
 ROWS = 10_000  # steps + data-log rows per snapshot transaction (one run always goes whole)
 log = logging.getLogger(__name__)
@@ -95,8 +102,9 @@ class _Counts:
 
     def result(self, days: int, cut: dt.datetime, seconds: float | None = None) -> Result:
         order = sorted(self.by_workflow, key=lambda w: (w is None, w or ""))
-        result = Result(days=days, cutoff=cut, total=self.total(),
-                        workflows=[{"workflow": w, **self.by_workflow[w]} for w in order])
+        result = Result(
+            days=days, cutoff=cut, total=self.total(), workflows=[{"workflow": w, **self.by_workflow[w]} for w in order]
+        )
         if seconds is not None:
             result["seconds"] = seconds
         return result
@@ -217,9 +225,11 @@ def plan(store: Store, older_than_days: int, now: dt.datetime | None = None) -> 
 
 def summary(total: dict[str, int]) -> str:
     """One line of counts, as the feeds entries say them."""
-    return (f"{total['snapshots']:,} snapshots ({total['steps']:,} steps, {total['data_log']:,} data-log rows, "
-            f"{total['files']:,} batch files in {total['folders']:,} run folders), "
-            f"{total['bucket']:,} Success bucket rows, {total['feeds']:,} feeds entries")
+    return (
+        f"{total['snapshots']:,} snapshots ({total['steps']:,} steps, {total['data_log']:,} data-log rows, "
+        f"{total['files']:,} batch files in {total['folders']:,} run folders), "
+        f"{total['bucket']:,} Success bucket rows, {total['feeds']:,} feeds entries"
+    )
 
 
 def _snapshot_batches(runs: dict[tuple[str, str], tuple[int, int]]) -> Iterator[tuple[str, list[str]]]:
@@ -274,7 +284,9 @@ def purge(store: Store, days: int, now: dt.datetime | None = None) -> Result:
     try:
         _purge_snapshots(store, cut, counts)
         _purge_rows(lambda after: bucket.delete_old_success(store, cut, after=after, limit=BATCH), counts, "bucket")
-        _purge_rows(lambda after: feeds.delete_old(store, cut, keep=start_id, after=after, limit=BATCH), counts, "feeds")
+        _purge_rows(
+            lambda after: feeds.delete_old(store, cut, keep=start_id, after=after, limit=BATCH), counts, "feeds"
+        )
     except Exception as exc:
         feeds.add(store, TAG, f"purge stopped: {when}: {exc}; gone so far: {summary(counts.total())}")
         raise

@@ -81,6 +81,7 @@ class ExhaustedRecord(FailedRow):
 
 # ------------------------------------------------------------------ settings
 
+
 def _live(workflow: str) -> tuple[publish.Artifact | None, str | None]:
     """The live version of a workflow and the environment whose folder it is installed in (None: the root)."""
     art = publish.live(workflow)
@@ -117,12 +118,20 @@ def policy(store: Store, workflow: str | publish.Artifact, environment: str | No
     env = state.retry_settings(store, env_name)
     values = dict(DEFAULTS)
     if env is not None:
-        values.update(max_tries=env["max_tries"], wait_minutes=env["wait_minutes"], batch_size=env["batch_size"],
-                      every=env["every"])
+        values.update(
+            max_tries=env["max_tries"],
+            wait_minutes=env["wait_minutes"],
+            batch_size=env["batch_size"],
+            every=env["every"],
+        )
     own = _spec_retry(art.spec if art else None)
     values.update(own)
-    return Policy(**values, environment=env["environment"] if env else None, from_spec=tuple(sorted(own)),
-                  last_retry_at=env["last_retry_at"] if env else None)
+    return Policy(
+        **values,
+        environment=env["environment"] if env else None,
+        from_spec=tuple(sorted(own)),
+        last_retry_at=env["last_retry_at"] if env else None,
+    )
 
 
 def _due(every: str, last: dt.datetime | None, now: dt.datetime) -> bool:
@@ -140,12 +149,14 @@ def workflow_due(store: Store, workflow: str, pol: Policy, now: dt.datetime | No
 
 # ------------------------------------------------------------------ records
 
+
 def eligible(store: Store, workflow: str, touchpoint: str, pol: Policy, now: dt.datetime | None = None) -> list[str]:
     """Source ids a retry would send now: Failed, fewer tries than the maximum, their last try at least the wait
     ago; oldest failures first, at most the batch size."""
     now = now or utcnow()
-    return bucket.failed_ready(store, workflow, touchpoint, below_tries=pol.max_tries, tried_before=now - pol.wait,
-                               limit=pol.batch_size)
+    return bucket.failed_ready(
+        store, workflow, touchpoint, below_tries=pol.max_tries, tried_before=now - pol.wait, limit=pol.batch_size
+    )
 
 
 def exhausted(store: Store, workflow: str | None = None) -> list[ExhaustedRecord]:
@@ -169,14 +180,16 @@ def open_request(store: Store, workflow: str, touchpoint: str, now: dt.datetime 
                 return req
             continue
         ran = snapshots.run_steps(store, workflow, req["run_id"], touchpoint)
-        finished = (any(s["status"] == StepStatus.FAILED for s in ran)
-                    or any(s["step"] == Step.LOAD and s["ended_at"] for s in ran))
+        finished = any(s["status"] == StepStatus.FAILED for s in ran) or any(
+            s["step"] == Step.LOAD and s["ended_at"] for s in ran
+        )
         if not finished:
             return req
     return None
 
 
 # ------------------------------------------------------------------ a retry pass
+
 
 def run_id_for(resync_id: int, now: dt.datetime) -> str:
     """The Airflow run id of a retry run: tells retries apart in the Airflow UI."""
@@ -220,25 +233,48 @@ def plan(store: Store, now: dt.datetime | None = None, *, force: bool = False) -
             name = tp["name"]
             busy = open_request(store, workflow, name, now)
             if busy is not None:
-                log.info("retry: %s.%s waits for resync #%s (run %s) to finish", workflow, name, busy["id"], busy["run_id"])
+                log.info(
+                    "retry: %s.%s waits for resync #%s (run %s) to finish", workflow, name, busy["id"], busy["run_id"]
+                )
                 continue
             ids = eligible(store, workflow, name, pol, now)
             if not ids:
                 continue
             resync_id = actions.record_resync(store, workflow, name, ids, kind=ResyncKind.RETRY)
-            planned.append(PlannedRetry(workflow=workflow, touchpoint=name, resync_id=resync_id, count=len(ids),
-                                        run_id=run_id_for(resync_id, now), conf={"resync_id": resync_id, "retry": True}))
-            log.info("retry: %s.%s: resync #%d of %d failed records (max %d tries, wait %d min)", workflow, name,
-                     resync_id, len(ids), pol.max_tries, pol.wait_minutes)
+            planned.append(
+                PlannedRetry(
+                    workflow=workflow,
+                    touchpoint=name,
+                    resync_id=resync_id,
+                    count=len(ids),
+                    run_id=run_id_for(resync_id, now),
+                    conf={"resync_id": resync_id, "retry": True},
+                )
+            )
+            log.info(
+                "retry: %s.%s: resync #%d of %d failed records (max %d tries, wait %d min)",
+                workflow,
+                name,
+                resync_id,
+                len(ids),
+                pol.max_tries,
+                pol.wait_minutes,
+            )
     state.retry_passed(store, sorted(passed), now)
     return planned
 
 
 def trigger_kwargs(planned: list[PlannedRetry]) -> list[dict[str, Any]]:
     """TriggerDagRunOperator arguments, one mapped task per planned retry run."""
-    return [{"trigger_dag_id": p["workflow"], "trigger_run_id": p["run_id"], "conf": p["conf"],
-             "note": f"automatic retry #{p['resync_id']}: {plural(p['count'], 'failed ' + p['touchpoint'] + ' record')}"}
-            for p in planned]
+    return [
+        {
+            "trigger_dag_id": p["workflow"],
+            "trigger_run_id": p["run_id"],
+            "conf": p["conf"],
+            "note": f"automatic retry #{p['resync_id']}: {plural(p['count'], 'failed ' + p['touchpoint'] + ' record')}",
+        }
+        for p in planned
+    ]
 
 
 def settle(store: Store, planned: list[PlannedRetry], triggered: list[str]) -> list[PlannedRetry]:
@@ -254,4 +290,3 @@ def settle(store: Store, planned: list[PlannedRetry], triggered: list[str]) -> l
             actions.cancel_resync(store, p["resync_id"])
             failed.append(p)
     return failed
-

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from flowlink.spec import Schedule
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _TINY = dt.timedelta(microseconds=1)
 
 

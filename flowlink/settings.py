@@ -105,6 +105,7 @@ def unreachable_after() -> float:
     if not 0 <= seconds <= UNREACHABLE_AFTER_MAX:  # also refuses nan and inf
         from flowlink.errors import FlowlinkError
 
-        raise FlowlinkError(f"FLOWLINK_UNREACHABLE_AFTER must be a number of seconds from 0 to "
-                            f"{UNREACHABLE_AFTER_MAX:g}, not {raw!r}")
+        raise FlowlinkError(
+            f"FLOWLINK_UNREACHABLE_AFTER must be a number of seconds from 0 to {UNREACHABLE_AFTER_MAX:g}, not {raw!r}"
+        )
     return seconds

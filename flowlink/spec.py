@@ -114,7 +114,9 @@ class Extract(Model):
     endpoint: str | None = None
     file: str | None = Field(None, description="a file name pattern in the connection's folder, e.g. 'orders-*.csv'")
     key: FieldName = Field(description="the field that identifies a record in the source")
-    incremental: FieldName | None = Field(None, description="last-modified field or growing id; only newer records are read")
+    incremental: FieldName | None = Field(
+        None, description="last-modified field or growing id; only newer records are read"
+    )
     filter: str | None = Field(None, description="SQL condition, or a query string for REST")
     records_path: str | None = Field(None, description="REST: the JSON field holding the list of records")
     pagination: Pagination | None = None
@@ -135,16 +137,23 @@ class MappingRule(Model):
     source: FieldName | None = None
     xpath: str | None = None
     constant: str | int | float | bool | None = None
-    trim: bool = Field(False, description="remove spaces, tabs and line breaks at both ends of a source or xpath "
-                                          "value (inner ones stay)")
+    trim: bool = Field(
+        False,
+        description="remove spaces, tabs and line breaks at both ends of a source or xpath value (inner ones stay)",
+    )
     case: Literal["lower", "upper"] | None = Field(
-        None, description="lower- or upper-case a source or xpath value (Unicode letters with a one-letter case "
-                          "mapping; ß, the dotted İ and final sigma are left as they are)")
-    lookup: dict[str, str] | None = Field(None, description="value -> replacement, applied to source or xpath "
-                                                            "(after trim and case)")
+        None,
+        description="lower- or upper-case a source or xpath value (Unicode letters with a one-letter case "
+        "mapping; ß, the dotted İ and final sigma are left as they are)",
+    )
+    lookup: dict[str, str] | None = Field(
+        None, description="value -> replacement, applied to source or xpath (after trim and case)"
+    )
     default: str | None = Field(
-        None, description="with a lookup: the value when no entry matches (without default the value passes "
-                          "unchanged); without a lookup: the value when the source is null, missing or empty")
+        None,
+        description="with a lookup: the value when no entry matches (without default the value passes "
+        "unchanged); without a lookup: the value when the source is null, missing or empty",
+    )
     type: Literal["string", "integer", "number", "boolean"] = Field("string", description="type of the output value")
 
     @field_validator("lookup", mode="before")
@@ -175,7 +184,10 @@ class MappingRule(Model):
         texts += [("lookup", text) for pair in (self.lookup or {}).items() for text in pair]
         for field, text in texts:
             if isinstance(text, str) and NOT_XML.search(text):
-                raise at(field, f"{text!r} holds characters XML 1.0 cannot carry (control characters, unpaired surrogates, U+FFFE, U+FFFF)")
+                raise at(
+                    field,
+                    f"{text!r} holds characters XML 1.0 cannot carry (control characters, unpaired surrogates, U+FFFE, U+FFFF)",
+                )
         return self
 
     @model_serializer(mode="wrap")
@@ -196,10 +208,13 @@ CREATE_OR_UPDATE_KEYS = ("update", "match", "on_missing")
 class Match(Model):
     """create_or_update: the look-up (GET) that finds a record the target already holds."""
 
-    endpoint: str = Field(description="GET path and query with {field} placeholders, output-record fields put in "
-                                      "URL-encoded, e.g. /customers?email={email}")
-    records_path: str | None = Field(None, description="the JSON field (dotted path) holding the found records; "
-                                                       "none: the answer is the list")
+    endpoint: str = Field(
+        description="GET path and query with {field} placeholders, output-record fields put in "
+        "URL-encoded, e.g. /customers?email={email}"
+    )
+    records_path: str | None = Field(
+        None, description="the JSON field (dotted path) holding the found records; none: the answer is the list"
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -209,10 +224,14 @@ class Match(Model):
             raise ValueError(f"{value!r} has a {{ or }} without its pair; a placeholder is {{field}}")
         fields = PLACEHOLDER.findall(value)
         if bad := next((f for f in fields if not re.fullmatch(FIELD, f)), None):
-            raise ValueError(f"{{{bad}}} is not a field name: use letters, digits, _, . and -, starting with a letter or _")
+            raise ValueError(
+                f"{{{bad}}} is not a field name: use letters, digits, _, . and -, starting with a letter or _"
+            )
         if not fields:
-            raise ValueError(f"{value!r} has no {{field}} placeholder, so it would find the same records for every "
-                             f"record; e.g. /customers?email={{email}}")
+            raise ValueError(
+                f"{value!r} has no {{field}} placeholder, so it would find the same records for every "
+                f"record; e.g. /customers?email={{email}}"
+            )
         return value
 
     @property
@@ -228,20 +247,26 @@ class Load(Model):
     endpoint: str | None = None
     file: str | None = Field(None, description="file name in the connection's folder; .csv, .json or .xml")
     method: Literal["upsert", "insert", "create_or_update"] = Field(
-        "upsert", description="upsert: insert or replace by key (REST: PUT endpoint/key); insert: new records only "
+        "upsert",
+        description="upsert: insert or replace by key (REST: PUT endpoint/key); insert: new records only "
         "(REST: POST); create_or_update (REST only): update by the destination id the bucket keeps "
-        "(PUT or PATCH endpoint/{id}), else look the record up with match and update it, else create it (POST endpoint)"
+        "(PUT or PATCH endpoint/{id}), else look the record up with match and update it, else create it (POST endpoint)",
     )
     key: FieldName = Field(description="the target field records are upserted by")
     id_field: FieldName | None = Field(
-        None, description="REST: the answer's field holding the target's own id (the destination id); "
-        "create_or_update needs it (often id)")
+        None,
+        description="REST: the answer's field holding the target's own id (the destination id); "
+        "create_or_update needs it (often id)",
+    )
     update: Literal["put", "patch"] | None = Field(
-        None, description="create_or_update: update with PUT (the default) or PATCH endpoint/{destination id}")
+        None, description="create_or_update: update with PUT (the default) or PATCH endpoint/{destination id}"
+    )
     match: Match | None = Field(None, description="create_or_update: how a record without a destination id is found")
     on_missing: Literal["create", "fail"] | None = Field(
-        None, description="create_or_update: an update answered 404 (deleted in the target): look it up and create "
-        "it again (create, the default) or fail the record (fail)")
+        None,
+        description="create_or_update: an update answered 404 (deleted in the target): look it up and create "
+        "it again (create, the default) or fail the record (fail)",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Load:
@@ -258,11 +283,17 @@ class Load(Model):
                     raise at(key, f"{key} is for method: create_or_update only, not {self.method}")
             return self
         if self.id_field is None:
-            raise at("id_field", "method: create_or_update needs id_field: the field of the create answer holding "
-                                 "the target's own id (often id)")
+            raise at(
+                "id_field",
+                "method: create_or_update needs id_field: the field of the create answer holding "
+                "the target's own id (often id)",
+            )
         if self.match is None:
-            raise at("match", "method: create_or_update needs match: the look-up that finds a record the target "
-                              "already holds, e.g. {endpoint: '/customers?email={email}'}")
+            raise at(
+                "match",
+                "method: create_or_update needs match: the look-up that finds a record the target "
+                "already holds, e.g. {endpoint: '/customers?email={email}'}",
+            )
         return self
 
     @model_serializer(mode="wrap")
@@ -318,7 +349,9 @@ class Schedule(Model):
     @classmethod
     def _quoted_time(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            raise ValueError(f'time of day must be a quoted "HH:MM", got the number {value} (YAML reads an unquoted 10:00 as 600)')
+            raise ValueError(
+                f'time of day must be a quoted "HH:MM", got the number {value} (YAML reads an unquoted 10:00 as 600)'
+            )
         return value
 
     @field_validator("at")
@@ -384,7 +417,9 @@ class Workflow(Model):
     @classmethod
     def _not_reserved(cls, value: str) -> str:
         if value.startswith("flowlink_"):
-            raise ValueError(f"{value!r}: names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)")
+            raise ValueError(
+                f"{value!r}: names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)"
+            )
         return value
 
     @model_serializer(mode="wrap")
@@ -443,7 +478,12 @@ def _cross_checks(wf: Workflow) -> list[tuple[str, str]]:
     index: dict[str, int] = {}
     for i, tp in enumerate(wf.touchpoints):
         if tp.name in index:
-            problems.append((f"touchpoints[{i}].name", f"duplicate touchpoint name {tp.name!r} (also touchpoints[{index[tp.name]}])"))
+            problems.append(
+                (
+                    f"touchpoints[{i}].name",
+                    f"duplicate touchpoint name {tp.name!r} (also touchpoints[{index[tp.name]}])",
+                )
+            )
         index.setdefault(tp.name, i)
         targets: dict[str, int] = {}
         for j, rule in enumerate(tp.mapping or []):
@@ -451,12 +491,18 @@ def _cross_checks(wf: Workflow) -> list[tuple[str, str]]:
                 problems.append((f"touchpoints[{i}].mapping[{j}].target", f"duplicate target field {rule.target!r}"))
             targets.setdefault(rule.target, j)
         if tp.mapping is not None and tp.load.key not in targets:
-            problems.append((f"touchpoints[{i}].load.key", f"load key {tp.load.key!r} is not a target field of the mapping"))
+            problems.append(
+                (f"touchpoints[{i}].load.key", f"load key {tp.load.key!r} is not a target field of the mapping")
+            )
         if tp.mapping is not None and tp.load.match is not None:
             unknown = [f for f in tp.load.match.fields if f not in targets]
             if unknown:
-                problems.append((f"touchpoints[{i}].load.match.endpoint",
-                                 f"{{{unknown[0]}}} is not a target field of the mapping ({', '.join(targets)})"))
+                problems.append(
+                    (
+                        f"touchpoints[{i}].load.match.endpoint",
+                        f"{{{unknown[0]}}} is not a target field of the mapping ({', '.join(targets)})",
+                    )
+                )
         for j, dep in enumerate(tp.depends_on):
             if dep == tp.name:
                 problems.append((f"touchpoints[{i}].depends_on[{j}]", "a touchpoint cannot depend on itself"))
@@ -478,10 +524,17 @@ def _connector_checks(wf: Workflow, i: int, tp: Touchpoint) -> list[tuple[str, s
     src, dst = wf.source.type, wf.target.type
     for key in ("table", "query", "endpoint", "file"):
         if getattr(tp.extract, key) and key not in allowed_extract[src]:
-            problems.append((f"touchpoints[{i}].extract.{key}", f"a {src} source reads {' or '.join(allowed_extract[src])}, not {key}"))
+            problems.append(
+                (
+                    f"touchpoints[{i}].extract.{key}",
+                    f"a {src} source reads {' or '.join(allowed_extract[src])}, not {key}",
+                )
+            )
     for key in ("table", "endpoint", "file"):
         if getattr(tp.load, key) and key not in allowed_load[dst]:
-            problems.append((f"touchpoints[{i}].load.{key}", f"a {dst} target writes {allowed_load[dst][0]}, not {key}"))
+            problems.append(
+                (f"touchpoints[{i}].load.{key}", f"a {dst} target writes {allowed_load[dst][0]}, not {key}")
+            )
     if src == "file" and tp.extract.filter:
         problems.append((f"touchpoints[{i}].extract.filter", "a file source has no filter"))
     if src != "rest" and (tp.extract.pagination or tp.extract.records_path):
@@ -490,8 +543,13 @@ def _connector_checks(wf: Workflow, i: int, tp: Touchpoint) -> list[tuple[str, s
     if dst == "file" and tp.load.method == "insert":
         problems.append((f"touchpoints[{i}].load.method", "a file target is always written by upsert"))
     if dst != "rest" and tp.load.method == "create_or_update":
-        problems.append((f"touchpoints[{i}].load.method", f"create_or_update is for rest targets; a {dst} target is "
-                                                          f"written by upsert{' or insert' if dst == 'sql' else ''}"))
+        problems.append(
+            (
+                f"touchpoints[{i}].load.method",
+                f"create_or_update is for rest targets; a {dst} target is "
+                f"written by upsert{' or insert' if dst == 'sql' else ''}",
+            )
+        )
     return problems
 
 
@@ -505,7 +563,7 @@ def find_cycle(wf: Workflow) -> list[str] | None:
         stack.append(name)
         for dep in deps.get(name, []):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if dep not in state and (found := visit(dep)):
                 return found
         stack.pop()
@@ -522,7 +580,10 @@ def parse_spec(data: Any, file: str = "<spec>") -> Workflow:
     """Validate already-loaded YAML data; raise SpecError naming every problem."""
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise SpecError(file, [("", f"a workflow spec must be a mapping of keys (name, source, target, touchpoints, ...), got {got}")])
+        raise SpecError(
+            file,
+            [("", f"a workflow spec must be a mapping of keys (name, source, target, touchpoints, ...), got {got}")],
+        )
     try:
         wf = Workflow.model_validate(data)
     except ValidationError as exc:
@@ -549,7 +610,8 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark)
+                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -562,7 +624,9 @@ def load_spec(path: str | Path) -> Workflow:
     except OSError as exc:
         raise SpecError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
-        raise SpecError(str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]) from None
+        raise SpecError(
+            str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]
+        ) from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:

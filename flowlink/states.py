@@ -80,8 +80,12 @@ class DeploymentStep(StrEnum):
 
 
 DEPLOYMENT_STEPS: dict[DeploymentAction, tuple[DeploymentStep, ...]] = {
-    DeploymentAction.DEPLOY: (DeploymentStep.DOWNLOADING_WORKFLOW, DeploymentStep.DOWNLOADING_STYLESHEETS,
-                              DeploymentStep.INSTALLING, DeploymentStep.DEPLOYED),
+    DeploymentAction.DEPLOY: (
+        DeploymentStep.DOWNLOADING_WORKFLOW,
+        DeploymentStep.DOWNLOADING_STYLESHEETS,
+        DeploymentStep.INSTALLING,
+        DeploymentStep.DEPLOYED,
+    ),
     DeploymentAction.UNDEPLOY: (DeploymentStep.REMOVING, DeploymentStep.UNDEPLOYED),
 }
 

@@ -45,20 +45,28 @@ def stylesheet_problems(root: etree._Element) -> list[str]:
     elements that write files. Run time denies these too (flowlink.mapping.compile_stylesheet); this names them early."""
     problems = []
     if root.getroottree().docinfo.doctype:
-        problems.append("a DOCTYPE is not allowed in a stylesheet (entities are not expanded: write &#160;, not &nbsp;)")
+        problems.append(
+            "a DOCTYPE is not allowed in a stylesheet (entities are not expanded: write &#160;, not &nbsp;)"
+        )
     for element in root.iter(etree.Element):
-        name = f"{element.prefix}:{etree.QName(element).localname}" if element.prefix else etree.QName(element).localname
+        name = (
+            f"{element.prefix}:{etree.QName(element).localname}" if element.prefix else etree.QName(element).localname
+        )
         if element.tag in _READS:
-            problems.append(f"line {element.sourceline}: <{name} href={element.get('href', '')!r}> is not allowed: "
-                            "a stylesheet is one self-contained file and cannot read others")
+            problems.append(
+                f"line {element.sourceline}: <{name} href={element.get('href', '')!r}> is not allowed: "
+                "a stylesheet is one self-contained file and cannot read others"
+            )
         elif element.tag in _WRITES:
             problems.append(f"line {element.sourceline}: <{name}> is not allowed: a stylesheet cannot write files")
         xsl = element.tag.startswith(f"{{{XSL}}}")
         for attribute, value in element.attrib.items():
             expression = _LITERAL.sub("''", value) if xsl and attribute in _EXPRESSIONS else value
             if _DOCUMENT.search(expression):
-                problems.append(f"line {element.sourceline}: document() is not allowed ({attribute}={value[:100]!r}): "
-                                "a stylesheet cannot read files or URLs")
+                problems.append(
+                    f"line {element.sourceline}: document() is not allowed ({attribute}={value[:100]!r}): "
+                    "a stylesheet cannot read files or URLs"
+                )
     return problems
 
 

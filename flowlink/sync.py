@@ -107,10 +107,15 @@ def _records(n: int) -> str:
 def _waiting(touchpoint: str, failed_in: dict[str, int], workflow: str) -> str:
     """'customers: 1 record failed in extract; it waits in the resync bucket (...)': how many failed in which step."""
     total = sum(failed_in.values())
-    where = (f" in {next(iter(failed_in))}" if len(failed_in) == 1
-             else " (" + ", ".join(f"{n} in {step}" for step, n in failed_in.items()) + ")")
-    return (f"{touchpoint}: {_records(total)} failed{where}; {'it waits' if total == 1 else 'they wait'} in the "
-            f"resync bucket (flowlink bucket {workflow} --touchpoint {touchpoint} --status failed)")
+    where = (
+        f" in {next(iter(failed_in))}"
+        if len(failed_in) == 1
+        else " (" + ", ".join(f"{n} in {step}" for step, n in failed_in.items()) + ")"
+    )
+    return (
+        f"{touchpoint}: {_records(total)} failed{where}; {'it waits' if total == 1 else 'they wait'} in the "
+        f"resync bucket (flowlink bucket {workflow} --touchpoint {touchpoint} --status failed)"
+    )
 
 
 @contextmanager
@@ -121,8 +126,16 @@ def _step(ctx: RunContext, touchpoint: str, step: Step) -> Iterator[dict[str, An
     down, the store lost, a bad batch file) is failure "step"; the records of the touchpoint that this run extracted
     and left Unprocessed get "run R: <step> failed: <the reason's first line>" in the bucket and the data log, in
     the transaction that records the failure."""
-    snapshots.start_step(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, touchpoint, step,
-                         hostname=ctx.hostname, queue=ctx.queue)
+    snapshots.start_step(
+        ctx.store,
+        ctx.workflow,
+        ctx.run_id,
+        ctx.artifact.version,
+        touchpoint,
+        step,
+        hostname=ctx.hostname,
+        queue=ctx.queue,
+    )
     stats: dict[str, Any] = {"count_in": 0, "count_out": 0, "count_failed": 0, "files": []}
     try:
         yield stats
@@ -133,22 +146,55 @@ def _step(ctx: RunContext, touchpoint: str, step: Step) -> Iterator[dict[str, An
         left = 0
         try:  # the store may be back already (a connection is retried for a while)
             with ctx.store.engine.begin() as conn:
-                snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status=StepStatus.FAILED,
-                                      message=message, failure=StepFailure.STEP if whole else StepFailure.RECORDS,
-                                      conn=conn, **stats)
+                snapshots.finish_step(
+                    ctx.store,
+                    ctx.workflow,
+                    ctx.run_id,
+                    touchpoint,
+                    step,
+                    status=StepStatus.FAILED,
+                    message=message,
+                    failure=StepFailure.STEP if whole else StepFailure.RECORDS,
+                    conn=conn,
+                    **stats,
+                )
                 if whole:
-                    left = bucket.left_behind(conn, ctx.workflow, touchpoint, ctx.run_id, step,
-                                              f"run {ctx.run_id}: {step} failed: {message.splitlines()[0]}")
+                    left = bucket.left_behind(
+                        conn,
+                        ctx.workflow,
+                        touchpoint,
+                        ctx.run_id,
+                        step,
+                        f"run {ctx.run_id}: {step} failed: {message.splitlines()[0]}",
+                    )
         except SQLAlchemyError as lost:
-            ctx.log.error("%s %s: the failure could not be recorded in the store: %s", touchpoint, step,
-                          ctx.store.unavailable(lost) or lost)
+            ctx.log.error(
+                "%s %s: the failure could not be recorded in the store: %s",
+                touchpoint,
+                step,
+                ctx.store.unavailable(lost) or lost,
+            )
         if left:
-            ctx.log.error("%s: %s of this run stay Unprocessed with the reason (flowlink resync %s --touchpoint %s "
-                          "--unprocessed)", touchpoint, _records(left), ctx.workflow, touchpoint)
+            ctx.log.error(
+                "%s: %s of this run stay Unprocessed with the reason (flowlink resync %s --touchpoint %s "
+                "--unprocessed)",
+                touchpoint,
+                _records(left),
+                ctx.workflow,
+                touchpoint,
+            )
         raise
     failed = stats["count_failed"]
-    snapshots.finish_step(ctx.store, ctx.workflow, ctx.run_id, touchpoint, step, status=StepStatus.SUCCESS, **stats,
-                          message=_waiting(touchpoint, {step: failed}, ctx.workflow) if failed else None)
+    snapshots.finish_step(
+        ctx.store,
+        ctx.workflow,
+        ctx.run_id,
+        touchpoint,
+        step,
+        status=StepStatus.SUCCESS,
+        **stats,
+        message=_waiting(touchpoint, {step: failed}, ctx.workflow) if failed else None,
+    )
 
 
 def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) -> Extracted:
@@ -204,13 +250,24 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
             stats["count_out"] += len(keys)
             ctx.log.info("%s: extracted batch %d: %d records (%d so far)", tp.name, n, len(keys), stats["count_out"])
         if ids is not None and (gone := [i for i in ids if i not in seen]):
-            bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.EXTRACT,
-                          [Outcome(i, RecordStatus.FAILED, message="not found in the source") for i in gone])
+            bucket.record(
+                ctx.store,
+                ctx.workflow,
+                tp.name,
+                ctx.run_id,
+                Step.EXTRACT,
+                [Outcome(i, RecordStatus.FAILED, message="not found in the source") for i in gone],
+            )
             stats["count_failed"] += len(gone)
             ctx.log.error("%s: %d chosen records are no longer in the source: %s", tp.name, len(gone), gone[:20])
     ctx.log.info("%s: extracted %d records in %d batches", tp.name, stats["count_out"], len(stats["files"]))
-    return Extracted(version=ctx.artifact.version, batches=stats["files"], count=stats["count_out"],
-                     failed=stats["count_failed"], watermark=high if ids is None else None)
+    return Extracted(
+        version=ctx.artifact.version,
+        batches=stats["files"],
+        count=stats["count_out"],
+        failed=stats["count_failed"],
+        watermark=high if ids is None else None,
+    )
 
 
 def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: Extracted) -> Transformed:
@@ -227,8 +284,11 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             produced = set(done.keys_out)
             failed = {k for k, _ in done.failures}
             outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in done.failures]
-            outcomes += [Outcome(k, RecordStatus.SKIPPED, message="the stylesheet produced no record for it")
-                         for k in done.keys_in if k not in produced and k not in failed]
+            outcomes += [
+                Outcome(k, RecordStatus.SKIPPED, message="the stylesheet produced no record for it")
+                for k in done.keys_in
+                if k not in produced and k not in failed
+            ]
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.TRANSFORM, outcomes)
             for k, reason in done.failures:
                 ctx.log.warning("%s: record %s failed in transform: %s", tp.name, k, reason)
@@ -236,18 +296,30 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
             stats["count_in"] += len(done.keys_in)
             stats["count_out"] += len(done.keys_out)
             stats["count_failed"] += len(done.failures)
-            ctx.log.info("%s: transformed batch %d: %d in, %d out, %d failed", tp.name, n, len(done.keys_in),
-                         len(done.keys_out), len(done.failures))
+            ctx.log.info(
+                "%s: transformed batch %d: %d in, %d out, %d failed",
+                tp.name,
+                n,
+                len(done.keys_in),
+                len(done.keys_out),
+                len(done.failures),
+            )
     failed_in: dict[str, int] = {Step.EXTRACT: extracted["failed"], Step.TRANSFORM: stats["count_failed"]}
-    return Transformed(version=ctx.artifact.version, batches=stats["files"], count=stats["count_out"],
-                       failed=sum(failed_in.values()), failed_in={k: n for k, n in failed_in.items() if n},
-                       watermark=extracted["watermark"],
-                       fields=list(transformer.fields) if transformer.fields else None,
-                       local_names=transformer.local_names)
+    return Transformed(
+        version=ctx.artifact.version,
+        batches=stats["files"],
+        count=stats["count_out"],
+        failed=sum(failed_in.values()),
+        failed_in={k: n for k, n in failed_in.items() if n},
+        watermark=extracted["watermark"],
+        fields=list(transformer.fields) if transformer.fields else None,
+        local_names=transformer.local_names,
+    )
 
 
-def _write(ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict],
-           destination_ids: list[str | None]) -> list[WriteResult]:
+def _write(
+    ctx: RunContext, tp: Touchpoint, target: Target, records: list[dict], destination_ids: list[str | None]
+) -> list[WriteResult]:
     """Write one batch. If the target raises (a whole-application error), write the records one at a time to tell
     a record's problem from the target's: a record whose write raises (a timeout on it, say) gets a failed result
     with the reason; DOWN_AFTER such records in a row (or the whole batch, if smaller) raise: the target is down.
@@ -304,7 +376,9 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
                     doubtful = {k for k in keys if k not in earlier}
             todo = [(k, r) for k, r in zip(keys, records, strict=True) if k not in done]
             by_id = tp.load.method == "create_or_update"  # the only mode that writes by the target's own id
-            known = bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo and by_id else {}
+            known = (
+                bucket.destination_ids(ctx.store, ctx.workflow, tp.name, [k for k, _ in todo]) if todo and by_id else {}
+            )
             results = _write(ctx, tp, target, [r for _, r in todo], [known.get(k) for k, _ in todo]) if todo else []
             # a value that does not fit its type in the mapping: the transform's output, found as it is read here
             outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in unfit]
@@ -312,8 +386,13 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
                 if r.ok:
                     outcomes.append(Outcome(k, RecordStatus.SUCCESS, destination_id=r.destination_id))
                 elif k in doubtful and r.exists:
-                    outcomes.append(Outcome(k, RecordStatus.SUCCESS, message="already in the target: created by an "
-                                                                             "interrupted try of this run"))
+                    outcomes.append(
+                        Outcome(
+                            k,
+                            RecordStatus.SUCCESS,
+                            message="already in the target: created by an interrupted try of this run",
+                        )
+                    )
                 else:
                     outcomes.append(Outcome(k, RecordStatus.FAILED, message=r.error))
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.LOAD, outcomes)
@@ -321,23 +400,42 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
             for o in failed:
                 ctx.log.warning("%s: record %s was rejected by the target: %s", tp.name, o.source_id, o.message)
             if done:
-                ctx.log.info("%s: batch %d: %d records already loaded by an earlier try of this run", tp.name, n, len(done))
+                ctx.log.info(
+                    "%s: batch %d: %d records already loaded by an earlier try of this run", tp.name, n, len(done)
+                )
             if actions := [r.action for r in results if r.ok and r.action]:
-                ctx.log.info("%s: batch %d: %d created, %d updated", tp.name, n, actions.count(Action.CREATED),
-                             actions.count(Action.UPDATED))
+                ctx.log.info(
+                    "%s: batch %d: %d created, %d updated",
+                    tp.name,
+                    n,
+                    actions.count(Action.CREATED),
+                    actions.count(Action.UPDATED),
+                )
             stats["files"].append(src)
             stats["count_in"] += len(records) + len(unfit)
             stats["count_out"] += len(records) + len(unfit) - len(failed)
             stats["count_failed"] += len(failed)
-            ctx.log.info("%s: loaded batch %d/%d: %d records, %d failed", tp.name, n, len(batches), len(records) + len(unfit) - len(failed), len(failed))
+            ctx.log.info(
+                "%s: loaded batch %d/%d: %d records, %d failed",
+                tp.name,
+                n,
+                len(batches),
+                len(records) + len(unfit) - len(failed),
+                len(failed),
+            )
         mark = transformed["watermark"]
         if mark is not None and ctx.resync is None:
             old = state.watermark(ctx.store, ctx.workflow, tp.name)
             if old is None or newer(mark, old):
                 state.save_watermark(ctx.store, ctx.workflow, tp.name, mark, ctx.run_id)
                 ctx.log.info("%s: watermark moved to %s", tp.name, mark)
-        ctx.log.info("%s: %d loaded, %d failed in load, %d failed before", tp.name, stats["count_out"],
-                     stats["count_failed"], transformed["failed"])
+        ctx.log.info(
+            "%s: %d loaded, %d failed in load, %d failed before",
+            tp.name,
+            stats["count_out"],
+            stats["count_failed"],
+            transformed["failed"],
+        )
         failed_in = dict(transformed["failed_in"])
         if stats["count_failed"]:
             failed_in[Step.LOAD] = stats["count_failed"]

@@ -47,8 +47,10 @@ def _uses_namespaces(stylesheet: etree._Element) -> bool:
     return False
 
 
-_TEXT_ONLY = {f"{{{XSL}}}{name}" for name in ("value-of", "text", "variable", "choose", "when", "otherwise",
-                                               "call-template", "with-param")}
+_TEXT_ONLY = {
+    f"{{{XSL}}}{name}"
+    for name in ("value-of", "text", "variable", "choose", "when", "otherwise", "call-template", "with-param")
+}
 _NAMED = _TEXT_ONLY | {f"{{{XSL}}}{name}" for name in ("param", "if")}  # what generate_xslt's named templates hold
 
 
@@ -88,7 +90,11 @@ def _generated_fields(stylesheet: etree._Element) -> tuple[str, ...] | None:
     if len(set(names)) != len(names):
         return None
     for field in children[1:]:
-        if "{" in field.tag or field.attrib or any(e.tag not in _TEXT_ONLY for e in field.iterdescendants(etree.Element)):
+        if (
+            "{" in field.tag
+            or field.attrib
+            or any(e.tag not in _TEXT_ONLY for e in field.iterdescendants(etree.Element))
+        ):
             return None
     return names
 
@@ -146,12 +152,16 @@ class Transformer:
         if len(keys_out) == count:
             return root, keys_out
         if count != len(keys):
-            reason = (f"the stylesheet's output has {count} record(s), {count - len(keys_out)} without a key attribute, "
-                      f"for {len(keys)} input record(s): copy the key attribute (<xsl:copy-of select=\"@key\"/>) or "
-                      "output exactly one record per input record")
+            reason = (
+                f"the stylesheet's output has {count} record(s), {count - len(keys_out)} without a key attribute, "
+                f'for {len(keys)} input record(s): copy the key attribute (<xsl:copy-of select="@key"/>) or '
+                "output exactly one record per input record"
+            )
             failures.extend((key, reason) for key in keys)
             return None, []
-        for element, key in zip(root.iterchildren(etree.Element), keys, strict=True):  # as many as input records: by position
+        for element, key in zip(
+            root.iterchildren(etree.Element), keys, strict=True
+        ):  # as many as input records: by position
             if element.get("key") is None:
                 element.set("key", key)
         return root, record_keys(root)

@@ -19,8 +19,13 @@ from airflow.plugins_manager import AirflowPlugin
 from flowlink_airflow.timetable import ManualTimetable, WorkflowTimetable
 
 PREFIX = "/flowlink"
-PAGES = [("Deployments", "deployments"), ("Environments", "environments"), ("Resync bucket", "bucket"),
-         ("Snapshots", "snapshots"), ("Feeds", "feeds")]
+PAGES = [
+    ("Deployments", "deployments"),
+    ("Environments", "environments"),
+    ("Resync bucket", "bucket"),
+    ("Snapshots", "snapshots"),
+    ("Feeds", "feeds"),
+]
 
 
 class LazyApp:
@@ -47,8 +52,20 @@ class FlowlinkPlugin(AirflowPlugin):
     timetables = [WorkflowTimetable, ManualTimetable]
     fastapi_apps = [{"app": LazyApp(), "url_prefix": PREFIX, "name": "Flowlink"}]
     external_views = [
-        *({"name": label, "href": f"{PREFIX}/ui/{slug}", "destination": "nav", "category": "Flowlink",
-           "url_route": f"flowlink-{slug}"} for label, slug in PAGES),
-        {"name": "Snapshot", "href": f"{PREFIX}/ui/snapshot?workflow={{DAG_ID}}&run_id={{RUN_ID}}",
-         "destination": "dag_run", "url_route": "flowlink-snapshot"},
+        *(
+            {
+                "name": label,
+                "href": f"{PREFIX}/ui/{slug}",
+                "destination": "nav",
+                "category": "Flowlink",
+                "url_route": f"flowlink-{slug}",
+            }
+            for label, slug in PAGES
+        ),
+        {
+            "name": "Snapshot",
+            "href": f"{PREFIX}/ui/snapshot?workflow={{DAG_ID}}&run_id={{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "flowlink-snapshot",
+        },
     ]

@@ -11,8 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def demo_connections(erp: Path | str, shop_url: str) -> dict[str, str]:
     """The example workflow's Airflow Connections (as AIRFLOW_CONN_* variables): the demo ERP file and shop."""
-    return {"AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(erp)}),
-            "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop_url})}
+    return {
+        "AIRFLOW_CONN_DEMO_ERP": json.dumps({"conn_type": "sqlite", "host": str(erp)}),
+        "AIRFLOW_CONN_DEMO_SHOP": json.dumps({"conn_type": "http", "host": shop_url}),
+    }
 
 
 @contextmanager

@@ -11,8 +11,8 @@ import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import sqlalchemy
@@ -83,13 +83,26 @@ class _PgServer:
         if self.prefix:
             owner = pwd.getpwnam("postgres")
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
-                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         pwfile.unlink()
         for attempt in range(3):
             self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
-                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            options = (
+                f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
                 return
@@ -101,8 +114,12 @@ class _PgServer:
         from sqlalchemy.engine import URL
 
         return URL.create(
-            "postgresql+psycopg", username=self.user, password=self.password,
-            host="127.0.0.1", port=self.port, database=database,
+            "postgresql+psycopg",
+            username=self.user,
+            password=self.password,
+            host="127.0.0.1",
+            port=self.port,
+            database=database,
         ).render_as_string(hide_password=False)
 
     def create_database(self) -> None:
@@ -218,17 +235,23 @@ def copy_erp_to_postgres(erp: str | Path, url: sqlalchemy.URL) -> None:
     """The demo ERP's tables and rows in a PostgreSQL database."""
     engine = sqlalchemy.create_engine(url)
     with sqlite3.connect(erp) as src, engine.begin() as dst:
-        dst.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT NOT NULL, "
-                            "last_name TEXT NOT NULL, email TEXT NOT NULL, country_code TEXT NOT NULL, "
-                            "updated_at TEXT NOT NULL)")
-        dst.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL "
-                            "REFERENCES customers(id), amount DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, "
-                            "updated_at TEXT NOT NULL)")
+        dst.exec_driver_sql(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT NOT NULL, "
+            "last_name TEXT NOT NULL, email TEXT NOT NULL, country_code TEXT NOT NULL, "
+            "updated_at TEXT NOT NULL)"
+        )
+        dst.exec_driver_sql(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL "
+            "REFERENCES customers(id), amount DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, "
+            "updated_at TEXT NOT NULL)"
+        )
         for table in ("customers", "orders"):
             cursor = src.execute(f"SELECT * FROM {table}")
             columns = [d[0] for d in cursor.description]
-            insert = sqlalchemy.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
-            rows = [dict(zip(columns, row)) for row in cursor]
+            insert = sqlalchemy.text(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+            )
+            rows = [dict(zip(columns, row, strict=False)) for row in cursor]
             if rows:
                 dst.execute(insert, rows)
     engine.dispose()

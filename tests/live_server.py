@@ -35,7 +35,7 @@ def _ppid(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rindex(")") + 2:].split()[1])  # the fields after "(comm)": state, ppid, ...
+    return int(stat[stat.rindex(")") + 2 :].split()[1])  # the fields after "(comm)": state, ppid, ...
 
 
 def descends_from(pid: int, ancestor: int) -> bool:
@@ -88,32 +88,43 @@ class AirflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         home = root / "airflow"
         home.mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AIRFLOW_", "AIRFLOW__", "FLOWLINK_")) and k != "PYTHONPATH"}
-        env.update({
-            "PATH": f"{bin_dir}:{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "FLOWLINK_HOME": str(root / "flowlink"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),  # Flowlink comes from its entry point
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "PYTHONUNBUFFERED": "1",
-            **extra_env,
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW_", "AIRFLOW__", "FLOWLINK_")) and k != "PYTHONPATH"
+        }
+        env.update(
+            {
+                "PATH": f"{bin_dir}:{env.get('PATH', '')}",
+                "AIRFLOW_HOME": str(home),
+                "FLOWLINK_HOME": str(root / "flowlink"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),  # Flowlink comes from its entry point
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "PYTHONUNBUFFERED": "1",
+                **extra_env,
+            }
+        )
         self.env = env
         self.log = open(root / "standalone.log", "w")
-        self.proc = subprocess.Popen([str(bin_dir / "airflow"), "standalone"], env=env, cwd=cwd, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "airflow"), "standalone"],
+            env=env,
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_for("the api-server", self._healthy, timeout=120, every=1)
             self.token = self._login()
@@ -131,7 +142,9 @@ class AirflowServer:
 
     def _login(self) -> str:
         passwords = Path(self.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        user, password = next(iter(json.loads(wait_for("the admin password", passwords.exists) and passwords.read_text()).items()))
+        user, password = next(
+            iter(json.loads(wait_for("the admin password", passwords.exists) and passwords.read_text()).items())
+        )
         r = requests.post(f"{self.url}/auth/token", json={"username": user, "password": password}, timeout=10)
         r.raise_for_status()
         return r.json()["access_token"]
@@ -142,8 +155,14 @@ class AirflowServer:
 
     def flowlink(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """The flowlink command with this server's environment (its AIRFLOW_HOME and FLOWLINK_HOME)."""
-        done = subprocess.run([str(self.bin_dir / "flowlink"), *args], env=self.env, cwd=self.cwd, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [str(self.bin_dir / "flowlink"), *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"flowlink {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
         return done
@@ -185,15 +204,34 @@ class AgentProcess:
     """`flowlink agent` as a separate process; `command` runs another agent command line with the same options
     (e.g. [python, "-m", "tests.slow_agent"])."""
 
-    def __init__(self, server: AirflowServer, environment: str, token: str, log: Path,
-                 extra_env: dict[str, str] | None = None, command: list[str] | None = None):
+    def __init__(
+        self,
+        server: AirflowServer,
+        environment: str,
+        token: str,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ):
         self.log_path = log
         self.log = open(log, "a")
         env = {**server.env, "FLOWLINK_AGENT_TOKEN": token, **(extra_env or {})}
         self.proc = subprocess.Popen(
-            [*(command or [str(server.bin_dir / "flowlink"), "agent"]), "--environment", environment,
-             "--server", f"{server.url}/flowlink", "--interval", "0.5"],
-            env=env, cwd=server.cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                *(command or [str(server.bin_dir / "flowlink"), "agent"]),
+                "--environment",
+                environment,
+                "--server",
+                f"{server.url}/flowlink",
+                "--interval",
+                "0.5",
+            ],
+            env=env,
+            cwd=server.cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         stop_group(self.proc, timeout=15)

@@ -52,13 +52,16 @@ class _NodeServer:
         if not (BIN / self.program).exists():
             missing(f"{self.program} is not installed: run `make test` (it installs tests/npm with npm)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        log = open(self.folder / f"{self.program}.log", "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(self.command(), cwd=self.folder, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log = open(self.folder / f"{self.program}.log", "ab")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.program} exited: {(self.folder / f'{self.program}.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.program} exited: {(self.folder / f'{self.program}.log').read_text()[-2000:]}"
+                )
             try:
                 if self.ready():
                     return self.url

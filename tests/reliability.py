@@ -24,8 +24,12 @@ _rows: dict[str, dict] = {}
 
 
 def pytest_addoption(parser):
-    parser.addoption("--reliability-report", metavar="PATH", default=None,
-                     help="write the table of the `reliability` tests of this run to PATH (Markdown)")
+    parser.addoption(
+        "--reliability-report",
+        metavar="PATH",
+        default=None,
+        help="write the table of the `reliability` tests of this run to PATH (Markdown)",
+    )
 
 
 def pytest_configure(config):
@@ -48,8 +52,14 @@ def _row(item) -> dict | None:
         if area not in AREAS:
             raise pytest.UsageError(f"{item.nodeid}: reliability area {area!r} is not one of {AREAS}")
         doc = inspect.getdoc(item.function) or ""
-        _rows[item.nodeid] = {"area": area, "scenario": scenario, "done": " ".join(doc.split("\n\n")[0].split()),
-                              "observed": [], "result": "not run", "test": item.nodeid}
+        _rows[item.nodeid] = {
+            "area": area,
+            "scenario": scenario,
+            "done": " ".join(doc.split("\n\n")[0].split()),
+            "observed": [],
+            "result": "not run",
+            "test": item.nodeid,
+        }
     return _rows[item.nodeid]
 
 
@@ -86,8 +96,11 @@ def render() -> str:
         if not rows:
             continue
         lines += [f"## {area}", "", "| scenario | what was done | observed | result | test |", "|---|---|---|---|---|"]
-        lines += [f"| {_cell(r['scenario'])} | {_cell(r['done'])} | {_cell('; '.join(r['observed']) or '-')} | "
-                  f"{r['result']} | `{r['test']}` |" for r in rows]
+        lines += [
+            f"| {_cell(r['scenario'])} | {_cell(r['done'])} | {_cell('; '.join(r['observed']) or '-')} | "
+            f"{r['result']} | `{r['test']}` |"
+            for r in rows
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ STEPS = {action: list(steps) for action, steps in DEPLOYMENT_STEPS.items()}
 
 # ------------------------------------------------------------------ the fake server
 
+
 class FakeServer:
     """The four agent endpoints over http.server, on the real deployment rules and store."""
 
@@ -96,7 +97,7 @@ class FakeServer:
                     return self._send(403, {"detail": "unknown or revoked agent token"})
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null") if length else None
-                rest = path[len(prefix):]
+                rest = path[len(prefix) :]
                 try:
                     if method == "POST" and rest == "heartbeat":
                         server.heartbeats += 1
@@ -155,6 +156,7 @@ class FakeServer:
 
 # ------------------------------------------------------------------ fixtures and helpers
 
+
 def spec_copy(tmp_path: Path, **changes) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(changes)
@@ -168,7 +170,14 @@ class World:
         self.tmp_path, self.store, self.token, self.server, self.lines = tmp_path, store, token, server, lines
 
     def agent(self, token: str | None = None, environment: str = "cloud", **kw) -> Agent:
-        return Agent(self.server.url, token or self.token, environment, interval=kw.pop("interval", 2), log=self.lines.append, **kw)
+        return Agent(
+            self.server.url,
+            token or self.token,
+            environment,
+            interval=kw.pop("interval", 2),
+            log=self.lines.append,
+            **kw,
+        )
 
     @property
     def installed(self) -> Path:
@@ -189,8 +198,11 @@ class World:
     def expire(self, deployment_id: int) -> None:
         """wait_till in the past: the next look at the deployment makes it Unsuccessful."""
         with self.store.engine.begin() as conn:
-            conn.execute(update(deployments_table).where(deployments_table.c.id == deployment_id)
-                         .values(wait_till=utcnow() - dt.timedelta(minutes=1)))
+            conn.execute(
+                update(deployments_table)
+                .where(deployments_table.c.id == deployment_id)
+                .values(wait_till=utcnow() - dt.timedelta(minutes=1))
+            )
 
 
 @pytest.fixture
@@ -213,6 +225,7 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------ tests
+
 
 def test_happy_path_every_step_once_in_order_then_successful(world, capsys):
     art = world.publish()
@@ -327,7 +340,9 @@ def test_a_corrupted_published_file_fails_the_download_and_leaves_the_installed_
     assert result.ok
     failed = [a for a in result.actions if a.status == "failed"]
     assert [a.step for a in failed] == ["downloading workflow data"] and "checksum" in failed[0].message
-    assert [(step, status) for i, step, status, _m in world.server.posts if i == d["id"]] == [("downloading workflow data", "failed")]
+    assert [(step, status) for i, step, status, _m in world.server.posts if i == d["id"]] == [
+        ("downloading workflow data", "failed")
+    ]
     ended = deployments.get(world.store, d["id"])
     assert ended["status"] == "unsuccessful" and "checksum" in ended["message"]
     log = [s for s in deployments.steps(world.store, d["id"]) if s["status"] == "failed"]
@@ -409,7 +424,9 @@ def test_undeploy_removes_the_installed_file(world):
 
 def test_server_down_logs_one_line_and_does_not_raise(tmp_path):
     lines: list[str] = []
-    agent = Agent(f"http://127.0.0.1:{free_port()}/flowlink", "flk_secret_token", "cloud", tmp_path / "live", log=lines.append)
+    agent = Agent(
+        f"http://127.0.0.1:{free_port()}/flowlink", "flk_secret_token", "cloud", tmp_path / "live", log=lines.append
+    )
 
     result = agent.run_once()
 

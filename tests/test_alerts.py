@@ -51,6 +51,7 @@ def _free_port() -> int:
 
 # ------------------------------------------------------------------ a real SMTP server on loopback
 
+
 class Mailbox:
     """aiosmtpd's Controller on 127.0.0.1 with AUTH (login alerts / SMTP_PASSWORD); keeps every message."""
 
@@ -67,8 +68,15 @@ class Mailbox:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 html_body = "\n".join(p.get_content() for p in msg.walk() if p.get_content_maintype() == "text")
                 body = html.unescape(re.sub(r"<[^>]+>", "", html_body))  # what the reader sees
-                box.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from,
-                                     "subject": str(msg["Subject"]), "body": body, "raw": envelope.content.decode()})
+                box.messages.append(
+                    {
+                        "to": list(envelope.rcpt_tos),
+                        "from": envelope.mail_from,
+                        "subject": str(msg["Subject"]),
+                        "body": body,
+                        "raw": envelope.content.decode(),
+                    }
+                )
                 return "250 OK"
 
         def authenticator(server, session, envelope, mechanism, auth_data):
@@ -77,8 +85,14 @@ class Mailbox:
             return AuthResult(success=login == "alerts" and password == SMTP_PASSWORD)
 
         self.port = _free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
-                                     auth_require_tls=False, auth_required=True)
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=authenticator,
+            auth_require_tls=False,
+            auth_required=True,
+        )
 
     def start(self):
         self.controller.start()
@@ -93,6 +107,7 @@ class Mailbox:
 
 # ------------------------------------------------------------------ a webhook receiver on loopback
 
+
 class Receiver:
     """Records every POST (path, auth header, JSON body); answers with the queued statuses, then 200."""
 
@@ -105,9 +120,16 @@ class Receiver:
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 status = box.answers.pop(0) if box.answers else 200
-                box.posts.append({"path": self.path, "authorization": self.headers.get("Authorization"),
-                                  "secret_header": self.headers.get(HOOK_TOKEN_HEADER), "raw": raw,
-                                  "json": json.loads(raw), "status": status})
+                box.posts.append(
+                    {
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "secret_header": self.headers.get(HOOK_TOKEN_HEADER),
+                        "raw": raw,
+                        "json": json.loads(raw),
+                        "status": status,
+                    }
+                )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -138,13 +160,37 @@ def channels(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWLINK_STORE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE)
     mailbox, receiver = Mailbox().start(), Receiver().start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": mailbox.port, "login": "alerts", "password": SMTP_PASSWORD,
-        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "flowlink@example.com", "retry_limit": 0,
-                  "timeout": 10}}))
-    monkeypatch.setenv("AIRFLOW_CONN_OPS_HOOK", json.dumps({
-        "conn_type": "http", "host": receiver.url, "login": "hook", "password": HOOK_PASSWORD,
-        "extra": {"headers": {HOOK_TOKEN_HEADER: HOOK_HEADER_VALUE}}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": mailbox.port,
+                "login": "alerts",
+                "password": SMTP_PASSWORD,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "flowlink@example.com",
+                    "retry_limit": 0,
+                    "timeout": 10,
+                },
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPS_HOOK",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": receiver.url,
+                "login": "hook",
+                "password": HOOK_PASSWORD,
+                "extra": {"headers": {HOOK_TOKEN_HEADER: HOOK_HEADER_VALUE}},
+            }
+        ),
+    )
     yield mailbox, receiver
     mailbox.stop()
     receiver.stop()
@@ -167,8 +213,10 @@ def demo(channels, tmp_path, monkeypatch, airflow_db):
     shop = DemoShop()
     shop.start()
     monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "erp.db")}))
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url, "login": "api",
-                                                             "password": SHOP_PASSWORD}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEMO_SHOP",
+        json.dumps({"conn_type": "http", "host": shop.url, "login": "api", "password": SHOP_PASSWORD}),
+    )
     store = Store.open()
     deployments.add_environment(store, "cloud", "cloud")
     install(store, publish_workflow(store, REPO / "examples" / "erp_to_shop.yaml").result.artifact, "cloud")
@@ -180,7 +228,11 @@ def demo(channels, tmp_path, monkeypatch, airflow_db):
 def assert_no_credentials(mailbox: Mailbox, receiver: Receiver) -> int:
     """No password of any connection in any message (decoded bodies, raw mails, webhook bodies); returns how many
     texts were searched."""
-    texts = [m["body"] for m in mailbox.messages] + [m["raw"] for m in mailbox.messages] + [m["subject"] for m in mailbox.messages]
+    texts = (
+        [m["body"] for m in mailbox.messages]
+        + [m["raw"] for m in mailbox.messages]
+        + [m["subject"] for m in mailbox.messages]
+    )
     texts += [p["raw"] for p in receiver.posts]
     for text in texts:
         for secret in SECRETS:
@@ -190,12 +242,15 @@ def assert_no_credentials(mailbox: Mailbox, receiver: Receiver) -> int:
 
 def run_links(run_id: str, touchpoint: str | None = None) -> dict:
     bucket_query = {"workflow": WF, **({"touchpoint": touchpoint} if touchpoint else {}), "status": "failed"}
-    return {"airflow_run": f"{BASE}/dags/{WF}/runs/{quote(run_id, safe='')}",
-            "snapshot": f"{BASE}/flowlink/ui/snapshot?" + urlencode({"workflow": WF, "run_id": run_id}),
-            "bucket": f"{BASE}/flowlink/ui/bucket?" + urlencode(bucket_query)}
+    return {
+        "airflow_run": f"{BASE}/dags/{WF}/runs/{quote(run_id, safe='')}",
+        "snapshot": f"{BASE}/flowlink/ui/snapshot?" + urlencode({"workflow": WF, "run_id": run_id}),
+        "bucket": f"{BASE}/flowlink/ui/bucket?" + urlencode(bucket_query),
+    }
 
 
 # ------------------------------------------------------------------ the tests
+
 
 @pytest.mark.reliability("Faults", "The target rejects some records: each alert channel hears of it once")
 def test_rejected_records_give_one_records_failed_alert_per_touchpoint_and_channel(demo, observe):
@@ -223,8 +278,10 @@ def test_rejected_records_give_one_records_failed_alert_per_touchpoint_and_chann
     assert set(mails) == {f"[Flowlink] {WF}: {failed[tp]} {tp} records failed in run {run.run_id}" for tp in failed}
     customers = mails[f"[Flowlink] {WF}: 3 customers records failed in run {run.run_id}"]
     assert f"Load: {CUSTOMERS} sent to the target, {CUSTOMERS - 3} loaded, 3 rejected." in customers
-    assert all(f"  {i}: load, try 1: PUT /customers/{i}: HTTP 422: email: blocked by the shop's spam filter" in customers
-               for i in rejected)
+    assert all(
+        f"  {i}: load, try 1: PUT /customers/{i}: HTTP 422: email: blocked by the shop's spam filter" in customers
+        for i in rejected
+    )
     for tp, post in posts.items():
         payload, links = post["json"], run_links(run.run_id, tp)
         assert payload["event"] == "records_failed" and payload["workflow"] == WF and payload["environment"] == "cloud"
@@ -241,9 +298,11 @@ def test_rejected_records_give_one_records_failed_alert_per_touchpoint_and_chann
     assert alerts.records_failed(store, WF, run.run_id, "customers") == []
     assert len(mailbox.messages) == 2 and len(receiver.posts) == 2
     assert [(r["event"], r["ok"]) for r in alerts.sent(store)] == [("records_failed", True)] * 4
-    observe(f"customers 3 and orders {failed['orders']} records failed: 2 mails to the environment's address and 2 "
-            f"webhook POSTs, one per touchpoint, with the counts, the reasons and 3 links; 0 to the workflow's "
-            f"deployment-only channel and to another workflow's; asked again: 0; no password in {searched} texts")
+    observe(
+        f"customers 3 and orders {failed['orders']} records failed: 2 mails to the environment's address and 2 "
+        f"webhook POSTs, one per touchpoint, with the counts, the reasons and 3 links; 0 to the workflow's "
+        f"deployment-only channel and to another workflow's; asked again: 0; no password in {searched} texts"
+    )
 
 
 @pytest.mark.reliability("Faults", "The target is unreachable: a run_failed alert names the step and the reason")
@@ -251,9 +310,18 @@ def test_an_unreachable_target_gives_one_run_failed_alert(demo, monkeypatch, obs
     """The shop is stopped before a run (connection refused, 1 try); channels: the workflow by e-mail for
     run_failed only, the environment by webhook for records_failed only."""
     store, shop, mailbox, receiver = demo
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({
-        "conn_type": "http", "host": shop.url, "login": "api", "password": SHOP_PASSWORD,
-        "extra": {"retries": 1, "backoff": 0.1}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEMO_SHOP",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": shop.url,
+                "login": "api",
+                "password": SHOP_PASSWORD,
+                "extra": {"retries": 1, "backoff": 0.1},
+            }
+        ),
+    )
     alerts.add_channel(store, workflow=WF, email="dev@example.com", events="run_failed")
     alerts.add_channel(store, environment="cloud", webhook="ops_hook", events="records_failed")
     shop.stop()
@@ -279,15 +347,23 @@ def test_an_unreachable_target_gives_one_run_failed_alert(demo, monkeypatch, obs
 
     with store.engine.begin() as conn:
         conn.execute(delete(alerts_sent))
-    request = DagCallbackRequest(filepath="flowlink_workflows.py", dag_id=WF, run_id=run.run_id,
-                                 bundle_name="dags-folder", bundle_version=None, is_failure_callback=True,
-                                 msg="task_failure")
+    request = DagCallbackRequest(
+        filepath="flowlink_workflows.py",
+        dag_id=WF,
+        run_id=run.run_id,
+        bundle_name="dags-folder",
+        bundle_version=None,
+        is_failure_callback=True,
+        msg="task_failure",
+    )
     _execute_dag_callbacks(load_dags(), request, structlog.get_logger())
     assert len(mailbox.messages) == 2 and mailbox.messages[1]["subject"] == mail["subject"]
     searched = assert_no_credentials(mailbox, receiver)
-    observe(f"1 run_failed mail naming customers.load and its reason (and 1 more through the dag-processor's "
-            f"callback function); 0 webhook POSTs (that channel wants records_failed only); no password in "
-            f"{searched} texts")
+    observe(
+        f"1 run_failed mail naming customers.load and its reason (and 1 more through the dag-processor's "
+        f"callback function); 0 webhook POSTs (that channel wants records_failed only); no password in "
+        f"{searched} texts"
+    )
 
 
 @pytest.mark.reliability("Faults", "A deployment passes its wait till: deployment_unsuccessful alert")
@@ -302,8 +378,11 @@ def test_an_expired_deployment_gives_one_deployment_unsuccessful_alert(channels,
     alerts.add_channel(store, environment="cloud", webhook="ops_hook")
     d = deployments.deploy(store, WF)
     with store.engine.begin() as conn:
-        conn.execute(update(deployments_table).where(deployments_table.c.id == d["id"])
-                     .values(wait_till=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        conn.execute(
+            update(deployments_table)
+            .where(deployments_table.c.id == d["id"])
+            .values(wait_till=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
 
     run, states = run_dag("flowlink_deployments", conf={"deployment_id": d["id"]})
     assert states == {"track": "failed"}
@@ -335,8 +414,11 @@ def test_a_silent_agent_gives_one_alert_per_disconnection(channels, airflow_db, 
 
     def heard(name, minutes_ago):
         with store.engine.begin() as conn:
-            conn.execute(update(environments).where(environments.c.name == name)
-                         .values(last_heartbeat=now - dt.timedelta(minutes=minutes_ago)))
+            conn.execute(
+                update(environments)
+                .where(environments.c.name == name)
+                .values(last_heartbeat=now - dt.timedelta(minutes=minutes_ago))
+            )
 
     heard("cloud", 20)
     heard("site_b", 5)
@@ -353,8 +435,10 @@ def test_a_silent_agent_gives_one_alert_per_disconnection(channels, airflow_db, 
     assert len(mailbox.messages) == 2 and len(receiver.posts) == 2
     assert_no_credentials(mailbox, receiver)
     store.dispose()
-    observe("agent silent 20 min (limit 15): 1 mail + 1 POST over 2 checks; 5 min and never-connected agents: 0; "
-            "silent again after a heartbeat: 1 more each")
+    observe(
+        "agent silent 20 min (limit 15): 1 mail + 1 POST over 2 checks; 5 min and never-connected agents: 0; "
+        "silent again after a heartbeat: 1 more each"
+    )
 
 
 @pytest.mark.reliability("Faults", "A scheduled run cannot start because the previous run is still running")
@@ -381,17 +465,28 @@ def test_a_scheduled_run_blocked_by_a_running_one_gives_one_alert(demo, observe)
     tick = ticks.last_tick_at_or_before(now - dt.timedelta(minutes=3))
     with create_session() as session:
         dag = SerializedDagModel.get_dag(WF, session=session)
-        dr = dag.create_dagrun(run_id=f"scheduled__{tick.isoformat()}", logical_date=tick, data_interval=(tick, tick),
-                               run_after=tick, run_type=DagRunType.SCHEDULED, triggered_by=DagRunTriggeredByType.TIMETABLE,
-                               state=DagRunState.RUNNING, start_date=tick, session=session)
+        dr = dag.create_dagrun(
+            run_id=f"scheduled__{tick.isoformat()}",
+            logical_date=tick,
+            data_interval=(tick, tick),
+            run_after=tick,
+            run_type=DagRunType.SCHEDULED,
+            triggered_by=DagRunTriggeredByType.TIMETABLE,
+            state=DagRunState.RUNNING,
+            start_date=tick,
+            session=session,
+        )
         session.get(DagModel, WF).is_paused = False
         run_id = dr.run_id
 
     def snapshot_step(run, started, ended=None):
         snapshots.start_step(store, WF, run, 1, "customers", "extract")
         with store.engine.begin() as conn:
-            conn.execute(update(steps).where(steps.c.run_id == run).values(
-                started_at=started, ended_at=ended, status="running" if ended is None else "success"))
+            conn.execute(
+                update(steps)
+                .where(steps.c.run_id == run)
+                .values(started_at=started, ended_at=ended, status="running" if ended is None else "success")
+            )
 
     earlier = tick - dt.timedelta(minutes=10)
     snapshot_step("scheduled__earlier", earlier + dt.timedelta(seconds=2), earlier + dt.timedelta(seconds=40))
@@ -416,9 +511,11 @@ def test_a_scheduled_run_blocked_by_a_running_one_gives_one_alert(demo, observe)
     run_dag("flowlink_alerts")
     assert len(mailbox.messages) == 1
     assert_no_credentials(mailbox, receiver)
-    observe(f"a run left running since {tick:%H:%M}: Airflow has no run for {len(blocked)} later ticks; 3 checks "
-            "sent 1 mail naming the running run and the ticks; 0 for a run that ended before the next tick; 0 to a "
-            "channel without run_blocked")
+    observe(
+        f"a run left running since {tick:%H:%M}: Airflow has no run for {len(blocked)} later ticks; 3 checks "
+        "sent 1 mail naming the running run and the ticks; 0 for a run that ended before the next tick; 0 to a "
+        "channel without run_blocked"
+    )
 
 
 def test_daily_summary_counts_and_nothing_when_empty(demo, observe):
@@ -426,12 +523,20 @@ def test_daily_summary_counts_and_nothing_when_empty(demo, observe):
     (dag.test). Then the summary of a day without runs: a channel that skips empty summaries gets nothing, one that
     wants them gets one."""
     store, shop, mailbox, receiver = demo
-    alerts.add_channel(store, workflow=WF, email="daily@example.com", events="deployment_unsuccessful",
-                       daily_summary=True)
-    alerts.add_channel(store, environment="cloud", webhook="ops_hook", events="agent_disconnected",
-                       daily_summary=True, skip_empty_summary=False)
-    alerts.add_channel(store, workflow="other_flow", email="other@example.com", daily_summary=True,
-                       skip_empty_summary=False)
+    alerts.add_channel(
+        store, workflow=WF, email="daily@example.com", events="deployment_unsuccessful", daily_summary=True
+    )
+    alerts.add_channel(
+        store,
+        environment="cloud",
+        webhook="ops_hook",
+        events="agent_disconnected",
+        daily_summary=True,
+        skip_empty_summary=False,
+    )
+    alerts.add_channel(
+        store, workflow="other_flow", email="other@example.com", daily_summary=True, skip_empty_summary=False
+    )
     shop.reject("customers", ["5", "7", "11"], message="blocked")
     run_dag(WF)
     orders_failed = bucket.count(store, WF, touchpoint="orders", status="failed")
@@ -447,18 +552,30 @@ def test_daily_summary_counts_and_nothing_when_empty(demo, observe):
     assert len(mailbox.messages) == 1 and len(receiver.posts) == 1
     mail, facts = mailbox.messages[0], receiver.posts[0]["json"]["facts"]
     assert mail["to"] == ["daily@example.com"]
-    assert mail["subject"] == f"[Flowlink] {WF} daily summary: {successes} succeeded (3 on a retry), {3 + orders_failed} failed"
-    assert {k: facts[k] for k in ("runs", "failed_runs", "successes", "successful_retries", "failures", "failed_now")} == {
-        "runs": 2, "failed_runs": 1, "successes": successes, "successful_retries": 3, "failures": 3 + orders_failed,
-        "failed_now": orders_failed}
+    assert (
+        mail["subject"]
+        == f"[Flowlink] {WF} daily summary: {successes} succeeded (3 on a retry), {3 + orders_failed} failed"
+    )
+    assert {
+        k: facts[k] for k in ("runs", "failed_runs", "successes", "successful_retries", "failures", "failed_now")
+    } == {
+        "runs": 2,
+        "failed_runs": 1,
+        "successes": successes,
+        "successful_retries": 3,
+        "failures": 3 + orders_failed,
+        "failed_now": orders_failed,
+    }
 
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)  # a day on which nothing ran
     alerts.send_daily_summaries(store, alerts.live_workflows(), until=later)
     assert len(mailbox.messages) == 1 and len(receiver.posts) == 2
     assert receiver.posts[1]["json"]["facts"]["runs"] == 0 and "nothing ran" in receiver.posts[1]["json"]["text"]
     assert_no_credentials(mailbox, receiver)
-    observe(f"summary: {successes} successes, 3 successful retries, {3 + orders_failed} failures; 1 mail + 1 POST "
-            "over 2 summary runs; empty day: 0 to the skip-empty channel, 1 to the other")
+    observe(
+        f"summary: {successes} successes, 3 successful retries, {3 + orders_failed} failures; 1 mail + 1 POST "
+        "over 2 summary runs; empty day: 0 to the skip-empty channel, 1 to the other"
+    )
 
 
 def test_webhook_retries_5xx_not_4xx_and_a_broken_channel_is_recorded(channels, monkeypatch):
@@ -466,7 +583,9 @@ def test_webhook_retries_5xx_not_4xx_and_a_broken_channel_is_recorded(channels, 
     store = Store.open()
     deployments.add_environment(store, "cloud", "cloud")
     ch = alerts.add_channel(store, environment="cloud", webhook="ops_hook")
-    alert = alerts.message(AlertEvent.AGENT_DISCONNECTED, subject="s", lines=["t"], facts={}, link_map={}, environment="cloud")
+    alert = alerts.message(
+        AlertEvent.AGENT_DISCONNECTED, subject="s", lines=["t"], facts={}, link_map={}, environment="cloud"
+    )
     receiver.answers = [503, 502]
     done = alerts.send(store, AlertEvent.AGENT_DISCONNECTED, "k1", alert, environment="cloud")
     assert [p["status"] for p in receiver.posts] == [503, 502, 200] and done[0]["ok"]
@@ -475,16 +594,28 @@ def test_webhook_retries_5xx_not_4xx_and_a_broken_channel_is_recorded(channels, 
     assert [p["status"] for p in receiver.posts][3:] == [400] and not done[0]["ok"]
     assert "answered 400" in done[0]["message"] and HOOK_PASSWORD not in done[0]["message"]
     # An SMTP server that refuses the login: recorded as not sent, the caller goes on.
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": mailbox.port, "login": "alerts", "password": "wrong-pass-xyz",
-        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": mailbox.port,
+                "login": "alerts",
+                "password": "wrong-pass-xyz",
+                "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10},
+            }
+        ),
+    )
     alerts.add_channel(store, environment="cloud", email="ops@example.com")
     done = alerts.send(store, AlertEvent.AGENT_DISCONNECTED, "k3", alert, environment="cloud")
     by_kind = {d["kind"]: d for d in done}
     assert by_kind["webhook"]["ok"] and not by_kind["email"]["ok"]
     assert "wrong-pass-xyz" not in by_kind["email"]["message"] and mailbox.messages == []
     assert [(r["channel_id"] == ch["id"], r["dedupe_key"], r["ok"]) for r in alerts.sent(store)][:2] == [
-        (True, "k1", True), (True, "k2", False)]
+        (True, "k1", True),
+        (True, "k2", False),
+    ]
     store.dispose()
 
 
@@ -530,8 +661,9 @@ def test_records_at_their_maximum_of_tries_are_named(demo, observe):
     assert len(mailbox.messages) == 3
     mail = mailbox.messages[2]
     assert mail["subject"] == f"[Flowlink] {WF}: 3 customers records failed in run {run.run_id}"
-    assert ("3 of them reached the maximum number of tries and stay Failed" in mail["body"]
-            and all(f"  {i} after 2 tries" in mail["body"] for i in ("5", "7", "11")))
+    assert "3 of them reached the maximum number of tries and stay Failed" in mail["body"] and all(
+        f"  {i} after 2 tries" in mail["body"] for i in ("5", "7", "11")
+    )
     observe("a resync rejecting the same 3 customers (max 2 tries): the run fails and 1 alert names all 3 as exhausted")
 
 
@@ -543,14 +675,20 @@ def test_the_notifiers_work_as_airflow_callbacks(channels):
     from flowlink_airflow.notifiers.webhook import FlowlinkWebhookNotifier
 
     mailbox, receiver = channels
-    context = {"dag": SimpleNamespace(dag_id="some_dag"), "run_id": "manual__1", "reason": "task_failure",
-               "ti": SimpleNamespace(task_id="t1", state="failed")}
+    context = {
+        "dag": SimpleNamespace(dag_id="some_dag"),
+        "run_id": "manual__1",
+        "reason": "task_failure",
+        "ti": SimpleNamespace(task_id="t1", state="failed"),
+    }
     FlowlinkWebhookNotifier(http_conn_id="ops_hook")(dict(context))
     FlowlinkEmailNotifier(to="ops@example.com")(dict(context))
-    assert [p["json"] for p in receiver.posts] == [{"event": "task_failed", "dag_id": "some_dag", "run_id": "manual__1",
-                                                     "task_id": "t1", "reason": "task_failure"}]
+    assert [p["json"] for p in receiver.posts] == [
+        {"event": "task_failed", "dag_id": "some_dag", "run_id": "manual__1", "task_id": "t1", "reason": "task_failure"}
+    ]
     assert [(m["to"], m["subject"]) for m in mailbox.messages] == [
-        (["ops@example.com"], "[Flowlink] DAG some_dag run manual__1 task t1 (failed): task_failure")]
+        (["ops@example.com"], "[Flowlink] DAG some_dag run manual__1 task t1 (failed): task_failure")
+    ]
     assert_no_credentials(mailbox, receiver)
 
 
@@ -560,19 +698,29 @@ def test_the_alert_command(channels):
     import sys
 
     def flowlink(*args):
-        return subprocess.run([sys.executable, "-m", "flowlink.cli", "alert", *args], capture_output=True, text=True,
-                              env={**os.environ, "COLUMNS": "250"}, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "flowlink.cli", "alert", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "250"},
+            timeout=120,
+        )
 
     store = Store.open()
     deployments.add_environment(store, "cloud", "cloud")
     done = flowlink("add", "--environment", "cloud", "--email", "ops@example.com", "--events", "run_failed,run_blocked")
-    assert done.returncode == 0 and "alert channel 1 added: email ops@example.com for environment cloud, events: " \
-                                    "run_failed, run_blocked" in done.stdout
+    assert (
+        done.returncode == 0
+        and "alert channel 1 added: email ops@example.com for environment cloud, events: run_failed, run_blocked"
+        in done.stdout
+    )
     done = flowlink("add", "--workflow", WF, "--webhook", "ops_hook", "--daily-summary", "--summary-when-empty")
     assert done.returncode == 0 and "daily summary (also when empty)" in done.stdout
     listed = json.loads(flowlink("list", "--json").stdout)
     assert [(c["id"], c["kind"], c["events"], c["daily_summary"], c["skip_empty_summary"]) for c in listed] == [
-        (1, "email", ["run_failed", "run_blocked"], False, True), (2, "webhook", [], True, False)]
+        (1, "email", ["run_failed", "run_blocked"], False, True),
+        (2, "webhook", [], True, False),
+    ]
     done = flowlink("add", "--workflow", WF, "--webhook", "https://u:secret-pw@example.com/hook")
     assert done.returncode == 1 and "secret-pw" not in done.stderr and "Traceback" not in done.stderr
     assert flowlink("remove", "1").returncode == 0
@@ -589,8 +737,10 @@ def test_alert_texts_hide_every_form_of_a_secret():
     from flowlink.errors import secret_forms
 
     secret = 'pa ss/wörd"&'
-    text = (f"plain {secret}; path http://h/{quote(secret, safe='')}; query ?p={quote_plus(secret)}; "
-            f"json {json.dumps({'p': secret})}; http://admin:other@h/x")
+    text = (
+        f"plain {secret}; path http://h/{quote(secret, safe='')}; query ?p={quote_plus(secret)}; "
+        f"json {json.dumps({'p': secret})}; http://admin:other@h/x"
+    )
     scrubbed = alerts.scrub(text, (secret,))
     assert not [form for form in secret_forms([secret]) if form in scrubbed], scrubbed
     assert "other" not in scrubbed and scrubbed.count("***") == 5

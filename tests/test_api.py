@@ -30,14 +30,9 @@ DEPLOY_STEPS = [s.value for s in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]]
 JSON = {"Content-Type": "application/json"}
 
 
-
-
-
 @pytest.fixture
 def client(app):
     return TestClient(app)  # a server error raises in the test: no 500 goes unnoticed
-
-
 
 
 @pytest.fixture
@@ -64,8 +59,11 @@ def agent(token):
 
 
 def step(client, token, deployment_id, name, status="done", message=None):
-    return client.post(f"/agent/v1/deployments/{deployment_id}/steps", headers=agent(token),
-                       json={"step": name, "status": status, "message": message})
+    return client.post(
+        f"/agent/v1/deployments/{deployment_id}/steps",
+        headers=agent(token),
+        json={"step": name, "status": status, "message": message},
+    )
 
 
 def set_wait_till(store, deployment_id, when):
@@ -76,13 +74,21 @@ def set_wait_till(store, deployment_id, when):
 # ------------------------------------------------------------------ app, OpenAPI, store
 
 ROUTES = {
-    ("POST", "/agent/v1/heartbeat"), ("GET", "/agent/v1/deployments"),
-    ("GET", "/agent/v1/deployments/{deployment_id}/file"), ("POST", "/agent/v1/deployments/{deployment_id}/steps"),
-    ("GET", "/api/v1/environments"), ("PATCH", "/api/v1/environments/{name}"), ("GET", "/api/v1/deployments"),
-    ("POST", "/api/v1/deployments"), ("POST", "/api/v1/workflows/{workflow}/undeploy"),
-    ("GET", "/api/v1/workflows/{workflow}/deployment-log"), ("POST", "/api/v1/workflows/{workflow}/run"),
-    ("POST", "/api/v1/workflows/{workflow}/resync"), ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"),
-    ("GET", "/api/v1/environments/{name}/tokens"), ("POST", "/api/v1/environments/{name}/tokens/{token_id}/revoke"),
+    ("POST", "/agent/v1/heartbeat"),
+    ("GET", "/agent/v1/deployments"),
+    ("GET", "/agent/v1/deployments/{deployment_id}/file"),
+    ("POST", "/agent/v1/deployments/{deployment_id}/steps"),
+    ("GET", "/api/v1/environments"),
+    ("PATCH", "/api/v1/environments/{name}"),
+    ("GET", "/api/v1/deployments"),
+    ("POST", "/api/v1/deployments"),
+    ("POST", "/api/v1/workflows/{workflow}/undeploy"),
+    ("GET", "/api/v1/workflows/{workflow}/deployment-log"),
+    ("POST", "/api/v1/workflows/{workflow}/run"),
+    ("POST", "/api/v1/workflows/{workflow}/resync"),
+    ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"),
+    ("GET", "/api/v1/environments/{name}/tokens"),
+    ("POST", "/api/v1/environments/{name}/tokens/{token_id}/revoke"),
 }
 
 
@@ -169,6 +175,7 @@ def test_unknown_deployment_is_404(client, envs):
 
 # ------------------------------------------------------------------ agent: behaviour
 
+
 def test_heartbeat_updates_last_heartbeat(client, store, envs):
     assert deployments.environment(store, "prod")["last_heartbeat"] is None
     before = utcnow()
@@ -208,7 +215,7 @@ def test_steps_in_order_advance_done(client, store, envs, pending):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["status"] == ("successful" if name == DEPLOY_STEPS[-1] else "pending")  # the last step ends it
-        assert body["done"] == DEPLOY_STEPS[: i + 1] and body["remaining"] == DEPLOY_STEPS[i + 1:]
+        assert body["done"] == DEPLOY_STEPS[: i + 1] and body["remaining"] == DEPLOY_STEPS[i + 1 :]
     again = step(client, envs.prod, pending["id"], DEPLOY_STEPS[0])  # reporting twice is harmless
     assert again.status_code == 200 and again.json()["done"] == DEPLOY_STEPS
     assert client.get("/agent/v1/deployments", headers=agent(envs.prod)).json()["deployments"] == []
@@ -260,16 +267,19 @@ def test_file_after_wait_till_is_409(client, store, envs, pending):
     assert deployments.get(store, pending["id"])["status"] == "unsuccessful"
 
 
-@pytest.mark.parametrize("body", [
-    {"step": DEPLOY_STEPS[0], "status": "maybe"},
-    {"step": DEPLOY_STEPS[0]},
-    {"step": "", "status": "done"},
-    {"step": ["a"], "status": "done"},
-    {"step": DEPLOY_STEPS[0], "status": "done", "extra": 1},
-    {"step": DEPLOY_STEPS[0], "status": "done", "message": "x" * 5000},
-    [],
-    "done",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"step": DEPLOY_STEPS[0], "status": "maybe"},
+        {"step": DEPLOY_STEPS[0]},
+        {"step": "", "status": "done"},
+        {"step": ["a"], "status": "done"},
+        {"step": DEPLOY_STEPS[0], "status": "done", "extra": 1},
+        {"step": DEPLOY_STEPS[0], "status": "done", "message": "x" * 5000},
+        [],
+        "done",
+    ],
+)
 def test_bad_step_bodies_are_422(client, store, envs, pending, body):
     r = client.post(f"/agent/v1/deployments/{pending['id']}/steps", headers=agent(envs.prod), json=body)
     assert r.status_code == 422 and "detail" in r.json()
@@ -285,8 +295,9 @@ def test_bad_deployment_ids_are_422(client, envs, pending, deployment_id):
 
 
 def test_malformed_json_is_422(client, envs, pending):
-    r = client.post(f"/agent/v1/deployments/{pending['id']}/steps", headers={**agent(envs.prod), **JSON},
-                    content=b"{not json")
+    r = client.post(
+        f"/agent/v1/deployments/{pending['id']}/steps", headers={**agent(envs.prod), **JSON}, content=b"{not json"
+    )
     assert r.status_code == 422
 
 
@@ -309,9 +320,15 @@ USER_CALLS = [
 
 def test_user_calls_cover_every_user_route():
     assert {(m, p) for m, p in ROUTES if p.startswith("/api/")} == {
-        (m, u.replace("/prod", "/{name}").replace(f"/{WF}/", "/{workflow}/").replace("/manual__1", "/{run_id}")
-         .replace("/tokens/1/", "/tokens/{token_id}/"))
-        for m, u, _ in USER_CALLS}
+        (
+            m,
+            u.replace("/prod", "/{name}")
+            .replace(f"/{WF}/", "/{workflow}/")
+            .replace("/manual__1", "/{run_id}")
+            .replace("/tokens/1/", "/tokens/{token_id}/"),
+        )
+        for m, u, _ in USER_CALLS
+    }
 
 
 @pytest.mark.parametrize(("method", "url", "body"), USER_CALLS)
@@ -344,9 +361,11 @@ def test_user_endpoint_accepts_an_airflow_jwt(client, auth_manager, airflow_db, 
 
 # ------------------------------------------------------------------ user: JSON only (CSRF)
 
+
 @pytest.mark.parametrize(("method", "url", "body"), [c for c in USER_CALLS if c[0] != "GET"])
-@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                          "text/plain"])
+@pytest.mark.parametrize(
+    "content_type", [None, "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"]
+)
 def test_state_changing_user_endpoints_need_json(user, store, envs, method, url, body, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     r = user.request(method, url, content=json.dumps(body).encode(), headers=headers)
@@ -356,12 +375,16 @@ def test_state_changing_user_endpoints_need_json(user, store, envs, method, url,
 
 
 def test_json_with_charset_is_accepted(user, store, envs):
-    r = user.patch("/api/v1/environments/prod", content=b'{"enabled": false}',
-                   headers={"Content-Type": "application/json; charset=utf-8"})
+    r = user.patch(
+        "/api/v1/environments/prod",
+        content=b'{"enabled": false}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert r.status_code == 200 and r.json()["enabled"] is False
 
 
 # ------------------------------------------------------------------ user: environments
+
 
 def test_environments_list(user, store, envs):
     client_beat = TestClient(user.app)
@@ -383,16 +406,19 @@ def test_patch_environment(user, store, envs):
     assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["is_primary"] is False
 
 
-@pytest.mark.parametrize(("url", "body", "status", "detail"), [
-    ("/api/v1/environments/prod", {"pending_timeout": 61}, 400, "pending timeout must be 5 to 60 minutes, got 61"),
-    ("/api/v1/environments/nowhere", {"enabled": False}, 404, "no environment 'nowhere' (flowlink env list)"),
-    ("/api/v1/environments/prod", {"primary": False}, 422, None),
-    ("/api/v1/environments/prod", {"pending_timeout": "10"}, 422, None),
-    ("/api/v1/environments/prod", {"pending_timeout": 10.5}, 422, None),
-    ("/api/v1/environments/prod", {"enabled": "no"}, 422, None),
-    ("/api/v1/environments/prod", {"colour": "red"}, 422, None),
-    ("/api/v1/environments/Bad-Name", {"enabled": False}, 422, None),
-])
+@pytest.mark.parametrize(
+    ("url", "body", "status", "detail"),
+    [
+        ("/api/v1/environments/prod", {"pending_timeout": 61}, 400, "pending timeout must be 5 to 60 minutes, got 61"),
+        ("/api/v1/environments/nowhere", {"enabled": False}, 404, "no environment 'nowhere' (flowlink env list)"),
+        ("/api/v1/environments/prod", {"primary": False}, 422, None),
+        ("/api/v1/environments/prod", {"pending_timeout": "10"}, 422, None),
+        ("/api/v1/environments/prod", {"pending_timeout": 10.5}, 422, None),
+        ("/api/v1/environments/prod", {"enabled": "no"}, 422, None),
+        ("/api/v1/environments/prod", {"colour": "red"}, 422, None),
+        ("/api/v1/environments/Bad-Name", {"enabled": False}, 422, None),
+    ],
+)
 def test_patch_environment_refusals(user, store, envs, url, body, status, detail):
     r = user.patch(url, json=body)
     assert r.status_code == status
@@ -403,6 +429,7 @@ def test_patch_environment_refusals(user, store, envs, url, body, status, detail
 
 
 # ------------------------------------------------------------------ user: deployments
+
 
 def test_listing(user, store, envs, pending):
     r = user.get("/api/v1/deployments")
@@ -441,20 +468,32 @@ def test_deploy_of_unpublished_workflow_or_version_is_400(user, store, envs, art
     assert r.status_code == 400 and r.json()["detail"] == f"workflow {WF!r} has no published version 7"
 
 
-@pytest.mark.parametrize("body", [{}, {"workflow": "Bad Name"}, {"workflow": WF, "version": "1"},
-                                  {"workflow": WF, "version": 0}, {"workflow": WF, "version": 2**40},
-                                  {"workflow": WF, "force": True}, {"workflow": "x" * 64}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"workflow": "Bad Name"},
+        {"workflow": WF, "version": "1"},
+        {"workflow": WF, "version": 0},
+        {"workflow": WF, "version": 2**40},
+        {"workflow": WF, "force": True},
+        {"workflow": "x" * 64},
+    ],
+)
 def test_deploy_bad_bodies_are_422(user, store, envs, artifact, body):
     r = user.post("/api/v1/deployments", json=body)
     assert r.status_code == 422
     assert deployments.listing(store) == []
 
 
-@pytest.mark.parametrize(("method", "url", "body", "what"), [
-    ("POST", "/api/v1/deployments", {"workflow": WF}, "deploy"),
-    ("POST", f"/api/v1/workflows/{WF}/undeploy", None, "undeploy"),
-    ("POST", f"/api/v1/workflows/{WF}/run", None, "execute"),
-])
+@pytest.mark.parametrize(
+    ("method", "url", "body", "what"),
+    [
+        ("POST", "/api/v1/deployments", {"workflow": WF}, "deploy"),
+        ("POST", f"/api/v1/workflows/{WF}/undeploy", None, "undeploy"),
+        ("POST", f"/api/v1/workflows/{WF}/run", None, "execute"),
+    ],
+)
 def test_actions_refused_while_a_deployment_is_pending(user, store, pending, method, url, body, what):
     r = user.request(method, url, json=body, headers=JSON)
     assert r.status_code == 409
@@ -467,8 +506,14 @@ def test_run_of_a_workflow_that_is_not_live_is_400(user, store, envs, artifact):
     assert r.status_code == 400 and r.json()["detail"].startswith(f"workflow {WF!r} is not live")
 
 
-@pytest.mark.parametrize("url", ["/api/v1/workflows/Bad-Name/run", "/api/v1/workflows/Bad-Name/undeploy",
-                                 "/api/v1/workflows/Bad-Name/deployment-log"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/workflows/Bad-Name/run",
+        "/api/v1/workflows/Bad-Name/undeploy",
+        "/api/v1/workflows/Bad-Name/deployment-log",
+    ],
+)
 def test_bad_workflow_names_are_422(user, url):
     r = user.request("GET" if url.endswith("log") else "POST", url, headers=JSON)
     assert r.status_code == 422
@@ -497,7 +542,8 @@ def test_mounted_by_airflows_api_server(home, airflow_db, auth_manager):
     client = TestClient(airflow_app(apps="core"))
     doc = client.get("/flowlink/openapi.json")
     assert doc.status_code == 200 and {("GET", "/api/v1/environments")} <= {
-        (m.upper(), p) for p, ops in doc.json()["paths"].items() for m in ops}
+        (m.upper(), p) for p, ops in doc.json()["paths"].items() for m in ops
+    }
     assert client.get("/flowlink/api/v1/environments").status_code == 401
     assert client.post("/flowlink/agent/v1/heartbeat").status_code == 401
     token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))

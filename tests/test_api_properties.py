@@ -67,8 +67,9 @@ def api(tmp_path_factory, airflow_db):
         batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.xml"
         staging.write_batch(batch, RecordWriter("id").write([{"id": "1"}]).document)
         snapshots.start_step(store, WF, RUN_ID, 1, "customers", "extract")
-        snapshots.finish_step(store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1,
-                              files=[str(batch)])
+        snapshots.finish_step(
+            store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1, files=[str(batch)]
+        )
         app = create_app()
         manager = create_auth_manager()
         admin = manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
@@ -99,6 +100,7 @@ def reset(world) -> None:
 
 # ------------------------------------------------------------------ the routes, read from the app
 
+
 def routes(app, prefix: str) -> list[SimpleNamespace]:
     found = []
     for r in app.routes:
@@ -107,36 +109,88 @@ def routes(app, prefix: str) -> list[SimpleNamespace]:
         flat = get_flat_dependant(r.dependant)
         body = r.body_field.field_info.annotation if r.body_field is not None else None
         for method in sorted(r.methods - {"HEAD"}):
-            found.append(SimpleNamespace(method=method, path=r.path, query=[q.name for q in flat.query_params],
-                                         params=[p.name for p in flat.path_params],
-                                         fields=list(body.model_fields) if body is not None else []))
+            found.append(
+                SimpleNamespace(
+                    method=method,
+                    path=r.path,
+                    query=[q.name for q in flat.query_params],
+                    params=[p.name for p in flat.path_params],
+                    fields=list(body.model_fields) if body is not None else [],
+                )
+            )
     return found
 
 
 # ------------------------------------------------------------------ strategies
 
 SAMPLES = {  # values that reach past validation, per parameter or field name
-    "workflow": [WF, "crm_to_erp", "Bad-Name"], "name": ["prod", "test", "nowhere"], "environment": ["prod", "test", ""],
-    "run_id": [RUN_ID, "manual__2030-01-01T00:00:00+00:00"], "touchpoint": ["customers", "orders", "nowhere"],
+    "workflow": [WF, "crm_to_erp", "Bad-Name"],
+    "name": ["prod", "test", "nowhere"],
+    "environment": ["prod", "test", ""],
+    "run_id": [RUN_ID, "manual__2030-01-01T00:00:00+00:00"],
+    "touchpoint": ["customers", "orders", "nowhere"],
     "step": ["extract", "customers.extract", "customers.load", "downloading workflow data", "deployed"],
-    "status": ["failed", "success", "done", "unprocessed", ""], "page": ["1", "2", "1000000", "1000001", "0"],
+    "status": ["failed", "success", "done", "unprocessed", ""],
+    "page": ["1", "2", "1000000", "1000001", "0"],
     "since": ["2030-01-01", "9999-12-31", "0001-01-01", "2030-01-01T10:00", "2030-01-01T10:00+14:00", "yesterday"],
     "until": ["2030-01-01", "9999-12-31", "0001-01-01", "9999-12-31T23:59", "2030-02-30"],
-    "n": ["1", "2", "0", "1000001"], "tag": ["publish", "environment", "token", ""], "name_static": ["flowlink.css"],
-    "token_id": ["1", "2", "3", "0"], "deployment_id": ["PENDING", "PENDING", "1", "2147483647", "2147483648"],
-    "version": [1, 2, None, 0, 2**31], "ids": [["1"], ["1", "2"], [], ["404"]], "failed": [True, False],
-    "primary": [True, False, None], "pending_timeout": [5, 60, 61, 4, 10**30], "enabled": [True, False],
+    "n": ["1", "2", "0", "1000001"],
+    "tag": ["publish", "environment", "token", ""],
+    "name_static": ["flowlink.css"],
+    "token_id": ["1", "2", "3", "0"],
+    "deployment_id": ["PENDING", "PENDING", "1", "2147483647", "2147483648"],
+    "version": [1, 2, None, 0, 2**31],
+    "ids": [["1"], ["1", "2"], [], ["404"]],
+    "failed": [True, False],
+    "primary": [True, False, None],
+    "pending_timeout": [5, 60, 61, 4, 10**30],
+    "enabled": [True, False],
     "message": [None, "", "x" * 4001, "\x00"],
 }
-EDGE = ["", " ", "..", ".", "%", "%00", "%2e%2e", "a/b", "名前", "\x00", "\u202e", "'; DROP TABLE feeds; --", "<script>",
-        "x" * 300, "-1", "1e3", "NaN", "null", "true", "[]", "{}"]
+EDGE = [
+    "",
+    " ",
+    "..",
+    ".",
+    "%",
+    "%00",
+    "%2e%2e",
+    "a/b",
+    "名前",
+    "\x00",
+    "\u202e",
+    "'; DROP TABLE feeds; --",
+    "<script>",
+    "x" * 300,
+    "-1",
+    "1e3",
+    "NaN",
+    "null",
+    "true",
+    "[]",
+    "{}",
+]
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40), st.sampled_from(EDGE))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=10)
-texts = st.one_of(st.text(max_size=60), st.sampled_from(EDGE), st.integers(-(2**70), 2**70).map(str),
-                  st.dates().map(str), st.datetimes().map(lambda d: d.isoformat()))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(EDGE),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=10,
+)
+texts = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(EDGE),
+    st.integers(-(2**70), 2**70).map(str),
+    st.dates().map(str),
+    st.datetimes().map(lambda d: d.isoformat()),
+)
 
 
 def often(common, rare):
@@ -171,14 +225,38 @@ def bodies(draw, fields: list[str]):
     return body
 
 
-header_text = st.one_of(st.sampled_from([b"", b"Bearer", b"Bearer ", b"Basic YWRtaW46YWRtaW4=", b"flk_", b"flk_" + b"A" * 43,
-                                         "flk_é".encode("latin-1"), b"x" * 8000]),
-                        st.binary(max_size=80).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00")))
-content_types = st.one_of(st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
-                                           "application/json;charset=latin-1", "text/plain", "application/xml",
-                                           "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                           "application/merge-patch+json", ""]),
-                          st.text(string.printable.strip(), max_size=40))
+header_text = st.one_of(
+    st.sampled_from(
+        [
+            b"",
+            b"Bearer",
+            b"Bearer ",
+            b"Basic YWRtaW46YWRtaW4=",
+            b"flk_",
+            b"flk_" + b"A" * 43,
+            "flk_é".encode("latin-1"),
+            b"x" * 8000,
+        ]
+    ),
+    st.binary(max_size=80).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00")),
+)
+content_types = st.one_of(
+    st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "APPLICATION/JSON",
+            "application/json;charset=latin-1",
+            "text/plain",
+            "application/xml",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/merge-patch+json",
+            "",
+        ]
+    ),
+    st.text(string.printable.strip(), max_size=40),
+)
 
 
 @st.composite
@@ -196,11 +274,16 @@ def requests(draw, route, world, agent: bool):
         query[draw(st.text(max_size=8))] = draw(texts)
     headers: dict[str, str | bytes] = {}
     if agent:
-        headers["X-Agent-Token"] = draw(often(st.sampled_from([world.tokens["prod"]] * 3 + [world.tokens["test"]]),
-                                              header_text))
+        headers["X-Agent-Token"] = draw(
+            often(st.sampled_from([world.tokens["prod"]] * 3 + [world.tokens["test"]]), header_text)
+        )
     else:
-        headers["Authorization"] = draw(often(st.sampled_from([f"Bearer {world.admin}"] * 4 + [f"Bearer {world.viewer}"]),
-                                              header_text.map(lambda b: b"Bearer " + b)))
+        headers["Authorization"] = draw(
+            often(
+                st.sampled_from([f"Bearer {world.admin}"] * 4 + [f"Bearer {world.viewer}"]),
+                header_text.map(lambda b: b"Bearer " + b),
+            )
+        )
     kwargs = {"params": query, "headers": headers}
     if route.method in ("POST", "PATCH"):
         body = draw(bodies(route.fields))
@@ -213,6 +296,7 @@ def requests(draw, route, world, agent: bool):
 
 
 # ------------------------------------------------------------------ the property
+
 
 def check(response, seen: Counter) -> None:
     """Below 500; an error is JSON with a clear detail (HTML or a login redirect for pages); never a traceback."""
@@ -258,8 +342,10 @@ def run_property(api, prefix: str, agent: bool, observe, what: str) -> None:
         one()
     total = sum(seen.values())
     assert targets and total >= len(targets) * 10
-    observe(f"{total} generated requests over the {len(targets)} {what} routes, statuses seen: {sorted(seen)}, "
-            f"none >= 500, every error a clear detail")
+    observe(
+        f"{total} generated requests over the {len(targets)} {what} routes, statuses seen: {sorted(seen)}, "
+        f"none >= 500, every error a clear detail"
+    )
 
 
 @pytest.mark.reliability("Bad input", "API inputs (hypothesis)")
@@ -294,10 +380,15 @@ def test_raw_bodies_are_refused_clearly(api, observe):
     detail (415 for a user route without application/json, 400 or 422 for a body that is not the expected JSON)."""
     targets = [r for prefix in ("/agent/", "/api/") for r in routes(api.app, prefix) if r.method in ("POST", "PATCH")]
     seen: Counter = Counter()
-    raw = st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()[:-1]),
-                    json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-16")),
-                    st.integers(1, 5000).map(lambda n: b"[" * n + b"]" * n), st.sampled_from([b"", b"null", b"{", b"\xff", b"NaN", b"-Infinity",
-                                                                          b'{"version": NaN, "pending_timeout": Infinity}']))
+    raw = st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()[:-1]),
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-16")),
+        st.integers(1, 5000).map(lambda n: b"[" * n + b"]" * n),
+        st.sampled_from(
+            [b"", b"null", b"{", b"\xff", b"NaN", b"-Infinity", b'{"version": NaN, "pending_timeout": Infinity}']
+        ),
+    )
 
     for route in targets:
 
@@ -309,8 +400,11 @@ def test_raw_bodies_are_refused_clearly(api, observe):
             for p in route.params:
                 value = data.draw(st.sampled_from(SAMPLES.get(p, ["1"])))
                 path = path.replace("{" + p + "}", str(api.pending) if value == "PENDING" else value)
-            headers = {"Content-Type": data.draw(content_types), "X-Agent-Token": api.tokens["prod"],
-                       "Authorization": f"Bearer {api.admin}"}
+            headers = {
+                "Content-Type": data.draw(content_types),
+                "X-Agent-Token": api.tokens["prod"],
+                "Authorization": f"Bearer {api.admin}",
+            }
             check(api.client.request(route.method, path, content=data.draw(raw), headers=headers), seen)
 
         one()

@@ -61,21 +61,30 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/agent/v1/deployments"): Case("/agent/v1/deployments", AGENT),
     ("GET", "/agent/v1/deployments/{deployment_id}/file"): Case("/agent/v1/deployments/{deployment}/file", AGENT),
     ("POST", "/agent/v1/deployments/{deployment_id}/steps"): Case(
-        "/agent/v1/deployments/{deployment}/steps", AGENT, {"step": DEPLOYMENT_STEPS[DeploymentAction.DEPLOY][0], "status": "done"}),
+        "/agent/v1/deployments/{deployment}/steps",
+        AGENT,
+        {"step": DEPLOYMENT_STEPS[DeploymentAction.DEPLOY][0], "status": "done"},
+    ),
     # user API
     ("GET", "/api/v1/environments"): Case("/api/v1/environments", LOGIN),
     ("PATCH", "/api/v1/environments/{name}"): Case("/api/v1/environments/prod", ADMIN, {"pending_timeout": 10}),
     ("GET", "/api/v1/environments/{name}/tokens"): Case("/api/v1/environments/prod/tokens", ADMIN_READ),
     ("POST", "/api/v1/environments/{name}/tokens/{token_id}/revoke"): Case(
-        "/api/v1/environments/prod/tokens/{spare}/revoke", ADMIN, {}),
+        "/api/v1/environments/prod/tokens/{spare}/revoke", ADMIN, {}
+    ),
     ("GET", "/api/v1/deployments"): Case("/api/v1/deployments", LOGIN),  # filtered: test_lists_hide_workflows...
     ("POST", "/api/v1/deployments"): Case("/api/v1/deployments", DEPLOY, {"workflow": WF}, WF),
     ("POST", "/api/v1/workflows/{workflow}/undeploy"): Case(f"/api/v1/workflows/{WF}/undeploy", DEPLOY, {}, WF),
-    ("GET", "/api/v1/workflows/{workflow}/deployment-log"): Case(f"/api/v1/workflows/{WF}/deployment-log", READ, None, WF),
+    ("GET", "/api/v1/workflows/{workflow}/deployment-log"): Case(
+        f"/api/v1/workflows/{WF}/deployment-log", READ, None, WF
+    ),
     ("POST", "/api/v1/workflows/{workflow}/run"): Case(f"/api/v1/workflows/{WF}/run", RUN, {}, WF),
     ("POST", "/api/v1/workflows/{workflow}/resync"): Case(
-        f"/api/v1/workflows/{WF}/resync", RUN, {"touchpoint": "customers", "failed": True}, WF),
-    ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"): Case(f"/api/v1/workflows/{WF}/runs/{RUN_ID}", READ_RUNS, None, WF),
+        f"/api/v1/workflows/{WF}/resync", RUN, {"touchpoint": "customers", "failed": True}, WF
+    ),
+    ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"): Case(
+        f"/api/v1/workflows/{WF}/runs/{RUN_ID}", READ_RUNS, None, WF
+    ),
     # pages
     ("GET", "/ui"): Case("/ui", LOGIN),
     ("GET", "/ui/"): Case("/ui/", LOGIN),
@@ -104,6 +113,7 @@ def app_routes(app) -> set[tuple[str, str]]:
 
 # ------------------------------------------------------------------ set-up
 
+
 def _outsider_manager():
     """SimpleAuthManager, except that the user "outsider" may do nothing with the DAG of WF."""
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
@@ -128,8 +138,11 @@ def world(home, store, app, auth_manager, airflow_db, monkeypatch):
     monkeypatch.setattr(_AuthManagerState, "instance", manager)
     deployments.add_environment(store, "prod", "cloud")
     deployments.add_environment(store, "test", "on-premise")
-    tokens = SimpleNamespace(prod=deployments.issue_token(store, "prod"), test=deployments.issue_token(store, "test"),
-                             spare=deployments.issue_token(store, "prod"))
+    tokens = SimpleNamespace(
+        prod=deployments.issue_token(store, "prod"),
+        test=deployments.issue_token(store, "test"),
+        spare=deployments.issue_token(store, "prod"),
+    )
     art = publish.publish(SPEC).artifact
     other_spec = home / f"{OTHER}.yaml"
     other_spec.write_text(SPEC.read_text().replace(f"name: {WF}", f"name: {OTHER}"))
@@ -141,15 +154,24 @@ def world(home, store, app, auth_manager, airflow_db, monkeypatch):
     batch = staging.run_folder(WF, RUN_ID) / "customers" / "extract" / "batch-00001.xml"
     staging.write_batch(batch, RecordWriter("id").write([{"id": "1", "name": "secret-wf-record"}]).document)
     snapshots.start_step(store, WF, RUN_ID, 1, "customers", "extract")
-    snapshots.finish_step(store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1,
-                          files=[str(batch)])
+    snapshots.finish_step(
+        store, WF, RUN_ID, "customers", "extract", status="success", count_in=1, count_out=1, files=[str(batch)]
+    )
     feeds.add(store, "publish", "secret-wf-feed", WF)
     feeds.add(store, "publish", "visible-other-feed", OTHER)
     spare_id = deployments.tokens(store, "prod")[-1]["id"]
     jwt = {role: manager.generate_jwt(SimpleAuthManagerUser(username=role, role=role)) for role in ROLE_MAY}
     jwt["outsider"] = manager.generate_jwt(SimpleAuthManagerUser(username="outsider", role="user"))
-    return SimpleNamespace(store=store, app=app, client=TestClient(app, follow_redirects=False), tokens=tokens,
-                           pending=pending, spare_id=spare_id, jwt=jwt, artifact=art)
+    return SimpleNamespace(
+        store=store,
+        app=app,
+        client=TestClient(app, follow_redirects=False),
+        tokens=tokens,
+        pending=pending,
+        spare_id=spare_id,
+        jwt=jwt,
+        artifact=art,
+    )
 
 
 def url_of(case: Case, world) -> str:
@@ -176,12 +198,14 @@ def untouched(world) -> None:
 
 # ------------------------------------------------------------------ the table
 
+
 def test_the_table_covers_every_route(app):
     """Every route of the app (app.routes) has its row in the table, and no row names a route that does not exist."""
     assert app_routes(app) == set(ROUTES)
 
 
 # ------------------------------------------------------------------ anonymous
+
 
 @pytest.mark.reliability("Security", "Anonymous requests")
 def test_anonymous_requests_are_refused_on_every_route(world, observe):
@@ -209,11 +233,14 @@ def test_anonymous_requests_are_refused_on_every_route(world, observe):
     pages = sum(c.page for c in ROUTES.values())
     api = sum(c.needs not in (PUBLIC,) and not c.page for c in ROUTES.values())
     public = sum(c.needs == PUBLIC for c in ROUTES.values())
-    observe(f"{len(ROUTES)} routes (all of app.routes): {api} API routes x (no credentials, the other kind) all 401, "
-            f"{pages} pages all 302 to Airflow's login; {public} documentation routes public; nothing changed")
+    observe(
+        f"{len(ROUTES)} routes (all of app.routes): {api} API routes x (no credentials, the other kind) all 401, "
+        f"{pages} pages all 302 to Airflow's login; {public} documentation routes public; nothing changed"
+    )
 
 
 # ------------------------------------------------------------------ wrong user
+
 
 @pytest.mark.reliability("Security", "Wrong user")
 def test_each_role_gets_exactly_its_permissions_on_every_route(world, observe):
@@ -243,9 +270,11 @@ def test_each_role_gets_exactly_its_permissions_on_every_route(world, observe):
                 allowed += 1
                 assert r.status_code not in (401, 403), (role, path, r.status_code, r.text)
     viewer_changes = sum(c.changes for c in ROUTES.values())
-    observe(f"5 logins x {sum(c.needs not in (PUBLIC, AGENT) for c in ROUTES.values())} user routes and pages: "
-            f"{refused} refused with 403 (viewer on all {viewer_changes} state-changing routes, user on environments "
-            f"and tokens, outsider on every route about {WF}), {allowed} allowed; nothing changed by a refused call")
+    observe(
+        f"5 logins x {sum(c.needs not in (PUBLIC, AGENT) for c in ROUTES.values())} user routes and pages: "
+        f"{refused} refused with 403 (viewer on all {viewer_changes} state-changing routes, user on environments "
+        f"and tokens, outsider on every route about {WF}), {allowed} allowed; nothing changed by a refused call"
+    )
 
 
 @pytest.mark.reliability("Security", "Wrong user: lists and pages hide workflows")
@@ -275,11 +304,14 @@ def test_lists_hide_workflows_the_user_may_not_read(world, observe):
     assert f"you may not run or resync {WF}" in bucket_page
     environments_page = world.client.get("/ui/environments", headers=viewer).text
     assert "you may not change environments" in environments_page
-    observe(f"outsider: GET /api/v1/deployments -> [] (admin sees [{WF}]); {len(pages)} pages show {OTHER} and not "
-            f"{WF}; viewer: deploy, resync and environment controls disabled with the permission as the reason")
+    observe(
+        f"outsider: GET /api/v1/deployments -> [] (admin sees [{WF}]); {len(pages)} pages show {OTHER} and not "
+        f"{WF}; viewer: deploy, resync and environment controls disabled with the permission as the reason"
+    )
 
 
 # ------------------------------------------------------------------ wrong environment
+
 
 @pytest.mark.reliability("Security", "Wrong environment")
 def test_a_token_of_another_environment_gets_nothing_of_this_one(world, observe):
@@ -303,17 +335,21 @@ def test_a_token_of_another_environment_gets_nothing_of_this_one(world, observe)
     assert deployments.environment(world.store, "test")["last_heartbeat"] is not None
     untouched(world)
     prod_token_id = deployments.tokens(world.store, "prod")[0]["id"]
-    r = world.client.post(f"/api/v1/environments/test/tokens/{prod_token_id}/revoke", json={},
-                          headers=as_role(world, "admin"))
+    r = world.client.post(
+        f"/api/v1/environments/test/tokens/{prod_token_id}/revoke", json={}, headers=as_role(world, "admin")
+    )
     assert r.status_code == 404
     untouched(world)
     own = world.client.get(f"/agent/v1/deployments/{deployment}/file", headers={"X-Agent-Token": world.tokens.prod})
     assert own.status_code == 200 and own.headers["x-flowlink-sha256"] == world.artifact.sha256
-    observe(f"{calls} agent routes with test's token on prod's deployment {deployment}: file and steps 404, "
-            f"pending list empty, no byte of prod's data; revoking a prod token via /environments/test: 404")
+    observe(
+        f"{calls} agent routes with test's token on prod's deployment {deployment}: file and steps 404, "
+        f"pending list empty, no byte of prod's data; revoking a prod token via /environments/test: 404"
+    )
 
 
 # ------------------------------------------------------------------ revocation
+
 
 @pytest.mark.reliability("Security", "Revoked token")
 def test_a_revoked_token_is_refused_at_once(world, observe, capsys):
@@ -337,7 +373,9 @@ def test_a_revoked_token_is_refused_at_once(world, observe, capsys):
     # 1. the API
     assert world.client.post(heartbeat, headers={"X-Agent-Token": world.tokens.prod}).status_code == 200
     first_id = deployments.tokens(world.store, "prod")[0]["id"]
-    r = world.client.post(f"/api/v1/environments/prod/tokens/{first_id}/revoke", json={}, headers=as_role(world, "viewer"))
+    r = world.client.post(
+        f"/api/v1/environments/prod/tokens/{first_id}/revoke", json={}, headers=as_role(world, "viewer")
+    )
     assert r.status_code == 403
     assert world.client.post(heartbeat, headers={"X-Agent-Token": world.tokens.prod}).status_code == 200
     r = world.client.post(f"/api/v1/environments/prod/tokens/{first_id}/revoke", json={}, headers=admin)
@@ -356,19 +394,25 @@ def test_a_revoked_token_is_refused_at_once(world, observe, capsys):
     # 3. the store itself
     assert world.client.post(heartbeat, headers={"X-Agent-Token": third}).status_code == 200
     with world.store.engine.begin() as conn:
-        conn.execute(agent_tokens.update().where(agent_tokens.c.token_hash == hashlib.sha256(third.encode()).hexdigest())
-                     .values(revoked_at=deployments.utcnow()))
+        conn.execute(
+            agent_tokens.update()
+            .where(agent_tokens.c.token_hash == hashlib.sha256(third.encode()).hexdigest())
+            .values(revoked_at=deployments.utcnow())
+        )
     refused_everywhere(third)
 
     assert world.client.post(heartbeat, headers={"X-Agent-Token": world.tokens.test}).status_code == 200
     listed = world.client.get("/api/v1/environments/prod/tokens", headers=admin)
     assert listed.status_code == 200 and [t["active"] for t in listed.json()] == [False, False, False]
     assert not any(tok in listed.text for tok in (world.tokens.prod, world.tokens.spare, third))
-    observe(f"3 tokens revoked (API, CLI by fingerprint, store): each accepted just before, then {refused_calls} agent "
-            f"calls all 403 on the next request; the other environment's token still 200; a viewer's revoke 403")
+    observe(
+        f"3 tokens revoked (API, CLI by fingerprint, store): each accepted just before, then {refused_calls} agent "
+        f"calls all 403 on the next request; the other environment's token still 200; a viewer's revoke 403"
+    )
 
 
 # ------------------------------------------------------------------ hashed
+
 
 @pytest.mark.reliability("Security", "Tokens stored hashed")
 def test_tokens_are_stored_only_as_hashes(world, observe, capsys):
@@ -394,6 +438,8 @@ def test_tokens_are_stored_only_as_hashes(world, observe, capsys):
     for text in (listed, cli_listed, feed_text):
         assert not any(t in text for t in tokens) and not any(h in text for h in hashes)
     assert json.loads(cli_listed)[0]["fingerprint"] in {h[:12] for h in hashes}
-    observe(f"{len(tokens)} tokens of 256 random bits: the store holds {len(hashes)} sha256 hashes and no token "
-            f"(columns and the {len(db_bytes):,}-byte SQLite file); API, CLI listings and feeds show 12-digit "
-            f"fingerprints only")
+    observe(
+        f"{len(tokens)} tokens of 256 random bits: the store holds {len(hashes)} sha256 hashes and no token "
+        f"(columns and the {len(db_bytes):,}-byte SQLite file); API, CLI listings and feeds show 12-digit "
+        f"fingerprints only"
+    )

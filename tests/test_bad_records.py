@@ -29,11 +29,17 @@ MAPPING = [
 class Pipeline:
     """A file-to-file workflow published in the test's FLOWLINK_HOME, run step by step as the operators do."""
 
-    def __init__(self, home: Path, store, source_file: str, *, mapping: list[dict] | None = None, xslt: str | None = None):
+    def __init__(
+        self, home: Path, store, source_file: str, *, mapping: list[dict] | None = None, xslt: str | None = None
+    ):
         self.store, self.data, self.out = store, home / "data", home / "out"
         self.data.mkdir(exist_ok=True)
         self.out.mkdir(exist_ok=True)
-        tp: dict = {"name": "orders", "extract": {"file": source_file, "key": "id"}, "load": {"file": "orders.json", "key": "id"}}
+        tp: dict = {
+            "name": "orders",
+            "extract": {"file": source_file, "key": "id"},
+            "load": {"file": "orders.json", "key": "id"},
+        }
         if xslt is not None:
             (home / "orders.xsl").write_text(xslt, encoding="utf-8")
             tp["xslt"] = "orders.xsl"
@@ -97,7 +103,9 @@ def test_bad_xml_records_fail_alone(pipeline, observe):
     entity reference) and records 1 and 5 fine goes through extract, transform and load; then a file that is not
     well-formed XML."""
     p = pipeline("orders.xml")
-    p.write("orders.xml", """<?xml version="1.0"?>
+    p.write(
+        "orders.xml",
+        """<?xml version="1.0"?>
 <!DOCTYPE records [<!ENTITY ent "entity">]>
 <records>
   <record><id>1</id><qty>1</qty><note>one &amp; &lt;two&gt; &#233;</note></record>
@@ -105,7 +113,8 @@ def test_bad_xml_records_fail_alone(pipeline, observe):
   <record><id>3</id><qty>3</qty><qty>4</qty></record>
   <record><id>4</id><note>an &ent;</note></record>
   <record><id>5</id><qty>5</qty><note>five</note></record>
-</records>""")
+</records>""",
+    )
     message = p.run()
     failed = p.failed()
     assert failed == {
@@ -113,14 +122,18 @@ def test_bad_xml_records_fail_alone(pipeline, observe):
         "3": "extract: orders.xml record 3, line 6: the field 'qty' is given twice",
         "4": "extract: orders.xml record 4, line 7: field 'note' holds the entity reference &ent;, which is not expanded",
     }
-    assert sorted(p.loaded()) == ["1", "5"] and p.loaded()["1"]["note"] == "one & <two> é" and p.loaded()["5"]["qty"] == 5
+    assert (
+        sorted(p.loaded()) == ["1", "5"] and p.loaded()["1"]["note"] == "one & <two> é" and p.loaded()["5"]["qty"] == 5
+    )
     assert message.startswith("orders: 3 records failed in extract; they wait in the resync bucket")
     observe(f"records 2, 3, 4 Failed with the reason and line ({failed['2'].partition(': ')[2]!r}); 1 and 5 loaded")
 
     p.write("orders.xml", "<records><record><id>1</id></record>\n<record><id>2</id></recod></records>")
     with pytest.raises(ConnectorError) as caught:
         p.run()
-    assert str(caught.value).startswith("orders.xml: invalid XML: Opening and ending tag mismatch: record line 2 and recod")
+    assert str(caught.value).startswith(
+        "orders.xml: invalid XML: Opening and ending tag mismatch: record line 2 and recod"
+    )
     observe(f"a file that is not well-formed fails the extract as a whole, naming file and line: {str(caught.value)!r}")
 
 
@@ -143,7 +156,13 @@ def test_bad_json_records_fail_alone(pipeline, observe):
                                  "integer string conversion",
         "(orders.jsonl line 6)": "extract: orders.jsonl line 6: the key field 'id' holds an object, not a value",
     }  # fmt: skip
-    assert sorted(p.loaded()) == ["1", "7"] and p.loaded()["7"] == {"id": "7", "qty": 2, "price": 9.5, "paid": True, "note": "fine"}
+    assert sorted(p.loaded()) == ["1", "7"] and p.loaded()["7"] == {
+        "id": "7",
+        "qty": 2,
+        "price": 9.5,
+        "paid": True,
+        "note": "fine",
+    }
     assert message.startswith("orders: 5 records failed")
     observe("5 bad lines Failed under '(orders.jsonl line N)' with the parser's reason; records 1 and 7 loaded")
 
@@ -152,7 +171,10 @@ def test_bad_json_records_fail_alone(pipeline, observe):
 def test_records_without_a_key_fail_alone(pipeline, observe):
     """A JSON Lines source where records lack the key field, or hold null or "" in it, between good records."""
     p = pipeline("orders.jsonl")
-    p.write("orders.jsonl", jsonl({"id": 1, **GOOD}, {"qty": 2}, {"id": None, "qty": 3}, {"id": "", "qty": 4}, {"id": 0, **GOOD}))
+    p.write(
+        "orders.jsonl",
+        jsonl({"id": 1, **GOOD}, {"qty": 2}, {"id": None, "qty": 3}, {"id": "", "qty": 4}, {"id": 0, **GOOD}),
+    )
     message = p.run()
     reason = "no value for the key field 'id'"
     assert p.failed() == {f"(orders.jsonl line {n})": f"extract: orders.jsonl line {n}: {reason}" for n in (2, 3, 4)}
@@ -170,7 +192,10 @@ def test_a_csv_file_without_the_key_column_fails_the_extract(pipeline):
 
 def test_records_of_an_xml_file_without_a_key_fail_alone(pipeline):
     p = pipeline("orders.xml")
-    p.write("orders.xml", "<records><record><id>1</id></record><record><qty>2</qty></record><record><id/></record></records>")
+    p.write(
+        "orders.xml",
+        "<records><record><id>1</id></record><record><qty>2</qty></record><record><id/></record></records>",
+    )
     assert p.run().startswith("orders: 2 records failed")
     assert p.failed() == {f"(orders.xml record {n}, line 1)": f"extract: orders.xml record {n}, line 1: no value for "
                           "the key field 'id'" for n in (2, 3)}  # fmt: skip
@@ -206,7 +231,9 @@ def test_values_of_the_wrong_type_fail_alone(pipeline, observe):
         "8": {"id": "8", "qty": 8, "price": 1000.0, "paid": False, "note": '{"text": "ok", "tags": ["a", "é"]}'},
     }
     assert message.startswith("orders: 6 records failed")
-    observe("6 records Failed naming field and value (e.g. \"field 'qty': 'two' is not an integer\"); 1 and 8 loaded, typed")
+    observe(
+        "6 records Failed naming field and value (e.g. \"field 'qty': 'two' is not an integer\"); 1 and 8 loaded, typed"
+    )
 
 
 @pytest.mark.reliability("Bad input", "illegal characters")
@@ -214,7 +241,7 @@ def test_characters_xml_cannot_carry_fail_alone(pipeline, observe):
     """A JSON Lines source whose values (and one key) hold characters XML 1.0 cannot carry: NUL, a bell, an escape,
     U+FFFE, half a surrogate pair; between records with awkward but legal text and an escaped surrogate pair."""
     p = pipeline("orders.jsonl")
-    awkward = "tab\t, CR\r, <tag> & \"quotes\" ]]>, 日本 🎉, \u0085 \u2028"
+    awkward = 'tab\t, CR\r, <tag> & "quotes" ]]>, 日本 🎉, \u0085 \u2028'
     p.write("orders.jsonl", jsonl(
         {"id": 1, **GOOD, "note": awkward},
         {"id": 2, **GOOD, "note": "NUL \u0000"},
@@ -237,9 +264,11 @@ def test_characters_xml_cannot_carry_fail_alone(pipeline, observe):
                           "8": {"id": "8", "qty": 2, "price": 9.5, "paid": True, "note": "fine"},
                           "9": {"id": "9", "qty": None, "price": None, "paid": False, "note": "pair 🎉"}}  # fmt: skip
     assert message.startswith("orders: 6 records failed")
-    observe(f"5 records Failed in extract, which cannot write them as record XML: \"field 'note' {reason}\" (one naming "
-            "the key field 'id'); half a surrogate pair as the JSON is read (\"field 'note' holds an unpaired surrogate "
-            "...\"); 1 (tab, CR, markup, emoji), 8 and 9 loaded")
+    observe(
+        f"5 records Failed in extract, which cannot write them as record XML: \"field 'note' {reason}\" (one naming "
+        "the key field 'id'); half a surrogate pair as the JSON is read (\"field 'note' holds an unpaired surrogate "
+        '..."); 1 (tab, CR, markup, emoji), 8 and 9 loaded'
+    )
 
 
 def test_half_a_surrogate_pair_from_any_source_fails_alone_when_staged(tmp_path):
@@ -252,8 +281,11 @@ def test_half_a_surrogate_pair_from_any_source_fails_alone_when_staged(tmp_path)
     assert written.keys == ["2"] and written.failures == [("1", "field 'note' holds characters XML 1.0 cannot carry")]
     batch = tmp_path / "batch-00001.xml"
     staging.write_batch(batch, written.document)
-    assert staging.read_batch(batch) == '<records><record key="2"><id>2</id><note>日本</note></record></records>'.encode()
+    assert (
+        staging.read_batch(batch) == '<records><record key="2"><id>2</id><note>日本</note></record></records>'.encode()
+    )
     assert not list(tmp_path.glob("*.tmp"))
+
 
 def test_a_damaged_or_old_batch_file_fails_the_step_naming_the_file(pipeline):
     """A batch file cut short (or edited into something that is not XML) between the steps, or one holding JSON Lines,

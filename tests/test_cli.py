@@ -25,8 +25,14 @@ def flowlink(home: Path, *args: str, cwd: Path | None = None) -> subprocess.Comp
     env["FLOWLINK_HOME"] = str(home)
     env["COLUMNS"] = "250"  # wide rich tables: one line per row
     env.pop("FORCE_COLOR", None)
-    done = subprocess.run([sys.executable, "-m", "flowlink.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd or home.parent, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowlink.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or home.parent,
+        timeout=300,
+    )
     assert "Traceback" not in done.stderr, done.stderr
     assert "Traceback" not in done.stdout, done.stdout
     return done
@@ -62,7 +68,9 @@ def spec_variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> P
 
 @pytest.fixture
 def bad_spec(tmp_path) -> Path:
-    return spec_variant(tmp_path, "bad.yaml", ("concat(first_name, ' ', last_name)", "concat(first_name, ' ', last_name"))
+    return spec_variant(
+        tmp_path, "bad.yaml", ("concat(first_name, ' ', last_name)", "concat(first_name, ' ', last_name")
+    )
 
 
 # ---------------------------------------------------------------- validate, schema
@@ -76,8 +84,10 @@ def test_validate_a_bad_spec_names_file_yaml_path_and_reason(home, bad_spec):
     done = flowlink(home, "validate", bad_spec)
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr.strip() == (f"{bad_spec}: touchpoints[0].mapping[1].xpath: invalid XPath 1.0 expression "
-                                   f"\"concat(first_name, ' ', last_name\": syntax error: '(' is not closed")
+    assert done.stderr.strip() == (
+        f"{bad_spec}: touchpoints[0].mapping[1].xpath: invalid XPath 1.0 expression "
+        f"\"concat(first_name, ' ', last_name\": syntax error: '(' is not closed"
+    )
 
 
 def test_validate_several_files_reports_each(home, tmp_path, bad_spec):
@@ -113,17 +123,29 @@ def test_generate_writes_stylesheets_that_transform_records(home, tmp_path):
     assert stdout.splitlines() == [f"customers: {out_dir / 'customers.xslt'}", f"orders: {out_dir / 'orders.xslt'}"]
     assert sorted(p.name for p in out_dir.iterdir()) == ["customers.xslt", "orders.xslt"]
     transform = etree.XSLT(etree.parse(str(out_dir / "customers.xslt")))
-    record = etree.fromstring("<records><record key='7'><id>7</id><first_name>Ada</first_name><last_name>Lovelace</last_name>"
-                              "<email>ADA@Example.ORG</email><country_code>FR</country_code></record></records>")
+    record = etree.fromstring(
+        "<records><record key='7'><id>7</id><first_name>Ada</first_name><last_name>Lovelace</last_name>"
+        "<email>ADA@Example.ORG</email><country_code>FR</country_code></record></records>"
+    )
     result = transform(record).getroot()
     assert [(r.get("key"), [(f.tag, f.text) for f in r]) for r in result] == [
-        ("7", [("customer_id", "7"), ("name", "Ada Lovelace"), ("email", "ada@example.org"), ("country", "France"),
-               ("channel", "erp")])
+        (
+            "7",
+            [
+                ("customer_id", "7"),
+                ("name", "Ada Lovelace"),
+                ("email", "ada@example.org"),
+                ("country", "France"),
+                ("channel", "erp"),
+            ],
+        )
     ]
     etree.XSLT(etree.parse(str(out_dir / "orders.xslt")))
 
     summary = ok(home, "generate", EXAMPLE)  # without --out: a summary, nothing written
-    assert re.fullmatch(r"customers: ok \(5 mapping rules, \d+ bytes\)\norders: ok \(4 mapping rules, \d+ bytes\)\n", summary)
+    assert re.fullmatch(
+        r"customers: ok \(5 mapping rules, \d+ bytes\)\norders: ok \(4 mapping rules, \d+ bytes\)\n", summary
+    )
     assert not home.exists()
 
 
@@ -140,7 +162,8 @@ def test_preview_of_a_file_and_of_the_published_workflow_print_the_same_xslt(hom
     assert from_file == generated + "\n"
     assert "Traceback" not in fails(home, "preview", WF, "customers")  # not published yet
     assert fails(home, "preview", WF, "customers").strip() == (
-        "flowlink preview: workflow 'erp_to_shop' has not been published (flowlink publish FILE)")
+        "flowlink preview: workflow 'erp_to_shop' has not been published (flowlink publish FILE)"
+    )
     ok(home, "publish", EXAMPLE)
     assert ok(home, "preview", WF, "customers") == from_file
     assert ok(home, "preview", WF, "orders") == ok(home, "preview", EXAMPLE, "orders") != from_file
@@ -148,10 +171,12 @@ def test_preview_of_a_file_and_of_the_published_workflow_print_the_same_xslt(hom
 
 def test_preview_of_an_unknown_touchpoint_lists_the_touchpoints(home):
     assert fails(home, "preview", EXAMPLE, "invoices").strip() == (
-        "flowlink preview: workflow 'erp_to_shop' has no touchpoint 'invoices' (it has: customers, orders)")
+        "flowlink preview: workflow 'erp_to_shop' has no touchpoint 'invoices' (it has: customers, orders)"
+    )
     ok(home, "publish", EXAMPLE)
     assert fails(home, "preview", WF, "invoices").strip() == (
-        "flowlink preview: workflow 'erp_to_shop' has no touchpoint 'invoices' (it has: customers, orders)")
+        "flowlink preview: workflow 'erp_to_shop' has no touchpoint 'invoices' (it has: customers, orders)"
+    )
 
 
 # ---------------------------------------------------------------- publish, feeds
@@ -164,13 +189,20 @@ def feeds_json(home: Path, *args: str) -> list[dict]:
 def test_publish_versions_read_only_files_and_feeds(home, tmp_path):
     first = ok(home, "publish", EXAMPLE)
     v1 = home / "published" / WF / f"{WF}-v0001.json"
-    assert re.fullmatch(rf"{WF}: published v1 sha256 [0-9a-f]{{64}}\n  file: {re.escape(str(v1))}\n"
-                        rf"  deploy it: flowlink deploy {WF}\n", first)
+    assert re.fullmatch(
+        rf"{WF}: published v1 sha256 [0-9a-f]{{64}}\n  file: {re.escape(str(v1))}\n"
+        rf"  deploy it: flowlink deploy {WF}\n",
+        first,
+    )
     again = ok(home, "publish", EXAMPLE)
     assert again.startswith(f"{WF}: unchanged, still v1 sha256 ")
     assert "unchanged" in again and "schedule:" not in again
 
-    changed = spec_variant(tmp_path, "erp_to_shop.yaml", ("description: Customers and their orders", "description: All customers and orders"))
+    changed = spec_variant(
+        tmp_path,
+        "erp_to_shop.yaml",
+        ("description: Customers and their orders", "description: All customers and orders"),
+    )
     second = ok(home, "publish", changed)
     assert second.startswith(f"{WF}: published v2 sha256 ")
     assert "schedule:" not in second
@@ -212,12 +244,15 @@ def test_publish_versions_read_only_files_and_feeds(home, tmp_path):
 
 def test_publish_of_an_invalid_spec_writes_nothing(home, bad_spec):
     err = fails(home, "publish", bad_spec)
-    assert err.startswith(f"flowlink publish: {bad_spec}: touchpoints[0].mapping[1].xpath: invalid XPath 1.0 expression")
+    assert err.startswith(
+        f"flowlink publish: {bad_spec}: touchpoints[0].mapping[1].xpath: invalid XPath 1.0 expression"
+    )
     assert not (home / "published").exists()
     assert not (home / "live").exists()
     assert feeds_json(home) == []
     assert fails(home, "publish", home.parent / "nope.yaml").strip() == (
-        f"flowlink publish: {home.parent / 'nope.yaml'}: (top): cannot read file: No such file or directory")
+        f"flowlink publish: {home.parent / 'nope.yaml'}: (top): cannot read file: No such file or directory"
+    )
     assert not (home / "published").exists()
 
 
@@ -240,7 +275,8 @@ def test_commands_on_an_empty_store(home):
     assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
     assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0006\n"
     assert fails(home, "snapshot", "manual__2024-01-01T00:00:00+00:00").strip() == (
-        "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)")
+        "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)"
+    )
     assert "no snapshot for run 'x'" in fails(home, "snapshot", "x", "--workflow", ALONE, "--json")
 
 
@@ -253,17 +289,36 @@ def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch, airflow_db):
     try:
         snapshots.start_step(store, ALONE, "run-1", 1, "customers", "load")
         bucket.mark_unprocessed(store, ALONE, "customers", "run-1", ["1", "2", "3"], resync=False)
-        bucket.record(store, ALONE, "customers", "run-1", "load",
-                      [Outcome("1", "success", "D1"), Outcome("2", "failed", None, "HTTP 422: email taken")])
-        snapshots.finish_step(store, ALONE, "run-1", "customers", "load", status="failed", count_in=3, count_out=1, count_failed=1,
-                              files=["a.jsonl"], message="1 record failed")
+        bucket.record(
+            store,
+            ALONE,
+            "customers",
+            "run-1",
+            "load",
+            [Outcome("1", "success", "D1"), Outcome("2", "failed", None, "HTTP 422: email taken")],
+        )
+        snapshots.finish_step(
+            store,
+            ALONE,
+            "run-1",
+            "customers",
+            "load",
+            status="failed",
+            count_in=3,
+            count_out=1,
+            count_failed=1,
+            files=["a.jsonl"],
+            message="1 record failed",
+        )
     finally:
         store.dispose()
 
     listed = json.loads(ok(home, "bucket", ALONE, "--json", "--limit", "2", "--offset", "1"))
     assert listed["total"] == 3
     assert [(r["source_id"], r["status"], r["tries"], r["message"]) for r in listed["rows"]] == [
-        ("2", "failed", 1, "HTTP 422: email taken"), ("3", "unprocessed", 0, None)]
+        ("2", "failed", 1, "HTTP 422: email taken"),
+        ("3", "unprocessed", 0, None),
+    ]
     failed = json.loads(ok(home, "bucket", ALONE, "--status", "failed", "--json"))
     assert failed["total"] == 1 and failed["rows"][0]["source_id"] == "2"
     assert "HTTP 422: email taken" in ok(home, "bucket", ALONE, "--touchpoint", "customers")
@@ -273,7 +328,9 @@ def test_bucket_runs_and_snapshot_show_the_store(home, monkeypatch, airflow_db):
     assert runs[0]["status"] == "failed"  # Airflow does not know run-1: the snapshot's failed step says it
     assert re.search(r"run-1 .* failed", ok(home, "runs", ALONE))
     snap = json.loads(ok(home, "snapshot", "run-1", "--json"))
-    assert [(s["step"], s["status"], s["files"], s["message"]) for s in snap["steps"]] == [("load", "failed", ["a.jsonl"], "1 record failed")]
+    assert [(s["step"], s["status"], s["files"], s["message"]) for s in snap["steps"]] == [
+        ("load", "failed", ["a.jsonl"], "1 record failed")
+    ]
     assert [(d["source_id"], d["status"]) for d in snap["data_log"]] == [("1", "success"), ("2", "failed")]
     table = ok(home, "snapshot", "run-1", "--limit", "1")
     assert "Snapshot of run run-1" in table and "Data log (1 of 2)" in table
@@ -292,21 +349,29 @@ def put_live(home: Path, monkeypatch) -> None:
 
 def test_resync_mistakes(home, monkeypatch):
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
-        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})")
+        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})"
+    )
     ok(home, "publish", EXAMPLE)
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
-        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})")
+        f"flowlink resync: workflow '{WF}' is not live: publish and deploy it first (flowlink deploy {WF})"
+    )
     put_live(home, monkeypatch)
     assert fails(home, "resync", WF, "--touchpoint", "invoices", "--failed").strip() == (
-        f"flowlink resync: workflow '{WF}' has no touchpoint 'invoices' (it has: customers, orders)")
+        f"flowlink resync: workflow '{WF}' has no touchpoint 'invoices' (it has: customers, orders)"
+    )
     err = fails(home, "resync", WF, "--touchpoint", "customers", code=2)
-    assert err.startswith("usage: flowlink resync") and "one of the arguments --failed --unprocessed --id is required" in err
+    assert (
+        err.startswith("usage: flowlink resync")
+        and "one of the arguments --failed --unprocessed --id is required" in err
+    )
     err = fails(home, "resync", WF, "--touchpoint", "customers", "--failed", "--id", "1", code=2)
     assert "not allowed with argument" in err
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--failed").strip() == (
-        f"flowlink resync: no failed records in the bucket of {WF}.customers: nothing to resync")
+        f"flowlink resync: no failed records in the bucket of {WF}.customers: nothing to resync"
+    )
     assert fails(home, "resync", WF, "--touchpoint", "customers", "--id", "41", "42").strip() == (
-        f"flowlink resync: not in the bucket of {WF}.customers: 41, 42")
+        f"flowlink resync: not in the bucket of {WF}.customers: 41, 42"
+    )
     assert [e["tag"] for e in feeds_json(home, "--tag", "resync")] == []  # no request was recorded
 
 
@@ -321,8 +386,17 @@ def test_resync_queues_an_airflow_run_for_the_failed_records(home, monkeypatch, 
     try:
         ids = [str(i) for i in range(1, 9)]
         bucket.mark_unprocessed(store, WF, "customers", "scheduled__1", ids, resync=False)
-        bucket.record(store, WF, "customers", "scheduled__1", "load",
-                      [Outcome(i, "failed", None, "HTTP 500") if i in ("3", "5", "8") else Outcome(i, "success", f"D{i}") for i in ids])
+        bucket.record(
+            store,
+            WF,
+            "customers",
+            "scheduled__1",
+            "load",
+            [
+                Outcome(i, "failed", None, "HTTP 500") if i in ("3", "5", "8") else Outcome(i, "success", f"D{i}")
+                for i in ids
+            ],
+        )
         bucket.mark_unprocessed(store, WF, "orders", "scheduled__1", ["o1", "o2"], resync=False)
         bucket.record(store, WF, "orders", "scheduled__1", "load", [Outcome("o1", "failed", None, "no customer")])
 
@@ -352,7 +426,9 @@ def test_resync_queues_an_airflow_run_for_the_failed_records(home, monkeypatch, 
     assert run.state == DagRunState.QUEUED
     assert run.run_type == DagRunType.MANUAL
     assert run.conf == {"resync_id": resync_id}
-    assert feeds_json(home, "--tag", "resync")[0]["message"] == f"resync #{resync_id} of 3 customers records: run {run_id}"
+    assert (
+        feeds_json(home, "--tag", "resync")[0]["message"] == f"resync #{resync_id} of 3 customers records: run {run_id}"
+    )
     assert state.resync(store, resync_id)["run_id"] == run_id
 
     # by id: only the chosen records, each once
@@ -385,8 +461,10 @@ def test_resync_of_a_dag_airflow_does_not_know_says_so(home, tmp_path, airflow_d
     finally:
         store.dispose()
     err = fails(home, "resync", "never_parsed_flow", "--touchpoint", "customers", "--failed")
-    assert err.strip().splitlines()[-1] == ("flowlink resync: Airflow does not know the DAG 'never_parsed_flow' yet: "
-                                            "is the dag-processor running (or run `airflow dags reserialize`)?")
+    assert err.strip().splitlines()[-1] == (
+        "flowlink resync: Airflow does not know the DAG 'never_parsed_flow' yet: "
+        "is the dag-processor running (or run `airflow dags reserialize`)?"
+    )
 
 
 def test_runs_show_airflows_state_or_say_it_cannot_be_read(home, monkeypatch, airflow_db, tmp_path):
@@ -420,9 +498,11 @@ def test_runs_show_airflows_state_or_say_it_cannot_be_read(home, monkeypatch, ai
 
 def test_one_of_a_kind_is_singular(home, tmp_path):
     spec = tmp_path / "single.yaml"
-    spec.write_text("name: single\nsource: {type: sql, connection: a}\ntarget: {type: rest, connection: b}\n"
-                    "touchpoints:\n  - name: only\n    extract: {table: t, key: id}\n"
-                    "    mapping: [{target: id, source: id}]\n    load: {endpoint: /x, key: id}\n")
+    spec.write_text(
+        "name: single\nsource: {type: sql, connection: a}\ntarget: {type: rest, connection: b}\n"
+        "touchpoints:\n  - name: only\n    extract: {table: t, key: id}\n"
+        "    mapping: [{target: id, source: id}]\n    load: {endpoint: /x, key: id}\n"
+    )
     assert ok(home, "validate", spec) == f"{spec}: ok (single, 1 touchpoint)\n"
     assert re.fullmatch(r"only: ok \(1 mapping rule, \d+ bytes\)\n", ok(home, "generate", spec))
     from flowlink.errors import plural
@@ -431,11 +511,17 @@ def test_one_of_a_kind_is_singular(home, tmp_path):
     assert plural(1, "try", "tries") == "1 try" and plural(3, "try", "tries") == "3 tries"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", WF, "--timeout", "5"], "--timeout goes with --wait"),
-    (["run", WF, "--wait", "--timeout", "0"], "argument --timeout: 0 is not more than 0 seconds"),
-    (["resync", WF, "--touchpoint", "c", "--failed", "--wait", "--timeout", "soon"], "'soon' is not a number of seconds"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", WF, "--timeout", "5"], "--timeout goes with --wait"),
+        (["run", WF, "--wait", "--timeout", "0"], "argument --timeout: 0 is not more than 0 seconds"),
+        (
+            ["resync", WF, "--touchpoint", "c", "--failed", "--wait", "--timeout", "soon"],
+            "'soon' is not a number of seconds",
+        ),
+    ],
+)
 def test_wait_arguments(home, args, message):
     assert message in fails(home, *args, code=2)
 
@@ -443,14 +529,17 @@ def test_wait_arguments(home, args, message):
 # ---------------------------------------------------------------- bad arguments
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
-    ([], "the following arguments are required: COMMAND"),
-    (["bucket", WF, "--status", "bogus"], "argument --status: invalid choice: 'bogus'"),
-    (["bucket", WF, "--limit", "many"], "argument --limit: 'many' is not a whole number"),
-    (["publish"], "the following arguments are required: FILE"),
-    (["validate", "x.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
+        ([], "the following arguments are required: COMMAND"),
+        (["bucket", WF, "--status", "bogus"], "argument --status: invalid choice: 'bogus'"),
+        (["bucket", WF, "--limit", "many"], "argument --limit: 'many' is not a whole number"),
+        (["publish"], "the following arguments are required: FILE"),
+        (["validate", "x.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
 def test_bad_arguments_exit_2_with_usage(home, args, message):
     done = flowlink(home, *args)
     assert done.returncode == 2

@@ -23,12 +23,23 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 WORKERS = {"cloud": "airflow-worker-cloud", "site_b": "airflow-worker-site-b"}
 AGENTS = {"cloud": "flowlink-agent-cloud", "site_b": "flowlink-agent-site-b"}
-AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer", *WORKERS.values(), "flowlink-cli"]
+AIRFLOW_SERVICES = [
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    *WORKERS.values(),
+    "flowlink-cli",
+]
 ONE_SHOT = {"airflow-init", "flowlink-cli"}  # they run and end: nothing to check the health of
-SITE = dict(db_url="postgresql+psycopg://airflow:pw@127.0.0.1:5432/airflow",
-            store_url="postgresql+psycopg://airflow:pw@127.0.0.1:5432/flowlink",
-            broker_url="redis://127.0.0.1:6379/0", api_port=8080, scheduler_health_port=8974)
+SITE = dict(
+    db_url="postgresql+psycopg://airflow:pw@127.0.0.1:5432/airflow",
+    store_url="postgresql+psycopg://airflow:pw@127.0.0.1:5432/flowlink",
+    broker_url="redis://127.0.0.1:6379/0",
+    api_port=8080,
+    scheduler_health_port=8974,
+)
 
 
 def _command(service: str) -> list[str]:
@@ -45,8 +56,9 @@ def test_the_services_of_the_scale_out():
     assert set(SERVICES) == {"postgres", "redis", *AIRFLOW_SERVICES, *AGENTS.values()}
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     assert SERVICES["redis"]["image"].startswith("redis:")
-    assert [_command(s)[0] for s in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                                     "airflow-triggerer")] == ["api-server", "scheduler", "dag-processor", "triggerer"]
+    assert [
+        _command(s)[0] for s in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+    ] == ["api-server", "scheduler", "dag-processor", "triggerer"]
     assert SERVICES["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
     assert SERVICES["flowlink-cli"]["profiles"] == ["cli"]  # not started by `docker compose up`
 
@@ -95,8 +107,9 @@ def test_each_environment_has_its_queue_worker_and_agent():
         assert token.parent.name == environment
         # Its own token only, read-only; the live folder the dag-processor and the workers read.
         mounts = [m.split(":") for m in agent["volumes"]]
-        assert [m for m in mounts if m[1].startswith("/opt/airflow/agent-tokens")] == \
-            [[f"flowlink-token-{environment.replace('_', '-')}", str(token.parent), "ro"]], mounts
+        assert [m for m in mounts if m[1].startswith("/opt/airflow/agent-tokens")] == [
+            [f"flowlink-token-{environment.replace('_', '-')}", str(token.parent), "ro"]
+        ], mounts
         live = [m for m in mounts if m[1] == "/opt/airflow/flowlink/live"]
         assert live and live[0][0] in {m.split(":")[0] for m in COMPOSE["x-airflow-common"]["volumes"]}
         # No database and no Airflow settings: an agent talks HTTP only, as at a customer's site.
@@ -130,7 +143,9 @@ def test_the_addresses_point_at_the_compose_services():
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
     for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND", "FLOWLINK_STORE_URL"):
         assert "@postgres/" in env[key], key
-    assert env["FLOWLINK_STORE_URL"].endswith("/flowlink") and env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/airflow")
+    assert env["FLOWLINK_STORE_URL"].endswith("/flowlink") and env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(
+        "/airflow"
+    )
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
@@ -140,8 +155,10 @@ def test_the_distributed_test_uses_airflow_env_and_the_same_keys_as_compose(tmp_
     assert {k: env[k] for k in shared} == shared  # airflow.env exactly as the compose services get it
     compose_keys = set(COMPOSE["x-airflow-common"]["environment"])
     test_keys = set(site_settings(tmp_path, **SITE))
-    assert compose_keys == test_keys, (f"only in docker-compose.yaml: {sorted(compose_keys - test_keys)}; "
-                                       f"only in tests/test_distributed.py: {sorted(test_keys - compose_keys)}")
+    assert compose_keys == test_keys, (
+        f"only in docker-compose.yaml: {sorted(compose_keys - test_keys)}; "
+        f"only in tests/test_distributed.py: {sorted(test_keys - compose_keys)}"
+    )
     # Nothing else configures Airflow or Flowlink in the test's processes.
     extra = {k for k in env if k.startswith(("AIRFLOW", "FLOWLINK_"))} - set(shared) - test_keys
     assert extra == {"AIRFLOW_HOME"}, extra  # the image sets AIRFLOW_HOME=/opt/airflow
@@ -156,8 +173,16 @@ def test_the_image_is_the_official_one_with_the_pinned_requirements_and_the_whee
     # tools and the editable install), applied here as the image build applies it.
     (pattern,) = re.findall(r"grep -vE '([^']+)'", dockerfile)
     kept = [line for line in requirements if not re.search(pattern, line)]
-    for pin in ("apache-airflow==", "apache-airflow-providers-celery==", "redis==", "celery==", "asyncpg==",
-                "psycopg[binary]==", "SQLAlchemy==", "lxml=="):
+    for pin in (
+        "apache-airflow==",
+        "apache-airflow-providers-celery==",
+        "redis==",
+        "celery==",
+        "asyncpg==",
+        "psycopg[binary]==",
+        "SQLAlchemy==",
+        "lxml==",
+    ):
         assert any(line.startswith(pin) for line in kept), pin
     assert not [line for line in kept if line.startswith(("-e", "pytest", "playwright", "hypothesis", "ruff", "mypy"))]
     # Flowlink itself: the wheel built in the first stage, installed (not editable) with the same pins, then its
@@ -165,7 +190,9 @@ def test_the_image_is_the_official_one_with_the_pinned_requirements_and_the_whee
     assert "pip wheel" in dockerfile and "--from=wheel" in dockerfile
     assert not re.search(r"pip install[^\n]* -e ", dockerfile)
     commands = re.sub(r"\\\n\s*", " ", dockerfile)  # continued lines joined
-    assert re.search(r"pip install [^\n]*-r /tmp/requirements-image.txt +/tmp/flowlink-wheel/flowlink-\*\.whl", commands)
+    assert re.search(
+        r"pip install [^\n]*-r /tmp/requirements-image.txt +/tmp/flowlink-wheel/flowlink-\*\.whl", commands
+    )
     (written,) = re.findall(r"flowlink dags write (\S+)", dockerfile)
     assert written == COMPOSE["x-airflow-common"]["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in (REPO / "docker-compose.yaml").read_text()  # built, not pip at start

@@ -65,16 +65,21 @@ def test_file_layouts(tmp_path):
     assert "<records>" in xml and "<record>" in xml and "<name>a &amp; &lt;b&gt;</name>" in xml
     assert "<note" not in xml and "<flags>[1, 2]</flags>" in xml and "<vip>true</vip>" in xml
     assert read_all(FileSource(tmp_path), Extract(file="o.xml", key="id")) == [
-        {"id": "1", "name": "a & <b>", "flags": "[1, 2]", "vip": "true"}]
+        {"id": "1", "name": "a & <b>", "flags": "[1, 2]", "vip": "true"}
+    ]
 
 
 def test_reads_hand_written_files(tmp_path):
-    (tmp_path / "a.csv").write_text("\ufeffid,name\r\n2,\"two, with comma\"\r\n1,one\r\n", encoding="utf-8")
+    (tmp_path / "a.csv").write_text('\ufeffid,name\r\n2,"two, with comma"\r\n1,one\r\n', encoding="utf-8")
     (tmp_path / "b.xml").write_text(
-        '<?xml version="1.0"?><records><!-- c --><record><id>5</id><name/></record></records>')
+        '<?xml version="1.0"?><records><!-- c --><record><id>5</id><name/></record></records>'
+    )
     (tmp_path / "c.jsonl").write_text('{"id": 7}\n\n{"id": 6}\n')
     source = FileSource(tmp_path)
-    assert read_all(source, Extract(file="a.csv", key="id")) == [{"id": "1", "name": "one"}, {"id": "2", "name": "two, with comma"}]
+    assert read_all(source, Extract(file="a.csv", key="id")) == [
+        {"id": "1", "name": "one"},
+        {"id": "2", "name": "two, with comma"},
+    ]
     assert read_all(source, Extract(file="b.xml", key="id")) == [{"id": "5", "name": ""}]
     assert read_all(source, Extract(file="c.jsonl", key="id")) == [{"id": 6}, {"id": 7}]
 
@@ -135,15 +140,27 @@ def test_upsert_twice_merges_without_duplicates(tmp_path, fmt):
 def test_insert_reports_existing_keys(tmp_path):
     write(tmp_path, "out.json", ORDERS[:1])
     results = write(tmp_path, "out.json", [{"id": 3, "name": "dup"}, {"id": 4, "name": "new"}], method="insert")
-    assert results == [WriteResult(key="3", ok=False, error="already exists", exists=True),
-                       WriteResult(key="4", ok=True, destination_id="4")]
+    assert results == [
+        WriteResult(key="3", ok=False, error="already exists", exists=True),
+        WriteResult(key="4", ok=True, destination_id="4"),
+    ]
     names = {r["id"]: r["name"] for r in json.loads((tmp_path / "out.json").read_text())}
     assert names == {3: "gamma", 4: "new"}
 
 
 def test_bad_records_fail_alone(tmp_path):
-    results = write(tmp_path, "out.xml", [{"id": 1, "name": "ok"}, {"name": "no key"}, {"id": 2, "bad name": "x"},
-                                          {"id": 3, "data": b"\x00"}, "not a record", {"id": 4}])
+    results = write(
+        tmp_path,
+        "out.xml",
+        [
+            {"id": 1, "name": "ok"},
+            {"name": "no key"},
+            {"id": 2, "bad name": "x"},
+            {"id": 3, "data": b"\x00"},
+            "not a record",
+            {"id": 4},
+        ],
+    )
     assert [r.ok for r in results] == [True, False, False, False, False, True]
     assert "'id'" in results[1].error
     assert "'bad name'" in results[2].error
@@ -230,8 +247,10 @@ def test_xml_entities_are_not_expanded(tmp_path):
     (tmp_path / "secret.txt").write_text("TOPSECRET")
     (tmp_path / "x.xml").write_text(
         f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY s SYSTEM "file://{tmp_path}/secret.txt">]>'
-        "<records><record><id>1</id><v>&s;</v></record></records>")
+        "<records><record><id>1</id><v>&s;</v></record></records>"
+    )
     [row] = read_all(FileSource(tmp_path), Extract(file="x.xml", key="id"))
-    assert row == Unreadable("field 'v' holds the entity reference &s;, which is not expanded", "x.xml record 1, line 1",
-                             key="1")
+    assert row == Unreadable(
+        "field 'v' holds the entity reference &s;, which is not expanded", "x.xml record 1, line 1", key="1"
+    )
     assert "TOPSECRET" not in repr(row)

@@ -102,8 +102,12 @@ def shop():
 def seed_customers(shop: DemoShop, n: int) -> None:
     """Customers 1..n through the shop's own API; updated_at decreases with the id (so order by it differs)."""
     for i in range(1, n + 1):
-        body = {"customer_id": i, "email": f"c{i}@example.com", "country": "DE" if i % 3 == 0 else "FR",
-                "updated_at": f"2024-01-{31 - i:02d}T10:00:00Z"}
+        body = {
+            "customer_id": i,
+            "email": f"c{i}@example.com",
+            "country": "DE" if i % 3 == 0 else "FR",
+            "updated_at": f"2024-01-{31 - i:02d}T10:00:00Z",
+        }
         assert requests.put(f"{shop.url}/customers/{i}", json=body, timeout=5).status_code == 201
 
 
@@ -152,7 +156,9 @@ def test_read_without_pagination_plain_list_and_dotted_records_path():
 def test_read_filter_is_sent_as_query_parameters(shop):
     seed_customers(shop, 10)
     with RestSource(shop.url) as source:
-        batches = list(source.read(customers_extract(filter="country=DE", pagination=Pagination(size=2)), batch_size=50))
+        batches = list(
+            source.read(customers_extract(filter="country=DE", pagination=Pagination(size=2)), batch_size=50)
+        )
     assert keys(batches) == [3, 6, 9]
 
 
@@ -178,13 +184,20 @@ def test_read_incremental_when_the_service_ignores_the_parameter():
     ]
     with Tiny(lambda r: (200, {}, records)) as tiny:
         with RestSource(tiny.url) as source:
-            got = list(source.read(Extract(endpoint="/items", key="id", incremental="changed"),
-                                   since="2024-04-30T21:00:00Z", batch_size=10))
+            got = list(
+                source.read(
+                    Extract(endpoint="/items", key="id", incremental="changed"),
+                    since="2024-04-30T21:00:00Z",
+                    batch_size=10,
+                )
+            )
         assert ("changed__gt", "2024-04-30T21:00:00Z") in tiny.requests[0]["query"]
     # compared as times (not text), the record without a value left out, ordered by time then key
     assert keys(got, "id") == [3, 2, 0, 1]
     with Tiny(lambda r: (200, {}, records)) as tiny, RestSource(tiny.url) as source:
-        everything = list(source.read(Extract(endpoint="/items", key="id", incremental="changed"), since="", batch_size=10))
+        everything = list(
+            source.read(Extract(endpoint="/items", key="id", incremental="changed"), since="", batch_size=10)
+        )
         assert tiny.requests[0]["query"] == []  # an empty since is no since
     assert keys(everything, "id") == [5, 4, 3, 2, 0, 1]  # no value first, as SQL orders NULLs
 
@@ -272,8 +285,9 @@ def test_insert_conflict_is_a_failed_record(shop):
         first = target.write(load, [{"customer_id": "c1", "email": "a@b.c"}])
         again = target.write(load, [{"customer_id": "c1", "email": "a@b.c"}, {"customer_id": "c2", "email": "b@b.c"}])
     assert first == [WriteResult(key="c1", ok=True, destination_id="c1")]
-    assert again[0] == WriteResult(key="c1", ok=False, exists=True,
-                                   error="POST /customers: HTTP 409: customer_id: customer c1 already exists")
+    assert again[0] == WriteResult(
+        key="c1", ok=False, exists=True, error="POST /customers: HTTP 409: customer_id: customer c1 already exists"
+    )
     assert again[1].ok
     assert shop.writes("customers") == {"c1": 2, "c2": 1}  # the POST was not retried
 
@@ -295,7 +309,9 @@ def test_rejected_record_fails_alone_with_the_shops_message(shop):
 def test_order_for_unknown_customer_fails(shop):
     with RestTarget(shop.url, **FAST) as target:
         result = target.write(Load(endpoint="orders", key="order_id"), [{"order_id": 1, "customer_id": 123}])
-    assert result == [WriteResult(key="1", ok=False, error="PUT /orders/1: HTTP 422: customer_id: unknown customer 123")]
+    assert result == [
+        WriteResult(key="1", ok=False, error="PUT /orders/1: HTTP 422: customer_id: unknown customer 123")
+    ]
 
 
 def test_destination_id_from_the_answer():
@@ -335,11 +351,13 @@ def test_error_text_prefers_json_fields_and_is_short():
 
 def flaky(failures: list[tuple[int, dict]]):
     """A handler answering the given (status, headers) first, then 200."""
+
     def handler(request):
         if failures:
             status, headers = failures.pop(0)
             return status, headers, {"error": f"try later ({status})"}
         return 200, {}, {"ok": True}
+
     return handler
 
 
@@ -434,6 +452,7 @@ def auth_checking(expected: str):
             return 200, {}, [{"id": 1}]
         # a badly behaved service that echoes credentials in its error text
         return 400, {}, {"error": f"bad request from {request['headers']['Authorization']} ({PASSWORD}, {TOKEN})"}
+
     return handler
 
 
@@ -455,8 +474,9 @@ def test_basic_auth_is_sent_and_the_password_never_shows():
 
 
 def test_bearer_token_and_extra_headers_are_sent():
-    settings = rest_settings_from_connection("http", "127.0.0.1", None, None, None, None,
-                                             {"token": TOKEN, "headers": {"X-Tenant": "acme"}})
+    settings = rest_settings_from_connection(
+        "http", "127.0.0.1", None, None, None, None, {"token": TOKEN, "headers": {"X-Tenant": "acme"}}
+    )
     with Tiny(auth_checking(f"Bearer {TOKEN}")) as tiny:
         settings["base_url"] = tiny.url
         with RestSource(**settings) as source:

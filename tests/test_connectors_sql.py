@@ -51,7 +51,8 @@ def make_orders(engine, rows: int = 10, name: str | None = None) -> str:
     name = name or f"orders_{uuid.uuid4().hex[:10]}"
     md = sa.MetaData()
     table = sa.Table(
-        name, md,
+        name,
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("name", sa.String(50), nullable=False),
         sa.Column("amount", sa.Numeric(10, 2)),
@@ -61,17 +62,20 @@ def make_orders(engine, rows: int = 10, name: str | None = None) -> str:
     md.create_all(engine)
     if rows:
         with engine.begin() as conn:
-            conn.execute(table.insert(), [
-                {
-                    "id": i,
-                    "name": f"order {i}",
-                    "amount": Decimal(i * 10) + Decimal("0.50"),
-                    "region": "north" if i % 2 else "south",
-                    # descending in id so the incremental order differs from the key order; ties in pairs
-                    "updated_at": T0 + dt.timedelta(hours=(rows - i) // 2),
-                }
-                for i in range(1, rows + 1)
-            ])
+            conn.execute(
+                table.insert(),
+                [
+                    {
+                        "id": i,
+                        "name": f"order {i}",
+                        "amount": Decimal(i * 10) + Decimal("0.50"),
+                        "region": "north" if i % 2 else "south",
+                        # descending in id so the incremental order differs from the key order; ties in pairs
+                        "updated_at": T0 + dt.timedelta(hours=(rows - i) // 2),
+                    }
+                    for i in range(1, rows + 1)
+                ],
+            )
     return name
 
 
@@ -174,10 +178,16 @@ def test_postgresql_reads_through_a_server_side_cursor(pg_url):
     batches = source.read(Extract(table=table, key="id"), batch_size=7)
     assert len(next(batches)) == 7  # the generator is now paused with the cursor open
     with engine.connect() as conn:
-        queries = conn.execute(sa.text(
-            "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() "
-            "AND state = 'idle in transaction'"
-        )).scalars().all()
+        queries = (
+            conn.execute(
+                sa.text(
+                    "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                    "AND state = 'idle in transaction'"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert any(q.startswith("FETCH FORWARD") for q in queries), queries
     assert sum(len(b) for b in batches) == 43
     source.close()
@@ -201,8 +211,10 @@ def test_schema_qualified_table(engine, source, target):
 def test_upsert_twice_updates_without_duplicates(engine, target, source):
     table = make_orders(engine, rows=0)
     load = Load(table=table, key="id")
-    first = [{"id": i, "name": f"n{i}", "amount": "1.25", "region": "east", "updated_at": "2024-05-01T10:00:00"}
-             for i in range(1, 6)]
+    first = [
+        {"id": i, "name": f"n{i}", "amount": "1.25", "region": "east", "updated_at": "2024-05-01T10:00:00"}
+        for i in range(1, 6)
+    ]
     results = target.write(load, first)
     assert results == [WriteResult(key=str(i), ok=True, destination_id=str(i)) for i in range(1, 6)]
     second = [{"id": i, "name": f"changed {i}"} for i in (2, 4)] + [{"id": 6, "name": "n6"}]
@@ -220,8 +232,9 @@ def test_upsert_twice_updates_without_duplicates(engine, target, source):
 
 def test_upsert_same_key_twice_in_one_batch_last_wins(engine, target):
     table = make_orders(engine, rows=0)
-    results = target.write(Load(table=table, key="id"), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"},
-                                                           {"id": 1, "name": "c"}])
+    results = target.write(
+        Load(table=table, key="id"), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 1, "name": "c"}]
+    )
     assert [(r.key, r.ok) for r in results] == [("1", True), ("2", True), ("1", True)]
     rows = fetch(engine, table)
     assert {i: r["name"] for i, r in rows.items()} == {1: "c", 2: "b"}
@@ -230,7 +243,9 @@ def test_upsert_same_key_twice_in_one_batch_last_wins(engine, target):
 def test_insert_reports_existing_keys_and_keeps_them(engine, target):
     table = make_orders(engine, rows=3)
     load = Load(table=table, key="id", method="insert")
-    results = target.write(load, [{"id": 2, "name": "new 2"}, {"id": 11, "name": "new 11"}, {"id": 11, "name": "again"}])
+    results = target.write(
+        load, [{"id": 2, "name": "new 2"}, {"id": 11, "name": "new 11"}, {"id": 11, "name": "again"}]
+    )
     assert results == [
         WriteResult(key="2", ok=False, error="already exists", exists=True),
         WriteResult(key="11", ok=True, destination_id="11"),
@@ -241,7 +256,10 @@ def test_insert_reports_existing_keys_and_keeps_them(engine, target):
     # the per-record path (after a failing batch) reports the same way
     results = target.write(load, [{"id": 3, "name": "x"}, {"id": 12, "name": None}, {"id": 13, "name": "ok"}])
     assert [(r.key, r.ok, r.exists, r.error if r.exists else None) for r in results] == [
-        ("3", False, True, "already exists"), ("12", False, False, None), ("13", True, False, None)]
+        ("3", False, True, "already exists"),
+        ("12", False, False, None),
+        ("13", True, False, None),
+    ]
 
 
 def test_bad_records_fail_alone_and_the_rest_commit(engine, target):
@@ -272,11 +290,14 @@ def test_bad_records_fail_alone_and_the_rest_commit(engine, target):
 
 def test_unknown_column_and_missing_key_fail_that_record(engine, target):
     table = make_orders(engine, rows=0)
-    results = target.write(Load(table=table, key="id"), [
-        {"id": 1, "name": "a", "colour": "red"},
-        {"name": "no key"},
-        {"id": 2, "name": "b"},
-    ])
+    results = target.write(
+        Load(table=table, key="id"),
+        [
+            {"id": 1, "name": "a", "colour": "red"},
+            {"name": "no key"},
+            {"id": 2, "name": "b"},
+        ],
+    )
     assert not results[0].ok and "'colour'" in results[0].error and table in results[0].error
     assert not results[1].ok and results[1].key == "" and "'id'" in results[1].error
     assert results[2].ok
@@ -331,7 +352,10 @@ def test_sql_url_from_connection_sqlite(tmp_path):
     table = make_orders(engine, rows=2)
     engine.dispose()
     assert [r["id"] for r in read_all(SqlSource(url), Extract(table=table, key="id"))] == [1, 2]
-    assert sql_url_from_connection("sqlite", "x.db", None, None, None, None, {"sqlalchemy_url": "sqlite:///y.db"}) == "sqlite:///y.db"
+    assert (
+        sql_url_from_connection("sqlite", "x.db", None, None, None, None, {"sqlalchemy_url": "sqlite:///y.db"})
+        == "sqlite:///y.db"
+    )
     with pytest.raises(ConnectorError, match="host = the path"):
         sql_url_from_connection("sqlite", "", None, None, None, None, {})
 
@@ -339,8 +363,15 @@ def test_sql_url_from_connection_sqlite(tmp_path):
 def test_sql_url_from_connection_postgres_escapes_the_password(pg_url):
     real = make_url(pg_url)
     assert any(c in real.password for c in ":@/%")
-    url = sql_url_from_connection("postgres", real.host, real.username, real.password, real.port, real.database,
-                                  {"sslmode": "disable", "cursor": "dictcursor"})
+    url = sql_url_from_connection(
+        "postgres",
+        real.host,
+        real.username,
+        real.password,
+        real.port,
+        real.database,
+        {"sslmode": "disable", "cursor": "dictcursor"},
+    )
     assert url.startswith("postgresql+psycopg://") and "sslmode=disable" in url and "cursor" not in url
     source = SqlSource(url)
     engine = sa.create_engine(url)

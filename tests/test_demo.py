@@ -35,7 +35,9 @@ def rows(path: Path, sql: str) -> list[tuple]:
 def test_erp_contents(tmp_path):
     path = tmp_path / "erp.db"
     demo_erp.create(path)
-    customers = rows(path, "SELECT id, first_name, last_name, email, country_code, updated_at FROM customers ORDER BY id")
+    customers = rows(
+        path, "SELECT id, first_name, last_name, email, country_code, updated_at FROM customers ORDER BY id"
+    )
     orders = rows(path, "SELECT id, customer_id, amount, status, updated_at FROM orders ORDER BY id")
     assert [c[0] for c in customers] == list(range(1, 51))
     assert [o[0] for o in orders] == list(range(1, 151))
@@ -51,8 +53,10 @@ def test_erp_is_deterministic(tmp_path):
     demo_erp.create(tmp_path / "a.db", customers=20, orders=30, seed=7)
     demo_erp.create(tmp_path / "b.db", customers=20, orders=30, seed=7)
     demo_erp.create(tmp_path / "c.db", customers=20, orders=30, seed=8)
-    dump = {name: rows(tmp_path / name, "SELECT * FROM customers") + rows(tmp_path / name, "SELECT * FROM orders")
-            for name in ("a.db", "b.db", "c.db")}
+    dump = {
+        name: rows(tmp_path / name, "SELECT * FROM customers") + rows(tmp_path / name, "SELECT * FROM orders")
+        for name in ("a.db", "b.db", "c.db")
+    }
     assert dump["a.db"] == dump["b.db"]
     assert dump["a.db"] != dump["c.db"]
 
@@ -92,8 +96,12 @@ def test_erp_touch(tmp_path):
 
 def test_erp_program(tmp_path):
     path = tmp_path / "erp.db"
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "demo_erp.py"), str(path), "--customers", "4", "--orders", "6"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "demo_erp.py"), str(path), "--customers", "4", "--orders", "6"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "4 customers, 6 orders" in done.stdout
     assert rows(path, "SELECT count(*) FROM customers") == [(4,)]
@@ -152,14 +160,20 @@ def test_shop_post(shop):
 
 def test_shop_custom_key_fields():
     with DemoShop(keys={"customers": "number", "orders": "number"}) as shop:
-        assert requests.post(f"{shop.url}/customers", json={"number": "K1", "email": "a@b.c"}, timeout=5).status_code == 201
+        assert (
+            requests.post(f"{shop.url}/customers", json={"number": "K1", "email": "a@b.c"}, timeout=5).status_code
+            == 201
+        )
         assert shop.records("customers")["K1"]["number"] == "K1"
 
 
 def test_shop_list_pagination_and_filters(shop):
     for i in range(1, 12):
-        requests.put(f"{shop.url}/customers/{i}", json={"email": f"{i}@x.y", "tier": "gold" if i % 2 else "silver", "n": i},
-                     timeout=5)
+        requests.put(
+            f"{shop.url}/customers/{i}",
+            json={"email": f"{i}@x.y", "tier": "gold" if i % 2 else "silver", "n": i},
+            timeout=5,
+        )
     page = requests.get(f"{shop.url}/customers", params={"per_page": 4}, timeout=5).json()
     assert [r["id"] for r in page["records"]] == ["1", "2", "3", "4"]  # numeric ids in numeric order
     seen, url = [], f"{shop.url}/customers?per_page=4&tier=gold"
@@ -175,8 +189,14 @@ def test_shop_list_pagination_and_filters(shop):
 
 def test_shop_admin_hooks(shop):
     url = shop.url
-    assert requests.post(f"{url}/_admin/reject", json={"resource": "customers", "ids": ["5", "7"], "status": 500,
-                                                        "message": "database is on fire"}, timeout=5).status_code == 200
+    assert (
+        requests.post(
+            f"{url}/_admin/reject",
+            json={"resource": "customers", "ids": ["5", "7"], "status": 500, "message": "database is on fire"},
+            timeout=5,
+        ).status_code
+        == 200
+    )
     failed = requests.put(f"{url}/customers/5", json={"email": "a@b.c"}, timeout=5)
     assert (failed.status_code, failed.json()) == (500, {"error": "database is on fire"})
     assert requests.put(f"{url}/customers/6", json={"email": "a@b.c"}, timeout=5).status_code == 201
@@ -214,8 +234,12 @@ def read_line(stream, seconds: float = 20) -> str:
 
 
 def start_shop(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "demo_shop.py"), "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "examples" / "demo_shop.py"), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = read_line(proc.stdout)
     match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
     assert match, line + proc.stderr.read() if proc.poll() is not None else line
@@ -239,7 +263,10 @@ def test_shop_program_with_data_file(tmp_path):
     proc, url = start_shop("--data", str(data))
     try:
         assert requests.put(f"{url}/customers/1", json={"email": "a@b.c"}, timeout=5).status_code == 201
-        assert requests.get(f"{url}/customers", timeout=5).json() == {"records": [{"email": "a@b.c", "id": "1"}], "next": None}
+        assert requests.get(f"{url}/customers", timeout=5).json() == {
+            "records": [{"email": "a@b.c", "id": "1"}],
+            "next": None,
+        }
     finally:
         out, err = stop_shop(proc)
     assert err == ""  # quiet by default
@@ -257,6 +284,10 @@ def test_shop_program_with_data_file(tmp_path):
 
 def test_shop_program_reports_a_busy_port():
     with DemoShop() as shop:
-        done = subprocess.run([sys.executable, str(REPO / "examples" / "demo_shop.py"), "--port", str(shop.port)],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "examples" / "demo_shop.py"), "--port", str(shop.port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert done.returncode == 1 and "cannot listen" in done.stderr and "Traceback" not in done.stderr

@@ -62,8 +62,12 @@ def test_each_stored_record_names_the_columns_of_its_table():
     from flowlink.store import deployments as stored
     from flowlink.store import tables
 
-    for record, table in ((stored.EnvironmentRow, tables.environments), (stored.TokenRow, tables.agent_tokens),
-                          (stored.Deployment, tables.deployments), (stored.LogLine, tables.deployment_log)):
+    for record, table in (
+        (stored.EnvironmentRow, tables.environments),
+        (stored.TokenRow, tables.agent_tokens),
+        (stored.Deployment, tables.deployments),
+        (stored.LogLine, tables.deployment_log),
+    ):
         assert record.__required_keys__ == set(table.c.keys()), record.__name__
 
 
@@ -88,9 +92,11 @@ def deploy(server, *args) -> tuple[int, str]:
 
 def tracker_state(server, run_id: str) -> str:
     """The Airflow run that tracks a deployment, once it has ended."""
+
     def ended():
         state = server.api("GET", f"/api/v2/dags/flowlink_deployments/dagRuns/{run_id}").json()["state"]
         return state in ("success", "failed") and state
+
     return wait_for("the tracking run to end", ended, timeout=60)
 
 
@@ -119,8 +125,15 @@ def test_happy_path_pending_to_successful_then_the_dag_runs(world, agent):
     # The workflow's DAG appears and a run moves the records.
     wait_for("the workflow DAG", lambda: server.dag_known(WF), timeout=90, every=1)
     run_id = server.flowlink("run", WF).stdout.split("run ")[-1].strip()
-    state = wait_for("the workflow run to end", lambda: (s := server.api("GET", f"/api/v2/dags/{WF}/dagRuns/{run_id}").json()["state"])
-                     in ("success", "failed") and s, timeout=120, every=1)
+    state = wait_for(
+        "the workflow run to end",
+        lambda: (
+            (s := server.api("GET", f"/api/v2/dags/{WF}/dagRuns/{run_id}").json()["state"]) in ("success", "failed")
+            and s
+        ),
+        timeout=120,
+        every=1,
+    )
     assert state == "success"
     assert len(world["shop"].records("customers")) == 20 and len(world["shop"].records("orders")) == 30
     feeds = [f["message"] for f in server.flowlink_json("feeds", "--tag", "deploy")]
@@ -130,7 +143,9 @@ def test_happy_path_pending_to_successful_then_the_dag_runs(world, agent):
 def test_agent_down_at_start_resumes_and_no_step_runs_twice(world, agent):
     server = world["server"]
     spec = world["root"] / "v2.yaml"
-    spec.write_text((REPO / "examples" / "erp_to_shop.yaml").read_text().replace("Customers and their orders", "Version two,"))
+    spec.write_text(
+        (REPO / "examples" / "erp_to_shop.yaml").read_text().replace("Customers and their orders", "Version two,")
+    )
     server.flowlink("publish", str(spec))
     deploy(server)
     d = last_deployment(server)
@@ -150,8 +165,11 @@ def test_agent_never_comes_back_unsuccessful_then_a_redeploy_succeeds(world, age
     store = store_of(world)
     try:  # stand for elapsed time: wait till moves close
         with store.engine.begin() as conn:
-            conn.execute(update(deployments_table).where(deployments_table.c.id == deployment_id)
-                         .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)))
+            conn.execute(
+                update(deployments_table)
+                .where(deployments_table.c.id == deployment_id)
+                .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2))
+            )
     finally:
         store.dispose()
     d = wait_status(server, "unsuccessful", timeout=30)  # ended by the tracking sensor's trigger at wait till
@@ -168,7 +186,9 @@ def test_agent_never_comes_back_unsuccessful_then_a_redeploy_succeeds(world, age
 def test_a_corrupted_published_file_fails_its_step_and_the_previous_version_keeps_running(world, agent):
     server = world["server"]
     spec = world["root"] / "v3.yaml"
-    spec.write_text((REPO / "examples" / "erp_to_shop.yaml").read_text().replace("Customers and their orders", "Version three,"))
+    spec.write_text(
+        (REPO / "examples" / "erp_to_shop.yaml").read_text().replace("Customers and their orders", "Version three,")
+    )
     server.flowlink("publish", str(spec))
     deploy(server)  # no agent yet; the file is damaged in storage before the agent downloads it
     published = world["root"] / "flowlink" / "published" / WF / f"{WF}-v0003.json"
@@ -184,9 +204,12 @@ def test_a_corrupted_published_file_fails_its_step_and_the_previous_version_keep
 def test_rules_while_pending_and_undeploy(world, agent):
     server = world["server"]
     deploy(server, "--version", "2")  # no agent: stays pending
-    for args, word in ((["deploy", WF], "deploy refused"), (["run", WF], "execute refused"),
-                       (["resync", WF, "--touchpoint", "customers", "--failed"], "resync refused"),
-                       (["undeploy", WF], "undeploy refused")):
+    for args, word in (
+        (["deploy", WF], "deploy refused"),
+        (["run", WF], "execute refused"),
+        (["resync", WF, "--touchpoint", "customers", "--failed"], "resync refused"),
+        (["undeploy", WF], "undeploy refused"),
+    ):
         done = server.flowlink(*args, check=False)
         assert done.returncode == 1 and word in done.stderr and "is pending" in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
@@ -216,15 +239,23 @@ def test_endpoints_require_the_right_token_or_a_login(world):
     server = world["server"]
     base = f"{server.url}/flowlink"
     assert requests.post(f"{base}/agent/v1/heartbeat", timeout=10).status_code == 401
-    assert requests.post(f"{base}/agent/v1/heartbeat", headers={"X-Agent-Token": "flk_wrong"}, timeout=10).status_code == 403
+    assert (
+        requests.post(f"{base}/agent/v1/heartbeat", headers={"X-Agent-Token": "flk_wrong"}, timeout=10).status_code
+        == 403
+    )
     ok = requests.post(f"{base}/agent/v1/heartbeat", headers={"X-Agent-Token": world["token"]}, timeout=10)
     assert ok.status_code == 200 and ok.json()["environment"] == "cloud"
     cloud_deployment = last_deployment(server)["id"]
-    other = requests.get(f"{base}/agent/v1/deployments/{cloud_deployment}/file",
-                         headers={"X-Agent-Token": world["other_token"]}, timeout=10)
+    other = requests.get(
+        f"{base}/agent/v1/deployments/{cloud_deployment}/file",
+        headers={"X-Agent-Token": world["other_token"]},
+        timeout=10,
+    )
     assert other.status_code == 404
     assert requests.get(f"{base}/api/v1/deployments", timeout=10).status_code == 401
-    assert requests.get(f"{base}/api/v1/deployments", headers={"Authorization": "Bearer nonsense"}, timeout=10).status_code in (401, 403)
+    assert requests.get(
+        f"{base}/api/v1/deployments", headers={"Authorization": "Bearer nonsense"}, timeout=10
+    ).status_code in (401, 403)
     listed = server.api("GET", "/flowlink/api/v1/deployments")
     assert listed.status_code == 200 and any(d["workflow"] == WF for d in listed.json())
     openapi = requests.get(f"{base}/openapi.json", timeout=10).json()

@@ -50,6 +50,7 @@ PHASES: dict[str, float] = {}  # seconds per phase, printed at the end (pytest -
 
 # ------------------------------------------------------------------ the process environment (shared with test_compose)
 
+
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     """KEY=VALUE lines of an env file as Docker Compose reads them (comments and blank lines skipped)."""
     values = {}
@@ -64,8 +65,9 @@ def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     return values
 
 
-def site_settings(root: Path, *, db_url: str, store_url: str, broker_url: str, api_port: int,
-                  scheduler_health_port: int) -> dict[str, str]:
+def site_settings(
+    root: Path, *, db_url: str, store_url: str, broker_url: str, api_port: int, scheduler_health_port: int
+) -> dict[str, str]:
     """This loopback site's values of the keys that docker-compose.yaml sets in x-airflow-common's environment:
     addresses, paths, logins and sizes (small: two cores, and a test that should not wait)."""
     home = root / "airflow"
@@ -103,9 +105,11 @@ def distributed_env(root: Path, **site) -> dict[str, str]:
 
 # ------------------------------------------------------------------ processes
 
+
 def _redis_server() -> str | None:
-    return shutil.which("redis-server") or next((p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
-                                                 if os.access(p, os.X_OK)), None)
+    return shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.access(p, os.X_OK)), None
+    )
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -122,12 +126,21 @@ class Proc:
         self.name = name
         self.log_path = logs / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def check(self) -> None:
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}; read {self.log_path}:\n{_tail(self.log_path)}")
+            raise AssertionError(
+                f"{self.name} exited with {self.proc.returncode}; read {self.log_path}:\n{_tail(self.log_path)}"
+            )
 
     def terminate(self) -> None:
         """SIGTERM to the process itself: a Celery worker then finishes its tasks (warm shutdown)."""
@@ -177,14 +190,24 @@ class Site:
             if result:
                 return result
             if time.monotonic() > deadline:
-                where = f"; read {self.logs / (log + '.log')}:\n{_tail(self.logs / (log + '.log'))}" if log else \
-                    f"; the process logs are in {self.logs}"
+                where = (
+                    f"; read {self.logs / (log + '.log')}:\n{_tail(self.logs / (log + '.log'))}"
+                    if log
+                    else f"; the process logs are in {self.logs}"
+                )
                 raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{where}")
             time.sleep(every)
 
     def run(self, *argv: str, timeout: float = 300, env: dict[str, str] | None = None) -> str:
-        done = subprocess.run(list(argv), env=env or self.env, cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            list(argv),
+            env=env or self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} -> {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done.stdout
@@ -218,8 +241,10 @@ def _create_airflow_database(pg_url: str, password: str) -> tuple[str, str]:
         conn.exec_driver_sql(f'CREATE DATABASE "{AIRFLOW_DB}" OWNER airflow')
     engine.dispose()
     url = admin.set(username="airflow", password=password)
-    return (url.set(database=AIRFLOW_DB).render_as_string(hide_password=False),
-            url.set(database=STORE_DB).render_as_string(hide_password=False))
+    return (
+        url.set(database=AIRFLOW_DB).render_as_string(hide_password=False),
+        url.set(database=STORE_DB).render_as_string(hide_password=False),
+    )
 
 
 def compose_init_script() -> str:
@@ -254,6 +279,7 @@ def _phase(name: str, started: float) -> float:
 
 # ------------------------------------------------------------------ the site
 
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, pg_url):
     redis_server = _redis_server()
@@ -270,24 +296,57 @@ def site(tmp_path_factory, pg_url):
         db_url, store_url = _create_airflow_database(pg_url, secrets.token_hex(12))
         redis_port = free_port()
         (root / "redis").mkdir()
-        s.start("redis", [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(root / "redis"),
-                          "--save", "", "--appendonly", "no", "--daemonize", "no"], env={"PATH": os.environ.get("PATH", "")})
+        s.start(
+            "redis",
+            [
+                redis_server,
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(root / "redis"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            env={"PATH": os.environ.get("PATH", "")},
+        )
         api_port = free_port()
-        s.env = distributed_env(root, db_url=db_url, store_url=store_url, broker_url=f"redis://127.0.0.1:{redis_port}/0",
-                                api_port=api_port, scheduler_health_port=free_port())
+        s.env = distributed_env(
+            root,
+            db_url=db_url,
+            store_url=store_url,
+            broker_url=f"redis://127.0.0.1:{redis_port}/0",
+            api_port=api_port,
+            scheduler_health_port=free_port(),
+        )
         s.url = f"http://127.0.0.1:{api_port}"
         create_erp(root / "erp.db", customers=40, orders=90)
         s.env["AIRFLOW_CONN_DEMO_ERP"] = json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")})
         for environment, shop in shops.items():
-            s.env[f"AIRFLOW_CONN_{SHOP_CONNECTIONS[environment].upper()}"] = json.dumps({"conn_type": "http", "host": shop.url})
+            s.env[f"AIRFLOW_CONN_{SHOP_CONNECTIONS[environment].upper()}"] = json.dumps(
+                {"conn_type": "http", "host": shop.url}
+            )
 
         # The compose file's airflow-init, run as it is: the shared airflow.cfg, migrations, the admin user,
         # the Flowlink store's database and migrations, the environments cloud and site_b with a token each.
         password = secrets.token_urlsafe(12)
         tokens_dir = root / "agent-tokens"
-        s.run("bash", "-c", compose_init_script(),
-              env={**s.env, "_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": password,
-                   "FLOWLINK_AGENT_TOKENS": str(tokens_dir)})
+        s.run(
+            "bash",
+            "-c",
+            compose_init_script(),
+            env={
+                **s.env,
+                "_AIRFLOW_WWW_USER_USERNAME": "admin",
+                "_AIRFLOW_WWW_USER_PASSWORD": password,
+                "FLOWLINK_AGENT_TOKENS": str(tokens_dir),
+            },
+        )
         # As the image's build does: Flowlink's two DAG files into the DAGs folder (the plugin comes from the
         # package's entry point: no plugins folder).
         s.flowlink("dags", "write")
@@ -297,13 +356,22 @@ def site(tmp_path_factory, pg_url):
         s.start("api-server", [airflow, "api-server"])
         s.start("scheduler", [airflow, "scheduler"])
         s.start("dag-processor", [airflow, "dag-processor"])
-        s.start("triggerer", [airflow, "triggerer"],
-                env={**s.env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
+        s.start(
+            "triggerer",
+            [airflow, "triggerer"],
+            env={**s.env, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())},
+        )
         for environment in ENVIRONMENTS:  # two workers on one machine: each its own name and log server port
             name = WORKER_NAMES[environment]
-            s.start(name, [airflow, "celery", "worker", "--queues", environment, "--celery-hostname", f"{name}@%h"],
-                    env={**s.env, "FLOWLINK_WORKER_NAME": name,
-                         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+            s.start(
+                name,
+                [airflow, "celery", "worker", "--queues", environment, "--celery-hostname", f"{name}@%h"],
+                env={
+                    **s.env,
+                    "FLOWLINK_WORKER_NAME": name,
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                },
+            )
 
         # Meanwhile: the two workflows published.
         for environment in ENVIRONMENTS:
@@ -316,19 +384,40 @@ def site(tmp_path_factory, pg_url):
         s.wait("scheduler, dag-processor and triggerer to report healthy", lambda: _components_healthy(s), timeout=120)
         for environment in ENVIRONMENTS:
             name = WORKER_NAMES[environment]
-            s.wait(f"the Celery worker {name}", lambda n=name: " ready." in (s.logs / f"{n}.log").read_text(errors="replace"),
-                   timeout=120, log=name)
+            s.wait(
+                f"the Celery worker {name}",
+                lambda n=name: " ready." in (s.logs / f"{n}.log").read_text(errors="replace"),
+                timeout=120,
+                log=name,
+            )
         t = _phase("services up", t)
 
         # One agent per environment with the token airflow-init wrote for it. As in the compose file it gets no
         # database and no Airflow settings: it talks to the api-server over HTTP only.
         agent_env = {"PATH": s.env["PATH"], "FLOWLINK_HOME": s.env["FLOWLINK_HOME"], "PYTHONUNBUFFERED": "1"}
         for environment in ENVIRONMENTS:
-            s.start(f"agent-{environment}", [str(BIN / "flowlink"), "agent", "--environment", environment,
-                                              "--server", f"{s.url}/flowlink", "--interval", "0.5",
-                                              "--token-file", str(tokens_dir / environment / "token")], env=agent_env)
-        s.wait("Airflow to know the deployment tracker DAG", lambda: _dag_known(s, "flowlink_deployments"),
-               timeout=120, log="dag-processor")
+            s.start(
+                f"agent-{environment}",
+                [
+                    str(BIN / "flowlink"),
+                    "agent",
+                    "--environment",
+                    environment,
+                    "--server",
+                    f"{s.url}/flowlink",
+                    "--interval",
+                    "0.5",
+                    "--token-file",
+                    str(tokens_dir / environment / "token"),
+                ],
+                env=agent_env,
+            )
+        s.wait(
+            "Airflow to know the deployment tracker DAG",
+            lambda: _dag_known(s, "flowlink_deployments"),
+            timeout=120,
+            log="dag-processor",
+        )
         _phase("agents and the tracker DAG", t)
         yield {"site": s, "shops": shops, "db_url": db_url}
     finally:
@@ -349,7 +438,10 @@ def _ok(url: str) -> bool:
 
 def _components_healthy(s: Site) -> bool:
     health = s.api("GET", "/api/v2/monitor/health").json()
-    return all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+    return all(
+        health.get(c, {}).get("status") == "healthy"
+        for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    )
 
 
 def _dag_known(s: Site, dag_id: str) -> bool:
@@ -371,8 +463,12 @@ def _deploy(s: Site, environment: str) -> None:
     def ended():
         d = _deployment(s, workflow)
         return d if d and d["status"] in ("successful", "unsuccessful") else None
+
     d = s.wait(f"the deployment of {workflow} to {environment}", ended, timeout=90, log=f"agent-{environment}")
-    assert d["status"] == "successful" and d["environment"] == environment, (d, f"read {s.logs}/agent-{environment}.log")
+    assert d["status"] == "successful" and d["environment"] == environment, (
+        d,
+        f"read {s.logs}/agent-{environment}.log",
+    )
     live = Path(s.env["FLOWLINK_HOME"]) / "live" / environment / f"{workflow}.json"
     assert live.exists(), f"the agent of {environment} did not install {live}"
 
@@ -389,6 +485,7 @@ def _erp_count(path: Path, table: str) -> int:
 
 # ------------------------------------------------------------------ the test
 
+
 def test_each_environments_workflow_runs_on_its_own_worker_queue(site):
     s: Site = site["site"]
     t = time.monotonic()
@@ -400,20 +497,35 @@ def test_each_environments_workflow_runs_on_its_own_worker_queue(site):
 
     runs = {}
     for environment, workflow in WORKFLOWS.items():
-        s.wait(f"Airflow to know the DAG {workflow}", lambda w=workflow: _dag_known(s, w), timeout=90, log="dag-processor")
+        s.wait(
+            f"Airflow to know the DAG {workflow}", lambda w=workflow: _dag_known(s, w), timeout=90, log="dag-processor"
+        )
         runs[environment] = s.flowlink("run", workflow).split("run ")[-1].strip()
-    states = {e: s.wait(f"run {runs[e]} of {WORKFLOWS[e]} to end", lambda e=e: _run_state(s, WORKFLOWS[e], runs[e]),
-                        timeout=180, log=WORKER_NAMES[e]) for e in ENVIRONMENTS}
+    states = {
+        e: s.wait(
+            f"run {runs[e]} of {WORKFLOWS[e]} to end",
+            lambda e=e: _run_state(s, WORKFLOWS[e], runs[e]),
+            timeout=180,
+            log=WORKER_NAMES[e],
+        )
+        for e in ENVIRONMENTS
+    }
     _phase("two runs", t)
 
     for environment, workflow in WORKFLOWS.items():
         worker = WORKER_NAMES[environment]
-        tis = s.api("GET", f"/api/v2/dags/{workflow}/dagRuns/{runs[environment]}/taskInstances").json()["task_instances"]
+        tis = s.api("GET", f"/api/v2/dags/{workflow}/dagRuns/{runs[environment]}/taskInstances").json()[
+            "task_instances"
+        ]
         summary = [(ti["task_id"], ti["state"], ti["queue"], ti["hostname"]) for ti in tis]
-        assert states[environment] == "success", (f"{workflow}: run {runs[environment]} {states[environment]}: {summary}; "
-                                                  f"read {s.logs / (worker + '.log')} and the task logs in {s.root / 'airflow' / 'logs'}")
+        assert states[environment] == "success", (
+            f"{workflow}: run {runs[environment]} {states[environment]}: {summary}; "
+            f"read {s.logs / (worker + '.log')} and the task logs in {s.root / 'airflow' / 'logs'}"
+        )
         # Airflow's own record: every task instance was queued on the environment's queue and ran on its worker.
-        placed = [(q, h) for task_id, _, q, h in summary if task_id != "all-loaded"]  # all-loaded never leaves the scheduler
+        placed = [
+            (q, h) for task_id, _, q, h in summary if task_id != "all-loaded"
+        ]  # all-loaded never leaves the scheduler
         assert len(placed) == 6 and set(placed) == {(environment, worker)}, summary
 
         # The snapshot (Flowlink's store) records the same for every step.
@@ -429,8 +541,11 @@ def test_each_environments_workflow_runs_on_its_own_worker_queue(site):
     engine = sa.create_engine(store_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(steps_table.c.workflow, steps_table.c.queue, steps_table.c.hostname, sa.func.count())
-                                .group_by(steps_table.c.workflow, steps_table.c.queue, steps_table.c.hostname)).all()
+            rows = conn.execute(
+                sa.select(
+                    steps_table.c.workflow, steps_table.c.queue, steps_table.c.hostname, sa.func.count()
+                ).group_by(steps_table.c.workflow, steps_table.c.queue, steps_table.c.hostname)
+            ).all()
     finally:
         engine.dispose()
     assert sorted(tuple(r) for r in rows) == sorted((WORKFLOWS[e], e, WORKER_NAMES[e], 6) for e in ENVIRONMENTS), rows
@@ -439,8 +554,14 @@ def test_each_environments_workflow_runs_on_its_own_worker_queue(site):
     engine = sa.create_engine(site["db_url"])
     try:
         with engine.connect() as conn:
-            dag_runs = dict(conn.execute(sa.text("SELECT dag_id, count(*) FROM dag_run WHERE dag_id IN ('cloud_flow', "
-                                                 "'site_flow') GROUP BY dag_id")).all())
+            dag_runs = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT dag_id, count(*) FROM dag_run WHERE dag_id IN ('cloud_flow', "
+                        "'site_flow') GROUP BY dag_id"
+                    )
+                ).all()
+            )
     finally:
         engine.dispose()
     assert dag_runs == {"cloud_flow": 1, "site_flow": 1}, dag_runs

@@ -34,11 +34,18 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_reference_is_what_the_generator_writes_from_the_schema():
-    done = subprocess.run([sys.executable, "-m", "flowlink.docs_reference"], capture_output=True, text=True,
-                          cwd=REPO, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowlink.docs_reference"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=True,
+    )
     assert "## `touchpoints[].load.match`" in done.stdout
     assert (REPO / "docs" / "reference.md").read_text(encoding="utf-8") == done.stdout, (
-        "docs/reference.md is stale: .venv/bin/python -m flowlink.docs_reference > docs/reference.md")
+        "docs/reference.md is stale: .venv/bin/python -m flowlink.docs_reference > docs/reference.md"
+    )
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -59,8 +66,9 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(doc: Path):
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_repository_path_named_exists(doc: Path):
-    missing = sorted({p for p in REPO_PATH.findall(doc.read_text(encoding="utf-8"))
-                      if not (REPO / p.rstrip(".")).exists()})
+    missing = sorted(
+        {p for p in REPO_PATH.findall(doc.read_text(encoding="utf-8")) if not (REPO / p.rstrip(".")).exists()}
+    )
     assert not missing, f"{doc.name} names paths that do not exist: {missing}"
 
 
@@ -74,7 +82,7 @@ def _command_lines(doc: Path) -> list[str]:
             words = shlex.split(line, comments=True)
             if "flowlink" not in words:
                 continue  # only mentioned in a comment
-            words = words[words.index("flowlink"):]
+            words = words[words.index("flowlink") :]
             end = next((i for i, w in enumerate(words) if w in SHELL_OPERATORS), len(words))
             found.append(shlex.join(words[:end]))
     return found

@@ -74,7 +74,9 @@ def test_records_arrive_exactly_once_with_mapped_fields_and_a_second_run_sends_n
     # Each step names the worker and queue that ran it (here: this machine, the default queue).
     assert {(s["hostname"], s["queue"]) for s in snap["steps"]} == {(get_hostname(), "default")}
     assert len([d for d in snap["data_log"] if d["step"] == "load"]) == CUSTOMERS + ORDERS
-    assert state.watermark(store, "erp_to_shop", "orders") == max(r["updated_at"] for r in erp_rows(erp, "orders").values())
+    assert state.watermark(store, "erp_to_shop", "orders") == max(
+        r["updated_at"] for r in erp_rows(erp, "orders").values()
+    )
 
     # No source changes: the second run sends nothing.
     before = total_writes(shop)
@@ -108,7 +110,9 @@ def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
     assert bucket.count(store, "erp_to_shop", touchpoint="customers", status="success") == CUSTOMERS - 3
     # Orders of the rejected customers are rejected by the shop too (unknown customer), and only those.
     orders_of_rejected = {oid for oid, o in erp_rows(erp, "orders").items() if str(o["customer_id"]) in rejected}
-    failed_orders = {r["source_id"]: r for r in bucket.rows(store, "erp_to_shop", touchpoint="orders", status="failed", limit=1000)}
+    failed_orders = {
+        r["source_id"]: r for r in bucket.rows(store, "erp_to_shop", touchpoint="orders", status="failed", limit=1000)
+    }
     assert set(failed_orders) == orders_of_rejected
     assert all("unknown customer" in r["message"] for r in failed_orders.values())
     assert len(shop.records("orders")) == ORDERS - len(orders_of_rejected)
@@ -121,8 +125,11 @@ def test_rejected_records_fail_alone_and_a_resync_completes_them(demo):
     assert run2.state == "success", states2
     assert states2["orders.extract"] == "skipped"  # a resync touches only the chosen touchpoint
     assert bucket.count(store, "erp_to_shop", touchpoint="customers", status="failed") == 0
-    assert {r["source_id"]: r["tries"] for r in bucket.rows(store, "erp_to_shop", touchpoint="customers", limit=1000)
-            if r["source_id"] in rejected} == {i: 2 for i in rejected}
+    assert {
+        r["source_id"]: r["tries"]
+        for r in bucket.rows(store, "erp_to_shop", touchpoint="customers", limit=1000)
+        if r["source_id"] in rejected
+    } == {i: 2 for i in rejected}
 
     resync_id, ids = request_resync(store, "erp_to_shop", "orders", failed=True)
     run3, _ = run_dag("erp_to_shop", conf={"resync_id": resync_id})
@@ -155,8 +162,10 @@ def test_a_run_is_failed_when_an_earlier_touchpoint_failed_and_the_last_one_load
 def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypatch, observe):
     """The demo shop is stopped (connection refused; the connector retries once) and the example workflow runs."""
     erp, shop, store = demo
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url,
-                                                             "extra": {"retries": 1, "backoff": 0.1}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEMO_SHOP",
+        json.dumps({"conn_type": "http", "host": shop.url, "extra": {"retries": 1, "backoff": 0.1}}),
+    )
     shop.stop()  # the shop is down: connection refused
     run, states = run_dag("erp_to_shop")
     assert run.state == "failed"
@@ -166,8 +175,10 @@ def test_unreachable_target_fails_the_run_and_keeps_the_watermark(demo, monkeypa
     assert load["status"] == "failed" and "127.0.0.1" in load["message"]
     waiting = bucket.count(store, "erp_to_shop", touchpoint="customers", status="unprocessed")
     assert waiting == CUSTOMERS and bucket.count(store, "erp_to_shop", touchpoint="customers") == CUSTOMERS
-    observe(f"the run failed at customers.load: '{load['message']}'; watermark not set, the {waiting} extracted "
-            f"customers wait Unprocessed in the bucket (none lost, none marked Failed)")
+    observe(
+        f"the run failed at customers.load: '{load['message']}'; watermark not set, the {waiting} extracted "
+        f"customers wait Unprocessed in the bucket (none lost, none marked Failed)"
+    )
 
 
 def test_batch_files_can_live_on_object_storage(tmp_path, monkeypatch, airflow_db):

@@ -59,9 +59,12 @@ def test_an_unreachable_rest_service_fails_within_the_budget(monkeypatch, observ
         assert isinstance(error, Unreachable), (what, error)
         assert 2.5 < took < 15, (what, took)  # the budget, once: not once per record, not minutes
         seen.append((what, one_line(error), took))
-    assert seen[0][1] == f"{closed}: connection refused (GET /customers); gave up after 3 s (FLOWLINK_UNREACHABLE_AFTER)"
-    assert seen[1][1] == (f"{closed}: connection refused (PUT /customers/0); gave up after 3 s "
-                          "(FLOWLINK_UNREACHABLE_AFTER)")
+    assert (
+        seen[0][1] == f"{closed}: connection refused (GET /customers); gave up after 3 s (FLOWLINK_UNREACHABLE_AFTER)"
+    )
+    assert seen[1][1] == (
+        f"{closed}: connection refused (PUT /customers/0); gave up after 3 s (FLOWLINK_UNREACHABLE_AFTER)"
+    )
     assert seen[2][1].startswith("http://flowlink-test.invalid:8080: cannot resolve the host name (GET /customers)")
     observe("; ".join(f"{what}: '{text}' after {took:.1f} s" for what, text, took in seen))
 
@@ -138,8 +141,9 @@ def test_a_brief_rest_outage_is_waited_out_and_a_post_is_sent_once(monkeypatch, 
     service = LateService(after=2.0)
     try:
         started = time.monotonic()
-        [result] = RestTarget(service.url).write(Load(endpoint="/customers", method="insert", key="customer_id",
-                                                      id_field="id"), [{"customer_id": "1"}])
+        [result] = RestTarget(service.url).write(
+            Load(endpoint="/customers", method="insert", key="customer_id", id_field="id"), [{"customer_id": "1"}]
+        )
         took = time.monotonic() - started
     finally:
         service.stop()
@@ -172,10 +176,17 @@ def test_an_unreachable_postgresql_fails_within_the_budget(monkeypatch, observe)
     seen = []
     try:
         for what, attempt, bound in (
-            ("source, refused", lambda: list(SqlSource(closed).read(Extract(table="customers", key="id"), batch_size=10)), 10),
+            (
+                "source, refused",
+                lambda: list(SqlSource(closed).read(Extract(table="customers", key="id"), batch_size=10)),
+                10,
+            ),
             ("target, refused", lambda: SqlTarget(closed).write(Load(table="customers", key="id"), [{"id": 1}]), 10),
-            ("source, not answering", lambda: list(SqlSource(mute).read(Extract(table="customers", key="id"),
-                                                                         batch_size=10)), 25),
+            (
+                "source, not answering",
+                lambda: list(SqlSource(mute).read(Extract(table="customers", key="id"), batch_size=10)),
+                25,
+            ),
         ):
             error, took = timed(attempt)
             assert isinstance(error, Unreachable), (what, error)
@@ -187,7 +198,9 @@ def test_an_unreachable_postgresql_fails_within_the_budget(monkeypatch, observe)
         silent.close()
         for s in held:
             s.close()
-    assert "Connection refused" in seen[0][1] and seen[0][1].startswith("cannot connect to postgresql+psycopg://erp:***@")
+    assert "Connection refused" in seen[0][1] and seen[0][1].startswith(
+        "cannot connect to postgresql+psycopg://erp:***@"
+    )
     assert "connection timeout expired" in seen[2][1] and seen[2][2] > 9  # libpq's connect_timeout: 10 s
     observe("; ".join(f"{what}: '{text}' after {took:.1f} s" for what, text, took in seen))
 
@@ -225,8 +238,9 @@ def test_a_brief_postgresql_outage_is_waited_out(pg_url, monkeypatch):
 
 def test_a_missing_folder_fails_at_once(tmp_path):
     """A file connection's folder that does not exist: no waiting (a folder is there or not)."""
-    error, took = timed(lambda: list(FileSource(str(tmp_path / "gone")).read(
-        Extract(file="*.csv", key="id"), batch_size=10)))
+    error, took = timed(
+        lambda: list(FileSource(str(tmp_path / "gone")).read(Extract(file="*.csv", key="id"), batch_size=10))
+    )
     assert one_line(error) == f"folder not found: {tmp_path / 'gone'}" and took < 1
 
 
@@ -274,10 +288,16 @@ def test_a_step_whose_target_is_down_fails_within_about_a_minute(tmp_path, monke
         answer = server.api("POST", "/api/v2/dags/erp_to_shop/dagRuns", json={"logical_date": None})
         assert answer.ok, answer.text
         run_id = answer.json()["dag_run_id"]
-        state = wait_for("the run to end", lambda: (s := server.run_state("erp_to_shop", run_id)) in
-                         ("success", "failed") and s, timeout=300, every=1)
+        state = wait_for(
+            "the run to end",
+            lambda: (s := server.run_state("erp_to_shop", run_id)) in ("success", "failed") and s,
+            timeout=300,
+            every=1,
+        )
         run = server.api("GET", f"/api/v2/dags/erp_to_shop/dagRuns/{run_id}").json()
-        took = (dt.datetime.fromisoformat(run["end_date"]) - dt.datetime.fromisoformat(run["start_date"])).total_seconds()
+        took = (
+            dt.datetime.fromisoformat(run["end_date"]) - dt.datetime.fromisoformat(run["start_date"])
+        ).total_seconds()
         tries = {task: server.task_tries("erp_to_shop", run_id, task) for task in ("customers.load", "orders.load")}
         store = Store.open(f"sqlite:///{root / 'flowlink' / 'flowlink.db'}")
         steps = snapshots.snapshot(store, run_id)["steps"]
@@ -287,15 +307,24 @@ def test_a_step_whose_target_is_down_fails_within_about_a_minute(tmp_path, monke
     assert state == "failed"
     for task, its_tries in tries.items():  # no Airflow retry of an unreachable target
         assert [t["state"] for t in its_tries] == ["failed"], (task, its_tries)
-    loads = {task: (dt.datetime.fromisoformat(t[0]["end_date"]) - dt.datetime.fromisoformat(t[0]["start_date"]))
-             .total_seconds() for task, t in tries.items()}
+    loads = {
+        task: (
+            dt.datetime.fromisoformat(t[0]["end_date"]) - dt.datetime.fromisoformat(t[0]["start_date"])
+        ).total_seconds()
+        for task, t in tries.items()
+    }
     assert all(30 <= s < 60 for s in loads.values()), loads  # the budget once per step (and a task's start)
     load = next(s for s in steps if (s["touchpoint"], s["step"]) == ("customers", "load"))
     assert load["status"] == "failed"
-    assert re.fullmatch(rf"{re.escape(shop_url)}: connection refused \(PUT /customers/\d+\); gave up after 30 s "
-                        r"\(FLOWLINK_UNREACHABLE_AFTER\)", load["message"]), load["message"]
+    assert re.fullmatch(
+        rf"{re.escape(shop_url)}: connection refused \(PUT /customers/\d+\); gave up after 30 s "
+        r"\(FLOWLINK_UNREACHABLE_AFTER\)",
+        load["message"],
+    ), load["message"]
     assert 60 <= took < 120, took  # two loads, one after the other, each giving up after 30 s; 10 min 12 s before
-    observe(f"task retries {retries['AIRFLOW__CORE__DEFAULT_TASK_RETRIES']} x "
-            f"{retries['AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY']} s as in make run: the run failed after {took:.0f} s "
-            f"(before: 10 min 12 s); customers.load failed after {loads['customers.load']:.0f} s, tried once: "
-            f"'{load['message']}'; orders.load (which still runs after it) after {loads['orders.load']:.0f} s, once")
+    observe(
+        f"task retries {retries['AIRFLOW__CORE__DEFAULT_TASK_RETRIES']} x "
+        f"{retries['AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY']} s as in make run: the run failed after {took:.0f} s "
+        f"(before: 10 min 12 s); customers.load failed after {loads['customers.load']:.0f} s, tried once: "
+        f"'{load['message']}'; orders.load (which still runs after it) after {loads['orders.load']:.0f} s, once"
+    )

@@ -170,13 +170,15 @@ def world(tmp_path, monkeypatch, airflow_db):
     shop.start()
     opened: list[Store] = []
 
-    def setup(*, customers: int, orders: int, store_url: str | None = None,
-              erp_connection: dict | None = None) -> tuple[str, Store]:
+    def setup(
+        *, customers: int, orders: int, store_url: str | None = None, erp_connection: dict | None = None
+    ) -> tuple[str, Store]:
         erp = str(tmp_path / "erp.db")
         create_erp(erp, customers=customers, orders=orders)
         monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps(erp_connection or {"conn_type": "sqlite", "host": erp}))
-        monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps(
-            {"conn_type": "http", "host": shop.url, "extra": SHOP_FAST}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DEMO_SHOP", json.dumps({"conn_type": "http", "host": shop.url, "extra": SHOP_FAST})
+        )
         if store_url:
             monkeypatch.setenv("FLOWLINK_STORE_URL", store_url)
         store = Store.open()
@@ -254,9 +256,11 @@ def test_target_errors_and_timeouts_fail_only_those_records_and_a_resync_complet
     with sqlite3.connect(erp) as conn:
         emails = {str(i): e.lower() for i, e in conn.execute("SELECT id, email FROM customers")}
     assert {i: c["email"] for i, c in held.items()} == emails
-    observe(f"{len(failed)} of {len(ids)} Failed with the reason (500: {len(n500)}, timeout: {len(slow)}, e.g. "
-            f"'{failed[slow[0]]['message']}'), {ok} Success; after the resync {ok2} Success, the shop holds {len(held)} of {len(ids)}, "
-            f"duplicates 0; the resync wrote {sum(resent.values())} records")
+    observe(
+        f"{len(failed)} of {len(ids)} Failed with the reason (500: {len(n500)}, timeout: {len(slow)}, e.g. "
+        f"'{failed[slow[0]]['message']}'), {ok} Success; after the resync {ok2} Success, the shop holds {len(held)} of {len(ids)}, "
+        f"duplicates 0; the resync wrote {sum(resent.values())} records"
+    )
 
 
 def _outage_at_write(shop: FaultyShop, proxy: TcpProxy, nth: int, seconds: float) -> dict:
@@ -311,18 +315,24 @@ def test_a_brief_store_outage_during_a_load_is_waited_out(world, pg_database, pr
     assert waits and all("Connection refused" in w for w in waits), waits
     n = _assert_complete(store, shop, erp)
     assert set(shop.writes("customers").values()) == {1}  # nothing sent twice
-    load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"]
-                if (s["touchpoint"], s["step"]) == ("customers", "load"))
+    load = next(
+        s
+        for s in snapshots.snapshot(store, run.run_id)["steps"]
+        if (s["touchpoint"], s["step"]) == ("customers", "load")
+    )
     assert load["status"] == "success" and load["count_out"] == n
     assert snapshots.data_log_count(store, WF, run.run_id, touchpoint="customers", step="load") == n
-    observe(f"store down {outage['up'] - outage['down']:.1f} s in the middle of the load: the store connection was "
-            f"retried {len(waits)} times (connection refused) and the run succeeded without a task retry; "
-            f"{n} of {n} Success in the bucket, {n} in the shop, each written once")
+    observe(
+        f"store down {outage['up'] - outage['down']:.1f} s in the middle of the load: the store connection was "
+        f"retried {len(waits)} times (connection refused) and the run succeeded without a task retry; "
+        f"{n} of {n} Success in the bucket, {n} in the shop, each written once"
+    )
 
 
 @pytest.mark.reliability("Faults", "The store database is unavailable for longer than the store waits")
-def test_a_longer_store_outage_fails_the_task_clearly_and_its_retry_completes_the_load(world, pg_database, proxy_to,
-                                                                                          observe, monkeypatch, capfd):
+def test_a_longer_store_outage_fails_the_task_clearly_and_its_retry_completes_the_load(
+    world, pg_database, proxy_to, observe, monkeypatch, capfd
+):
     """As above, but the store waits only 0.5 s for a connection and the outage lasts 3 s: the load task fails with
     a one-line reason and Airflow retries it (3 retries, 3 s apart)."""
     shop, setup = world
@@ -340,17 +350,20 @@ def test_a_longer_store_outage_fails_the_task_clearly_and_its_retry_completes_th
     output = capfd.readouterr()
     reasons = {line.strip() for line in (output.out + output.err).splitlines() if "StoreUnavailable:" in line}
     where = make_url(url).render_as_string(hide_password=True)
-    assert reasons == {f"flowlink.store.db.StoreUnavailable: the Flowlink store {where} is unreachable: connection "
-                       f'failed: connection to server at "127.0.0.1", port {proxy.port} failed: Connection refused'}, reasons
+    assert reasons == {
+        f"flowlink.store.db.StoreUnavailable: the Flowlink store {where} is unreachable: connection "
+        f'failed: connection to server at "127.0.0.1", port {proxy.port} failed: Connection refused'
+    }, reasons
     assert make_url(url).password not in output.out + output.err
     n = _assert_complete(store, shop, erp)
     writes = shop.writes("customers")
     assert set(writes) == set(source_order(erp, "customers"))
-    observe(f"store down {outage['up'] - outage['down']:.1f} s, the store waiting 0.5 s: customers.load failed with "
-            f"the one-line reason '{next(iter(reasons)).split(': ', 1)[1]}' and succeeded on try {tries}; "
-            f"{n} of {n} Success in the bucket, the shop holds "
-            f"{len(shop.records('customers'))} (the retry sent {sum(writes.values()) - n} again, by key: duplicates 0)")
-
+    observe(
+        f"store down {outage['up'] - outage['down']:.1f} s, the store waiting 0.5 s: customers.load failed with "
+        f"the one-line reason '{next(iter(reasons)).split(': ', 1)[1]}' and succeeded on try {tries}; "
+        f"{n} of {n} Success in the bucket, the shop holds "
+        f"{len(shop.records('customers'))} (the retry sent {sum(writes.values()) - n} again, by key: duplicates 0)"
+    )
 
 
 @pytest.mark.reliability("Faults", "The store connection is cut in the middle of a batch's transaction")
@@ -385,8 +398,11 @@ def test_a_store_connection_cut_mid_transaction_leaves_no_half_written_batch(wor
     logged = snapshots.data_log_page(store, WF, run.run_id, touchpoint="customers", step="load", limit=1000)
     assert sorted(d["source_id"] for d in logged if d["status"] == "success") == sorted(ids[:200])
     assert state.watermark(store, WF, "customers") is None
-    load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"]
-                if (s["touchpoint"], s["step"]) == ("customers", "load"))
+    load = next(
+        s
+        for s in snapshots.snapshot(store, run.run_id)["steps"]
+        if (s["touchpoint"], s["step"]) == ("customers", "load")
+    )
     where = make_url(url).render_as_string(hide_password=True)
     assert load["status"] == "failed" and load["message"].startswith(f"the Flowlink store {where} is unreachable: ")
     assert "\n" not in load["message"]
@@ -398,11 +414,12 @@ def test_a_store_connection_cut_mid_transaction_leaves_no_half_written_batch(wor
     assert run2.state == "success", tasks2
     n = _assert_complete(store, shop, erp)
     assert shop.writes("customers") == {i: 2 for i in ids}  # each sent again by the full sync, upserted by key
-    observe(f"connection cut while recording batch 2 of 2: batch 1's 200 rows Success, batch 2's 200 rows left "
-            f"Unprocessed (none half-written), with the step's reason once the store was back, watermark not moved, the step failed with "
-            f"'{load['message'].split(': ', 1)[1]}' (recorded once the store was back); the next run: {n} of {n} "
-            f"Success, the shop holds {len(shop.records('customers'))}, duplicates 0")
-
+    observe(
+        f"connection cut while recording batch 2 of 2: batch 1's 200 rows Success, batch 2's 200 rows left "
+        f"Unprocessed (none half-written), with the step's reason once the store was back, watermark not moved, the step failed with "
+        f"'{load['message'].split(': ', 1)[1]}' (recorded once the store was back); the next run: {n} of {n} "
+        f"Success, the shop holds {len(shop.records('customers'))}, duplicates 0"
+    )
 
 
 def test_opening_an_unreachable_store_waits_then_says_so_in_one_line(pg_database, proxy_to, monkeypatch):
@@ -425,14 +442,19 @@ def test_opening_an_unreachable_store_waits_then_says_so_in_one_line(pg_database
     with pytest.raises(FlowlinkError) as caught:
         Store.open(direct.set(password="wrong").render_as_string(hide_password=False))
     assert time.monotonic() - started < 5 and not isinstance(caught.value, store_db.StoreUnavailable)
-    assert "cannot migrate the Flowlink store" in str(caught.value) and "password authentication failed" in str(caught.value)
+    assert "cannot migrate the Flowlink store" in str(caught.value) and "password authentication failed" in str(
+        caught.value
+    )
+
 
 def _counts(url: sa.URL) -> dict[str, tuple[int, str]]:
     """Per table of the ERP: (rows, newest updated_at)."""
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        out = {t: tuple(conn.exec_driver_sql(f"SELECT count(*), max(updated_at) FROM {t}").one())
-               for t in ("customers", "orders")}
+        out = {
+            t: tuple(conn.exec_driver_sql(f"SELECT count(*), max(updated_at) FROM {t}").one())
+            for t in ("customers", "orders")
+        }
     engine.dispose()
     return out
 
@@ -444,16 +466,26 @@ def _all_writes(shop: FaultyShop) -> Counter:
 
 @pytest.mark.reliability("Faults", "The source application is unreachable")
 def test_an_unreachable_source_fails_the_run_keeps_the_watermark_and_the_next_run_catches_up(
-        world, pg_database, proxy_to, observe):
+    world, pg_database, proxy_to, observe
+):
     """The demo ERP is a PostgreSQL database behind a proxy. After a full sync, 3 customers change and 2 customers
     and 1 order are added; then the proxy goes down (connection refused) and a run starts; then it comes back up and
     the next run starts."""
     shop, setup = world
     erp_url = pg_database("erp")
     proxy = proxy_to(erp_url.port)
-    erp, store = setup(customers=60, orders=90, erp_connection={
-        "conn_type": "postgres", "host": "127.0.0.1", "port": proxy.port, "login": erp_url.username,
-        "password": erp_url.password, "schema": erp_url.database})
+    erp, store = setup(
+        customers=60,
+        orders=90,
+        erp_connection={
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": proxy.port,
+            "login": erp_url.username,
+            "password": erp_url.password,
+            "schema": erp_url.database,
+        },
+    )
     copy_erp_to_postgres(erp, erp_url)
     run1, _ = run_dag()
     assert run1.state == "success"
@@ -462,11 +494,15 @@ def test_an_unreachable_source_fails_the_run_keeps_the_watermark_and_the_next_ru
 
     engine = sa.create_engine(erp_url)
     with engine.begin() as conn:  # changes made in the ERP while the sync cannot reach it
-        conn.exec_driver_sql("UPDATE customers SET last_name = last_name || '-Neu', updated_at = '2025-03-01T10:00:00Z' "
-                             "WHERE id IN (3, 4, 5)")
-        conn.exec_driver_sql("INSERT INTO customers VALUES "
-                             "(61, 'Ada', 'Lovelace', 'ada@example.co.uk', 'GB', '2025-03-01T10:00:01Z'), "
-                             "(62, 'Alan', 'Turing', 'alan@example.co.uk', 'GB', '2025-03-01T10:00:02Z')")
+        conn.exec_driver_sql(
+            "UPDATE customers SET last_name = last_name || '-Neu', updated_at = '2025-03-01T10:00:00Z' "
+            "WHERE id IN (3, 4, 5)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO customers VALUES "
+            "(61, 'Ada', 'Lovelace', 'ada@example.co.uk', 'GB', '2025-03-01T10:00:01Z'), "
+            "(62, 'Alan', 'Turing', 'alan@example.co.uk', 'GB', '2025-03-01T10:00:02Z')"
+        )
         conn.exec_driver_sql("INSERT INTO orders VALUES (91, 61, 42.5, 'N', '2025-03-01T10:00:03Z')")
     engine.dispose()
     before = _all_writes(shop)
@@ -476,8 +512,11 @@ def test_an_unreachable_source_fails_the_run_keeps_the_watermark_and_the_next_ru
     run2, tasks2 = run_dag()
     assert run2.state == "failed"
     assert tasks2["customers.extract"] == ("failed", 1) and tasks2["customers.load"][0] == "upstream_failed"
-    extract = next(s for s in snapshots.snapshot(store, run2.run_id)["steps"]
-                   if (s["touchpoint"], s["step"]) == ("customers", "extract"))
+    extract = next(
+        s
+        for s in snapshots.snapshot(store, run2.run_id)["steps"]
+        if (s["touchpoint"], s["step"]) == ("customers", "extract")
+    )
     reason = extract["message"]
     assert extract["status"] == "failed" and "Connection refused" in reason and f"127.0.0.1:{proxy.port}" in reason
     assert "\n" not in reason and erp_url.password not in reason
@@ -491,13 +530,17 @@ def test_an_unreachable_source_fails_the_run_keeps_the_watermark_and_the_next_ru
     sent = _all_writes(shop) - before
     assert sent == Counter({"3": 1, "4": 1, "5": 1, "61": 1, "62": 1, "o91": 1})  # the changes, once each
     source = _counts(erp_url)
-    assert {tp: state.watermark(store, WF, tp) for tp in ("customers", "orders")} == {t: m for t, (_, m) in source.items()}
+    assert {tp: state.watermark(store, WF, tp) for tp in ("customers", "orders")} == {
+        t: m for t, (_, m) in source.items()
+    }
     held = {"customers": shop.records("customers"), "orders": shop.records("orders")}
     for tp in ("customers", "orders"):
         assert len(held[tp]) == source[tp][0] == bucket.count(store, WF, touchpoint=tp, status="success")
         assert set(statuses(store, tp).values()) == {"success"}
     assert held["customers"]["4"]["name"].endswith("-Neu")
-    observe(f"the run failed at customers.extract: '{reason}'; watermarks kept ({marks['customers']}, "
-            f"{marks['orders']}), 0 records sent, bucket unchanged; the next run sent the {sum(sent.values())} changed "
-            f"or new records once each and moved the watermarks; the shop holds {len(held['customers'])} customers and "
-            f"{len(held['orders'])} orders = the source, each once")
+    observe(
+        f"the run failed at customers.extract: '{reason}'; watermarks kept ({marks['customers']}, "
+        f"{marks['orders']}), 0 records sent, bucket unchanged; the next run sent the {sum(sent.values())} changed "
+        f"or new records once each and moved the watermarks; the shop holds {len(held['customers'])} customers and "
+        f"{len(held['orders'])} orders = the source, each once"
+    )

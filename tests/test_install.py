@@ -41,8 +41,15 @@ WF = "erp_to_shop"
 
 
 def _run(argv: list, *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         command = " ".join(map(str, argv))
         raise AssertionError(f"{command} -> {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
@@ -77,8 +84,12 @@ def source(tmp_path_factory) -> Path:
     """The repository's files as a clone has them, with uncommitted changes (git ls-files): no build/ folder or
     egg-info left by an earlier build can slip into the wheel."""
     dest = tmp_path_factory.mktemp("source")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         if (REPO / name).is_file():  # a file deleted but not yet committed is still listed
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +100,11 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def wheel(source, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", out, source], cwd=out,
-         env=_clean_env())
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", out, source],
+        cwd=out,
+        env=_clean_env(),
+    )
     (built,) = out.glob("flowlink-*.whl")
     return built
 
@@ -105,16 +119,28 @@ def test_the_wheel_holds_the_two_packages_with_every_module_and_data_file(wheel,
     with zipfile.ZipFile(wheel) as z:
         names = {n for n in z.namelist() if ".dist-info/" not in n}
     assert {n.split("/")[0] for n in names} == {"flowlink", "flowlink_airflow"}
-    expected = {f"{PACKAGES[path.relative_to(source).parts[0]]}/{'/'.join(path.relative_to(source).parts[1:])}"
-                for folder in PACKAGES for path in (source / folder).rglob("*") if path.is_file()}
-    assert names == expected, (f"missing from the wheel: {sorted(expected - names)}; "
-                               f"not from the source folders: {sorted(names - expected)}")
+    expected = {
+        f"{PACKAGES[path.relative_to(source).parts[0]]}/{'/'.join(path.relative_to(source).parts[1:])}"
+        for folder in PACKAGES
+        for path in (source / folder).rglob("*")
+        if path.is_file()
+    }
+    assert names == expected, (
+        f"missing from the wheel: {sorted(expected - names)}; not from the source folders: {sorted(names - expected)}"
+    )
     # What the installed package reads at run time besides its modules.
-    for data in ("flowlink/py.typed", "flowlink_airflow/py.typed", "flowlink/store/migrations/env.py",
-                 "flowlink/store/migrations/script.py.mako", "flowlink/store/migrations/versions/0001_initial.py",
-                 "flowlink_airflow/api/templates/base.html", "flowlink_airflow/api/static/flowlink.css",
-                 "flowlink_airflow/plugin.py", "flowlink_airflow/timetable.py",
-                 "flowlink_airflow/dag_factory/__init__.py"):
+    for data in (
+        "flowlink/py.typed",
+        "flowlink_airflow/py.typed",
+        "flowlink/store/migrations/env.py",
+        "flowlink/store/migrations/script.py.mako",
+        "flowlink/store/migrations/versions/0001_initial.py",
+        "flowlink_airflow/api/templates/base.html",
+        "flowlink_airflow/api/static/flowlink.css",
+        "flowlink_airflow/plugin.py",
+        "flowlink_airflow/timetable.py",
+        "flowlink_airflow/dag_factory/__init__.py",
+    ):
         assert data in names, data
 
 
@@ -129,8 +155,11 @@ def test_the_wheel_declares_the_command_and_the_airflow_plugin(wheel):
 def test_the_declared_dependencies_are_ranges_that_the_pins_meet(wheel):
     from importlib.metadata import version
 
-    requires = [Requirement(line.split(":", 1)[1].strip()) for line in _dist_info(wheel, "METADATA").splitlines()
-                if line.startswith("Requires-Dist:")]
+    requires = [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in _dist_info(wheel, "METADATA").splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
     core = {_norm(r.name): r for r in requires if r.marker is None}
     assert {"apache-airflow", "sqlalchemy", "alembic", "lxml", "pydantic", "pyyaml", "requests"} <= set(core)
     airflow = core["apache-airflow"].specifier
@@ -162,7 +191,7 @@ def team_macro():
 TEAM_HOOKS = '''"""The team's own hooks package (not Flowlink's)."""
 TEAM_HOOK = "team hooks"
 '''
-TEAM_PLUGIN = '''from airflow.plugins_manager import AirflowPlugin
+TEAM_PLUGIN = """from airflow.plugins_manager import AirflowPlugin
 
 from hooks import TEAM_HOOK
 from operators import team_macro
@@ -171,15 +200,15 @@ from operators import team_macro
 class TeamPlugin(AirflowPlugin):
     name = "team"
     macros = [team_macro]
-'''
-TEAM_DAG = '''from airflow.sdk import DAG
+"""
+TEAM_DAG = """from airflow.sdk import DAG
 
 from hooks import TEAM_HOOK
 from operators import TeamOperator
 
 with DAG("team_dag", schedule=None, tags=[TEAM_HOOK]):
     TeamOperator(task_id="team")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +222,12 @@ def venv(wheel, tmp_path_factory) -> Path:
     constraints = root / "constraints.txt"  # pip takes no extras in a constraint: psycopg[binary] -> psycopg
     constraints.write_text("".join(f"{name}=={v}\n" for name, v in _pins().items()))
     started = time.monotonic()
-    _run([root / "bin" / "python", "-m", "pip", "install", "--quiet", "--constraint", constraints, wheel, AIRFLOW_PIN],
-         cwd=root, env=_clean_env(), timeout=900)
+    _run(
+        [root / "bin" / "python", "-m", "pip", "install", "--quiet", "--constraint", constraints, wheel, AIRFLOW_PIN],
+        cwd=root,
+        env=_clean_env(),
+        timeout=900,
+    )
     print(f"\npip installed the wheel with Airflow into a fresh venv in {time.monotonic() - started:.0f}s")
     return root
 
@@ -220,9 +253,18 @@ def test_installed_into_a_fresh_airflow_it_deploys_and_runs_a_workflow(venv, tmp
     plugins, dags = _write_team_folders(root)
 
     # The packages come from the environment's site-packages; nothing of the checkout is on sys.path.
-    probe = json.loads(_run([bin_dir / "python", "-c", "import json, sys, flowlink, flowlink_airflow; "
-                             "print(json.dumps([flowlink.__file__, flowlink_airflow.__file__, sys.path]))"],
-                            cwd=work, env=_clean_env()))
+    probe = json.loads(
+        _run(
+            [
+                bin_dir / "python",
+                "-c",
+                "import json, sys, flowlink, flowlink_airflow; "
+                "print(json.dumps([flowlink.__file__, flowlink_airflow.__file__, sys.path]))",
+            ],
+            cwd=work,
+            env=_clean_env(),
+        )
+    )
     site_packages = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert [Path(p).resolve().parent.parent for p in probe[:2]] == [site_packages.resolve()] * 2, probe
     assert not [p for p in probe[2] if p and Path(p).resolve().is_relative_to(REPO)], probe[2]
@@ -247,8 +289,10 @@ def test_installed_into_a_fresh_airflow_it_deploys_and_runs_a_workflow(venv, tmp
         by_name = {p["name"]: p for p in listed}
         assert set(by_name) == {"flowlink", "team"}, listed
         assert "flowlink_airflow.plugin:FlowlinkPlugin" in by_name["flowlink"]["source"]
-        assert sorted(by_name["flowlink"]["timetables"]) == ["flowlink_airflow.timetable.ManualTimetable",
-                                                              "flowlink_airflow.timetable.WorkflowTimetable"]
+        assert sorted(by_name["flowlink"]["timetables"]) == [
+            "flowlink_airflow.timetable.ManualTimetable",
+            "flowlink_airflow.timetable.WorkflowTimetable",
+        ]
         assert by_name["team"]["source"] == "$PLUGINS_FOLDER/team_plugin.py" and by_name["team"]["macros"]
 
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
@@ -262,14 +306,24 @@ def test_installed_into_a_fresh_airflow_it_deploys_and_runs_a_workflow(venv, tmp
         agent = AgentProcess(server, "cloud", token, root / "agent.log")
         out = server.flowlink("deploy", WF).stdout
         assert " is Pending " in out, out
-        deployed = wait_for("the deployment", lambda: next(
-            (d for d in server.flowlink_json("deployments") if d["workflow"] == WF and d["status"] != "pending"), None),
-            timeout=90, every=1)
+        deployed = wait_for(
+            "the deployment",
+            lambda: next(
+                (d for d in server.flowlink_json("deployments") if d["workflow"] == WF and d["status"] != "pending"),
+                None,
+            ),
+            timeout=90,
+            every=1,
+        )
         assert deployed["status"] == "successful", (deployed, agent.output())
         wait_for("the workflow DAG", lambda: server.dag_known(WF), timeout=90, every=1)
         run_id = server.flowlink("run", WF).stdout.split("run ")[-1].strip()
-        state = wait_for("the workflow run to end", lambda: (s := server.run_state(WF, run_id)) in ("success", "failed")
-                         and s, timeout=180, every=1)
+        state = wait_for(
+            "the workflow run to end",
+            lambda: (s := server.run_state(WF, run_id)) in ("success", "failed") and s,
+            timeout=180,
+            every=1,
+        )
         assert state == "success", f"run {run_id}: {state}; read {root / 'standalone.log'}"
         assert len(shop.records("customers")) == 20 and len(shop.records("orders")) == 30
 

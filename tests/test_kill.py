@@ -51,7 +51,7 @@ LOADS = {
     "upsert": "{endpoint: /customers, method: upsert, key: customer_id}",
     "insert": "{endpoint: /customers, method: insert, key: customer_id}",
     "create_or_update": "{endpoint: /customers, method: create_or_update, key: customer_id, id_field: id, "
-                        "match: {endpoint: '/customers?email={email}'}}",
+    "match: {endpoint: '/customers?email={email}'}}",
 }
 
 
@@ -86,17 +86,20 @@ def world(tmp_path_factory):
     api = JsonServer(root / "api", delay_ms=API_DELAY_MS, quiet=False)
     api.start()
     create_erp(root / "erp.db", customers=N, orders=0)
-    server = AirflowServer(root, {
-        **demo_connections(root / "erp.db", shop.url),
-        "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
-        # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
-        # a task whose worker died is found within seconds instead of five minutes
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
-    })
+    server = AirflowServer(
+        root,
+        {
+            **demo_connections(root / "erp.db", shop.url),
+            "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
+            # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
+            # a task whose worker died is found within seconds instead of five minutes
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+        },
+    )
     agents: list[AgentProcess] = []
 
     def agent(command: list[str] | None = None) -> AgentProcess:
@@ -116,8 +119,12 @@ def world(tmp_path_factory):
         first = agent()
         for name in workflows:
             server.flowlink("deploy", name)
-        wait_for("v1 deployed", lambda: all(last_deployment(server, name)["status"] == "successful"
-                                            for name in workflows), timeout=90, every=0.5)
+        wait_for(
+            "v1 deployed",
+            lambda: all(last_deployment(server, name)["status"] == "successful" for name in workflows),
+            timeout=90,
+            every=0.5,
+        )
         first.stop()
         yield {"server": server, "shop": shop, "api": api, "root": root, "agent": agent}
     finally:
@@ -145,18 +152,28 @@ def erp_customers(world) -> tuple[dict[str, dict], str]:
     with sqlite3.connect(world["root"] / "erp.db") as db:
         rows = db.execute("SELECT id, first_name, last_name, email FROM customers").fetchall()
         newest = db.execute("SELECT max(updated_at) FROM customers").fetchone()[0]
-    return {str(i): {"id": str(i), "customer_id": str(i), "name": f"{first} {last}", "email": email.lower(),
-                     "channel": "erp"} for i, first, last, email in rows}, newest
+    return {
+        str(i): {
+            "id": str(i),
+            "customer_id": str(i),
+            "name": f"{first} {last}",
+            "email": email.lower(),
+            "channel": "erp",
+        }
+        for i, first, last, email in rows
+    }, newest
 
 
 def loading(server, progress, workflow: str, run_id: str, try_number: int, before: int) -> dict:
     """The task instance of the load once this try is running and progress() (records written or held) has grown by
     N/4 since before."""
+
     def check():
         if progress() - before < N // 4:
             return None
         ti = server.task_instance(workflow, run_id, "customers.load")
         return ti if ti["state"] == "running" and ti["try_number"] == try_number and ti["pid"] else None
+
     return wait_for(f"try {try_number} of the load to be loading", check, timeout=180, every=0.1)
 
 
@@ -168,8 +185,12 @@ def start_run(server, shop, workflow: str) -> str:
 
 
 def run_end(server, workflow: str, run_id: str) -> str:
-    return wait_for("the run to end", lambda: (s := server.run_state(workflow, run_id)) in ("success", "failed") and s,
-                    timeout=240, every=1)
+    return wait_for(
+        "the run to end",
+        lambda: (s := server.run_state(workflow, run_id)) in ("success", "failed") and s,
+        timeout=240,
+        every=1,
+    )
 
 
 @pytest.mark.reliability("Faults", "A worker is killed in the middle of a load")
@@ -211,8 +232,11 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     assert [t["try_number"] for t in tries] == [1, 2, 3]
     assert tries[0]["state"] in ("up_for_retry", "failed") and tries[1]["state"] in ("up_for_retry", "failed"), tries
     detected = max(0.0, time.monotonic() - killed_at)
-    timeouts = server.api("GET", "/api/v2/eventLogs", params={"dag_id": WF, "run_id": run_id, "task_id": task,
-                                                              "event": "heartbeat timeout"}).json()["event_logs"]
+    timeouts = server.api(
+        "GET",
+        "/api/v2/eventLogs",
+        params={"dag_id": WF, "run_id": run_id, "task_id": task, "event": "heartbeat timeout"},
+    ).json()["event_logs"]
     assert [e["try_number"] for e in timeouts] == [2], timeouts  # try 1 was reported by its supervisor
 
     # The shop: each source record once, with the mapped fields; no record it should not have.
@@ -239,13 +263,15 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
         assert state.watermark(store, WF, "customers") == newest
     finally:
         store.dispose()
-    observe(f"killed task process {pid} after {arrived_1} of {N} records had arrived (try 1 {tries[0]['state']}); "
-            f"killed the retry's worker {supervisor} and task process {runner} after {writes_2 - writes_1} more writes "
-            f"(try 2 {tries[1]['state']} by the heartbeat timeout of {HEARTBEAT_TIMEOUT}s; run done {detected:.0f}s "
-            f"later); try 3 succeeded; the shop "
-            f"holds {len(held)} of {N} records once each ({resent} writes again by the retries: the interrupted "
-            f"batches, upsert by key), "
-            f"duplicates 0; bucket {len(rows)} rows, all Success; watermark at the newest record")
+    observe(
+        f"killed task process {pid} after {arrived_1} of {N} records had arrived (try 1 {tries[0]['state']}); "
+        f"killed the retry's worker {supervisor} and task process {runner} after {writes_2 - writes_1} more writes "
+        f"(try 2 {tries[1]['state']} by the heartbeat timeout of {HEARTBEAT_TIMEOUT}s; run done {detected:.0f}s "
+        f"later); try 3 succeeded; the shop "
+        f"holds {len(held)} of {N} records once each ({resent} writes again by the retries: the interrupted "
+        f"batches, upsert by key), "
+        f"duplicates 0; bucket {len(rows)} rows, all Success; watermark at the newest record"
+    )
 
 
 @pytest.mark.reliability("Faults", "A worker is killed in the middle of a load that inserts (POST)")
@@ -291,10 +317,12 @@ def test_worker_killed_in_the_middle_of_an_insert_load(world, observe):
     found = {i for i, (_, message) in statuses.items() if message and "interrupted try" in message}
     assert found == twice
     assert load["status"] == "success" and load["count_out"] == N and load["count_failed"] == 0
-    observe(f"killed task process {pid} with {len(arrived)} of {N} records in the shop ({recorded_before} in "
-            f"recorded batches, {len(twice)} in the interrupted one); try 2 succeeded without sending the recorded "
-            f"batches again; {len(twice)} POSTs answered 409 and counted Success (created by the killed try); shop "
-            f"{len(held)} records once each, duplicates 0; bucket {len(rows)} rows, all Success")
+    observe(
+        f"killed task process {pid} with {len(arrived)} of {N} records in the shop ({recorded_before} in "
+        f"recorded batches, {len(twice)} in the interrupted one); try 2 succeeded without sending the recorded "
+        f"batches again; {len(twice)} POSTs answered 409 and counted Success (created by the killed try); shop "
+        f"{len(held)} records once each, duplicates 0; bucket {len(rows)} rows, all Success"
+    )
 
 
 @pytest.mark.reliability("Faults", "A worker is killed in the middle of a create_or_update load (json-server)")
@@ -325,8 +353,11 @@ def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe):
         load = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF_API)["steps"]}["load"]
     finally:
         store.dispose()
-    assert final == "success", (tries, load["message"], [(r["source_id"], r["message"]) for r in rows
-                                                         if r["status"] != "success"][:5])
+    assert final == "success", (
+        tries,
+        load["message"],
+        [(r["source_id"], r["message"]) for r in rows if r["status"] != "success"][:5],
+    )
     assert [(t["try_number"], t["state"]) for t in tries][-1] == (2, "success"), tries
 
     expected, _ = erp_customers(world)
@@ -335,7 +366,8 @@ def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe):
     assert len(held) == N and set(emails.values()) == {1}  # each customer once
     by_customer = {r["customer_id"]: r for r in held}
     assert {i: {k: v for k, v in r.items() if k != "id"} for i, r in by_customer.items()} == {
-        i: {k: v for k, v in r.items() if k != "id"} for i, r in expected.items()}
+        i: {k: v for k, v in r.items() if k != "id"} for i, r in expected.items()
+    }
     writes = [(method, path) for method, path, _ in api.requests()[sent:] if method in ("POST", "PUT")]
     posts = [p for m, p in writes if m == "POST"]
     puts = [p for m, p in writes if m == "PUT"]
@@ -345,10 +377,12 @@ def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe):
     assert len(rows) == N and {r["status"] for r in rows} == {"success"}
     assert {r["source_id"]: r["destination_id"] for r in rows} == {i: str(r["id"]) for i, r in by_customer.items()}
     assert load["status"] == "success" and load["count_out"] == N and load["count_failed"] == 0
-    observe(f"killed task process {pid} with {len(arrived)} of {N} customers created in json-server; try 2 "
-            f"succeeded: {len(puts)} customers of the interrupted batch were found by the look-up and updated "
-            f"(PUT by json-server's id), {len(posts)} POSTs in all for {N} customers; json-server holds {len(held)} "
-            f"customers, each e-mail once; bucket {len(rows)} rows, all Success with json-server's id")
+    observe(
+        f"killed task process {pid} with {len(arrived)} of {N} customers created in json-server; try 2 "
+        f"succeeded: {len(puts)} customers of the interrupted batch were found by the look-up and updated "
+        f"(PUT by json-server's id), {len(posts)} POSTs in all for {N} customers; json-server holds {len(held)} "
+        f"customers, each e-mail once; bucket {len(rows)} rows, all Success with json-server's id"
+    )
 
 
 def live_file(world) -> Path:
@@ -385,8 +419,9 @@ def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
     assert d["id"] == deployment_id and d["status"] == "pending"
 
     again = world["agent"]()
-    d = wait_for("Successful", lambda: (d := last_deployment(server))["status"] == "successful" and d,
-                 timeout=120, every=0.5)
+    d = wait_for(
+        "Successful", lambda: (d := last_deployment(server))["status"] == "successful" and d, timeout=120, every=0.5
+    )
     assert d["id"] == deployment_id and d["tries"] == 0 and d["version"] == version
     log = server.flowlink_json("deployment-log", WF)["steps"]
     done = [s["step"] for s in log if s["status"] == "done"]
@@ -408,7 +443,9 @@ def test_agent_killed_in_the_middle_of_a_deployment(world, observe):
     assert not (live_file(world).parent / ".agent" / str(deployment_id)).exists()  # its work folder is cleaned
     leftovers = [p.name for p in live_file(world).parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
-    observe(f"killed the agent with {len(STEPS[:2])} of {len(STEPS)} steps reported and v{version} already "
-            f"switched in; the restarted agent reported only {', '.join(STEPS[2:])}; Successful, deployment log "
-            f"{len(done)} steps once each in order; live file v{version} sha256 {live.sha256[:12]} as published; "
-            f"backup still v{before.version}")
+    observe(
+        f"killed the agent with {len(STEPS[:2])} of {len(STEPS)} steps reported and v{version} already "
+        f"switched in; the restarted agent reported only {', '.join(STEPS[2:])}; Successful, deployment log "
+        f"{len(done)} steps once each in order; live file v{version} sha256 {live.sha256[:12]} as published; "
+        f"backup still v{before.version}"
+    )

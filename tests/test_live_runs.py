@@ -55,8 +55,9 @@ def variant(root, name: str, *replacements: tuple[str, str]):
 
 
 def airflow(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "airflow"), *args], env=server.env, capture_output=True, text=True, timeout=120,
-                          check=True)
+    return subprocess.run(
+        [str(BIN / "airflow"), *args], env=server.env, capture_output=True, text=True, timeout=120, check=True
+    )
 
 
 @pytest.mark.reliability("Bad input", "Deploy of a workflow whose connection id is wrong (acc_erpp)")
@@ -64,11 +65,14 @@ def test_deploy_refuses_missing_connections_by_cli_and_api(world, observe):
     """A spec whose source names a connection Airflow does not have is published, then deployed with `flowlink deploy`
     and with POST /flowlink/api/v1/deployments: both refuse, naming the connection; no deployment is recorded."""
     server = world["server"]
-    server.flowlink("publish", str(variant(world["root"], "typo_flow", ("connection: demo_erp", "connection: acc_erpp"))))
+    server.flowlink(
+        "publish", str(variant(world["root"], "typo_flow", ("connection: demo_erp", "connection: acc_erpp")))
+    )
     done = server.flowlink("deploy", "typo_flow", check=False)
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.startswith("flowlink deploy: deploy refused: Airflow has no connection 'acc_erpp' "
-                                  "(source.connection): add it"), done.stderr
+    assert done.stderr.startswith(
+        "flowlink deploy: deploy refused: Airflow has no connection 'acc_erpp' (source.connection): add it"
+    ), done.stderr
     r = server.api("POST", "/flowlink/api/v1/deployments", json={"workflow": "typo_flow"})
     assert r.status_code == 400 and "Airflow has no connection 'acc_erpp' (source.connection)" in r.json()["detail"]
     assert [d for d in server.flowlink_json("deployments") if d["workflow"] == "typo_flow"] == []
@@ -82,13 +86,35 @@ def test_a_connection_added_to_the_running_airflow_is_seen(world):
     """`airflow connections add` (the metadata database, not a variable): check and deploy see it; --conn-type
     postgres is stored as generic, and check says which form to use instead."""
     server = world["server"]
-    airflow(server, "connections", "add", "added_shop", "--conn-json",
-            json.dumps({"conn_type": "http", "host": world["shop"].url}))
-    airflow(server, "connections", "add", "pg_typed", "--conn-type", "postgres", "--conn-host", "127.0.0.1",
-            "--conn-login", "u", "--conn-password", "pw-typed-9", "--conn-port", "5432")
+    airflow(
+        server,
+        "connections",
+        "add",
+        "added_shop",
+        "--conn-json",
+        json.dumps({"conn_type": "http", "host": world["shop"].url}),
+    )
+    airflow(
+        server,
+        "connections",
+        "add",
+        "pg_typed",
+        "--conn-type",
+        "postgres",
+        "--conn-host",
+        "127.0.0.1",
+        "--conn-login",
+        "u",
+        "--conn-password",
+        "pw-typed-9",
+        "--conn-port",
+        "5432",
+    )
     spec = variant(world["root"], "added_flow", ("connection: demo_shop", "connection: added_shop"))
     report = json.loads(server.flowlink("check", str(spec), "--json").stdout)
-    assert report["ok"] and ("connect", "target added_shop", "ok") in [(c["check"], c["what"], c["result"]) for c in report["checks"]]
+    assert report["ok"] and ("connect", "target added_shop", "ok") in [
+        (c["check"], c["what"], c["result"]) for c in report["checks"]
+    ]
     generic = variant(world["root"], "typed_flow", ("connection: demo_erp", "connection: pg_typed"))
     done = server.flowlink("check", str(generic), "--json", check=False)
     row = next(c for c in json.loads(done.stdout)["checks"] if c["what"] == "source pg_typed")
@@ -104,8 +130,11 @@ def test_runs_show_airflows_state_and_wait_gives_the_outcome(world):
     server, shop = world["server"], world["shop"]
     deployed = server.flowlink("deploy", WF)
     assert "creating dag run" not in deployed.stdout + deployed.stderr and deployed.stderr == ""
-    wait_for("the deployment", lambda: next(d for d in server.flowlink_json("deployments") if d["workflow"] == WF)["status"]
-             == "successful", timeout=90)
+    wait_for(
+        "the deployment",
+        lambda: next(d for d in server.flowlink_json("deployments") if d["workflow"] == WF)["status"] == "successful",
+        timeout=90,
+    )
     wait_for("the workflow DAG", lambda: server.dag_known(WF), timeout=90, every=1)
 
     # a run waiting in Airflow (the DAG paused): queued, no end time; --wait --timeout gives up, the run goes on
@@ -124,7 +153,12 @@ def test_runs_show_airflows_state_and_wait_gives_the_outcome(world):
     # unpaused: --wait follows the next run to its end, exit 0
     assert server.api("PATCH", f"/api/v2/dags/{WF}", json={"is_paused": False}).ok
     for run_id in (queued, second):  # max_active_runs=1: the earlier runs go first
-        wait_for(f"run {run_id}", lambda run_id=run_id: server.run_state(WF, run_id) in ("success", "failed"), timeout=180, every=2)
+        wait_for(
+            f"run {run_id}",
+            lambda run_id=run_id: server.run_state(WF, run_id) in ("success", "failed"),
+            timeout=180,
+            every=2,
+        )
     done = server.flowlink("run", WF, "--wait", "--timeout", "100")
     third = re.match(rf"{WF}: run (\S+)\n", done.stdout)[1]
     assert done.stdout.rstrip().endswith(f"run {third}: success"), done.stdout

@@ -50,8 +50,12 @@ class Api:
         art = publish.publish(self.spec).artifact
         tp = art.workflow_model().touchpoint("customers")
         self.runs += 1
-        ctx = RunContext(self.store, art, f"run-{self.runs}",
-                         resync={"touchpoint": "customers", "source_ids": resync} if resync else None)
+        ctx = RunContext(
+            self.store,
+            art,
+            f"run-{self.runs}",
+            resync={"touchpoint": "customers", "source_ids": resync} if resync else None,
+        )
         transformer = Transformer(art.stylesheets["customers"], output_types(tp), tp.extract.key)
         transformed = transform(ctx, tp, transformer, extract(ctx, tp, lambda: SqlSource(f"sqlite:///{self.erp_file}")))
         try:
@@ -64,8 +68,10 @@ class Api:
         """erp id -> the customer as the API should hold it (its own id aside)."""
         with sqlite3.connect(self.erp_file) as db:
             rows = db.execute("SELECT id, first_name, last_name, email, country_code FROM customers").fetchall()
-        return {str(i): {"erp_id": str(i), "name": f"{first} {last}", "email": email.lower(), "country": country}
-                for i, first, last, email, country in rows}
+        return {
+            str(i): {"erp_id": str(i), "name": f"{first} {last}", "email": email.lower(), "country": country}
+            for i, first, last, email, country in rows
+        }
 
     def held(self) -> dict[str, dict]:
         """erp id -> the API's record; fails if the API holds an e-mail twice."""
@@ -116,7 +122,8 @@ def test_created_once_then_updated_by_the_stored_id(api, server, update):
     assert all(status == (200 if m == "GET" else 201) for m, _, status in first)
     rows = flow.bucket()
     assert {i: (r["status"], r["destination_id"]) for i, r in rows.items()} == {
-        i: ("success", str(held[i]["id"])) for i in expected}
+        i: ("success", str(held[i]["id"])) for i in expected
+    }
 
     sent = len(server.requests())
     assert flow.run() is None  # nothing changed in the ERP
@@ -140,7 +147,8 @@ def test_created_once_then_updated_by_the_stored_id(api, server, update):
     with RestTarget(server.url) as target:
         results = target.write(tp.load, records)
     assert [(r.ok, r.action, r.destination_id) for r in results] == [
-        (True, Action.UPDATED, str(after[i]["id"])) for i in ("1", "2")]
+        (True, Action.UPDATED, str(after[i]["id"])) for i in ("1", "2")
+    ]
     assert server.methods(sent) == {"GET": 2, method: 2}
     assert len(server.records()) == N
 
@@ -153,10 +161,12 @@ def test_records_already_in_the_target_are_matched_by_email_not_duplicated(api, 
     erp = flow.erp()
     known = {str(i): 500 + i for i in range(1, 6)}
     for i, own in known.items():
-        requests.post(f"{server.url}/customers", json={"id": own, "email": erp[i]["email"], "name": "Old Name"},
-                      timeout=10).raise_for_status()
-    stranger = requests.post(f"{server.url}/customers", json={"email": "stranger@example.org", "name": "S"},
-                             timeout=10).json()
+        requests.post(
+            f"{server.url}/customers", json={"id": own, "email": erp[i]["email"], "name": "Old Name"}, timeout=10
+        ).raise_for_status()
+    stranger = requests.post(
+        f"{server.url}/customers", json={"email": "stranger@example.org", "name": "S"}, timeout=10
+    ).json()
     sent = len(server.requests())
 
     assert flow.run() is None
@@ -195,20 +205,26 @@ def test_a_record_deleted_in_the_target_is_created_again(api, server, observe):
     assert {i: without_id(r) for i, r in held.items()} == flow.erp() and len(server.records()) == N
     new = {i: held[i]["id"] for i in old}
     assert sorted(new.values()) == [N + 1, N + 2]
-    assert sorted(log) == sorted([("PUT", f"/customers/{old[i]}", 404) for i in new]
-                                 + [("GET", f"/customers?email={held[i]['email'].replace('@', '%40')}", 200) for i in new]
-                                 + [("POST", "/customers", 201) for _ in new])
+    assert sorted(log) == sorted(
+        [("PUT", f"/customers/{old[i]}", 404) for i in new]
+        + [("GET", f"/customers?email={held[i]['email'].replace('@', '%40')}", 200) for i in new]
+        + [("POST", "/customers", 201) for _ in new]
+    )
     rows = flow.bucket()
-    assert {i: (rows[i]["status"], rows[i]["destination_id"]) for i in new} == {i: ("success", str(new[i])) for i in new}
+    assert {i: (rows[i]["status"], rows[i]["destination_id"]) for i in new} == {
+        i: ("success", str(new[i])) for i in new
+    }
 
     first = next(iter(new))
     flow.change([int(first)])
     sent = len(server.requests())
     assert flow.run() is None
     assert server.requests()[sent:] == [("PUT", f"/customers/{new[first]}", 200)]
-    observe(f"2 of {N} customers deleted in json-server: the next run's PUT answered 404, each was looked up and "
-            f"created again (ids {', '.join(f'{old[i]}->{new[i]}' for i in new)}), the bucket keeps the new ids and "
-            f"the next change is a PUT by the new id; {len(server.records())} records, e-mails once each")
+    observe(
+        f"2 of {N} customers deleted in json-server: the next run's PUT answered 404, each was looked up and "
+        f"created again (ids {', '.join(f'{old[i]}->{new[i]}' for i in new)}), the bucket keeps the new ids and "
+        f"the next change is a PUT by the new id; {len(server.records())} records, e-mails once each"
+    )
 
 
 @pytest.mark.reliability("Faults", "A record deleted in the target, on_missing: fail")
@@ -226,12 +242,16 @@ def test_a_record_deleted_in_the_target_fails_when_the_spec_says_so(api, server,
     assert message.startswith("customers: 2 records failed")
     rows = flow.bucket()
     failed = {i: r["message"] for i, r in rows.items() if r["status"] == "failed"}
-    assert failed == {i: f"PUT /customers/{old[i]}: HTTP 404: {{}}; the record is no longer in the target "
-                         f"(load.on_missing: fail)" for i in old}
+    assert failed == {
+        i: f"PUT /customers/{old[i]}: HTTP 404: {{}}; the record is no longer in the target (load.on_missing: fail)"
+        for i in old
+    }
     assert rows[other]["status"] == "success" and flow.held()[other]["name"].startswith("New")
     assert len(server.records()) == N - 2
-    observe(f"PUT answered 404 for the 2 deleted customers: Failed with {failed[next(iter(old))]!r}; the third "
-            f"changed customer updated; nothing created")
+    observe(
+        f"PUT answered 404 for the 2 deleted customers: Failed with {failed[next(iter(old))]!r}; the third "
+        f"changed customer updated; nothing created"
+    )
 
 
 @pytest.mark.reliability("Bad input", "The look-up (match) finds 2 records in the target")

@@ -22,7 +22,9 @@ from flowlink.transform import Transformer
 TRICKY = """it's "quoted" & <tagged>"""  # both quotes, an ampersand, angle brackets
 
 
-def touchpoint(mapping: list[dict] | None = None, xslt: str | None = None, key: str = "id", name: str = "orders") -> Touchpoint:
+def touchpoint(
+    mapping: list[dict] | None = None, xslt: str | None = None, key: str = "id", name: str = "orders"
+) -> Touchpoint:
     tp: dict = {"name": name, "extract": {"table": "orders", "key": key}, "load": {"endpoint": "/orders", "key": "id"}}
     if mapping is not None:
         tp["mapping"] = mapping
@@ -83,7 +85,10 @@ def test_xpath_functions():
         {"target": "initial", "xpath": "substring(first, 1, 1)"},
         {"target": "tidy", "xpath": "normalize-space(comment)"},
         {"target": "price", "xpath": "format-number(amount, '#,##0.00')"},
-        {"target": "active", "xpath": "concat(substring('yes', 1, 3 * (flag = 1)), substring('no', 1, 2 * (flag != 1)))"},
+        {
+            "target": "active",
+            "xpath": "concat(substring('yes', 1, 3 * (flag = 1)), substring('no', 1, 2 * (flag != 1)))",
+        },
         {"target": "has_comment", "xpath": "boolean(comment)"},
         {"target": "double", "xpath": "number(amount) * 2"},
         {"target": "key_attr", "xpath": "string(@key)"},
@@ -181,13 +186,18 @@ def test_lookup_with_and_without_default():
 
 
 def test_lookup_compares_strings_not_numbers():
-    mapping = [{"target": "id", "source": "id"}, {"target": "code", "xpath": "number(n)", "lookup": {"1.0": "one-point-oh", "1": "one"}}]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "code", "xpath": "number(n)", "lookup": {"1.0": "one-point-oh", "1": "one"}},
+    ]
     out, _ = run(mapping, [{"id": 1, "n": "1.0"}])
     assert out == [{"id": "1", "code": "one", KEY: "1"}]
 
 
 def test_constant_xml_cannot_carry():
-    with pytest.raises(FlowlinkError, match=r"mapping\[1\]\.constant: 'ding\\x07' holds characters XML 1\.0 cannot carry"):
+    with pytest.raises(
+        FlowlinkError, match=r"mapping\[1\]\.constant: 'ding\\x07' holds characters XML 1\.0 cannot carry"
+    ):
         generate_xslt(touchpoint([{"target": "id", "source": "id"}, {"target": "bell", "constant": "ding\x07"}]))
 
 
@@ -228,7 +238,13 @@ def test_type_casts():
         {"id": "5", "qty": 12, "price": 0.5, "paid": False, KEY: "5", "code": ""},
     ]
     assert type(out[2]["price"]) is float
-    assert output_types(touchpoint(mapping)) == {"id": "string", "qty": "integer", "price": "number", "paid": "boolean", "code": "string"}
+    assert output_types(touchpoint(mapping)) == {
+        "id": "string",
+        "qty": "integer",
+        "price": "number",
+        "paid": "boolean",
+        "code": "string",
+    }
 
 
 def test_failing_cast_fails_only_that_record():
@@ -264,7 +280,13 @@ def test_failing_cast_fails_only_that_record():
 
 def test_missing_key_field():
     mapping = [{"target": "code", "source": "code"}]
-    records = [{"code": "a", "id": 1}, {"code": "b"}, {"code": "c", "id": None}, {"code": "d", "id": ""}, {"code": "e", "id": 0}]
+    records = [
+        {"code": "a", "id": 1},
+        {"code": "b"},
+        {"code": "c", "id": None},
+        {"code": "d", "id": ""},
+        {"code": "e", "id": 0},
+    ]
     out, failures = run(mapping, records)
     assert out == [{"code": "a", KEY: "1"}, {"code": "e", KEY: "0"}]
     assert failures == [("", "missing key field 'id'")] * 3
@@ -303,7 +325,14 @@ def test_values_are_text_and_bad_field_names_skipped():
     import datetime as dt
     import decimal
 
-    record = {"id": decimal.Decimal("1.50"), "flag": False, "day": dt.date(2024, 2, 29), "first name": "x", "1st": "y", "a:b": "z"}
+    record = {
+        "id": decimal.Decimal("1.50"),
+        "flag": False,
+        "day": dt.date(2024, 2, 29),
+        "first name": "x",
+        "1st": "y",
+        "a:b": "z",
+    }
     out, failures = run(mapping, [record])
     assert failures == []
     assert out == [{"id": "1.50", "flag": "false", "day": "2024-02-29", "fields": "3", KEY: "1.50"}]
@@ -366,7 +395,14 @@ def test_empty_batch():
 
 SHAPED = [
     {"id": 1, "name": TRICKY, "note": "first\r\nline\twith tab", "n": 5, "paid": True, "day": None},
-    {"id": 'k "2" & <x>\t\n\r', "name": "Zoë 日本 🎉", "note": "", "n": 2.5, "paid": False, "day": dt.date(2024, 2, 29)},
+    {
+        "id": 'k "2" & <x>\t\n\r',
+        "name": "Zoë 日本 🎉",
+        "note": "",
+        "n": 2.5,
+        "paid": False,
+        "day": dt.date(2024, 2, 29),
+    },
     {"id": decimal.Decimal("3.0"), "name": " ", "note": None, "n": -1, "paid": 1, "day": "x]]>y"},
 ]
 SHAPED_MAPPING = [
@@ -395,7 +431,9 @@ def test_records_of_one_shape_give_the_same_document_and_output_as_any_records()
     by_record = transformer.writer.write([MappingProxyType(r) for r in SHAPED])  # not dicts: built record by record
     assert by_column == by_record
     third = by_column.document.partition(b'<record key="3.0">')[2]
-    assert b"<day>2024-02-29</day>" in by_column.document and third.startswith(b"<id>3.0</id><name> </name><n>")  # None: no <note>
+    assert b"<day>2024-02-29</day>" in by_column.document and third.startswith(
+        b"<id>3.0</id><name> </name><n>"
+    )  # None: no <note>
     assert transformer.apply(SHAPED) == (SHAPED_OUT, [])
     assert transformer.apply([MappingProxyType(r) for r in SHAPED]) == (SHAPED_OUT, [])
     mixed = [{**r, "not a name": 1} if i == 1 else r for i, r in enumerate(SHAPED)]  # shapes differ: record by record
@@ -412,7 +450,9 @@ def test_generated_output_is_read_by_position_any_other_by_element():
                        output_types(tp), "id")  # fmt: skip
     assert same.fields is None and same.apply(SHAPED) == fast.apply(SHAPED) == (SHAPED_OUT, [])
     # shapes the fast reader must not take: sorted records, an element inside a field, a field in a namespace
-    sorted_ = Transformer(text.replace('select="records/record">', 'select="records/record"><xsl:sort select="name"/>'), {}, "id")
+    sorted_ = Transformer(
+        text.replace('select="records/record">', 'select="records/record"><xsl:sort select="name"/>'), {}, "id"
+    )
     nested = Transformer(text.replace("<name>", "<name><b>[</b>").replace("</name>", "<b>]</b></name>"), {}, "id")
     spaced = Transformer(text.replace("<note>", '<note xmlns="urn:x">'), {}, "id")
     assert sorted_.fields is nested.fields is spaced.fields is None
@@ -460,8 +500,10 @@ def test_generated_stylesheet_is_deterministic_and_readable():
     text = generate_xslt(touchpoint(mapping))
     assert text == generate_xslt(touchpoint(mapping))
     assert text == stylesheet_for(touchpoint(mapping), Path("/nowhere"))
-    assert text.startswith("<!-- Flowlink touchpoint orders: generated from its mapping, do not edit -->\n<xsl:stylesheet")
-    assert "\n  <xsl:template match=\"/\">\n" in text
+    assert text.startswith(
+        "<!-- Flowlink touchpoint orders: generated from its mapping, do not edit -->\n<xsl:stylesheet"
+    )
+    assert '\n  <xsl:template match="/">\n' in text
     # lookup entries keep their order; the both-quotes value is an XPath concat()
     assert text.index("$value = 'b'") < text.index("$value = 'a'") < text.index("$value = concat('it'")
     assert etree.XSLT(etree.XML(text.encode()))  # compiles
@@ -607,9 +649,15 @@ def test_missing_user_xslt(tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.one_of(st.text(alphabet="0123456789.+-eE _ntrufalsNIy²\u0660", max_size=6),
-                                 st.sampled_from(["", "1_000", "²", "nan", "inf", "-0", "1e5", ".5", " 7 ", "TRUE"])),
-                       max_size=8))
+@given(
+    values=st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789.+-eE _ntrufalsNIy²\u0660", max_size=6),
+            st.sampled_from(["", "1_000", "²", "nan", "inf", "-0", "1e5", ".5", " 7 ", "TRUE"]),
+        ),
+        max_size=8,
+    )
+)
 def test_a_column_cast_in_one_go_equals_the_value_by_value_cast(values):
     """The fast column casts (int, float, a dict over a whole column) give exactly what the per-value casts give."""
     from flowlink.recordxml import _cast_column
@@ -630,15 +678,59 @@ def test_a_column_cast_in_one_go_equals_the_value_by_value_cast(values):
 XML_SPACE = " \t\r\n"  # what trim removes, and normalize-space collapses
 # XPath 1.0 core functions and the functions XSLT 1.0 adds: nothing else may appear in a generated stylesheet
 XSLT1_FUNCTIONS = {
-    "last", "position", "count", "id", "local-name", "namespace-uri", "name", "string", "concat", "starts-with",
-    "contains", "substring-before", "substring-after", "substring", "string-length", "normalize-space", "translate",
-    "boolean", "not", "true", "false", "lang", "number", "sum", "floor", "ceiling", "round",
-    "document", "key", "format-number", "current", "unparsed-entity-uri", "generate-id", "system-property",
-    "element-available", "function-available",
+    "last",
+    "position",
+    "count",
+    "id",
+    "local-name",
+    "namespace-uri",
+    "name",
+    "string",
+    "concat",
+    "starts-with",
+    "contains",
+    "substring-before",
+    "substring-after",
+    "substring",
+    "string-length",
+    "normalize-space",
+    "translate",
+    "boolean",
+    "not",
+    "true",
+    "false",
+    "lang",
+    "number",
+    "sum",
+    "floor",
+    "ceiling",
+    "round",
+    "document",
+    "key",
+    "format-number",
+    "current",
+    "unparsed-entity-uri",
+    "generate-id",
+    "system-property",
+    "element-available",
+    "function-available",
 }
 XSLT1_ELEMENTS = {
-    "stylesheet", "output", "variable", "param", "with-param", "template", "call-template", "for-each", "value-of",
-    "copy-of", "text", "choose", "when", "otherwise", "if",
+    "stylesheet",
+    "output",
+    "variable",
+    "param",
+    "with-param",
+    "template",
+    "call-template",
+    "for-each",
+    "value-of",
+    "copy-of",
+    "text",
+    "choose",
+    "when",
+    "otherwise",
+    "if",
 }  # the XSLT 1.0 elements generate_xslt may use
 
 
@@ -663,32 +755,81 @@ def only_xslt1(text: str) -> None:
 
 
 def test_case_lower_and_upper_unicode_letters():
-    emails = ["Ada.Lovelace@Example.COM", "ÉLODIE@Société.FR", "JÖRG.ÄRGER@ÜBER.DE", "ΩMEGA.Σοφία@ΕΛΛΑΔΑ.GR",
-              "Пётр.ИВАНОВ@ПОЧТА.РФ", "ǅemal@x.ba", "Straße@Kelvin\u212a.de", "İstanbul@x.tr", "日本@例え.jp", ""]
-    mapping = [{"target": "id", "source": "id"}, {"target": "lower", "source": "email", "case": "lower"},
-               {"target": "upper", "xpath": "email", "case": "upper"}]
+    emails = [
+        "Ada.Lovelace@Example.COM",
+        "ÉLODIE@Société.FR",
+        "JÖRG.ÄRGER@ÜBER.DE",
+        "ΩMEGA.Σοφία@ΕΛΛΑΔΑ.GR",
+        "Пётр.ИВАНОВ@ПОЧТА.РФ",
+        "ǅemal@x.ba",
+        "Straße@Kelvin\u212a.de",
+        "İstanbul@x.tr",
+        "日本@例え.jp",
+        "",
+    ]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "lower", "source": "email", "case": "lower"},
+        {"target": "upper", "xpath": "email", "case": "upper"},
+    ]
     out, failures = run(mapping, [{"id": i, "email": e} for i, e in enumerate(emails)])
     assert failures == []
     assert [r["lower"] for r in out] == [
-        "ada.lovelace@example.com", "élodie@société.fr", "jörg.ärger@über.de", "ωmega.σοφία@ελλαδα.gr",
-        "пётр.иванов@почта.рф", "ǆemal@x.ba", "straße@kelvink.de",
+        "ada.lovelace@example.com",
+        "élodie@société.fr",
+        "jörg.ärger@über.de",
+        "ωmega.σοφία@ελλαδα.gr",
+        "пётр.иванов@почта.рф",
+        "ǆemal@x.ba",
+        "straße@kelvink.de",
         "İstanbul@x.tr",  # İ lower-cases to two characters (i + a combining dot): left as it is
-        "日本@例え.jp", ""]
+        "日本@例え.jp",
+        "",
+    ]
     assert [r["upper"] for r in out] == [
-        "ADA.LOVELACE@EXAMPLE.COM", "ÉLODIE@SOCIÉTÉ.FR", "JÖRG.ÄRGER@ÜBER.DE", "ΩMEGA.ΣΟΦΊΑ@ΕΛΛΑΔΑ.GR",
-        "ПЁТР.ИВАНОВ@ПОЧТА.РФ", "ǄEMAL@X.BA",
+        "ADA.LOVELACE@EXAMPLE.COM",
+        "ÉLODIE@SOCIÉTÉ.FR",
+        "JÖRG.ÄRGER@ÜBER.DE",
+        "ΩMEGA.ΣΟΦΊΑ@ΕΛΛΑΔΑ.GR",
+        "ПЁТР.ИВАНОВ@ПОЧТА.РФ",
+        "ǄEMAL@X.BA",
         "STRAßE@KELVIN\u212a.DE",  # ß upper-cases to SS, two characters: left as it is
-        "İSTANBUL@X.TR", "日本@例え.JP", ""]
+        "İSTANBUL@X.TR",
+        "日本@例え.JP",
+        "",
+    ]
 
 
 def test_trim_removes_whitespace_at_the_ends_only():
-    values = ["\t\n  Ada  Lovelace \r\n\t", "plain", "  ", "", "\n\tin\tner\n", " x", "x ", "\u00a0nbsp\u00a0",
-              " " * 100_000 + "long" + "\t" * 100_000]
-    mapping = [{"target": "id", "source": "id"}, {"target": "name", "source": "name", "trim": True},
-               {"target": "upper", "xpath": "name", "trim": True, "case": "upper"}]
+    values = [
+        "\t\n  Ada  Lovelace \r\n\t",
+        "plain",
+        "  ",
+        "",
+        "\n\tin\tner\n",
+        " x",
+        "x ",
+        "\u00a0nbsp\u00a0",
+        " " * 100_000 + "long" + "\t" * 100_000,
+    ]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "name", "source": "name", "trim": True},
+        {"target": "upper", "xpath": "name", "trim": True, "case": "upper"},
+    ]
     out, failures = run(mapping, [{"id": i, "name": v} for i, v in enumerate(values)])
     assert failures == []
-    assert [r["name"] for r in out] == ["Ada  Lovelace", "plain", "", "", "in\tner", "x", "x", "\u00a0nbsp\u00a0", "long"]
+    assert [r["name"] for r in out] == [
+        "Ada  Lovelace",
+        "plain",
+        "",
+        "",
+        "in\tner",
+        "x",
+        "x",
+        "\u00a0nbsp\u00a0",
+        "long",
+    ]
     assert [r["upper"] for r in out] == [v.strip(XML_SPACE).upper() for v in values]
 
 
@@ -700,9 +841,14 @@ def test_default_applies_to_null_missing_and_empty_without_a_lookup():
         {"target": "looked_up", "source": "city", "lookup": {"Bonn": "BN"}, "default": "other"},  # lookup: as before
         {"target": "via_xpath", "xpath": "city[. != 'none']", "case": "lower", "default": "-"},
     ]
-    cities = [("Bonn", "Bonn", "Bonn", "BN", "bonn"), (None, "unknown", "unknown", "other", "-"),
-              ("", "unknown", "unknown", "other", "-"), ("  ", "  ", "unknown", "other", "  "),
-              ("Köln", "Köln", "Köln", "other", "köln"), ("none", "none", "none", "other", "-")]
+    cities = [
+        ("Bonn", "Bonn", "Bonn", "BN", "bonn"),
+        (None, "unknown", "unknown", "other", "-"),
+        ("", "unknown", "unknown", "other", "-"),
+        ("  ", "  ", "unknown", "other", "  "),
+        ("Köln", "Köln", "Köln", "other", "köln"),
+        ("none", "none", "none", "other", "-"),
+    ]
     records = [{"id": i, "city": city} for i, (city, *_) in enumerate(cities)] + [{"id": 99}]  # 99: no city at all
     out, failures = run(mapping, records)
     assert failures == []
@@ -711,17 +857,28 @@ def test_default_applies_to_null_missing_and_empty_without_a_lookup():
 
 
 def test_trim_and_case_come_before_the_lookup():
-    mapping = [{"target": "id", "source": "id"},
-               {"target": "country", "source": "code", "trim": True, "case": "lower",
-                "lookup": {"de": "Germany", "fr": "France"}, "default": "Other"}]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {
+            "target": "country",
+            "source": "code",
+            "trim": True,
+            "case": "lower",
+            "lookup": {"de": "Germany", "fr": "France"},
+            "default": "Other",
+        },
+    ]
     out, _ = run(mapping, [{"id": 1, "code": " DE\t"}, {"id": 2, "code": "fr"}, {"id": 3, "code": "D E"}])
     assert [r["country"] for r in out] == ["Germany", "France", "Other"]
 
 
 def test_trim_and_case_stylesheet_is_plain_xslt_1_and_replays_with_plain_lxml():
-    mapping = [{"target": "id", "source": "id"}, {"target": "email", "source": "email", "trim": True, "case": "lower"},
-               {"target": "code", "xpath": "concat(a, b)", "case": "upper", "default": "NONE"},
-               {"target": "city", "source": "city", "trim": True, "lookup": {"Köln": "Cologne"}}]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "email", "source": "email", "trim": True, "case": "lower"},
+        {"target": "code", "xpath": "concat(a, b)", "case": "upper", "default": "NONE"},
+        {"target": "city", "source": "city", "trim": True, "lookup": {"Köln": "Cologne"}},
+    ]
     tp = touchpoint(mapping)
     text = generate_xslt(tp)
     only_xslt1(text)
@@ -729,26 +886,37 @@ def test_trim_and_case_stylesheet_is_plain_xslt_1_and_replays_with_plain_lxml():
     assert len(text.encode()) < 25_000  # both tables (about 9 KB each) and the trim templates
     transformer = Transformer(text, output_types(tp), "id")
     assert transformer.fields == ("id", "email", "code", "city")  # still read by position: the fast reader
-    records = [{"id": 1, "email": " \tÉLODIE@Société.FR\n", "a": "ab", "b": "ß", "city": " Köln "},
-               {"id": 2, "email": None, "a": "", "city": "Bonn"}]
+    records = [
+        {"id": 1, "email": " \tÉLODIE@Société.FR\n", "a": "ab", "b": "ß", "city": " Köln "},
+        {"id": 2, "email": None, "a": "", "city": "Bonn"},
+    ]
     written = transformer.writer.write(records)
     replayed = etree.XSLT(etree.fromstring(text.encode()))(etree.fromstring(written.document))  # no Flowlink
     assert etree.tostring(replayed, encoding="utf-8") == transformer.transform(written.document).document
-    assert [[f.text for f in r] for r in replayed.getroot()] == [["1", "élodie@société.fr", "ABß", "Cologne"],
-                                                                  ["2", None, "NONE", "Bonn"]]
+    assert [[f.text for f in r] for r in replayed.getroot()] == [
+        ["1", "élodie@société.fr", "ABß", "Cologne"],
+        ["2", None, "NONE", "Bonn"],
+    ]
     plain = generate_xslt(touchpoint([{"target": "id", "source": "id"}, {"target": "e", "source": "e"}]))
     assert "flowlink-" not in plain  # no tables, no templates for a mapping that does not use them
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\ufffe\uffff"),
-                    max_size=40).map(lambda t: "".join(c for c in t if c in XML_SPACE or c >= " ")),
-       pad=st.tuples(st.text(alphabet=XML_SPACE, max_size=5), st.text(alphabet=XML_SPACE, max_size=5)))
+@given(
+    text=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\ufffe\uffff"), max_size=40
+    ).map(lambda t: "".join(c for c in t if c in XML_SPACE or c >= " ")),
+    pad=st.tuples(st.text(alphabet=XML_SPACE, max_size=5), st.text(alphabet=XML_SPACE, max_size=5)),
+)
 def test_trim_and_case_agree_with_python(text, pad):
     """For any text: trim is str.strip of XML whitespace; case maps each character Python maps to one character."""
     value = pad[0] + text + pad[1]
-    mapping = [{"target": "id", "source": "id"}, {"target": "t", "source": "v", "trim": True},
-               {"target": "lo", "source": "v", "case": "lower"}, {"target": "up", "source": "v", "case": "upper"}]
+    mapping = [
+        {"target": "id", "source": "id"},
+        {"target": "t", "source": "v", "trim": True},
+        {"target": "lo", "source": "v", "case": "lower"},
+        {"target": "up", "source": "v", "case": "upper"},
+    ]
     [out], failures = run(mapping, [{"id": 1, "v": value}], key="id")
     assert failures == []
 
@@ -764,8 +932,26 @@ def test_rules_without_trim_or_case_are_published_as_before():
     keeps its published version; its stylesheet is the same as before too (no tables, no templates)."""
     tp = touchpoint([{"target": "id", "source": "id"}, {"target": "s", "source": "s", "lookup": {"a": "b"}}])
     assert [rule.model_dump(mode="json") for rule in tp.mapping] == [
-        {"target": "id", "source": "id", "xpath": None, "constant": None, "lookup": None, "default": None, "type": "string"},
-        {"target": "s", "source": "s", "xpath": None, "constant": None, "lookup": {"a": "b"}, "default": None, "type": "string"},
+        {
+            "target": "id",
+            "source": "id",
+            "xpath": None,
+            "constant": None,
+            "lookup": None,
+            "default": None,
+            "type": "string",
+        },
+        {
+            "target": "s",
+            "source": "s",
+            "xpath": None,
+            "constant": None,
+            "lookup": {"a": "b"},
+            "default": None,
+            "type": "string",
+        },
     ]
     with_options = touchpoint([{"target": "id", "source": "id", "trim": True, "case": "upper"}]).mapping[0]
-    assert with_options.model_dump(mode="json")["trim"] is True and with_options.model_dump(mode="json")["case"] == "upper"
+    assert (
+        with_options.model_dump(mode="json")["trim"] is True and with_options.model_dump(mode="json")["case"] == "upper"
+    )

@@ -108,11 +108,13 @@ class ResourceServer:
                     rows = sorted(server.customers.values(), key=lambda c: int(c["customer_id"]))
                     if "page" in query:
                         size, page = int(query["per_page"]), int(query["page"])
-                        rows = rows[(page - 1) * size:page * size]
+                        rows = rows[(page - 1) * size : page * size]
                     return self._answer(200, rows)
                 if self.command == "PUT" and path.startswith("/customers/"):
                     if server.echo_on_put:
-                        return self._answer(422, {"error": f"cannot store it; you sent {self.headers['Authorization']}"})
+                        return self._answer(
+                            422, {"error": f"cannot store it; you sent {self.headers['Authorization']}"}
+                        )
                     server.customers[path.rsplit("/", 1)[1]] = body
                     return self._answer(200, body)
                 if self.command == "POST" and path == "/customers":
@@ -153,8 +155,9 @@ def world(tmp_path):
 
 def settings(api_url: str, token_url: str, secret: str = SECRET, **extra) -> dict:
     """The REST connector's settings from an Airflow connection: login = client id, password = client secret."""
-    return rest_settings_from_connection("http", api_url, CLIENT, secret, None, None,
-                                         {"oauth2_token_url": token_url, "oauth2_scope": SCOPE, **extra})
+    return rest_settings_from_connection(
+        "http", api_url, CLIENT, secret, None, None, {"oauth2_token_url": token_url, "oauth2_scope": SCOPE, **extra}
+    )
 
 
 UPSERT = Load(endpoint="/customers", method="upsert", key="customer_id")
@@ -176,13 +179,20 @@ def test_a_source_read_and_a_target_write_share_one_token(world, client_auth):
         results = target.write(UPSERT, customers(*range(1, 26)))
     assert all(r.ok for r in results) and len(api.customers) == 25
     with RestSource(**settings(api.url, authz.token_url, oauth2_client_auth=client_auth)) as source:
-        read = [r for batch in source.read(Extract(endpoint="/customers", key="customer_id",
-                                                   pagination=Pagination(style="page", size=10)), batch_size=100)
-                for r in batch]
+        read = [
+            r
+            for batch in source.read(
+                Extract(endpoint="/customers", key="customer_id", pagination=Pagination(style="page", size=10)),
+                batch_size=100,
+            )
+            for r in batch
+        ]
     assert sorted(int(r["customer_id"]) for r in read) == list(range(1, 26))
     assert authz.token_answers() == ["200"]
     assert len(api.seen) == 28 and set(api.statuses()) == {200} and len(api.tokens()) == 1
-    assert {c["scope"] for c in api.claims} == {SCOPE} and {c["iss"] for c in api.claims} == {f"http://localhost:{authz.port}"}
+    assert {c["scope"] for c in api.claims} == {SCOPE} and {c["iss"] for c in api.claims} == {
+        f"http://localhost:{authz.port}"
+    }
 
 
 def test_a_token_is_renewed_before_it_expires(world):
@@ -210,8 +220,12 @@ def test_a_401_gets_a_new_token_and_the_request_is_sent_once_more(world):
         assert result.ok and result.destination_id == "c-2"
         assert target.write(UPSERT, customers(3))[0].ok
     first, second = api.tokens()
-    assert [(m, t, s) for m, _, t, s in api.seen] == [("POST", first, 201), ("POST", first, 401),
-                                                      ("POST", second, 201), ("PUT", second, 200)]
+    assert [(m, t, s) for m, _, t, s in api.seen] == [
+        ("POST", first, 201),
+        ("POST", first, 401),
+        ("POST", second, 201),
+        ("PUT", second, 200),
+    ]
     assert sorted(api.customers) == ["1", "2", "3"]  # customer 2 created once
     assert authz.token_answers() == ["200", "200"]
 
@@ -239,8 +253,10 @@ def test_a_service_refusing_every_token_fails_clearly_without_a_loop_and_no_cred
     forms = [*connection_secrets(conn), *tokens]
     assert SECRET in forms and all(t in connection_secrets(conn) for t in tokens)  # what the hook masks in logs
     assert not [t for t in texts for f in [SECRET, *tokens] if f in t]
-    observe(f"401 to every token: one renewal, then '{message}' (2 token requests, 2 service requests); a 422 "
-            f"quoting the header: '{result.error}'; the secret and the {len(tokens)} tokens in no message")
+    observe(
+        f"401 to every token: one renewal, then '{message}' (2 token requests, 2 service requests); a 422 "
+        f"quoting the header: '{result.error}'; the secret and the {len(tokens)} tokens in no message"
+    )
 
 
 @pytest.mark.reliability("Bad input", "OAuth2: the token endpoint refuses the client (wrong secret)")
@@ -253,9 +269,11 @@ def test_a_wrong_client_secret_is_a_clear_error_without_the_secret(world, observ
         with pytest.raises(ConnectorError) as refused:
             list(source.read(Extract(endpoint="/customers", key="customer_id"), batch_size=10))
     message = str(refused.value)
-    assert message == (f"OAuth2 token endpoint {authz.token_url} refused client {CLIENT!r}: HTTP 401: invalid_client "
-                       "(client authentication failed); check the connection's login (client id), password (client "
-                       "secret) and scope")
+    assert message == (
+        f"OAuth2 token endpoint {authz.token_url} refused client {CLIENT!r}: HTTP 401: invalid_client "
+        "(client authentication failed); check the connection's login (client id), password (client "
+        "secret) and scope"
+    )
     assert not isinstance(refused.value, Unreachable) and wrong not in message and api.seen == []
     observe(f"{client_auth}: '{message}'; the service got no request")
 
@@ -272,8 +290,9 @@ def test_a_token_endpoint_that_is_down_fails_within_the_budget_naming_it(world, 
         target.write(UPSERT, customers(1))
     took = time.monotonic() - started
     message = str(failed.value)
-    assert message == (f"OAuth2 token endpoint {down}: connection refused; gave up after 2 s "
-                       "(FLOWLINK_UNREACHABLE_AFTER)")
+    assert message == (
+        f"OAuth2 token endpoint {down}: connection refused; gave up after 2 s (FLOWLINK_UNREACHABLE_AFTER)"
+    )
     assert 1.5 < took < 10 and SECRET not in message and api.seen == []
     observe(f"'{message}' after {took:.1f} s; the service got no request")
 
@@ -283,8 +302,9 @@ def test_connection_settings_for_oauth2_are_checked():
     with pytest.raises(ConnectorError, match="token URL must be http"):
         settings("http://127.0.0.1:1", "ftp://example.com/token")
     with pytest.raises(ConnectorError, match=r"client secret \(its password\)"):
-        rest_settings_from_connection("http", "http://127.0.0.1:1", CLIENT, None, None, None,
-                                      {"oauth2_token_url": "http://127.0.0.1:2/token"})
+        rest_settings_from_connection(
+            "http", "http://127.0.0.1:1", CLIENT, None, None, None, {"oauth2_token_url": "http://127.0.0.1:2/token"}
+        )
     with pytest.raises(ConnectorError, match="both 'token' and 'oauth2_token_url'"):
         settings("http://127.0.0.1:1", "http://127.0.0.1:2/token", token="abc")
     with pytest.raises(ConnectorError, match="'basic' or 'body'"):
@@ -300,9 +320,18 @@ def test_the_hook_builds_oauth2_from_the_documented_connection_and_masks_each_to
     from flowlink_airflow.hooks.application import ApplicationHook
 
     authz, api = world()
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_API", json.dumps({
-        "conn_type": "http", "host": api.url, "login": CLIENT, "password": SECRET,
-        "extra": {"oauth2_token_url": authz.token_url, "oauth2_scope": SCOPE}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHOP_API",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": api.url,
+                "login": CLIENT,
+                "password": SECRET,
+                "extra": {"oauth2_token_url": authz.token_url, "oauth2_scope": SCOPE},
+            }
+        ),
+    )
     target = ApplicationHook("shop_api", "rest").get_target()
     try:
         assert target.write(UPSERT, customers(1))[0].ok

@@ -49,8 +49,9 @@ def test_timestamps_compare_as_instants_whatever_their_offset():
     assert newer("2026-01-01 08:00:00.000001", "2026-01-01T08:00:00+00:00")
     assert newer("2025-12-31T23:00:00-02:00", "2026-01-01")  # 2026-01-01T01:00Z; a date is its midnight UTC
     assert order_key("2026-01-01") == order_key("2026-01-01T00:00:00Z") == order_key(dt.date(2026, 1, 1))
-    assert order_key(dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == \
-        order_key("2026-01-01T08:00:00Z")
+    assert order_key(dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == order_key(
+        "2026-01-01T08:00:00Z"
+    )
     assert newer("0001-01-01T00:00:00-14:00", "0001-01-01T00:00:00+14:00")  # no overflow at the ends of time
     assert newer("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59Z")
 
@@ -60,20 +61,47 @@ def test_other_text_as_text_and_kinds_in_a_fixed_order():
     assert newer("2026-13-45", "2026-01-01")  # not a date: text, after every timestamp
     values = [[1], "b", "2026-01-01T00:00:00Z", "10", None, 9, True, {"a": 1}, float("inf"), "a"]
     assert [repr(v) for v in sorted(values, key=order_key)] == [
-        "None", "9", "'10'", "'2026-01-01T00:00:00Z'", "'a'", "'b'", "inf", "True", "[1]", "{'a': 1}"]
+        "None",
+        "9",
+        "'10'",
+        "'2026-01-01T00:00:00Z'",
+        "'a'",
+        "'b'",
+        "inf",
+        "True",
+        "[1]",
+        "{'a': 1}",
+    ]
     # nothing < numbers < timestamps < text (infinity and booleans are not numbers) < lists and objects
 
 
-instants = st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
-                        timezones=st.one_of(st.none(), st.timezones(),
-                                            st.builds(dt.timezone, st.timedeltas(min_value=dt.timedelta(hours=-23),
-                                                                                max_value=dt.timedelta(hours=23)))))
+instants = st.datetimes(
+    min_value=dt.datetime(1, 1, 2),
+    max_value=dt.datetime(9999, 12, 30),
+    timezones=st.one_of(
+        st.none(),
+        st.timezones(),
+        st.builds(dt.timezone, st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23))),
+    ),
+)
 mixed = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.decimals(allow_nan=False),
-    st.integers().map(str), st.floats(allow_nan=False, allow_infinity=False).map(repr), st.decimals().map(str),
-    instants, instants.map(lambda d: d.isoformat()), instants.map(lambda d: d.isoformat().replace("+00:00", "Z")),
-    st.dates(), st.dates().map(str), st.text(max_size=12), st.sampled_from(["", " ", "1e400000000000", "nan", "-0"]),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.decimals(allow_nan=False),
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.decimals().map(str),
+    instants,
+    instants.map(lambda d: d.isoformat()),
+    instants.map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.dates(),
+    st.dates().map(str),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "1e400000000000", "nan", "-0"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -94,15 +122,17 @@ def test_the_rule_is_a_total_order_on_mixed_values(a, b, c):
 @given(a=instants, b=instants)
 def test_timestamps_in_any_offset_compare_as_their_instants(a, b):
     def utc(d):
-        return d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
+        return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
 
     assert newer(a.isoformat(), b.isoformat()) == (utc(a) > utc(b))
     assert newer(a.isoformat(sep=" "), b) == (utc(a) > utc(b))
 
 
 @settings(max_examples=300, deadline=None)
-@given(a=st.one_of(st.integers(), st.decimals(allow_nan=False, allow_infinity=False)),
-       b=st.one_of(st.integers(), st.decimals(allow_nan=False, allow_infinity=False)))
+@given(
+    a=st.one_of(st.integers(), st.decimals(allow_nan=False, allow_infinity=False)),
+    b=st.one_of(st.integers(), st.decimals(allow_nan=False, allow_infinity=False)),
+)
 def test_numeric_text_compares_as_its_number(a, b):
     assert newer(str(a), str(b)) == (a > b) == newer(a, str(b))
 
@@ -136,7 +166,9 @@ class Flow:
         self.runs += 1
         ctx = RunContext(self.store, art, f"run-{self.runs}")
         extracted = extract(ctx, tp, self.open_source)
-        transformed = transform(ctx, tp, Transformer(art.stylesheets["items"], output_types(tp), tp.extract.key), extracted)
+        transformed = transform(
+            ctx, tp, Transformer(art.stylesheets["items"], output_types(tp), tp.extract.key), extracted
+        )
         load(ctx, tp, lambda: FileTarget(self.out), transformed)
         return [k for path in extracted["batches"] for k in record_keys(etree.fromstring(staging.read_batch(path)))]
 
@@ -169,19 +201,25 @@ def test_iso_timestamps_with_different_offsets_compare_as_instants(home, store):
     def write(*rows):
         (data / "items.jsonl").write_text("".join(json.dumps({"id": i, "changed": c}) + "\n" for i, c in rows))
 
-    rows = [("a", "2026-01-01T10:00:00+02:00"),  # 08:00 UTC
-            ("b", "2026-01-01T09:00:00Z"),  # 09:00 UTC: the newest
-            ("c", "2026-01-01T08:30:00")]  # no offset: 08:30 UTC
+    rows = [
+        ("a", "2026-01-01T10:00:00+02:00"),  # 08:00 UTC
+        ("b", "2026-01-01T09:00:00Z"),  # 09:00 UTC: the newest
+        ("c", "2026-01-01T08:30:00"),
+    ]  # no offset: 08:30 UTC
     write(*rows)
-    flow = Flow(home, store, "file", {"file": "items.jsonl", "key": "id", "incremental": "changed"},
-                lambda: FileSource(data))
+    flow = Flow(
+        home, store, "file", {"file": "items.jsonl", "key": "id", "incremental": "changed"}, lambda: FileSource(data)
+    )
     assert flow.run() == ["a", "c", "b"]
     assert flow.watermark == "2026-01-01T09:00:00Z"  # as text "2026-01-01T10:00:00+02:00" would have won
     assert flow.run() == []
-    write(*rows, ("d", "2026-01-01T09:30:00Z"),  # newer: as text it sorts before a's value and was never read
-          ("e", "2026-01-01T11:15:00+02:00"),  # 09:15 UTC: newer
-          ("f", "2026-01-01T10:45:00+02:00"),  # 08:45 UTC: older than the watermark
-          ("g", "2026-01-01"))  # midnight UTC: older
+    write(
+        *rows,
+        ("d", "2026-01-01T09:30:00Z"),  # newer: as text it sorts before a's value and was never read
+        ("e", "2026-01-01T11:15:00+02:00"),  # 09:15 UTC: newer
+        ("f", "2026-01-01T10:45:00+02:00"),  # 08:45 UTC: older than the watermark
+        ("g", "2026-01-01"),
+    )  # midnight UTC: older
     assert flow.run() == ["e", "d"]
     assert flow.watermark == "2026-01-01T09:30:00Z" and flow.run() == []
 
@@ -201,8 +239,13 @@ def test_numeric_strings_from_a_rest_source(home, store, shop):
 
     for i, version in [(1, "9"), (2, "10"), (3, "8.5")]:
         put(i, version)
-    extract_spec = {"endpoint": "/customers", "key": "customer_id", "incremental": "version",
-                    "records_path": "records", "pagination": {"style": "next", "size_param": "per_page", "size": 2}}
+    extract_spec = {
+        "endpoint": "/customers",
+        "key": "customer_id",
+        "incremental": "version",
+        "records_path": "records",
+        "pagination": {"style": "next", "size_param": "per_page", "size": 2},
+    }
     flow = Flow(home, store, "rest", extract_spec, lambda: RestSource(shop.url))
     assert sorted(flow.run()) == ["1", "2", "3"]
     assert flow.watermark == "10"
@@ -218,13 +261,25 @@ def test_numeric_strings_from_a_rest_source(home, store, shop):
 SQL_KINDS = {
     # kind: (column type, first rows, the watermark after them, later rows of which only the first is newer)
     "integer": (sa.Integer, [9, 10, 2], 10, [11, 10]),
-    "numeric": (sa.Numeric(10, 2), [Decimal("9.50"), Decimal("10.25"), Decimal("2")], None, [Decimal("10.50"), Decimal("10.20")]),
-    "timestamp": (sa.DateTime(timezone=True),
-                  [dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-                   dt.datetime(2026, 1, 1, 9, tzinfo=dt.timezone.utc),
-                   dt.datetime(2026, 1, 1, 8, 30, tzinfo=dt.timezone.utc)], None,
-                  [dt.datetime(2026, 1, 1, 11, 15, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-                   dt.datetime(2026, 1, 1, 10, 45, tzinfo=dt.timezone(dt.timedelta(hours=2)))]),
+    "numeric": (
+        sa.Numeric(10, 2),
+        [Decimal("9.50"), Decimal("10.25"), Decimal("2")],
+        None,
+        [Decimal("10.50"), Decimal("10.20")],
+    ),
+    "timestamp": (
+        sa.DateTime(timezone=True),
+        [
+            dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC),
+            dt.datetime(2026, 1, 1, 8, 30, tzinfo=dt.UTC),
+        ],
+        None,
+        [
+            dt.datetime(2026, 1, 1, 11, 15, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            dt.datetime(2026, 1, 1, 10, 45, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        ],
+    ),
     "numbers-in-text": (sa.String(20), ["9", "10", "2"], "10", ["100", "9.5"]),  # as text "9.5" > "10"
 }
 
@@ -234,8 +289,11 @@ def sql_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'source.db'}"
     # the session's time zone is not UTC: timestamps come back with +05:30 and go back into the query so
-    return make_url(request.getfixturevalue("pg_url")).update_query_dict(
-        {"options": "-c timezone=Asia/Kolkata"}).render_as_string(hide_password=False)
+    return (
+        make_url(request.getfixturevalue("pg_url"))
+        .update_query_dict({"options": "-c timezone=Asia/Kolkata"})
+        .render_as_string(hide_password=False)
+    )
 
 
 @pytest.mark.parametrize("kind", list(SQL_KINDS))
@@ -245,11 +303,13 @@ def test_sql_watermark_round_trip(home, store, sql_url, kind):
     newer rows the third."""
     column, first, mark, later = SQL_KINDS[kind]
     if kind == "timestamp" and sql_url.startswith("sqlite"):  # no timestamp type: text in one format, in UTC
-        first, later = ([v.astimezone(dt.timezone.utc).replace(tzinfo=None) for v in vs] for vs in (first, later))
+        first, later = ([v.astimezone(dt.UTC).replace(tzinfo=None) for v in vs] for vs in (first, later))
     table = f"items_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(sql_url)
     md = sa.MetaData()
-    items = sa.Table(table, md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), sa.Column("v", column))
+    items = sa.Table(
+        table, md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False), sa.Column("v", column)
+    )
     md.create_all(engine)
     with engine.begin() as conn:
         conn.execute(items.insert(), [{"id": i, "v": v} for i, v in enumerate(first, 1)])

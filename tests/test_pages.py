@@ -31,11 +31,19 @@ SPEC = REPO / "examples" / "erp_to_shop.yaml"
 WF = "erp_to_shop"
 OTHER = "crm_to_erp"
 DEPLOY_STEPS = [s.value for s in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]]
-PAGES = ["/ui/environments", "/ui/deployments", "/ui/bucket", "/ui/snapshots", "/ui/feeds",
-         f"/ui/snapshot?workflow={WF}&run_id=run-1", "/ui/bucket?workflow=erp_to_shop&status=failed&page=2"]
+PAGES = [
+    "/ui/environments",
+    "/ui/deployments",
+    "/ui/bucket",
+    "/ui/snapshots",
+    "/ui/feeds",
+    f"/ui/snapshot?workflow={WF}&run_id=run-1",
+    "/ui/bucket?workflow=erp_to_shop&status=failed&page=2",
+]
 
 
 # ------------------------------------------------------------------ a small HTML reader for the assertions
+
 
 class Node:
     def __init__(self, tag: str, attrs: dict, parent: Node | None):
@@ -52,7 +60,8 @@ class Node:
         for child in self.children:
             if isinstance(child, Node):
                 if (tag is None or child.tag == tag) and all(
-                        (k in child.attrs) if v is True else child.attrs.get(k) == v for k, v in wanted.items()):
+                    (k in child.attrs) if v is True else child.attrs.get(k) == v for k, v in wanted.items()
+                ):
                     found.append(child)
                 found += child.all(tag, **attrs)
         return found
@@ -110,13 +119,9 @@ def pager_text(doc: Node) -> str:
 # ------------------------------------------------------------------ fixtures
 
 
-
-
 @pytest.fixture
 def client(app):
     return TestClient(app, follow_redirects=False)
-
-
 
 
 @pytest.fixture
@@ -164,6 +169,7 @@ def finish(store, deployment_id, env="prod"):
 
 # ------------------------------------------------------------------ registration in Airflow
 
+
 def test_pages_are_not_in_the_openapi_document(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/ui")]
@@ -171,16 +177,31 @@ def test_pages_are_not_in_the_openapi_document(client):
 
 def test_plugin_registers_the_pages_as_external_views():
     from flowlink_airflow.plugin import FlowlinkPlugin as plugin
+
     (entry,) = plugin.fastapi_apps
     app_paths = {r.path for r in entry["app"].app.routes}
-    assert {"/ui/environments", "/ui/deployments", "/ui/bucket", "/ui/snapshots", "/ui/snapshot", "/ui/feeds",
-            "/ui/snapshot/file", "/api/v1/workflows/{workflow}/resync", "/api/v1/workflows/{workflow}/runs/{run_id}"} <= app_paths
+    assert {
+        "/ui/environments",
+        "/ui/deployments",
+        "/ui/bucket",
+        "/ui/snapshots",
+        "/ui/snapshot",
+        "/ui/feeds",
+        "/ui/snapshot/file",
+        "/api/v1/workflows/{workflow}/resync",
+        "/api/v1/workflows/{workflow}/runs/{run_id}",
+    } <= app_paths
     nav = [v for v in plugin.external_views if v["destination"] == "nav"]
-    assert [v["href"] for v in nav] == ["/flowlink/ui/deployments", "/flowlink/ui/environments", "/flowlink/ui/bucket",
-                                        "/flowlink/ui/snapshots", "/flowlink/ui/feeds"]
+    assert [v["href"] for v in nav] == [
+        "/flowlink/ui/deployments",
+        "/flowlink/ui/environments",
+        "/flowlink/ui/bucket",
+        "/flowlink/ui/snapshots",
+        "/flowlink/ui/feeds",
+    ]
     assert {v["category"] for v in nav} == {"Flowlink"}
     for v in nav:
-        assert v["href"][len("/flowlink"):] in app_paths  # each menu entry is a page of the app
+        assert v["href"][len("/flowlink") :] in app_paths  # each menu entry is a page of the app
     (tab,) = [v for v in plugin.external_views if v["destination"] == "dag_run"]
     assert tab["name"] == "Snapshot" and tab["href"] == "/flowlink/ui/snapshot?workflow={DAG_ID}&run_id={RUN_ID}"
     routes = [v["url_route"] for v in plugin.external_views]
@@ -200,8 +221,16 @@ def test_the_ui_substitutes_the_placeholders_and_groups_categories():
 
 # ------------------------------------------------------------------ login
 
-@pytest.mark.parametrize("url", PAGES + ["/ui/", "/ui/static/flowlink.css",
-                                         f"/ui/snapshot/file?workflow={WF}&run_id=r&touchpoint=customers&step=load&n=1"])
+
+@pytest.mark.parametrize(
+    "url",
+    PAGES
+    + [
+        "/ui/",
+        "/ui/static/flowlink.css",
+        f"/ui/snapshot/file?workflow={WF}&run_id=r&touchpoint=customers&step=load&n=1",
+    ],
+)
 def test_anonymous_is_redirected_to_the_login_and_back(client, url):
     r = client.get(url)
     assert r.status_code in (302, 307)
@@ -250,6 +279,7 @@ def test_mounted_by_airflows_api_server(home, airflow_db, auth_manager):
 
 # ------------------------------------------------------------------ index, errors
 
+
 def test_index_redirects_to_deployments(user):
     for url in ("/ui", "/ui/"):
         r = user.get(url)
@@ -270,8 +300,11 @@ def test_errors_are_pages_with_the_message(user, store, envs, monkeypatch):
     text = html(r).one("p", class_="error-message").text
     assert "page:" in text and "status:" in text
 
-    monkeypatch.setattr(deployments, "environments_list", lambda store: (_ for _ in ()).throw(
-        deployments.RuleError("refused <right now>")))
+    monkeypatch.setattr(
+        deployments,
+        "environments_list",
+        lambda store: (_ for _ in ()).throw(deployments.RuleError("refused <right now>")),
+    )
     r = user.get("/ui/environments")
     assert r.status_code == 409
     assert html(r).one("p", class_="error-message").text == "refused <right now>"
@@ -294,7 +327,7 @@ def test_pages_forbid_inline_script(user, store):
 def test_everything_is_escaped(user, store):
     feeds.add(store, "publish", '<script>alert("x")</script> & <b>bold</b>', WF)
     r = user.get("/ui/feeds")
-    assert '<script>alert' not in r.text and "<b>bold" not in r.text
+    assert "<script>alert" not in r.text and "<b>bold" not in r.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in r.text
 
 
@@ -306,6 +339,7 @@ def test_static_files(user):
 
 
 # ------------------------------------------------------------------ environments
+
 
 def test_environments_page(user, store, envs):
     deployments.heartbeat(store, "test")
@@ -330,6 +364,7 @@ def test_environments_page_without_environments(user, store):
 
 
 # ------------------------------------------------------------------ deployments
+
 
 def test_deployments_buttons_follow_the_rules(user, store, envs, artifact, other):
     pending = deployments.deploy(store, WF)
@@ -384,7 +419,9 @@ def test_deployments_reasons_come_from_the_environment_rules(user, store, envs, 
     doc = html(user.get("/ui/deployments"))
     b = button(doc, "deploy", WF)
     assert "disabled" in b.attrs
-    assert b.attrs["title"] == "deploy refused: the primary environment prod is disabled (flowlink env set prod --enable)"
+    assert (
+        b.attrs["title"] == "deploy refused: the primary environment prod is disabled (flowlink env set prod --enable)"
+    )
 
 
 def test_deployments_without_environments(user, store, artifact):
@@ -415,14 +452,25 @@ def test_deployment_log_endpoint_for_the_window(user, store, envs, artifact):
 
 # ------------------------------------------------------------------ resync bucket
 
+
 def seed_bucket(store, workflow=WF):
     """100,000 records through the store functions: 60,000 customers, 40,000 orders; of the first 3,000
     customers 1,000 failed and 2,000 succeeded."""
     bucket.mark_unprocessed(store, workflow, "customers", "run-1", [f"c{i:05d}" for i in range(60_000)], resync=False)
     bucket.mark_unprocessed(store, workflow, "orders", "run-1", [f"o{i:05d}" for i in range(40_000)], resync=False)
-    bucket.record(store, workflow, "customers", "run-1", "load",
-                  [Outcome(f"c{i:05d}", "failed", message="422: email <invalid>") if i % 3 == 0
-                   else Outcome(f"c{i:05d}", "success", destination_id=f"shop-{i}") for i in range(3_000)])
+    bucket.record(
+        store,
+        workflow,
+        "customers",
+        "run-1",
+        "load",
+        [
+            Outcome(f"c{i:05d}", "failed", message="422: email <invalid>")
+            if i % 3 == 0
+            else Outcome(f"c{i:05d}", "success", destination_id=f"shop-{i}")
+            for i in range(3_000)
+        ],
+    )
 
 
 def test_bucket_pages_through_100000_records(user, store, artifact):
@@ -441,14 +489,20 @@ def test_bucket_pages_through_100000_records(user, store, artifact):
     page = rows(doc, "bucket")
     assert [r.attrs["data-source-id"] for r in page] == [f"o{i:05d}" for i in range(39_900, 40_000)]
     assert pager_text(doc).startswith("99,901–100,000 of 100,000")
-    assert not doc.all("a", rel="next") and doc.all("a", rel="prev")[0].attrs["href"] == f"/ui/bucket?workflow={WF}&page=999"
+    assert (
+        not doc.all("a", rel="next")
+        and doc.all("a", rel="prev")[0].attrs["href"] == f"/ui/bucket?workflow={WF}&page=999"
+    )
 
     doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=customers&status=failed&page=2"))
     page = rows(doc, "bucket")
     assert len(page) == 100 and pager_text(doc).startswith("101–200 of 1,000")
     assert all("failed" in r.text and "customers" in r.text and "email <invalid>" in r.text for r in page)
     assert page[0].attrs["data-source-id"] == f"c{300:05d}"
-    assert doc.all("a", rel="next")[0].attrs["href"] == f"/ui/bucket?workflow={WF}&touchpoint=customers&status=failed&page=3"
+    assert (
+        doc.all("a", rel="next")[0].attrs["href"]
+        == f"/ui/bucket?workflow={WF}&touchpoint=customers&status=failed&page=3"
+    )
 
     doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=orders&status=unprocessed&page=400"))
     assert len(rows(doc, "bucket")) == 100 and pager_text(doc).startswith("39,901–40,000 of 40,000")
@@ -497,7 +551,8 @@ def test_bucket_resync_buttons(user, store, envs, artifact):
 
     doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=orders"))
     assert doc.one("button", data_action="resync-failed").attrs["title"] == (
-        f"no failed records in the bucket of {WF}.orders: nothing to resync")
+        f"no failed records in the bucket of {WF}.orders: nothing to resync"
+    )
 
     pending = deployments.deploy(store, WF)
     doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=customers"))
@@ -541,8 +596,10 @@ def _resync_unprocessed(user, store, fake_airflow, ended, running, gone):
     assert state.resync(store, r.json()["resync_id"])["source_ids"] == ["1", "2", "3"]
     assert fake_airflow == [(WF, {"resync_id": r.json()["resync_id"]})]
 
-    nothing = (f"no unprocessed records of ended runs in the bucket of {WF}.orders (1 wait for runs not ended yet, "
-               f"which may still load them: {running}): nothing to resync")
+    nothing = (
+        f"no unprocessed records of ended runs in the bucket of {WF}.orders (1 wait for runs not ended yet, "
+        f"which may still load them: {running}): nothing to resync"
+    )
     doc = html(user.get(f"/ui/bucket?workflow={WF}&touchpoint=orders"))
     b = doc.one("button", data_action="resync-unprocessed")
     assert "disabled" in b.attrs and b.attrs["title"] == nothing and "(0)" in b.text
@@ -559,10 +616,17 @@ def test_bucket_without_anything_published(user, store):
 
 # ------------------------------------------------------------------ resync and run progress endpoints
 
+
 def test_resync_endpoint_starts_a_run_limited_to_the_records(user, store, envs, live, fake_airflow):
     bucket.mark_unprocessed(store, WF, "customers", "run-1", ["1", "2", "3"], resync=False)
-    bucket.record(store, WF, "customers", "run-1", "load", [Outcome("1", "failed", message="x"), Outcome("2", "failed", message="y"),
-                                                            Outcome("3", "success")])
+    bucket.record(
+        store,
+        WF,
+        "customers",
+        "run-1",
+        "load",
+        [Outcome("1", "failed", message="x"), Outcome("2", "failed", message="y"), Outcome("3", "success")],
+    )
     r = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "failed": True})
     assert r.status_code == 201, r.text
     body = r.json()
@@ -573,15 +637,18 @@ def test_resync_endpoint_starts_a_run_limited_to_the_records(user, store, envs, 
     assert any(e["tag"] == "resync" for e in feeds.entries(store))
 
 
-@pytest.mark.parametrize(("body", "status", "detail"), [
-    ({"touchpoint": "customers", "ids": ["404"]}, 400, "not in the bucket of erp_to_shop.customers: 404"),
-    ({"touchpoint": "customers"}, 400, "choose the records: one of --failed, --unprocessed or --id ID..."),
-    ({"touchpoint": "nowhere", "failed": True}, 400, "workflow 'erp_to_shop' has no touchpoint 'nowhere'"),
-    ({"touchpoint": "orders", "failed": True}, 400, "no failed records in the bucket of erp_to_shop.orders"),
-    ({"touchpoint": "customers", "failed": "yes"}, 422, None),
-    ({"touchpoint": "customers", "ids": []}, 422, None),
-    ({"touchpoint": "customers", "ids": ["1"], "extra": 1}, 422, None),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"touchpoint": "customers", "ids": ["404"]}, 400, "not in the bucket of erp_to_shop.customers: 404"),
+        ({"touchpoint": "customers"}, 400, "choose the records: one of --failed, --unprocessed or --id ID..."),
+        ({"touchpoint": "nowhere", "failed": True}, 400, "workflow 'erp_to_shop' has no touchpoint 'nowhere'"),
+        ({"touchpoint": "orders", "failed": True}, 400, "no failed records in the bucket of erp_to_shop.orders"),
+        ({"touchpoint": "customers", "failed": "yes"}, 422, None),
+        ({"touchpoint": "customers", "ids": []}, 422, None),
+        ({"touchpoint": "customers", "ids": ["1"], "extra": 1}, 422, None),
+    ],
+)
 def test_resync_endpoint_refusals(user, store, envs, live, fake_airflow, body, status, detail):
     bucket.mark_unprocessed(store, WF, "customers", "run-1", ["1"], resync=False)
     r = user.post(f"/api/v1/workflows/{WF}/resync", json=body)
@@ -598,13 +665,19 @@ def test_resync_endpoint_while_pending_and_not_live(user, store, envs, artifact,
     deployments.deploy(store, WF)
     r = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "ids": ["1"]})
     assert r.status_code == 409 and r.json()["detail"].startswith("resync refused: a deployment of")
-    r = user.post(f"/api/v1/workflows/{WF}/resync", content=b'{"touchpoint": "customers", "ids": ["1"]}',
-                  headers={"Content-Type": "text/plain"})
+    r = user.post(
+        f"/api/v1/workflows/{WF}/resync",
+        content=b'{"touchpoint": "customers", "ids": ["1"]}',
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 415
 
 
 def test_new_endpoints_need_a_login(client, store):
-    assert client.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "failed": True}).status_code == 401
+    assert (
+        client.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "failed": True}).status_code
+        == 401
+    )
     assert client.get(f"/api/v1/workflows/{WF}/runs/manual__1").status_code == 401
 
 
@@ -615,7 +688,14 @@ def test_run_progress_reads_airflow_and_the_bucket(user, store, envs, live, fake
     from airflow.utils.types import DagRunType
 
     bucket.mark_unprocessed(store, WF, "customers", "run-1", ["1", "2", "3"], resync=False)
-    bucket.record(store, WF, "customers", "run-1", "load", [Outcome("1", "failed"), Outcome("2", "failed"), Outcome("3", "success")])
+    bucket.record(
+        store,
+        WF,
+        "customers",
+        "run-1",
+        "load",
+        [Outcome("1", "failed"), Outcome("2", "failed"), Outcome("3", "success")],
+    )
     started = user.post(f"/api/v1/workflows/{WF}/resync", json={"touchpoint": "customers", "failed": True}).json()
     run_id = started["run_id"]
     r = user.get(f"/api/v1/workflows/{WF}/runs/{quote(run_id, safe='')}")
@@ -627,7 +707,9 @@ def test_run_progress_reads_airflow_and_the_bucket(user, store, envs, live, fake
     assert (body["state"], body["finished"], body["records"], body["touchpoint"]) == ("running", False, 2, "customers")
     assert body["counts"] == {"failed": 2} and body["resync_id"] == started["resync_id"]
 
-    bucket.record(store, WF, "customers", run_id, "load", [Outcome("1", "success"), Outcome("2", "failed", message="again")])
+    bucket.record(
+        store, WF, "customers", run_id, "load", [Outcome("1", "success"), Outcome("2", "failed", message="again")]
+    )
     with create_session() as session:
         session.query(DagRun).filter(DagRun.run_id == run_id).one().set_state(DagRunState.FAILED)
     body = user.get(f"/api/v1/workflows/{WF}/runs/{quote(run_id, safe='')}").json()
@@ -636,6 +718,7 @@ def test_run_progress_reads_airflow_and_the_bucket(user, store, envs, live, fake
 
 
 # ------------------------------------------------------------------ snapshots
+
 
 def seed_run(store, run_id, records=250, failed=5):
     """One run of the customers touchpoint: extract and transform batch files, `failed` records failing in
@@ -646,23 +729,63 @@ def seed_run(store, run_id, records=250, failed=5):
     extracted = folder / "extract" / "batch-00001.xml"
     staging.write_batch(extracted, RecordWriter("id").write([{"id": i, "name": f"<n{i}>"} for i in ids]).document)
     bucket.mark_unprocessed(store, WF, "customers", run_id, ids, resync=False)
-    snapshots.finish_step(store, WF, run_id, "customers", "extract", status="success", count_in=records, count_out=records,
-                          files=[str(extracted)])
+    snapshots.finish_step(
+        store,
+        WF,
+        run_id,
+        "customers",
+        "extract",
+        status="success",
+        count_in=records,
+        count_out=records,
+        files=[str(extracted)],
+    )
     snapshots.start_step(store, WF, run_id, 1, "customers", "transform")
     transformed = [folder / "transform" / "batch-00001.xml", folder / "transform" / "batch-00002.xml"]
     output = RecordWriter("customer_id")  # the transform's output: record XML too, keyed by the source id
     staging.write_batch(transformed[0], output.write([{"customer_id": i} for i in ids[failed:100]]).document)
     staging.write_batch(transformed[1], output.write([{"customer_id": i} for i in ids[100:]]).document)
-    bucket.record(store, WF, "customers", run_id, "transform",
-                  [Outcome(i, "failed", message="transform: bad <email>") for i in ids[:failed]])
-    snapshots.finish_step(store, WF, run_id, "customers", "transform", status="success", count_in=records,
-                          count_out=records - failed, count_failed=failed, files=[str(p) for p in transformed])
+    bucket.record(
+        store,
+        WF,
+        "customers",
+        run_id,
+        "transform",
+        [Outcome(i, "failed", message="transform: bad <email>") for i in ids[:failed]],
+    )
+    snapshots.finish_step(
+        store,
+        WF,
+        run_id,
+        "customers",
+        "transform",
+        status="success",
+        count_in=records,
+        count_out=records - failed,
+        count_failed=failed,
+        files=[str(p) for p in transformed],
+    )
     snapshots.start_step(store, WF, run_id, 1, "customers", "load")
-    bucket.record(store, WF, "customers", run_id, "load",
-                  [Outcome(i, "success", destination_id=f"shop-{i}") for i in ids[failed:]])
-    snapshots.finish_step(store, WF, run_id, "customers", "load", status="failed" if failed else "success",
-                          count_in=records - failed, count_out=records - failed, files=[str(p) for p in transformed],
-                          message=f"{failed} records failed before the load" if failed else None)
+    bucket.record(
+        store,
+        WF,
+        "customers",
+        run_id,
+        "load",
+        [Outcome(i, "success", destination_id=f"shop-{i}") for i in ids[failed:]],
+    )
+    snapshots.finish_step(
+        store,
+        WF,
+        run_id,
+        "customers",
+        "load",
+        status="failed" if failed else "success",
+        count_in=records - failed,
+        count_out=records - failed,
+        files=[str(p) for p in transformed],
+        message=f"{failed} records failed before the load" if failed else None,
+    )
     return SimpleNamespace(extracted=extracted, transformed=transformed)
 
 
@@ -697,7 +820,9 @@ def test_snapshots_list_shows_airflows_state_of_a_run(user, store, artifact, air
         session.add(DagRun(dag_id=WF, run_id=going, run_type=DagRunType.MANUAL, state=DagRunState.RUNNING))
         session.add(DagRun(dag_id=WF, run_id=ended, run_type=DagRunType.MANUAL, state=DagRunState.FAILED))
     try:
-        shown = {r.attrs["data-run-id"]: r.all("td") for r in rows(html(user.get(f"/ui/snapshots?workflow={WF}")), "runs")}
+        shown = {
+            r.attrs["data-run-id"]: r.all("td") for r in rows(html(user.get(f"/ui/snapshots?workflow={WF}")), "runs")
+        }
     finally:  # the session's Airflow database is shared: other tests list the runs of WF
         with create_session() as session:
             session.query(DagRun).filter(DagRun.dag_id == WF, DagRun.run_id.in_([going, ended])).delete()
@@ -724,11 +849,22 @@ def test_snapshot_page(user, store, artifact):
     assert pager_text(doc).startswith("1–100 of 250")
     log_rows = rows(doc, "data-log-table")
     assert len(log_rows) == 100
-    assert [td.text for td in log_rows[0].all("td")][:6] == ["customers.transform", "0", "", "failed",
-                                                            "transform: bad <email>", "1"]
+    assert [td.text for td in log_rows[0].all("td")][:6] == [
+        "customers.transform",
+        "0",
+        "",
+        "failed",
+        "transform: bad <email>",
+        "1",
+    ]
     doc = html(user.get(f"/ui/snapshot?workflow={WF}&run_id={enc}&step=customers.load&page=3"))
     assert pager_text(doc).startswith("201–245 of 245")
-    assert [td.text for td in rows(doc, "data-log-table")[-1].all("td")][:4] == ["customers.load", "249", "shop-249", "success"]
+    assert [td.text for td in rows(doc, "data-log-table")[-1].all("td")][:4] == [
+        "customers.load",
+        "249",
+        "shop-249",
+        "success",
+    ]
     doc = html(user.get(f"/ui/snapshot?workflow={WF}&run_id={enc}&status=failed"))
     assert pager_text(doc).startswith("1–5 of 5")
 
@@ -756,13 +892,18 @@ def test_download_serves_only_listed_batch_files(user, store, home, tmp_path_fac
     assert r.content == files.transformed[1].read_bytes()
     assert r.headers["content-type"].startswith("application/xml")
     assert "attachment" in r.headers["content-disposition"] and "batch-00002.xml" in r.headers["content-disposition"]
-    assert etree.fromstring(r.content)[0].attrib == {"key": "100"} and etree.fromstring(r.content)[0].findtext("customer_id") == "100"
+    assert (
+        etree.fromstring(r.content)[0].attrib == {"key": "100"}
+        and etree.fromstring(r.content)[0].findtext("customer_id") == "100"
+    )
 
     assert user.get(_file_url("manual__1", n=3)).status_code == 404  # not listed for the step
     assert user.get(_file_url("manual__1", step="load", n=3)).status_code == 404
     assert user.get(_file_url("manual__2")).status_code == 404  # no such run
     assert user.get(_file_url("manual__1", step="other")).status_code == 422
-    assert user.get(_file_url("manual__1") + "&file=/etc/passwd").content == files.transformed[0].read_bytes()  # ignored
+    assert (
+        user.get(_file_url("manual__1") + "&file=/etc/passwd").content == files.transformed[0].read_bytes()
+    )  # ignored
 
     # a snapshot listing a file outside the staging folder (or a link out of it) is refused
     outside = tmp_path_factory.mktemp("outside") / "secret.jsonl"
@@ -770,9 +911,20 @@ def test_download_serves_only_listed_batch_files(user, store, home, tmp_path_fac
     link_out = settings.staging_dir() / WF / "evil.jsonl"
     link_out.symlink_to(outside)
     snapshots.start_step(store, WF, "manual__9", 1, "orders", "extract")
-    snapshots.finish_step(store, WF, "manual__9", "orders", "extract", status="success",
-                          files=[str(outside), str(link_out), str(settings.staging_dir() / WF / ".." / ".." / "flowlink.db"),
-                                 str(settings.staging_dir() / WF / "gone.jsonl")])
+    snapshots.finish_step(
+        store,
+        WF,
+        "manual__9",
+        "orders",
+        "extract",
+        status="success",
+        files=[
+            str(outside),
+            str(link_out),
+            str(settings.staging_dir() / WF / ".." / ".." / "flowlink.db"),
+            str(settings.staging_dir() / WF / "gone.jsonl"),
+        ],
+    )
     for n in (1, 2, 3):
         r = user.get(_file_url("manual__9", "orders", "extract", n))
         assert r.status_code == 403 and "secret" not in r.text and "not in the staging folder" in r.text
@@ -781,6 +933,7 @@ def test_download_serves_only_listed_batch_files(user, store, home, tmp_path_fac
 
 
 # ------------------------------------------------------------------ feeds
+
 
 def test_feeds_newest_first_filtered_and_paged(user, store, monkeypatch):
     import flowlink.store.feeds as feeds_module

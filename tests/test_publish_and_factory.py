@@ -83,19 +83,30 @@ def make_live(tmp_path, name, **changes):
 
 def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tmp_path, airflow_db):
     make_live(tmp_path, "erp_to_shop")
-    make_live(tmp_path, "nightly", schedule={"sync": "auto", "repeat": "daily", "at": "02:30", "timezone": "Europe/Berlin"})
+    make_live(
+        tmp_path, "nightly", schedule={"sync": "auto", "repeat": "daily", "at": "02:30", "timezone": "Europe/Berlin"}
+    )
     make_live(tmp_path, "on_demand", schedule={"sync": "manual"})
     bag = load_dags()
     assert not bag.import_errors
     assert {"erp_to_shop", "nightly", "on_demand"} <= set(bag.dag_ids)
 
     dag = bag.get_dag("erp_to_shop")
-    assert set(dag.task_ids) == {f"{tp}.{step}" for tp in ("customers", "orders") for step in ("extract", "transform", "load")} | {"all-loaded"}
+    assert set(dag.task_ids) == {
+        f"{tp}.{step}" for tp in ("customers", "orders") for step in ("extract", "transform", "load")
+    } | {"all-loaded"}
     # the last task: a run in which any load failed ends failed, even when later touchpoints loaded
     assert dag.get_task("all-loaded").upstream_task_ids == {"customers.load", "orders.load"}
-    assert dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
+    assert (
+        dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
+    )
     load = dag.get_task("orders.load")
-    assert (load.workflow, load.touchpoint, load.version, load.reads) == ("erp_to_shop", "orders", 1, "orders.transform")
+    assert (load.workflow, load.touchpoint, load.version, load.reads) == (
+        "erp_to_shop",
+        "orders",
+        1,
+        "orders.transform",
+    )
     assert dag.get_task("orders.extract").upstream_task_ids == {"customers.load"}
     assert dag.get_task("customers.transform").upstream_task_ids == {"customers.extract"}
     assert dag.get_task("orders.extract").trigger_rule == "all_done"
@@ -143,14 +154,15 @@ def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
         "for t in built['second'].tasks if t.task_id.startswith('orders.')}]))"
     )
     env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "orders.load"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     built, operators = json.loads(out.stdout.strip().splitlines()[-1])
     assert built == ["second"]
     # what each operator runs, as render set it, in the task's own process
-    assert operators == {"orders.extract": ["second", "orders", 1, ""],
-                         "orders.transform": ["second", "orders", 1, "orders.extract"],
-                         "orders.load": ["second", "orders", 1, "orders.transform"]}
+    assert operators == {
+        "orders.extract": ["second", "orders", 1, ""],
+        "orders.transform": ["second", "orders", 1, "orders.extract"],
+        "orders.load": ["second", "orders", 1, "orders.transform"],
+    }
 
 
 def test_an_environment_folder_sends_the_tasks_to_that_environments_queue(home, tmp_path, airflow_db):
@@ -180,8 +192,9 @@ def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
         "'flowlink.connectors', 'flowlink.deployments', 'flowlink_airflow.hooks', 'flowlink_airflow.triggers', "
         "'requests', 'lxml')))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=os.environ,
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=os.environ, cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -197,8 +210,11 @@ def test_a_new_live_version_is_read_again_in_the_same_process(home, tmp_path):
 
 def test_flowlink_dags_write_puts_the_repositorys_two_dag_files_into_a_folder(tmp_path):
     """The one documented way to Airflow: `flowlink dags write FOLDER` writes what this repository's dags/ holds."""
-    out = subprocess.run([str(Path(sys.executable).parent / "flowlink"), "dags", "write", str(tmp_path / "dags")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "flowlink"), "dags", "write", str(tmp_path / "dags")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     written = {p.name: p.read_text() for p in (tmp_path / "dags").iterdir()}
     assert written == {p.name: p.read_text() for p in (REPO / "dags").glob("*.py")}

@@ -28,9 +28,9 @@ from sqlalchemy.engine import make_url
 from examples.demo_erp import create as create_erp
 from flowlink.store import Store, bucket
 from tests.airflow_helpers import REPO
+from tests.fixtures import copy_erp_to_postgres
 from tests.live_server import AirflowServer, wait_for
 from tests.npm_servers import JsonServer
-from tests.fixtures import copy_erp_to_postgres
 
 WF = "erp_to_api"
 N = 120  # customers in the ERP
@@ -58,20 +58,36 @@ def world(tmp_path_factory, pg_url):
 
     emails = _erp_emails(erp)
     known = {sid: emails[sid] for sid in sorted(emails, key=int)[:KNOWN]}
-    api = JsonServer(root / "api", {"customers": [
-        {"id": 1000 + n, "name": "Created by hand", "email": email} for n, email in enumerate(known.values())]},
-        quiet=False)
+    api = JsonServer(
+        root / "api",
+        {
+            "customers": [
+                {"id": 1000 + n, "name": "Created by hand", "email": email} for n, email in enumerate(known.values())
+            ]
+        },
+        quiet=False,
+    )
     api.start()
-    server = AirflowServer(root, {
-        "AIRFLOW_CONN_DEMO_ERP": json.dumps({
-            "conn_type": "postgres", "host": "127.0.0.1", "port": erp_url.port, "login": erp_url.username,
-            "password": erp_url.password, "schema": erp_url.database}),
-        "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
-        # as `make run` (examples/run.sh) and docker-compose (airflow.env): an unreachable application's task is
-        # tried again, a minute later
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "60",
-    })
+    server = AirflowServer(
+        root,
+        {
+            "AIRFLOW_CONN_DEMO_ERP": json.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": "127.0.0.1",
+                    "port": erp_url.port,
+                    "login": erp_url.username,
+                    "password": erp_url.password,
+                    "schema": erp_url.database,
+                }
+            ),
+            "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
+            # as `make run` (examples/run.sh) and docker-compose (airflow.env): an unreachable application's task is
+            # tried again, a minute later
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "60",
+        },
+    )
     try:
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
         token = server.flowlink("env", "token", "cloud").stdout.strip()
@@ -83,8 +99,12 @@ def world(tmp_path_factory, pg_url):
         try:
             wait_for("the deployment tracker DAG", lambda: server.dag_known("flowlink_deployments"), timeout=120)
             server.flowlink("deploy", WF)
-            wait_for("the deployment", lambda: server.flowlink_json("deployments")[0]["status"] == "successful",
-                     timeout=120, every=0.5)
+            wait_for(
+                "the deployment",
+                lambda: server.flowlink_json("deployments")[0]["status"] == "successful",
+                timeout=120,
+                every=0.5,
+            )
         finally:
             agent.stop()
         wait_for(f"the {WF} DAG", lambda: server.dag_known(WF), timeout=120, every=1)
@@ -105,8 +125,10 @@ def open_store(world) -> Store:
 def touch(world, ids: list[int], stamp: str) -> None:
     engine = sa.create_engine(world["erp_url"])
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE customers SET last_name = last_name || '-Neu', updated_at = :t WHERE id = ANY(:ids)"),
-                     {"t": stamp, "ids": ids})
+        conn.execute(
+            sa.text("UPDATE customers SET last_name = last_name || '-Neu', updated_at = :t WHERE id = ANY(:ids)"),
+            {"t": stamp, "ids": ids},
+        )
     engine.dispose()
 
 
@@ -167,12 +189,17 @@ def test_the_api_stopped_mid_run_fails_fast_leaves_reasons_and_resync_completes(
     before = len(api.requests())
     started = time.monotonic()
     run = server.flowlink("run", WF).stdout.split("run ")[-1].strip()
-    wait_for("a few updates", lambda: sum(m == "PUT" for m, _, _ in api.requests(settle=False)[before:]) >= 5,
-             timeout=120, every=0.2)
+    wait_for(
+        "a few updates",
+        lambda: sum(m == "PUT" for m, _, _ in api.requests(settle=False)[before:]) >= 5,
+        timeout=120,
+        every=0.2,
+    )
     api.stop()
     stopped = time.monotonic()
-    state = wait_for("the run to end", lambda: (s := server.run_state(WF, run)) in ("success", "failed") and s,
-                     timeout=300, every=1)
+    state = wait_for(
+        "the run to end", lambda: (s := server.run_state(WF, run)) in ("success", "failed") and s, timeout=300, every=1
+    )
     took = time.monotonic() - stopped
     assert state == "failed"
     assert took < 120, f"the run took {took:.0f} s to fail after the API stopped"
@@ -183,8 +210,9 @@ def test_the_api_stopped_mid_run_fails_fast_leaves_reasons_and_resync_completes(
         store.dispose()
     left = {sid: r for sid, r in rows.items() if r["status"] != "success"}
     assert left and all(r["status"] == "unprocessed" for r in left.values()), {r["status"] for r in left.values()}
-    assert all(r["message"].startswith(f"run {run}: load failed: ") for r in left.values()), \
-        {r["message"] for r in left.values()}
+    assert all(r["message"].startswith(f"run {run}: load failed: ") for r in left.values()), {
+        r["message"] for r in left.values()
+    }
     reason = next(iter(left.values()))["message"]
 
     api.start()  # back, same port and data
@@ -201,6 +229,8 @@ def test_the_api_stopped_mid_run_fails_fast_leaves_reasons_and_resync_completes(
     finally:
         store.dispose()
     assert statuses == {"success"}
-    observe(f"json-server stopped after {api.methods(since=before)['PUT']} updates: the run failed "
-            f"{took:.0f} s later ({time.monotonic() - started:.0f} s in all); {len(left)} records left Unprocessed with "
-            f"'{reason[:120]}'; resync --unprocessed --wait completed them: {N} customers, each once, all Success")
+    observe(
+        f"json-server stopped after {api.methods(since=before)['PUT']} updates: the run failed "
+        f"{took:.0f} s later ({time.monotonic() - started:.0f} s in all); {len(left)} records left Unprocessed with "
+        f"'{reason[:120]}'; resync --unprocessed --wait completed them: {N} customers, each once, all Success"
+    )

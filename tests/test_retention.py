@@ -40,8 +40,17 @@ def store(store_url, home):
 # ------------------------------------------------------------------ seeding rows and files at known ages
 
 
-def add_run(store, workflow: str, run_id: str, last: dt.datetime, *, first: dt.datetime | None = None,
-            ended: bool = True, log_rows: int = 3, listed_extra: list[str] = ()) -> Path:
+def add_run(
+    store,
+    workflow: str,
+    run_id: str,
+    last: dt.datetime,
+    *,
+    first: dt.datetime | None = None,
+    ended: bool = True,
+    log_rows: int = 3,
+    listed_extra: list[str] = (),
+) -> Path:
     """A run of one touchpoint: extract, transform and load, the load ending at `last` (or started then and still
     running); extract ends at `first`. Batch files: one per extract and transform (the load lists the transform's),
     and a leftover .tmp nobody lists: 3 files in the run folder. `log_rows` data-log rows per transform and load."""
@@ -57,13 +66,36 @@ def add_run(store, workflow: str, run_id: str, last: dt.datetime, *, first: dt.d
         end = ends[step]
         still_running = step == "load" and not ended
         listed = [str(files[step if step != "load" else "transform"])] + (list(listed_extra) if step == "load" else [])
-        rows.append(dict(workflow=workflow, run_id=run_id, version=1, touchpoint="customers", step=step,
-                         status="running" if still_running else "success",
-                         started_at=end if still_running else end - dt.timedelta(seconds=30),
-                         ended_at=None if still_running else end, count_in=2, count_out=2, count_failed=0,
-                         files=json.dumps(listed)))
-    log = [dict(workflow=workflow, run_id=run_id, touchpoint="customers", step=step, source_id=str(i), status="success",
-                tries=1, logged_at=ends[step]) for step in ("transform", "load") for i in range(log_rows)]
+        rows.append(
+            dict(
+                workflow=workflow,
+                run_id=run_id,
+                version=1,
+                touchpoint="customers",
+                step=step,
+                status="running" if still_running else "success",
+                started_at=end if still_running else end - dt.timedelta(seconds=30),
+                ended_at=None if still_running else end,
+                count_in=2,
+                count_out=2,
+                count_failed=0,
+                files=json.dumps(listed),
+            )
+        )
+    log = [
+        dict(
+            workflow=workflow,
+            run_id=run_id,
+            touchpoint="customers",
+            step=step,
+            source_id=str(i),
+            status="success",
+            tries=1,
+            logged_at=ends[step],
+        )
+        for step in ("transform", "load")
+        for i in range(log_rows)
+    ]
     with store.engine.begin() as conn:
         conn.execute(steps.insert(), rows)
         conn.execute(data_log.insert(), log)
@@ -72,8 +104,17 @@ def add_run(store, workflow: str, run_id: str, last: dt.datetime, *, first: dt.d
 
 def add_bucket(store, workflow: str, source_id: str, status: str, updated: dt.datetime) -> None:
     with store.engine.begin() as conn:
-        conn.execute(bucket.insert().values(workflow=workflow, touchpoint="customers", source_id=source_id, status=status,
-                                            tries=1, created_at=updated - dt.timedelta(days=1), updated_at=updated))
+        conn.execute(
+            bucket.insert().values(
+                workflow=workflow,
+                touchpoint="customers",
+                source_id=source_id,
+                status=status,
+                tries=1,
+                created_at=updated - dt.timedelta(days=1),
+                updated_at=updated,
+            )
+        )
 
 
 def add_feed(store, at: dt.datetime, message: str, workflow: str | None = None) -> None:
@@ -89,8 +130,13 @@ def seed(store, home: Path, cut: dt.datetime) -> dict:
     old_ts = (cut - 3 * MINUTE).isoformat()
     folders = {
         "gone": [
-            add_run(store, WF, f"scheduled__{old_ts}", cut - MINUTE,  # lists a file outside staging and a missing one
-                    listed_extra=[str(outside), str(settings.staging_dir() / WF / "no-such-run" / "gone.jsonl")]),
+            add_run(
+                store,
+                WF,
+                f"scheduled__{old_ts}",
+                cut - MINUTE,  # lists a file outside staging and a missing one
+                listed_extra=[str(outside), str(settings.staging_dir() / WF / "no-such-run" / "gone.jsonl")],
+            ),
             add_run(store, WF, "manual__never-ended", cut - MINUTE, ended=False),  # its last step's start counts
             add_run(store, WF, "big", cut - dt.timedelta(days=40), log_rows=20),  # more rows than one small batch
             add_run(store, OTHER, "big", cut - dt.timedelta(days=10)),  # same run id, other workflow
@@ -118,7 +164,16 @@ def seed(store, home: Path, cut: dt.datetime) -> dict:
     add_feed(store, cut + MINUTE, "new global")
     zero = dict.fromkeys(retention.KINDS, 0)
     expected = {
-        WF: {**zero, "snapshots": 3, "steps": 9, "data_log": 6 + 6 + 40, "files": 9, "folders": 3, "bucket": 5, "feeds": 3},
+        WF: {
+            **zero,
+            "snapshots": 3,
+            "steps": 9,
+            "data_log": 6 + 6 + 40,
+            "files": 9,
+            "folders": 3,
+            "bucket": 5,
+            "feeds": 3,
+        },
         OTHER: {**zero, "snapshots": 1, "steps": 3, "data_log": 6, "files": 3, "folders": 1, "bucket": 3},
         None: {**zero, "feeds": 2},
     }
@@ -164,16 +219,29 @@ def test_a_purge_removes_exactly_what_is_older_than_n_days(store, home, monkeypa
 
     with store.engine.connect() as conn:
         assert set(conn.execute(sa.select(steps.c.workflow, steps.c.run_id).distinct()).all()) == {
-            (WF, "new"), (WF, "straddles"), (WF, "running"), (OTHER, "new")}
+            (WF, "new"),
+            (WF, "straddles"),
+            (WF, "running"),
+            (OTHER, "new"),
+        }
         assert conn.execute(sa.select(sa.func.count()).select_from(steps)).scalar() == 12  # 4 whole runs
         assert set(conn.execute(sa.select(data_log.c.workflow, data_log.c.run_id).distinct()).all()) == {
-            (WF, "new"), (WF, "straddles"), (WF, "running"), (OTHER, "new")}
+            (WF, "new"),
+            (WF, "straddles"),
+            (WF, "running"),
+            (OTHER, "new"),
+        }
         assert conn.execute(sa.select(sa.func.count()).select_from(data_log)).scalar() == 4 * 6
         left = set(conn.execute(sa.select(bucket.c.workflow, bucket.c.source_id)).all())
     # Failed, Unprocessed and Skipped stay whatever their age; Success goes once older than N days
-    assert left == ({(WF, f"{st}-{age}") for st in ("failed", "unprocessed", "skipped") for age in ("new", "old", "ancient")}
-                    | {(WF, "success-new"), (OTHER, "success-new")})
-    assert [e["message"].split(":")[0] for e in feeds.entries(store, tag="retention")] == ["purge ended", "purge started"]
+    assert left == (
+        {(WF, f"{st}-{age}") for st in ("failed", "unprocessed", "skipped") for age in ("new", "old", "ancient")}
+        | {(WF, "success-new"), (OTHER, "success-new")}
+    )
+    assert [e["message"].split(":")[0] for e in feeds.entries(store, tag="retention")] == [
+        "purge ended",
+        "purge started",
+    ]
     assert sorted(e["message"] for e in feeds.entries(store) if e["tag"] == "publish") == [f"new {WF}", "new global"]
 
     for folder in seeded["folders"]["gone"]:
@@ -203,8 +271,10 @@ def test_start_and_end_are_written_to_the_feeds(store, home):
     entries = feeds.entries(store, tag="retention")
     assert [e["message"].split(":")[0] for e in entries] == ["purge ended", "purge started"]  # newest first
     when = f"older than 15 days (before {CUT:%Y-%m-%d %H:%M:%S} UTC)"
-    counts = ("4 snapshots (12 steps, 58 data-log rows, 12 batch files in 4 run folders), "
-              "8 Success bucket rows, 5 feeds entries")
+    counts = (
+        "4 snapshots (12 steps, 58 data-log rows, 12 batch files in 4 run folders), "
+        "8 Success bucket rows, 5 feeds entries"
+    )
     assert entries[1]["message"] == f"purge started: {when}: {counts} to go"
     assert entries[0]["message"].startswith(f"purge ended: {when}: {counts} removed in ")
     assert all(e["workflow"] is None for e in entries)
@@ -218,7 +288,11 @@ def test_the_purges_own_start_entry_stays_when_everything_is_old(store, home):
     assert [e["message"].split(":")[0] for e in feeds.entries(store)] == ["purge ended", "purge started"]
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(steps)).scalar() == 0
-        assert {st for (st,) in conn.execute(sa.select(bucket.c.status).distinct())} == {"failed", "unprocessed", "skipped"}
+        assert {st for (st,) in conn.execute(sa.select(bucket.c.status).distinct())} == {
+            "failed",
+            "unprocessed",
+            "skipped",
+        }
     assert [p for p in settings.staging_dir().rglob("*") if p.is_file()] == []
 
 
@@ -233,7 +307,9 @@ def test_a_purge_that_stops_says_so_in_the_feeds(store, home, monkeypatch):
         retention.purge(store, DAYS, now=NOW)
     stopped = feeds.entries(store, tag="retention")[0]["message"]
     assert stopped.startswith("purge stopped: older than 15 days") and "the database went away" in stopped
-    assert "4 snapshots (12 steps, 58 data-log rows, 12 batch files in 4 run folders)" in stopped  # gone before it stopped
+    assert (
+        "4 snapshots (12 steps, 58 data-log rows, 12 batch files in 4 run folders)" in stopped
+    )  # gone before it stopped
 
 
 def test_nothing_outside_the_staging_folder_is_removed(home):
@@ -286,8 +362,11 @@ def test_retention_days_comes_from_the_environment_and_is_checked(monkeypatch, h
     assert settings.retention_days() == 7
     for bad in ("0", "-3", "1.5", "two", "36501"):
         monkeypatch.setenv("FLOWLINK_RETENTION_DAYS", bad)
-        with pytest.raises(FlowlinkError, match=rf"FLOWLINK_RETENTION_DAYS must be a whole number from 1 to 36,500 \(days\), "
-                                                rf"not '{bad}'"):
+        with pytest.raises(
+            FlowlinkError,
+            match=rf"FLOWLINK_RETENTION_DAYS must be a whole number from 1 to 36,500 \(days\), "
+            rf"not '{bad}'",
+        ):
             settings.retention_days()
     store = Store.open()
     try:
@@ -329,7 +408,10 @@ def test_the_maintenance_dag_loads_and_a_real_run_purges(home, monkeypatch, airf
         assert {r["run_id"] for r in snapshots.runs(store, WF)} == {"new"}
         with store.engine.connect() as conn:
             assert set(conn.execute(sa.select(bucket.c.source_id)).scalars()) == {"f-old", "s-new"}
-        assert [e["message"].split(":")[0] for e in feeds.entries(store, tag="retention")] == ["purge ended", "purge started"]
+        assert [e["message"].split(":")[0] for e in feeds.entries(store, tag="retention")] == [
+            "purge ended",
+            "purge started",
+        ]
         assert "older than 3 days" in feeds.entries(store, tag="retention")[0]["message"]
     finally:
         store.dispose()
@@ -342,8 +424,14 @@ def flowlink(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLINK_")}
     environ.update(FLOWLINK_HOME=str(home), COLUMNS="250", **env)
     environ.pop("FORCE_COLOR", None)
-    done = subprocess.run([sys.executable, "-m", "flowlink.cli", *args], capture_output=True, text=True, env=environ,
-                          cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowlink.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO,
+        timeout=120,
+    )
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done
 
@@ -373,8 +461,15 @@ def test_flowlink_purge_prints_what_goes_and_exits_right(home):
         done = flowlink(home, "purge", "--days", "3", "--json")
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
-        assert result["days"] == 3 and result["total"] == {"snapshots": 1, "steps": 3, "data_log": 6, "files": 3,
-                                                           "folders": 1, "bucket": 1, "feeds": 1}
+        assert result["days"] == 3 and result["total"] == {
+            "snapshots": 1,
+            "steps": 3,
+            "data_log": 6,
+            "files": 3,
+            "folders": 1,
+            "bucket": 1,
+            "feeds": 1,
+        }
         assert [r["run_id"] for r in snapshots.runs(store, WF)] == ["new"]
         assert len(feeds.entries(store, tag="retention")) == 2
 
@@ -385,11 +480,14 @@ def test_flowlink_purge_prints_what_goes_and_exits_right(home):
             refused = flowlink(home, "purge", "--days", bad)
             assert refused.returncode == 2 and refused.stdout == ""
             assert refused.stderr.startswith("usage: flowlink purge")
-            assert f"argument --days: the number of days must be a whole number from 1 to 36,500 (days), not '{bad}'" \
+            assert (
+                f"argument --days: the number of days must be a whole number from 1 to 36,500 (days), not '{bad}'"
                 in refused.stderr
+            )
         env_bad = flowlink(home, "purge", "--dry-run", FLOWLINK_RETENTION_DAYS="fortnight")
         assert env_bad.returncode == 1
-        assert env_bad.stderr.strip() == ("flowlink purge: FLOWLINK_RETENTION_DAYS must be a whole number from 1 to 36,500 "
-                                          "(days), not 'fortnight'")
+        assert env_bad.stderr.strip() == (
+            "flowlink purge: FLOWLINK_RETENTION_DAYS must be a whole number from 1 to 36,500 (days), not 'fortnight'"
+        )
     finally:
         store.dispose()

@@ -54,7 +54,9 @@ def age(store: Store, minutes: float) -> None:
 
 def failed(store: Store, touchpoint: str) -> dict[str, int]:
     """source id -> tries of the touchpoint's Failed records."""
-    return {r["source_id"]: r["tries"] for r in bucket.rows(store, WF, touchpoint=touchpoint, status="failed", limit=10_000)}
+    return {
+        r["source_id"]: r["tries"] for r in bucket.rows(store, WF, touchpoint=touchpoint, status="failed", limit=10_000)
+    }
 
 
 def retry_pass(force: bool = True) -> tuple[str, dict, list]:
@@ -115,8 +117,9 @@ def test_failed_records_are_retried_after_the_wait_up_to_the_maximum(demo, obser
     run_state, states, queued = retry_pass()
     assert run_state == "success", states
     assert len(queued) == 2 and all(r.run_id.startswith("retry__") and r.state == "queued" for r in queued)
-    chosen = {state.resync(store, r.conf["resync_id"])["touchpoint"]: state.resync(store, r.conf["resync_id"])
-              for r in queued}
+    chosen = {
+        state.resync(store, r.conf["resync_id"])["touchpoint"]: state.resync(store, r.conf["resync_id"]) for r in queued
+    }
     assert sorted(chosen["customers"]["source_ids"]) == ["11", "5", "7"]
     assert sorted(chosen["orders"]["source_ids"]) == sorted(orders_failed)
     assert {req["kind"] for req in chosen.values()} == {"retry"}
@@ -130,12 +133,17 @@ def test_failed_records_are_retried_after_the_wait_up_to_the_maximum(demo, obser
     assert customer_states["orders.extract"] == "skipped"  # a retry touches only its touchpoint
     assert failed(store, "customers") == {"5": 2, "7": 2, "11": 2}
     assert failed(store, "orders") == {k: 2 for k in orders_failed}
-    first_retry_writes = sum(shop.writes("customers").values()) + sum(shop.writes("orders").values()) - writes_after_sync
+    first_retry_writes = (
+        sum(shop.writes("customers").values()) + sum(shop.writes("orders").values()) - writes_after_sync
+    )
     assert first_retry_writes == 3 + len(orders_failed)  # only the Failed records were sent again
     steps = {(s["touchpoint"], s["step"]): s for s in snapshots.snapshot(store, customers_run.run_id)["steps"]}
     assert steps[("customers", "extract")]["count_out"] == 3
     assert {r["run_id"]: r["kind"] for r in snapshots.runs(store, WF)} == {
-        sync.run_id: "sync", customers_run.run_id: "retry", done["orders"][0].run_id: "retry"}
+        sync.run_id: "sync",
+        customers_run.run_id: "retry",
+        done["orders"][0].run_id: "retry",
+    }
 
     # Right after a try, nothing is eligible: the wait holds.
     assert retry.plan(store, force=True) == []
@@ -156,7 +164,9 @@ def test_failed_records_are_retried_after_the_wait_up_to_the_maximum(demo, obser
     assert run_state == "success" and queued == []
     exhausted = retry.exhausted(store, WF)
     assert [(e["touchpoint"], e["source_id"], e["tries"]) for e in exhausted if e["touchpoint"] == "customers"] == [
-        ("customers", "5", 3), ("customers", "7", 3)]
+        ("customers", "5", 3),
+        ("customers", "7", 3),
+    ]
     assert {e["source_id"] for e in exhausted if e["touchpoint"] == "orders"} == orders_of_5_7
     assert all("spam filter" in e["message"] for e in exhausted if e["touchpoint"] == "customers")
     assert retry.exhausted(store) == exhausted  # over every workflow
@@ -172,12 +182,14 @@ def test_failed_records_are_retried_after_the_wait_up_to_the_maximum(demo, obser
     assert Counter(writes.values()) == Counter({1: CUSTOMERS - 3, 3: 1, 4: 2})  # tries, the rejected ones included
     age(store, 31)
     assert retry.plan(store, force=True) == []
-    observe(f"3 of {CUSTOMERS} customers and {len(orders_failed)} of {ORDERS} orders Failed with tries 1; before "
-            f"the 30-minute wait the retry DAG queued 0 runs, after it 2 (one per touchpoint) sending only those "
-            f"{first_retry_writes} records; a pass while they were queued chose nothing; customer 11 succeeded on try 3; "
-            f"customers 5 and 7 and {len(orders_of_5_7)} orders stopped at the maximum of 3 tries, were not "
-            f"picked up again and were listed as exhausted; with 4 tries allowed and the shop fixed the next retry "
-            f"completed them: {CUSTOMERS} customers and {ORDERS} orders Success, each in the shop once")
+    observe(
+        f"3 of {CUSTOMERS} customers and {len(orders_failed)} of {ORDERS} orders Failed with tries 1; before "
+        f"the 30-minute wait the retry DAG queued 0 runs, after it 2 (one per touchpoint) sending only those "
+        f"{first_retry_writes} records; a pass while they were queued chose nothing; customer 11 succeeded on try 3; "
+        f"customers 5 and 7 and {len(orders_of_5_7)} orders stopped at the maximum of 3 tries, were not "
+        f"picked up again and were listed as exhausted; with 4 tries allowed and the shop fixed the next retry "
+        f"completed them: {CUSTOMERS} customers and {ORDERS} orders Success, each in the shop once"
+    )
 
 
 def test_batch_size_takes_the_oldest_failures_first(demo):
@@ -187,9 +199,15 @@ def test_batch_size_takes_the_oldest_failures_first(demo):
     deployments.set_environment(store, "cloud", retry_batch_size=2, retry_wait_minutes=10)
     with store.engine.begin() as conn:  # 7 failed longest ago, then 3
         for sid, minutes in (("7", 50), ("3", 40), ("4", 30), ("5", 20), ("6", 5)):
-            conn.execute(update(bucket_table).where(bucket_table.c.workflow == WF, bucket_table.c.source_id == sid,
-                                                    bucket_table.c.touchpoint == "customers")
-                         .values(updated_at=utcnow() - dt.timedelta(minutes=minutes)))
+            conn.execute(
+                update(bucket_table)
+                .where(
+                    bucket_table.c.workflow == WF,
+                    bucket_table.c.source_id == sid,
+                    bucket_table.c.touchpoint == "customers",
+                )
+                .values(updated_at=utcnow() - dt.timedelta(minutes=minutes))
+            )
     pol = retry.policy(store, WF)
     assert retry.eligible(store, WF, "customers", pol) == ["7", "3"]
     assert retry.eligible(store, WF, "customers", pol, now=utcnow() + dt.timedelta(hours=1)) == ["7", "3"]
@@ -201,8 +219,9 @@ def test_policy_from_the_environment_and_overridden_by_the_spec(demo, tmp_path):
     erp, shop, store = demo
     assert retry.policy(store, WF) == retry.Policy(4, 60, 500, "hourly", environment="cloud")  # the defaults
     deployments.add_environment(store, "site_b", "on-premise")
-    deployments.set_environment(store, "site_b", retry_max_tries=6, retry_wait_minutes=5, retry_batch_size=50,
-                                retry_every="daily")
+    deployments.set_environment(
+        store, "site_b", retry_max_tries=6, retry_wait_minutes=5, retry_batch_size=50, retry_every="daily"
+    )
     # Live in the root folder: the primary environment's settings; in live/site_b/: site_b's.
     live = tmp_path / "flowlink" / "live"
     (live / "site_b").mkdir()
@@ -243,7 +262,10 @@ def test_hourly_and_daily_passes(demo):
     assert retry.plan(store, now) == []  # not due: the failed customer waits for tomorrow's pass
     tomorrow = now + dt.timedelta(hours=21)
     planned = retry.plan(store, tomorrow)
-    assert [(p["touchpoint"], p["count"]) for p in planned] == [("customers", 1), ("orders", len(failed(store, "orders")))]
+    assert [(p["touchpoint"], p["count"]) for p in planned] == [
+        ("customers", 1),
+        ("orders", len(failed(store, "orders"))),
+    ]
     assert deployments.environment(store, "cloud")["last_retry_at"] == tomorrow
     assert all(p["conf"] == {"resync_id": p["resync_id"], "retry": True} for p in planned)
     assert retry.settle(store, planned, [planned[0]["run_id"]]) == [planned[1]]  # the second could not start
@@ -311,10 +333,12 @@ def test_env_set_retry_settings_with_clear_errors(store, capsys):
     from flowlink import cli
 
     deployments.add_environment(store, "cloud", "cloud")
-    for args, message in ((["--retry-max-tries", "0"], "retry max tries must be a whole number from 1 to 20 tries, got 0"),
-                          (["--retry-max-tries", "21"], "from 1 to 20 tries, got 21"),
-                          (["--retry-wait", "10081"], "retry wait minutes must be a whole number from 0 to 10080 minutes"),
-                          (["--retry-batch-size", "0"], "retry batch size must be a whole number from 1 to 100000 records")):
+    for args, message in (
+        (["--retry-max-tries", "0"], "retry max tries must be a whole number from 1 to 20 tries, got 0"),
+        (["--retry-max-tries", "21"], "from 1 to 20 tries, got 21"),
+        (["--retry-wait", "10081"], "retry wait minutes must be a whole number from 0 to 10080 minutes"),
+        (["--retry-batch-size", "0"], "retry batch size must be a whole number from 1 to 100000 records"),
+    ):
         assert cli.main(["env", "set", "cloud", *args]) == 1
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: not a choice
@@ -325,15 +349,35 @@ def test_env_set_retry_settings_with_clear_errors(store, capsys):
     with pytest.raises(FlowlinkError, match="retry every must be hourly or daily"):
         deployments.set_environment(store, "cloud", retry_every="weekly")
 
-    assert cli.main(["env", "set", "cloud", "--retry-max-tries", "6", "--retry-wait", "0", "--retry-batch-size", "100",
-                     "--retry-every", "daily"]) == 0
+    assert (
+        cli.main(
+            [
+                "env",
+                "set",
+                "cloud",
+                "--retry-max-tries",
+                "6",
+                "--retry-wait",
+                "0",
+                "--retry-batch-size",
+                "100",
+                "--retry-every",
+                "daily",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert cli.main(["env", "list"]) == 0
     assert "daily: 6 tries, wait 0 min, 100 per run" in capsys.readouterr().out
     assert cli.main(["env", "list", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)[0]
     assert {k: env[k] for k in ("retry_max_tries", "retry_wait_minutes", "retry_batch_size", "retry_every")} == {
-        "retry_max_tries": 6, "retry_wait_minutes": 0, "retry_batch_size": 100, "retry_every": "daily"}
+        "retry_max_tries": 6,
+        "retry_wait_minutes": 0,
+        "retry_batch_size": 100,
+        "retry_every": "daily",
+    }
     assert retry.policy(store, WF) == retry.Policy(6, 0, 100, "daily", environment="cloud")  # not published: env only
 
 
@@ -352,7 +396,10 @@ def test_snapshots_page_and_runs_mark_retries(home, store, app, auth_manager, ca
         state.attach_run(state.create_resync(WF, "customers", ["1"], conn), "manual__2", conn)
         state.attach_run(state.create_resync(WF, "customers", ["2"], conn, kind="retry"), "retry__3", conn)
     assert {r["run_id"]: r["kind"] for r in snapshots.runs(store, WF)} == {
-        "scheduled__1": "sync", "manual__2": "resync", "retry__3": "retry"}
+        "scheduled__1": "sync",
+        "manual__2": "resync",
+        "retry__3": "retry",
+    }
 
     app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin", role="admin")
     try:
@@ -362,7 +409,7 @@ def test_snapshots_page_and_runs_mark_retries(home, store, app, auth_manager, ca
         assert page.text.count('data-kind="retry"') == 1 and page.text.count('data-kind="resync"') == 1
         one = client.get(f"/ui/snapshot?workflow={WF}&run_id=retry__3")
         assert one.status_code == 200 and 'data-kind="retry">retry</span></h1>' in one.text
-        assert 'data-kind' not in client.get(f"/ui/snapshot?workflow={WF}&run_id=scheduled__1").text
+        assert "data-kind" not in client.get(f"/ui/snapshot?workflow={WF}&run_id=scheduled__1").text
     finally:
         app.dependency_overrides.clear()
     assert cli.main(["runs", WF]) == 0

@@ -39,7 +39,7 @@ REJECTED = {"5": "text", "7": "object", "11": "plain", "13": "cut"}  # customer 
 WINDOW = 12  # any 12 characters of a secret in a row count as a leak (a secret cut short is still a leak)
 
 
-def _random_secret(prefix: str, specials: str = ':/@%') -> str:
+def _random_secret(prefix: str, specials: str = ":/@%") -> str:
     """A unique secret with characters that URLs, JSON and forms escape; every 12-character window is random."""
     parts = [secrets.token_urlsafe(6) for _ in range(len(specials) + 1)]
     return prefix + "".join(p + s for p, s in zip(parts, specials + " ", strict=True)).rstrip()
@@ -50,6 +50,7 @@ def _basic(user: str, password: str) -> str:
 
 
 # ------------------------------------------------------------------ the careless shop
+
 
 class _EchoingHandler(_Handler):
     """The demo shop's handler behind credentials; error answers echo what the client sent."""
@@ -66,8 +67,9 @@ class _EchoingHandler(_Handler):
         super()._dispatch(method)
 
     def _authorized(self) -> bool:
-        return (self.headers.get("Authorization") in self.shop.accepted
-                and all(self.headers.get(k) == v for k, v in self.shop.required.items()))
+        return self.headers.get("Authorization") in self.shop.accepted and all(
+            self.headers.get(k) == v for k, v in self.shop.required.items()
+        )
 
     def _send(self, status: int, answer) -> None:
         if status < 400 or self.path.startswith("/_admin"):
@@ -80,7 +82,9 @@ class _EchoingHandler(_Handler):
         style = self.shop.styles.get(self.path.rstrip("/").rsplit("/", 1)[-1], "text") if status != 401 else "text"
         self.shop.echoed += 1
         if style == "object":  # a JSON object: the connector dumps it as JSON text (quotes escaped)
-            return super()._send(status, {"error": {"message": message, "credentials": decoded, "request_headers": headers}})
+            return super()._send(
+                status, {"error": {"message": message, "credentials": decoded, "request_headers": headers}}
+            )
         if style == "plain":  # not JSON at all: the body is the error text
             data = (f"{message}\ncredentials: {decoded}\n{self.headers}").encode()
             self.send_response(status)
@@ -92,9 +96,16 @@ class _EchoingHandler(_Handler):
         if style == "cut":  # the 300-character limit on error texts falls in the middle of the credential
             lead = " Authorization: " + scheme + " "
             pad = max(1, 297 - len(credential) // 2 - len(lead))
-            return super()._send(status, {"error": "x" * pad + lead + credential + " key " + headers.get("X-Api-Key", "")})
-        form = urlencode({"user": decoded.partition(":")[0], "password": decoded.partition(":")[2],
-                          "signature": headers.get("X-Shop-Signature", "")})
+            return super()._send(
+                status, {"error": "x" * pad + lead + credential + " key " + headers.get("X-Api-Key", "")}
+            )
+        form = urlencode(
+            {
+                "user": decoded.partition(":")[0],
+                "password": decoded.partition(":")[2],
+                "signature": headers.get("X-Shop-Signature", ""),
+            }
+        )
         return super()._send(status, {"error": f"{message}; form {form}; credentials {decoded}; you sent {headers}"})
 
 
@@ -112,8 +123,8 @@ class EchoingShop(DemoShop):
         self.echoed = 0
 
 
-
 # ------------------------------------------------------------------ servers and runs
+
 
 class ThreadServer:
     """An ASGI app served by uvicorn on a free loopback port, in a thread."""
@@ -160,22 +171,31 @@ class RecordingSession(requests.Session):
 
 # ------------------------------------------------------------------ the search
 
+
 class Leaks:
     """Every output, by kind, searched for every form of every secret."""
 
     def __init__(self, named: dict[str, str], basic: dict[str, str]):
         self.needles: list[tuple[str, str, bytes]] = []
         for label, secret in named.items():
-            forms = {"plain": secret, "url-encoded": quote(secret, safe=""), "form-encoded": quote_plus(secret),
-                     "JSON-escaped": json.dumps(secret)[1:-1], "base64": base64.b64encode(secret.encode()).decode()}
+            forms = {
+                "plain": secret,
+                "url-encoded": quote(secret, safe=""),
+                "form-encoded": quote_plus(secret),
+                "JSON-escaped": json.dumps(secret)[1:-1],
+                "base64": base64.b64encode(secret.encode()).decode(),
+            }
             for form, text in forms.items():
                 self.needles.append((label, form, text.encode()))
-            self.needles += [(label, "12-character piece", secret[i:i + WINDOW].encode())
-                             for i in range(len(secret) - WINDOW + 1)]
+            self.needles += [
+                (label, "12-character piece", secret[i : i + WINDOW].encode()) for i in range(len(secret) - WINDOW + 1)
+            ]
         for label, pair in basic.items():
             self.needles.append((label, "base64 user:password", pair.encode()))
-            self.needles += [(label, "12-character piece of base64", pair[i:i + WINDOW].encode())
-                             for i in range(len(pair) - WINDOW + 1)]
+            self.needles += [
+                (label, "12-character piece of base64", pair[i : i + WINDOW].encode())
+                for i in range(len(pair) - WINDOW + 1)
+            ]
         self.secrets = len(named)
         self.counts: dict[str, int] = {}
         self.hits: list[str] = []
@@ -186,7 +206,7 @@ class Leaks:
         for label, form, needle in self.needles:
             at = data.find(needle)
             if at >= 0:
-                context = data[max(0, at - 80):at + len(needle) + 40].decode("utf-8", "replace")
+                context = data[max(0, at - 80) : at + len(needle) + 40].decode("utf-8", "replace")
                 self.hits.append(f"{kind} {name}: {label} ({form}) in ...{context}...")
                 return  # one hit per output is enough to name it
 
@@ -218,6 +238,7 @@ def describe(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------ fixtures
 
+
 @pytest.fixture
 def client(app):
     return TestClient(app)
@@ -227,29 +248,35 @@ def client(app):
 def erp(pg_url, tmp_path_factory):
     """The demo ERP in its own PostgreSQL database, reached by its own role with a unique password."""
     role, database = f"erp_{secrets.token_hex(4)}", f"erp_{secrets.token_hex(4)}"
-    password = _random_secret("pg-", ':/@%')
+    password = _random_secret("pg-", ":/@%")
     admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         from psycopg import sql
 
         conn.connection.dbapi_connection.execute(  # a literal, quoted by the driver: '%' is no placeholder here
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
         conn.exec_driver_sql(f'CREATE DATABASE "{database}" OWNER {role}')
     url = sa.engine.make_url(pg_url).set(username=role, password=password, database=database)
     lite = tmp_path_factory.mktemp("erp") / "erp.db"
     create_erp(lite, customers=CUSTOMERS, orders=ORDERS)
     engine = sa.create_engine(url)
     with sqlite3.connect(lite) as src, engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, "
-                             "email TEXT, country_code TEXT, updated_at TEXT)")
-        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount DOUBLE PRECISION, "
-                             "status TEXT, updated_at TEXT)")
+        conn.exec_driver_sql(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, "
+            "email TEXT, country_code TEXT, updated_at TEXT)"
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount DOUBLE PRECISION, "
+            "status TEXT, updated_at TEXT)"
+        )
         for table in ("customers", "orders"):
             cursor = src.execute(f"SELECT * FROM {table}")
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor]
-            conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"),
-                         rows)
+            conn.execute(
+                sa.text(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"), rows
+            )
     engine.dispose()
     yield {"host": url.host, "port": url.port, "database": database, "login": role, "password": password}
     with admin.connect() as conn:
@@ -259,6 +286,7 @@ def erp(pg_url, tmp_path_factory):
 
 
 # ------------------------------------------------------------------ the test
+
 
 @pytest.mark.reliability("Security", "No password or token in any output")
 def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, capfd, observe):
@@ -306,7 +334,7 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
     token = _random_secret("tok-", "._~-")
     api_key, signature = _random_secret("key-", "-_"), _random_secret("sig-", "-_")
     headers = {"X-Api-Key": api_key, "X-Shop-Signature": signature}
-    db_wrong = _random_secret("pgwrong-", ':/@%')
+    db_wrong = _random_secret("pgwrong-", ":/@%")
     shop = EchoingShop({f"Basic {_basic(SHOP_USER, shop_password)}", f"Bearer {token}"}, headers)
     shop.start()
     execution_api = flowlink_server = None
@@ -351,10 +379,21 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
             monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps(source))
             monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps(target))
 
-        pg = {"conn_type": "postgres", "host": erp["host"], "port": erp["port"], "schema": erp["database"],
-              "login": erp["login"], "password": erp["password"]}
-        basic_target = {"conn_type": "http", "host": shop.url, "login": SHOP_USER, "password": shop_password,
-                        "extra": {"headers": headers, "retries": 1, "backoff": 0.1}}
+        pg = {
+            "conn_type": "postgres",
+            "host": erp["host"],
+            "port": erp["port"],
+            "schema": erp["database"],
+            "login": erp["login"],
+            "password": erp["password"],
+        }
+        basic_target = {
+            "conn_type": "http",
+            "host": shop.url,
+            "login": SHOP_USER,
+            "password": shop_password,
+            "extra": {"headers": headers, "retries": 1, "backoff": 0.1},
+        }
         runs = {}
 
         # Run 1: basic auth; four customers refused, each error echoing the credentials another way.
@@ -370,15 +409,23 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         assert all(m.startswith(f"PUT /customers/{i}: HTTP 422: ") for i, m in failed.items()), failed
         assert "blocked by the spam filter" in failed["5"] and "***" in failed["5"], failed
         # the echoes came back, redacted: a form-encoded password and header, a JSON object, a cut credential
-        assert "password=***&signature=***" in failed["5"] and '"credentials": "flowlink-api:***"' in failed["7"], failed
+        assert "password=***&signature=***" in failed["5"] and '"credentials": "flowlink-api:***"' in failed["7"], (
+            failed
+        )
         assert "Authorization: Basic *** key ***" in failed["13"], failed  # redacted whole, then shortened
         failed_orders = bucket.rows(store, WF, touchpoint="orders", status="failed", limit=1000)
         assert failed_orders and all("unknown customer" in r["message"] for r in failed_orders)
         assert len(shop.records("customers")) == CUSTOMERS - len(REJECTED)
 
         # Run 2: a resync of the refused customers with a bearer token; customer 13 is still refused.
-        connect(pg, {"conn_type": "http", "host": shop.url,
-                     "extra": {"token": token, "headers": headers, "retries": 1, "backoff": 0.1}})
+        connect(
+            pg,
+            {
+                "conn_type": "http",
+                "host": shop.url,
+                "extra": {"token": token, "headers": headers, "retries": 1, "backoff": 0.1},
+            },
+        )
         shop.reject("customers", [])
         shop.reject("customers", ["13"], status=422, message="email: still blocked")
         from flowlink.actions import request_resync
@@ -393,8 +440,16 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         # Run 3: a wrong password: the shop answers 401 and echoes it; the load fails as a whole.
         refused_before = shop.refused
         connect(pg, {**basic_target, "password": wrong_password})
-        source = sa.create_engine(sa.engine.URL.create("postgresql+psycopg", username=erp["login"], host=erp["host"],
-                                                       password=erp["password"], port=erp["port"], database=erp["database"]))
+        source = sa.create_engine(
+            sa.engine.URL.create(
+                "postgresql+psycopg",
+                username=erp["login"],
+                host=erp["host"],
+                password=erp["password"],
+                port=erp["port"],
+                database=erp["database"],
+            )
+        )
         with source.begin() as conn:  # two changed customers: the run has records to send
             conn.exec_driver_sql("UPDATE customers SET updated_at = '2099-01-01T00:00:00Z' WHERE id IN (1, 2)")
         source.dispose()
@@ -406,21 +461,35 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
 
         # Run 4: the target is unreachable, its credentials written into the connection's URL.
         closed = free_port()
-        connect(pg, {"conn_type": "http", "host": f"http://{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1:{closed}",
-                     "extra": {"headers": headers, "retries": 1, "backoff": 0.1}})
+        connect(
+            pg,
+            {
+                "conn_type": "http",
+                "host": f"http://{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1:{closed}",
+                "extra": {"headers": headers, "retries": 1, "backoff": 0.1},
+            },
+        )
         run, states = run_workflow()
         runs["unreachable target"] = run.run_id
         load = next(s for s in snapshots.snapshot(store, run.run_id)["steps"] if s["step"] == "load")
         assert states["customers.load"] == "failed" and "connection refused" in load["message"], (states, load)
 
         # Run 5: a wrong database password, given as a SQLAlchemy URL in the connection's extra.
-        bad_url = sa.engine.URL.create("postgresql+psycopg", username=erp["login"], password=db_wrong, host=erp["host"],
-                                       port=erp["port"], database=erp["database"]).render_as_string(hide_password=False)
+        bad_url = sa.engine.URL.create(
+            "postgresql+psycopg",
+            username=erp["login"],
+            password=db_wrong,
+            host=erp["host"],
+            port=erp["port"],
+            database=erp["database"],
+        ).render_as_string(hide_password=False)
         connect({"conn_type": "postgres", "extra": {"sqlalchemy_url": bad_url}}, basic_target)
         run, states = run_workflow()
         runs["wrong database password"] = run.run_id
         extract = next(s for s in snapshots.snapshot(store, run.run_id)["steps"] if s["step"] == "extract")
-        assert states["customers.extract"] == "failed" and "password authentication failed" in extract["message"], extract
+        assert states["customers.extract"] == "failed" and "password authentication failed" in extract["message"], (
+            extract
+        )
         drain()
 
         # ---- connector errors raised directly: their messages and tracebacks
@@ -430,27 +499,50 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
 
         customer = {"customer_id": "1", "name": "A B", "email": "a@b.c"}
         attempts = {
-            "REST wrong password (401)": lambda: RestTarget(**rest_settings_from_connection(
-                "http", shop.url, SHOP_USER, wrong_password, None, None, {"headers": headers, "retries": 0}
-            )).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
-            "REST unreachable, bearer token": lambda: RestTarget(**rest_settings_from_connection(
-                "http", f"127.0.0.1:{closed}", None, None, None, None, {"token": token, "retries": 0}
-            )).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
+            "REST wrong password (401)": lambda: RestTarget(
+                **rest_settings_from_connection(
+                    "http", shop.url, SHOP_USER, wrong_password, None, None, {"headers": headers, "retries": 0}
+                )
+            ).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
+            "REST unreachable, bearer token": lambda: RestTarget(
+                **rest_settings_from_connection(
+                    "http", f"127.0.0.1:{closed}", None, None, None, None, {"token": token, "retries": 0}
+                )
+            ).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
             "REST host not http(s), credentials in it": lambda: rest_settings_from_connection(
-                "http", f"ftp://{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1", None, None, None, None, None),
-            "REST bare host with credentials, unreachable": lambda: RestTarget(**rest_settings_from_connection(
-                "http", f"{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1:{closed}", None, None, None, None,
-                {"retries": 0})).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
-            "SQL wrong password": lambda: list(SqlSource(sql_url_from_connection(
-                "postgres", erp["host"], erp["login"], db_wrong, erp["port"], erp["database"], None
-            )).read(Extract(table="customers", key="id"), batch_size=10)),
-            "SQL unreachable": lambda: list(SqlSource(sql_url_from_connection(
-                "postgres", "127.0.0.1", erp["login"], db_wrong, closed, erp["database"], None
-            )).read(Extract(table="customers", key="id"), batch_size=10)),
+                "http", f"ftp://{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1", None, None, None, None, None
+            ),
+            "REST bare host with credentials, unreachable": lambda: RestTarget(
+                **rest_settings_from_connection(
+                    "http",
+                    f"{SHOP_USER}:{quote(shop_password, safe='')}@127.0.0.1:{closed}",
+                    None,
+                    None,
+                    None,
+                    None,
+                    {"retries": 0},
+                )
+            ).write(Load(endpoint="/customers", method="upsert", key="customer_id"), [customer]),
+            "SQL wrong password": lambda: list(
+                SqlSource(
+                    sql_url_from_connection(
+                        "postgres", erp["host"], erp["login"], db_wrong, erp["port"], erp["database"], None
+                    )
+                ).read(Extract(table="customers", key="id"), batch_size=10)
+            ),
+            "SQL unreachable": lambda: list(
+                SqlSource(
+                    sql_url_from_connection(
+                        "postgres", "127.0.0.1", erp["login"], db_wrong, closed, erp["database"], None
+                    )
+                ).read(Extract(table="customers", key="id"), batch_size=10)
+            ),
             "SQL bad port in a URL with a password": lambda: SqlSource(
-                f"postgresql+psycopg://{erp['login']}:{quote(db_wrong, safe='')}@127.0.0.1:port/x"),
+                f"postgresql+psycopg://{erp['login']}:{quote(db_wrong, safe='')}@127.0.0.1:port/x"
+            ),
             "SQL unknown driver in a URL with a password": lambda: SqlSource(
-                f"nosuchdb://{erp['login']}:{quote(db_wrong, safe='')}@127.0.0.1/x"),
+                f"nosuchdb://{erp['login']}:{quote(db_wrong, safe='')}@127.0.0.1/x"
+            ),
         }
         for what, attempt in attempts.items():
             try:
@@ -469,16 +561,31 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         connect({**pg, "password": erp["password"]}, basic_target)
         ApplicationHook("demo_shop", "rest").get_target().close()
         ApplicationHook("demo_erp", "sql").get_source().close()
-        line = (f"basic {_basic(SHOP_USER, shop_password)} key {api_key} sig {signature} "
-                f"db {quote(erp['password'], safe='')} pw {erp['password']}")
+        line = (
+            f"basic {_basic(SHOP_USER, shop_password)} key {api_key} sig {signature} "
+            f"db {quote(erp['password'], safe='')} pw {erp['password']}"
+        )
         masked = redact(line)
         errors.append(("a log line after the hook read the connections", masked))
 
         # ---- CLI outputs
-        for args in (["bucket", WF], ["bucket", WF, "--status", "failed", "--json"], ["runs", WF], ["runs", WF, "--json"],
-                     ["feeds"], ["feeds", "--json"], ["deployments"], ["deployments", "--json"],
-                     ["deployment-log", WF], ["deployment-log", WF, "--json"], ["env", "list"], ["env", "list", "--json"],
-                     ["workflows"], ["workflows", "--json"], ["db-upgrade"]):
+        for args in (
+            ["bucket", WF],
+            ["bucket", WF, "--status", "failed", "--json"],
+            ["runs", WF],
+            ["runs", WF, "--json"],
+            ["feeds"],
+            ["feeds", "--json"],
+            ["deployments"],
+            ["deployments", "--json"],
+            ["deployment-log", WF],
+            ["deployment-log", WF, "--json"],
+            ["env", "list"],
+            ["env", "list", "--json"],
+            ["workflows"],
+            ["workflows", "--json"],
+            ["db-upgrade"],
+        ):
             flowlink(*args)
         for run_id in runs.values():
             flowlink("snapshot", run_id)
@@ -489,9 +596,17 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
         flowlink("agent", "--environment", "cloud", "--server", flowlink_server.url, "--once")
 
         # ---- API answers: user endpoints, the pages, the agent endpoints
-        gets = ["/api/v1/environments", "/api/v1/deployments", f"/api/v1/workflows/{WF}/deployment-log",
-                "/ui/environments", "/ui/deployments", f"/ui/bucket?workflow={WF}", f"/ui/bucket?workflow={WF}&status=failed",
-                f"/ui/snapshots?workflow={WF}", "/ui/feeds"]
+        gets = [
+            "/api/v1/environments",
+            "/api/v1/deployments",
+            f"/api/v1/workflows/{WF}/deployment-log",
+            "/ui/environments",
+            "/ui/deployments",
+            f"/ui/bucket?workflow={WF}",
+            f"/ui/bucket?workflow={WF}&status=failed",
+            f"/ui/snapshots?workflow={WF}",
+            "/ui/feeds",
+        ]
         gets += [f"/api/v1/workflows/{WF}/runs/{quote(r, safe='')}" for r in runs.values()]
         gets += [f"/ui/snapshot?workflow={WF}&run_id={quote(r, safe='')}" for r in runs.values()]
         for path in gets:
@@ -519,9 +634,17 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
 
     # ---- search everything
     leaks = Leaks(
-        {"database password": erp["password"], "wrong database password": db_wrong, "shop password": shop_password,
-         "wrong shop password": wrong_password, "bearer token": token, "X-Api-Key header": api_key,
-         "X-Shop-Signature header": signature, "agent token": agent_token, "refused agent token": bogus_token},
+        {
+            "database password": erp["password"],
+            "wrong database password": db_wrong,
+            "shop password": shop_password,
+            "wrong shop password": wrong_password,
+            "bearer token": token,
+            "X-Api-Key header": api_key,
+            "X-Shop-Signature header": signature,
+            "agent token": agent_token,
+            "refused agent token": bogus_token,
+        },
         {"basic auth": _basic(SHOP_USER, shop_password), "wrong basic auth": _basic(SHOP_USER, wrong_password)},
     )
     files = [p for p in sorted(home.rglob("*")) if p.is_file()]
@@ -557,12 +680,14 @@ def test_no_secret_in_any_output(erp, home, app, user, airflow_db, monkeypatch, 
     assert "***" in masked and shop_password not in masked and signature not in masked, masked
 
     counts = leaks.counts
-    observe(f"{leaks.secrets} secrets ({len(leaks.needles)} forms and pieces) searched in {counts['file']} files, "
-            f"{counts['store table']} store tables ({sum(map(len, store_dump.values()))} rows), "
-            f"{counts['Airflow table']} Airflow tables, {len(ours)} task logs of {len(runs)} runs, "
-            f"{counts['XCom value']} XCom values, {counts['CLI output']} CLI outputs, {counts['API answer']} API answers, "
-            f"{counts['error']} error messages, {counts['agent log line']} agent log lines and the console: "
-            f"{len(leaks.hits)} hits")
+    observe(
+        f"{leaks.secrets} secrets ({len(leaks.needles)} forms and pieces) searched in {counts['file']} files, "
+        f"{counts['store table']} store tables ({sum(map(len, store_dump.values()))} rows), "
+        f"{counts['Airflow table']} Airflow tables, {len(ours)} task logs of {len(runs)} runs, "
+        f"{counts['XCom value']} XCom values, {counts['CLI output']} CLI outputs, {counts['API answer']} API answers, "
+        f"{counts['error']} error messages, {counts['agent log line']} agent log lines and the console: "
+        f"{len(leaks.hits)} hits"
+    )
     observe(f"the shop echoed credentials in {shop.echoed} error answers; the agent token is stored only as its sha256")
 
 

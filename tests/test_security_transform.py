@@ -22,7 +22,7 @@ from flowlink.store import bucket, snapshots
 from tests.test_bad_records import Pipeline, jsonl
 
 SHEET = f'<xsl:stylesheet xmlns:xsl="{XSL}" version="1.0"{{top}}>{{body}}</xsl:stylesheet>'
-RECORDS = '<xsl:template match="/"><records><xsl:for-each select="records/record"><record><xsl:copy-of select="@key"/>{}</record></xsl:for-each></records></xsl:template>'  # noqa: E501
+RECORDS = '<xsl:template match="/"><records><xsl:for-each select="records/record"><record><xsl:copy-of select="@key"/>{}</record></xsl:for-each></records></xsl:template>'
 
 
 def sheet(body: str, top: str = "", doctype: str = "") -> str:
@@ -80,8 +80,11 @@ def everything(p: Pipeline) -> str:
     rows = bucket.rows(p.store, "bad_input", limit=1000)
     steps = [s for n in range(1, p.runs + 1) for s in snapshots.snapshot(p.store, f"run-{n}")["steps"]]
     target = p.out / "orders.json"
-    return repr([(r["source_id"], r["message"]) for r in rows]) + repr([s["message"] for s in steps]) + (
-        target.read_text() if target.exists() else "")
+    return (
+        repr([(r["source_id"], r["message"]) for r in rows])
+        + repr([s["message"] for s in steps])
+        + (target.read_text() if target.exists() else "")
+    )
 
 
 def spec_problems(p: Pipeline) -> list[tuple[str, str]]:
@@ -99,7 +102,9 @@ def test_xxe_in_source_data(pipeline, loopback, secret, observe):
     entities (local file and loopback URL) and uses them and an XInclude in its records; then a JSON source record
     holds an XXE payload as text. Both go through extract, transform and load."""
     p = pipeline("orders.xml", mapping=[{"target": "id", "source": "id"}, {"target": "note", "source": "note"}])
-    p.write("orders.xml", f"""<?xml version="1.0"?>
+    p.write(
+        "orders.xml",
+        f"""<?xml version="1.0"?>
 <!DOCTYPE records SYSTEM "{loopback.url}/external.dtd" [
   <!ENTITY file SYSTEM "{secret.txt}">
   <!ENTITY net SYSTEM "{loopback.url}/entity">
@@ -112,7 +117,8 @@ def test_xxe_in_source_data(pipeline, loopback, secret, observe):
   <record><id>3</id><note>x&leak;</note></record>
   <record><id>4</id><note><xi:include href="{secret.txt}" parse="text"/></note></record>
   <record><id>5</id><note>plain</note></record>
-</records>""")
+</records>""",
+    )
     p.run()
     failed = p.failed()
     assert failed == {
@@ -130,9 +136,11 @@ def test_xxe_in_source_data(pipeline, loopback, secret, observe):
     assert p.loaded()["10"] == {"id": "10", "note": payload}  # text, as it came
     assert loopback.requests == []
     assert secret.value not in everything(p) and "NETSECRET" not in everything(p)
-    observe(f"the loopback server got {len(loopback.requests)} requests; the secret appears in no record, message or file; "
-            f"records 1-4 Failed ({failed['1'].partition(': ')[2]!r}), record 5 loaded; an XXE payload in a JSON value "
-            "loaded as plain text")
+    observe(
+        f"the loopback server got {len(loopback.requests)} requests; the secret appears in no record, message or file; "
+        f"records 1-4 Failed ({failed['1'].partition(': ')[2]!r}), record 5 loaded; an XXE payload in a JSON value "
+        "loaded as plain text"
+    )
 
 
 @pytest.mark.reliability("Security", "entity expansion bomb")
@@ -153,7 +161,8 @@ def test_entity_expansion_bomb(pipeline, observe):
             p.run()
         seconds = time.monotonic() - started
         assert str(caught.value).startswith(
-            "orders.xml: invalid XML: its entities would expand too far (an entity expansion bomb); entities are not expanded")
+            "orders.xml: invalid XML: its entities would expand too far (an entity expansion bomb); entities are not expanded"
+        )
         assert seconds < 5
         [step] = snapshots.snapshot(p.store, f"run-{p.runs}")["steps"]
         assert (step["step"], step["status"], step["message"]) == ("extract", "failed", str(caught.value))
@@ -167,9 +176,11 @@ def test_entity_expansion_bomb(pipeline, observe):
 def test_stylesheet_document(pipeline, loopback, secret, home, observe):
     """A user stylesheet reads document('file:///secret.xml') and copies document('http://127.0.0.1:port/'): the spec is
     validated and published; then the same stylesheet runs anyway (as if the published file had been changed)."""
-    body = RECORDS.format(f"<a><xsl:value-of select=\"document('{secret.xml}')\"/></a>"
-                          f"<b><xsl:copy-of select='document(\"{loopback.url}/doc\")'/></b>"
-                          "<c><xsl:value-of select=\"concat('document(', @key, ')')\"/></c>")  # only text: allowed
+    body = RECORDS.format(
+        f"<a><xsl:value-of select=\"document('{secret.xml}')\"/></a>"
+        f"<b><xsl:copy-of select='document(\"{loopback.url}/doc\")'/></b>"
+        "<c><xsl:value-of select=\"concat('document(', @key, ')')\"/></c>"
+    )  # only text: allowed
     text = sheet(body)
     p = pipeline("orders.jsonl", xslt=text)
     p.write("orders.jsonl", jsonl({"id": 1}, {"id": 2}))
@@ -187,16 +198,20 @@ def test_stylesheet_document(pipeline, loopback, secret, home, observe):
     p.run(stylesheet=text)
     failed = p.failed()
     assert set(failed) == {"1", "2"}
-    assert all(m.startswith("transform: XSLT error: xsltLoadDocument: read rights for ") and m.endswith(" denied")
-               for m in failed.values())
+    assert all(
+        m.startswith("transform: XSLT error: xsltLoadDocument: read rights for ") and m.endswith(" denied")
+        for m in failed.values()
+    )
     assert loopback.requests == [] and secret.value not in everything(p)
     for uri in (secret.xml, f"{loopback.url}/doc"):  # one at a time: each is denied
         p.run(stylesheet=sheet(RECORDS.format(f"<a><xsl:copy-of select=\"document('{uri}')\"/></a>")))
         assert set(p.failed().values()) == {f"transform: XSLT error: xsltLoadDocument: read rights for {uri} denied"}
     assert loopback.requests == [] and "NETSECRET" not in everything(p)
-    observe(f"validate and publish refuse it: {problems[0][1].partition(': ')[2]!r}; run anyway, every record Failed: "
-            f"{p.failed()['1'].removeprefix('transform: ')!r} (and so for the file); the loopback server got "
-            f"{len(loopback.requests)} requests".replace(str(home), "<tmp>"))
+    observe(
+        f"validate and publish refuse it: {problems[0][1].partition(': ')[2]!r}; run anyway, every record Failed: "
+        f"{p.failed()['1'].removeprefix('transform: ')!r} (and so for the file); the loopback server got "
+        f"{len(loopback.requests)} requests".replace(str(home), "<tmp>")
+    )
 
 
 @pytest.mark.reliability("Security", "stylesheet xsl:include/import")
@@ -226,7 +241,11 @@ def test_stylesheet_include_and_import(pipeline, loopback, secret, tmp_path, obs
         p = pipeline("orders.jsonl", xslt=text)
         p.write("orders.jsonl", jsonl({"id": 1}))
         [(path, reason)] = spec_problems(p)
-        assert path == "touchpoints[0].xslt" and reason.startswith(f"{p.spec.parent / 'orders.xsl'}: ") and refused in reason
+        assert (
+            path == "touchpoints[0].xslt"
+            and reason.startswith(f"{p.spec.parent / 'orders.xsl'}: ")
+            and refused in reason
+        )
         p = pipeline("orders.jsonl", mapping=[{"target": "id", "source": "id"}])
         if denied is None:  # entities are not expanded: they come out as nothing
             assert p.run(stylesheet=text) is None and p.loaded() == {"1": {"id": "1", "a": "", "b": ""}}
@@ -238,8 +257,15 @@ def test_stylesheet_include_and_import(pipeline, loopback, secret, tmp_path, obs
             runs.append(f"{kind}: {str(caught.value)!r}")
         assert secret.value not in everything(p)
     assert loopback.requests == []
-    observe(("validate refuses each, e.g. " + repr(refused) + "; run anyway: " + "; ".join(runs) +
-             f"; the loopback server got {len(loopback.requests)} requests; the secret appears nowhere").replace(str(tmp_path), "<tmp>"))
+    observe(
+        (
+            "validate refuses each, e.g. "
+            + repr(refused)
+            + "; run anyway: "
+            + "; ".join(runs)
+            + f"; the loopback server got {len(loopback.requests)} requests; the secret appears nowhere"
+        ).replace(str(tmp_path), "<tmp>")
+    )
 
 
 @pytest.mark.reliability("Security", "stylesheet writes a file")
@@ -248,9 +274,17 @@ def test_stylesheet_writing_files(pipeline, tmp_path, observe):
     xsl:result-document: each spec is validated; then each stylesheet runs anyway."""
     written = tmp_path / "written.txt"
     cases = {
-        "exsl:document": ('xmlns:exsl="http://exslt.org/common" extension-element-prefixes="exsl"', "exsl:document", "1.0"),
+        "exsl:document": (
+            'xmlns:exsl="http://exslt.org/common" extension-element-prefixes="exsl"',
+            "exsl:document",
+            "1.0",
+        ),
         "xsl:document": ("", "xsl:document", "1.1"),
-        "saxon:output": ('xmlns:saxon="http://icl.com/saxon" extension-element-prefixes="saxon"', "saxon:output", "1.0"),
+        "saxon:output": (
+            'xmlns:saxon="http://icl.com/saxon" extension-element-prefixes="saxon"',
+            "saxon:output",
+            "1.0",
+        ),
         "xsl:result-document": ("", "xsl:result-document", "2.0"),
     }
     runs = []
@@ -265,14 +299,22 @@ def test_stylesheet_writing_files(pipeline, tmp_path, observe):
         message = p.run(stylesheet=text)
         status, outcome = p.bucket()["1"]
         if kind != "xsl:result-document":
-            assert message and (status, outcome) == ("failed", f"transform: XSLT error: xsltDocumentElem: write rights for {written} denied")
+            assert message and (status, outcome) == (
+                "failed",
+                f"transform: XSLT error: xsltDocumentElem: write rights for {written} denied",
+            )
         else:  # XSLT 2.0: libxslt skips it (forwards-compatible mode)
             assert (status, p.loaded()) == ("success", {"x": {"id": "x"}})
             outcome = "skipped by libxslt, the record loaded"
         runs.append(f"{kind}: {outcome.removeprefix('transform: XSLT error: ')}")
         assert not written.exists()
-    observe((f"validate refuses each ({reason.partition(': ')[2]!r}); run anyway: " + "; ".join(runs) +
-             "; no file written").replace(str(tmp_path), "<tmp>"))
+    observe(
+        (
+            f"validate refuses each ({reason.partition(': ')[2]!r}); run anyway: "
+            + "; ".join(runs)
+            + "; no file written"
+        ).replace(str(tmp_path), "<tmp>")
+    )
 
 
 # -- limits -------------------------------------------------------------------------------------------------------
@@ -283,7 +325,9 @@ def test_huge_documents_are_refused(pipeline, monkeypatch, observe):
     """An XML source file over FLOWLINK_MAX_FILE_BYTES (set to 10,000); an XML file holding an 11 MB text (default
     limits); a JSON source record with a 5,000-character value over FLOWLINK_MAX_VALUE_CHARS (set to 1,000)."""
     p = pipeline("orders.xml")
-    p.write("orders.xml", "<records>" + "<record><id>1</id><note>x</note></record>" * 500 + "</records>")  # 20,519 bytes
+    p.write(
+        "orders.xml", "<records>" + "<record><id>1</id><note>x</note></record>" * 500 + "</records>"
+    )  # 20,519 bytes
     monkeypatch.setenv("FLOWLINK_MAX_FILE_BYTES", "10000")
     with pytest.raises(ConnectorError) as too_big:
         p.run()
@@ -293,17 +337,25 @@ def test_huge_documents_are_refused(pipeline, monkeypatch, observe):
     p.write("orders.xml", f"<records><record><id>1</id><note>{'x' * 11_000_000}</note></record></records>")
     with pytest.raises(ConnectorError) as huge_text:
         p.run()
-    assert str(huge_text.value).startswith("orders.xml: invalid XML: a text over 10,000,000 bytes, the most libxml2 reads")
+    assert str(huge_text.value).startswith(
+        "orders.xml: invalid XML: a text over 10,000,000 bytes, the most libxml2 reads"
+    )
 
     monkeypatch.setenv("FLOWLINK_MAX_VALUE_CHARS", "1000")
     p = pipeline("orders.jsonl", mapping=[{"target": "id", "source": "id"}, {"target": "note", "source": "note"}])
-    p.write("orders.jsonl", jsonl({"id": 1, "note": "fine"}, {"id": 2, "note": "é" * 5000}, {"id": 3, "note": "x" * 1000}))
+    p.write(
+        "orders.jsonl", jsonl({"id": 1, "note": "fine"}, {"id": 2, "note": "é" * 5000}, {"id": 3, "note": "x" * 1000})
+    )
     assert p.run().startswith("orders: 1 record failed")
     failed = p.failed()
-    assert failed == {"2": "extract: field 'note' holds 5,000 characters, over the limit of 1,000 (FLOWLINK_MAX_VALUE_CHARS)"}
+    assert failed == {
+        "2": "extract: field 'note' holds 5,000 characters, over the limit of 1,000 (FLOWLINK_MAX_VALUE_CHARS)"
+    }
     assert sorted(p.loaded()) == ["1", "3"]
-    observe(f"file: {str(too_big.value)!r}; 11 MB text: {str(huge_text.value)!r}; record 2 Failed: "
-            f"{failed['2'].removeprefix('extract: ')!r}, records 1 and 3 loaded")
+    observe(
+        f"file: {str(too_big.value)!r}; 11 MB text: {str(huge_text.value)!r}; record 2 Failed: "
+        f"{failed['2'].removeprefix('extract: ')!r}, records 1 and 3 loaded"
+    )
 
 
 @pytest.mark.reliability("Security", "deep nesting")
@@ -311,10 +363,14 @@ def test_deep_nesting_is_refused(pipeline, monkeypatch, observe):
     """An XML source record nested 300 levels; JSON Lines records nested 300 and 100,000 levels deep between one
     nested 10 levels and flat ones; then FLOWLINK_MAX_DEPTH set to 5."""
     p = pipeline("orders.xml")
-    p.write("orders.xml", "<records><record><id>1</id><note>" + "<a>" * 300 + "</a>" * 300 + "</note></record></records>")
+    p.write(
+        "orders.xml", "<records><record><id>1</id><note>" + "<a>" * 300 + "</a>" * 300 + "</note></record></records>"
+    )
     with pytest.raises(ConnectorError) as xml:
         p.run()
-    assert str(xml.value).startswith("orders.xml: invalid XML: nested deeper than 256 levels, the most libxml2 reads (line 1")
+    assert str(xml.value).startswith(
+        "orders.xml: invalid XML: nested deeper than 256 levels, the most libxml2 reads (line 1"
+    )
 
     p = pipeline("orders.jsonl", mapping=[{"target": "id", "source": "id"}, {"target": "note", "source": "note"}])
     p.write("orders.jsonl", jsonl(
@@ -328,11 +384,17 @@ def test_deep_nesting_is_refused(pipeline, monkeypatch, observe):
         "2": "extract: orders.jsonl line 2: nested deeper than 256 levels (FLOWLINK_MAX_DEPTH)",
         "(orders.jsonl line 3)": "extract: orders.jsonl line 3: invalid JSON: nested deeper than 256 levels (FLOWLINK_MAX_DEPTH)",
     }
-    assert p.loaded() == {"1": {"id": "1", "note": "flat"}, "4": {"id": "4", "note": "[[[[[[[[[]]]]]]]]]"}, "5": {"id": "5", "note": "flat"}}
+    assert p.loaded() == {
+        "1": {"id": "1", "note": "flat"},
+        "4": {"id": "4", "note": "[[[[[[[[[]]]]]]]]]"},
+        "5": {"id": "5", "note": "flat"},
+    }
 
     monkeypatch.setenv("FLOWLINK_MAX_DEPTH", "5")
     p.run()
     assert p.failed()["4"] == "extract: orders.jsonl line 4: nested deeper than 5 levels (FLOWLINK_MAX_DEPTH)"
-    observe(f"XML: the extract step failed: {str(xml.value)!r}; JSON: records 2 and 3 Failed "
-            f"({failed['2'].partition(': ')[2].partition(': ')[2]!r}), 1, 4 and 5 loaded; with FLOWLINK_MAX_DEPTH=5 "
-            "record 4 (10 levels) Failed too")
+    observe(
+        f"XML: the extract step failed: {str(xml.value)!r}; JSON: records 2 and 3 Failed "
+        f"({failed['2'].partition(': ')[2].partition(': ')[2]!r}), 1, 4 and 5 loaded; with FLOWLINK_MAX_DEPTH=5 "
+        "record 4 (10 levels) Failed too"
+    )

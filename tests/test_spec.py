@@ -98,7 +98,8 @@ def test_user_xslt_next_to_the_spec(tmp_path):
     tp.pop("mapping")
     tp["xslt"] = "customers.xsl"
     (tmp_path / "customers.xsl").write_text(
-        '<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"/>', encoding="utf-8")
+        '<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"/>', encoding="utf-8"
+    )
     wf = load_spec(write(tmp_path, data))
     assert wf.touchpoints[0].xslt == "customers.xsl" and wf.touchpoints[0].mapping is None
 
@@ -179,79 +180,339 @@ BAD: list[tuple[str, Callable[[dict], None], str, str]] = [
     # (id, mutation, YAML path, distinctive part of the reason)
     ("unknown-top-key", lambda d: d.update(owner="ops"), "owner", "unknown key"),
     ("unknown-touchpoint-key", lambda d: tp(d, 1).update(batchsize=10), "touchpoints[1].batchsize", "unknown key"),
-    ("unknown-mapping-key", lambda d: rule(d, 1, 3).update(lookups={}), "touchpoints[1].mapping[3].lookups", "unknown key"),
+    (
+        "unknown-mapping-key",
+        lambda d: rule(d, 1, 3).update(lookups={}),
+        "touchpoints[1].mapping[3].lookups",
+        "unknown key",
+    ),
     ("missing-name", lambda d: d.pop("name"), "name", "required key is missing"),
-    ("missing-extract-key", lambda d: tp(d, 1)["extract"].pop("key"), "touchpoints[1].extract.key", "required key is missing"),
+    (
+        "missing-extract-key",
+        lambda d: tp(d, 1)["extract"].pop("key"),
+        "touchpoints[1].extract.key",
+        "required key is missing",
+    ),
     ("missing-load-key", lambda d: tp(d)["load"].pop("key"), "touchpoints[0].load.key", "required key is missing"),
-    ("missing-mapping-target", lambda d: rule(d, 0, 2).pop("target"), "touchpoints[0].mapping[2].target", "required key is missing"),
+    (
+        "missing-mapping-target",
+        lambda d: rule(d, 0, 2).pop("target"),
+        "touchpoints[0].mapping[2].target",
+        "required key is missing",
+    ),
     ("missing-touchpoints", lambda d: d.pop("touchpoints"), "touchpoints", "required key is missing"),
-    ("bad-workflow-name", lambda d: d.update(name="ERP-to-Shop"), "name", "'ERP-to-Shop' is not allowed here: use lower-case letters"),
+    (
+        "bad-workflow-name",
+        lambda d: d.update(name="ERP-to-Shop"),
+        "name",
+        "'ERP-to-Shop' is not allowed here: use lower-case letters",
+    ),
     ("bad-touchpoint-name", lambda d: tp(d).update(name="1customers"), "touchpoints[0].name", "starting with a letter"),
-    ("bad-target-field", lambda d: rule(d, 0, 1).update(target="full name"), "touchpoints[0].mapping[1].target", "'full name' is not allowed here"),
-    ("bad-connection", lambda d: d["target"].update(connection="shop prod"), "target.connection", "'shop prod' is not allowed here"),
+    (
+        "bad-target-field",
+        lambda d: rule(d, 0, 1).update(target="full name"),
+        "touchpoints[0].mapping[1].target",
+        "'full name' is not allowed here",
+    ),
+    (
+        "bad-connection",
+        lambda d: d["target"].update(connection="shop prod"),
+        "target.connection",
+        "'shop prod' is not allowed here",
+    ),
     ("unknown-connector-type", lambda d: d["source"].update(type="ftp"), "source.type", "'sql', 'rest' or 'file'"),
     ("no-touchpoints", lambda d: d.update(touchpoints=[]), "touchpoints", "at least 1 item"),
-    ("duplicate-touchpoint", lambda d: tp(d, 1).update(name="customers", depends_on=[]), "touchpoints[1].name", "duplicate touchpoint name 'customers' (also touchpoints[0])"),
-    ("duplicate-mapping-target", lambda d: rule(d, 1, 3).update(target="total"), "touchpoints[1].mapping[3].target", "duplicate target field 'total'"),
-    ("depends-on-unknown", lambda d: tp(d, 1).update(depends_on=["customers", "products"]), "touchpoints[1].depends_on[1]", "unknown touchpoint 'products'"),
-    ("depends-on-self", lambda d: tp(d, 1).update(depends_on=["orders"]), "touchpoints[1].depends_on[0]", "cannot depend on itself"),
-    ("depends-on-3-cycle", three_cycle, "touchpoints", "depends_on has a cycle: customers -> invoices -> orders -> customers"),
-    ("interval-0-minutes", schedule(interval=0), "schedule.interval", "interval for every_minute must be 1-59 minutes, got 0"),
-    ("interval-60-minutes", schedule(interval=60), "schedule.interval", "interval for every_minute must be 1-59 minutes, got 60"),
-    ("interval-24-hours", schedule(repeat="hourly", interval=24), "schedule.interval", "interval for hourly must be 1-23 hours, got 24"),
-    ("interval-2-days", schedule(repeat="daily", at="06:00", interval=2), "schedule.interval", "interval for daily must be 1-1 days, got 2"),
+    (
+        "duplicate-touchpoint",
+        lambda d: tp(d, 1).update(name="customers", depends_on=[]),
+        "touchpoints[1].name",
+        "duplicate touchpoint name 'customers' (also touchpoints[0])",
+    ),
+    (
+        "duplicate-mapping-target",
+        lambda d: rule(d, 1, 3).update(target="total"),
+        "touchpoints[1].mapping[3].target",
+        "duplicate target field 'total'",
+    ),
+    (
+        "depends-on-unknown",
+        lambda d: tp(d, 1).update(depends_on=["customers", "products"]),
+        "touchpoints[1].depends_on[1]",
+        "unknown touchpoint 'products'",
+    ),
+    (
+        "depends-on-self",
+        lambda d: tp(d, 1).update(depends_on=["orders"]),
+        "touchpoints[1].depends_on[0]",
+        "cannot depend on itself",
+    ),
+    (
+        "depends-on-3-cycle",
+        three_cycle,
+        "touchpoints",
+        "depends_on has a cycle: customers -> invoices -> orders -> customers",
+    ),
+    (
+        "interval-0-minutes",
+        schedule(interval=0),
+        "schedule.interval",
+        "interval for every_minute must be 1-59 minutes, got 0",
+    ),
+    (
+        "interval-60-minutes",
+        schedule(interval=60),
+        "schedule.interval",
+        "interval for every_minute must be 1-59 minutes, got 60",
+    ),
+    (
+        "interval-24-hours",
+        schedule(repeat="hourly", interval=24),
+        "schedule.interval",
+        "interval for hourly must be 1-23 hours, got 24",
+    ),
+    (
+        "interval-2-days",
+        schedule(repeat="daily", at="06:00", interval=2),
+        "schedule.interval",
+        "interval for daily must be 1-1 days, got 2",
+    ),
     ("interval-not-a-number", schedule(interval="abc"), "schedule.interval", "valid integer"),
     ("daily-without-at", schedule(repeat="daily"), "schedule.at", "repeat: daily needs at"),
-    ("at-25-00", schedule(repeat="daily", at="25:00"), "schedule.at", "time of day must be HH:MM (00:00-23:59), got '25:00'"),
+    (
+        "at-25-00",
+        schedule(repeat="daily", at="25:00"),
+        "schedule.at",
+        "time of day must be HH:MM (00:00-23:59), got '25:00'",
+    ),
     ("at-unquoted", schedule(repeat="daily", at=600), "schedule.at", 'must be a quoted "HH:MM", got the number 600'),
     ("at-for-hourly", schedule(repeat="hourly", at="06:00"), "schedule.at", "only for repeat: daily, not hourly"),
-    ("end-after-without-occurrences", schedule(end="after", start="2025-01-01T00:00:00"), "schedule.occurrences", "end: after needs occurrences"),
+    (
+        "end-after-without-occurrences",
+        schedule(end="after", start="2025-01-01T00:00:00"),
+        "schedule.occurrences",
+        "end: after needs occurrences",
+    ),
     ("occurrences-without-end-after", schedule(occurrences=5), "schedule.end", "occurrences needs end: after"),
-    ("occurrences-0", schedule(end="after", occurrences=0, start="2025-01-01"), "schedule.occurrences", "greater than or equal to 1"),
+    (
+        "occurrences-0",
+        schedule(end="after", occurrences=0, start="2025-01-01"),
+        "schedule.occurrences",
+        "greater than or equal to 1",
+    ),
     ("end-after-without-start", schedule(end="after", occurrences=5), "schedule.start", "needs a start date"),
     ("bad-start", schedule(end="after", occurrences=5, start="tomorrow"), "schedule.start", "valid datetime"),
-    ("unknown-timezone", schedule(timezone="Europe/Atlantis"), "schedule.timezone", "unknown time zone 'Europe/Atlantis'"),
-    ("timezone-longer-than-a-file-name", schedule(timezone="x" * 300), "schedule.timezone", "unknown time zone 'xxxxxxxx"),
+    (
+        "unknown-timezone",
+        schedule(timezone="Europe/Atlantis"),
+        "schedule.timezone",
+        "unknown time zone 'Europe/Atlantis'",
+    ),
+    (
+        "timezone-longer-than-a-file-name",
+        schedule(timezone="x" * 300),
+        "schedule.timezone",
+        "unknown time zone 'xxxxxxxx",
+    ),
     ("timezone-a-folder", schedule(timezone="Europe"), "schedule.timezone", "unknown time zone 'Europe'"),
     ("timezone-not-a-zone-file", schedule(timezone="zone.tab"), "schedule.timezone", "unknown time zone 'zone.tab'"),
-    ("timezone-path", schedule(timezone="../../etc/passwd"), "schedule.timezone", "unknown time zone '../../etc/passwd'"),
+    (
+        "timezone-path",
+        schedule(timezone="../../etc/passwd"),
+        "schedule.timezone",
+        "unknown time zone '../../etc/passwd'",
+    ),
     ("manual-with-repeat", schedule(sync="manual"), "schedule.repeat", "a manual schedule has no repeat"),
     ("auto-without-repeat", schedule(repeat=None), "schedule.repeat", "sync: auto needs repeat"),
-    ("rule-source-and-xpath", lambda d: rule(d, 0, 0).update(xpath="id"), "touchpoints[0].mapping[0]", "give exactly one of source, xpath, constant (got source, xpath)"),
-    ("rule-no-value", lambda d: rule(d, 0, 0).pop("source"), "touchpoints[0].mapping[0]", "give exactly one of source, xpath, constant (got none)"),
-    ("lookup-on-constant", lambda d: rule(d, 0, 4).update(lookup={"erp": "ERP"}), "touchpoints[0].mapping[4].lookup", "not to a constant"),
-    ("default-on-constant", lambda d: rule(d, 0, 4).update(default="x"), "touchpoints[0].mapping[4].default", "default applies to source or xpath, not to a constant"),
-    ("case-on-constant", lambda d: rule(d, 0, 4).update(case="upper"), "touchpoints[0].mapping[4].case", "case applies to source or xpath, not to a constant"),
-    ("trim-on-constant", lambda d: rule(d, 0, 4).update(trim=True), "touchpoints[0].mapping[4].trim", "trim applies to source or xpath, not to a constant"),
-    ("case-title", lambda d: rule(d, 0, 2).update(case="title"), "touchpoints[0].mapping[2].case", "'lower' or 'upper'"),
-    ("trim-not-a-boolean", lambda d: rule(d, 0, 2).update(trim="both"), "touchpoints[0].mapping[2].trim", "valid boolean"),
-    ("lookup-control-character", lambda d: rule(d, 0, 0).update(lookup={"\x1f": "x"}), "touchpoints[0].mapping[0].lookup", "'\\x1f' holds characters XML 1.0 cannot carry"),
-    ("constant-nul", lambda d: rule(d, 0, 4).update(constant="a\x00b"), "touchpoints[0].mapping[4].constant", "'a\\x00b' holds characters XML 1.0 cannot carry"),
-    ("bad-rule-type", lambda d: rule(d, 1, 2).update(type="decimal"), "touchpoints[1].mapping[2].type", "'string', 'integer', 'number' or 'boolean'"),
-    ("xpath-syntax-error", lambda d: rule(d, 1, 2).update(xpath="amount +"), "touchpoints[1].mapping[2].xpath", "invalid XPath 1.0 expression 'amount +': syntax error"),
-    ("xpath-unclosed-call", lambda d: rule(d, 0, 1).update(xpath="concat(first_name, ' '"), "touchpoints[0].mapping[1].xpath", "syntax error: '(' is not closed"),
-    ("xpath-unclosed-predicate", lambda d: rule(d, 0, 1).update(xpath="name[1"), "touchpoints[0].mapping[1].xpath", "invalid XPath 1.0 expression 'name[1': syntax error"),
-    ("xpath-unfinished-literal", lambda d: rule(d, 0, 1).update(xpath="concat(a, 'b)"), "touchpoints[0].mapping[1].xpath", "unfinished literal"),
-    ("xpath-unknown-function", lambda d: rule(d, 1, 2).update(xpath="round2(amount)"), "touchpoints[1].mapping[2].xpath", "unregistered function"),
-    ("xpath-wrong-arity", lambda d: rule(d, 1, 2).update(xpath="substring(amount)"), "touchpoints[1].mapping[2].xpath", "invalid number of arguments"),
-    ("xpath-undeclared-variable", lambda d: rule(d, 1, 2).update(xpath="$amount"), "touchpoints[1].mapping[2].xpath", "variable 'amount' has not been declared"),
-    ("mapping-and-xslt", lambda d: tp(d).update(xslt="customers.xsl"), "touchpoints[0]", "give exactly one of mapping, xslt (got both)"),
-    ("neither-mapping-nor-xslt", lambda d: tp(d).pop("mapping"), "touchpoints[0]", "give exactly one of mapping, xslt (got none)"),
+    (
+        "rule-source-and-xpath",
+        lambda d: rule(d, 0, 0).update(xpath="id"),
+        "touchpoints[0].mapping[0]",
+        "give exactly one of source, xpath, constant (got source, xpath)",
+    ),
+    (
+        "rule-no-value",
+        lambda d: rule(d, 0, 0).pop("source"),
+        "touchpoints[0].mapping[0]",
+        "give exactly one of source, xpath, constant (got none)",
+    ),
+    (
+        "lookup-on-constant",
+        lambda d: rule(d, 0, 4).update(lookup={"erp": "ERP"}),
+        "touchpoints[0].mapping[4].lookup",
+        "not to a constant",
+    ),
+    (
+        "default-on-constant",
+        lambda d: rule(d, 0, 4).update(default="x"),
+        "touchpoints[0].mapping[4].default",
+        "default applies to source or xpath, not to a constant",
+    ),
+    (
+        "case-on-constant",
+        lambda d: rule(d, 0, 4).update(case="upper"),
+        "touchpoints[0].mapping[4].case",
+        "case applies to source or xpath, not to a constant",
+    ),
+    (
+        "trim-on-constant",
+        lambda d: rule(d, 0, 4).update(trim=True),
+        "touchpoints[0].mapping[4].trim",
+        "trim applies to source or xpath, not to a constant",
+    ),
+    (
+        "case-title",
+        lambda d: rule(d, 0, 2).update(case="title"),
+        "touchpoints[0].mapping[2].case",
+        "'lower' or 'upper'",
+    ),
+    (
+        "trim-not-a-boolean",
+        lambda d: rule(d, 0, 2).update(trim="both"),
+        "touchpoints[0].mapping[2].trim",
+        "valid boolean",
+    ),
+    (
+        "lookup-control-character",
+        lambda d: rule(d, 0, 0).update(lookup={"\x1f": "x"}),
+        "touchpoints[0].mapping[0].lookup",
+        "'\\x1f' holds characters XML 1.0 cannot carry",
+    ),
+    (
+        "constant-nul",
+        lambda d: rule(d, 0, 4).update(constant="a\x00b"),
+        "touchpoints[0].mapping[4].constant",
+        "'a\\x00b' holds characters XML 1.0 cannot carry",
+    ),
+    (
+        "bad-rule-type",
+        lambda d: rule(d, 1, 2).update(type="decimal"),
+        "touchpoints[1].mapping[2].type",
+        "'string', 'integer', 'number' or 'boolean'",
+    ),
+    (
+        "xpath-syntax-error",
+        lambda d: rule(d, 1, 2).update(xpath="amount +"),
+        "touchpoints[1].mapping[2].xpath",
+        "invalid XPath 1.0 expression 'amount +': syntax error",
+    ),
+    (
+        "xpath-unclosed-call",
+        lambda d: rule(d, 0, 1).update(xpath="concat(first_name, ' '"),
+        "touchpoints[0].mapping[1].xpath",
+        "syntax error: '(' is not closed",
+    ),
+    (
+        "xpath-unclosed-predicate",
+        lambda d: rule(d, 0, 1).update(xpath="name[1"),
+        "touchpoints[0].mapping[1].xpath",
+        "invalid XPath 1.0 expression 'name[1': syntax error",
+    ),
+    (
+        "xpath-unfinished-literal",
+        lambda d: rule(d, 0, 1).update(xpath="concat(a, 'b)"),
+        "touchpoints[0].mapping[1].xpath",
+        "unfinished literal",
+    ),
+    (
+        "xpath-unknown-function",
+        lambda d: rule(d, 1, 2).update(xpath="round2(amount)"),
+        "touchpoints[1].mapping[2].xpath",
+        "unregistered function",
+    ),
+    (
+        "xpath-wrong-arity",
+        lambda d: rule(d, 1, 2).update(xpath="substring(amount)"),
+        "touchpoints[1].mapping[2].xpath",
+        "invalid number of arguments",
+    ),
+    (
+        "xpath-undeclared-variable",
+        lambda d: rule(d, 1, 2).update(xpath="$amount"),
+        "touchpoints[1].mapping[2].xpath",
+        "variable 'amount' has not been declared",
+    ),
+    (
+        "mapping-and-xslt",
+        lambda d: tp(d).update(xslt="customers.xsl"),
+        "touchpoints[0]",
+        "give exactly one of mapping, xslt (got both)",
+    ),
+    (
+        "neither-mapping-nor-xslt",
+        lambda d: tp(d).pop("mapping"),
+        "touchpoints[0]",
+        "give exactly one of mapping, xslt (got none)",
+    ),
     ("empty-mapping", lambda d: tp(d).update(mapping=[]), "touchpoints[0].mapping", "at least 1 item"),
-    ("extract-table-and-query", lambda d: tp(d)["extract"].update(query="select * from customers"), "touchpoints[0].extract", "give exactly one of table, query, endpoint, file (got table, query)"),
+    (
+        "extract-table-and-query",
+        lambda d: tp(d)["extract"].update(query="select * from customers"),
+        "touchpoints[0].extract",
+        "give exactly one of table, query, endpoint, file (got table, query)",
+    ),
     ("extract-nothing", lambda d: tp(d)["extract"].pop("table"), "touchpoints[0].extract", "(got none)"),
-    ("load-endpoint-and-file", lambda d: tp(d, 1)["load"].update(file="orders.csv"), "touchpoints[1].load", "give exactly one of table, endpoint, file (got endpoint, file)"),
+    (
+        "load-endpoint-and-file",
+        lambda d: tp(d, 1)["load"].update(file="orders.csv"),
+        "touchpoints[1].load",
+        "give exactly one of table, endpoint, file (got endpoint, file)",
+    ),
     ("rest-source-given-table", rest_source, "touchpoints[0].extract.table", "a rest source reads endpoint, not table"),
-    ("rest-target-given-table", lambda d: tp(d, 1).update(load={"table": "orders", "key": "order_id"}), "touchpoints[1].load.table", "a rest target writes endpoint, not table"),
-    ("pagination-on-sql-source", lambda d: tp(d)["extract"].update(pagination={"size": 50}), "touchpoints[0].extract.pagination", "pagination is for rest sources only"),
-    ("records-path-on-sql-source", lambda d: tp(d)["extract"].update(records_path="data"), "touchpoints[0].extract.records_path", "records_path is for rest sources only"),
-    ("pagination-size-0", lambda d: (rest_source(d), tp(d).update(extract={"endpoint": "/c", "key": "id", "pagination": {"size": 0}})), "touchpoints[0].extract.pagination.size", "greater than or equal to 1"),
+    (
+        "rest-target-given-table",
+        lambda d: tp(d, 1).update(load={"table": "orders", "key": "order_id"}),
+        "touchpoints[1].load.table",
+        "a rest target writes endpoint, not table",
+    ),
+    (
+        "pagination-on-sql-source",
+        lambda d: tp(d)["extract"].update(pagination={"size": 50}),
+        "touchpoints[0].extract.pagination",
+        "pagination is for rest sources only",
+    ),
+    (
+        "records-path-on-sql-source",
+        lambda d: tp(d)["extract"].update(records_path="data"),
+        "touchpoints[0].extract.records_path",
+        "records_path is for rest sources only",
+    ),
+    (
+        "pagination-size-0",
+        lambda d: (rest_source(d), tp(d).update(extract={"endpoint": "/c", "key": "id", "pagination": {"size": 0}})),
+        "touchpoints[0].extract.pagination.size",
+        "greater than or equal to 1",
+    ),
     ("batch-size-0", lambda d: tp(d).update(batch_size=0), "touchpoints[0].batch_size", "greater than or equal to 1"),
-    ("batch-size-too-big", lambda d: tp(d, 1).update(batch_size=1_000_000), "touchpoints[1].batch_size", "less than or equal to 100000"),
-    ("load-key-not-a-target", lambda d: tp(d, 1)["load"].update(key="id"), "touchpoints[1].load.key", "load key 'id' is not a target field of the mapping"),
-    ("depends-on-not-a-list", lambda d: tp(d, 1).update(depends_on="customers"), "touchpoints[1].depends_on", "valid list"),
-    ("touchpoint-not-a-mapping", lambda d: d["touchpoints"].__setitem__(1, "orders"), "touchpoints[1]", "valid dictionary"),
-    ("lookup-not-a-mapping", lambda d: rule(d, 0, 3).update(lookup="countries"), "touchpoints[0].mapping[3].lookup", "valid dictionary"),
+    (
+        "batch-size-too-big",
+        lambda d: tp(d, 1).update(batch_size=1_000_000),
+        "touchpoints[1].batch_size",
+        "less than or equal to 100000",
+    ),
+    (
+        "load-key-not-a-target",
+        lambda d: tp(d, 1)["load"].update(key="id"),
+        "touchpoints[1].load.key",
+        "load key 'id' is not a target field of the mapping",
+    ),
+    (
+        "depends-on-not-a-list",
+        lambda d: tp(d, 1).update(depends_on="customers"),
+        "touchpoints[1].depends_on",
+        "valid list",
+    ),
+    (
+        "touchpoint-not-a-mapping",
+        lambda d: d["touchpoints"].__setitem__(1, "orders"),
+        "touchpoints[1]",
+        "valid dictionary",
+    ),
+    (
+        "lookup-not-a-mapping",
+        lambda d: rule(d, 0, 3).update(lookup="countries"),
+        "touchpoints[0].mapping[3].lookup",
+        "valid dictionary",
+    ),
 ]
 
 
@@ -465,7 +726,12 @@ def test_flowlink_own_dag_names_are_reserved():
     spec["name"] = "flowlink_maintenance"
     with pytest.raises(SpecError) as err:
         parse_spec(spec)
-    assert err.value.problems == [("name", "'flowlink_maintenance': names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)")]
+    assert err.value.problems == [
+        (
+            "name",
+            "'flowlink_maintenance': names starting with flowlink_ are Flowlink's own DAGs (flowlink_deployments, ...)",
+        )
+    ]
 
 
 # --- load modes: create_or_update (examples/erp_to_api.yaml) ------------------------------------------------------
@@ -482,11 +748,19 @@ def test_api_example_spec_validates_and_publishes_its_load_keys():
     load = wf.touchpoint("customers").load
     assert (load.method, load.id_field, load.update, load.on_missing) == ("create_or_update", "id", "put", "create")
     assert load.match.endpoint == "/customers?email={email}" and load.match.fields == ["email"]
-    assert wf.model_dump(mode="json")["touchpoints"][0]["load"]["match"] == {"endpoint": "/customers?email={email}",
-                                                                            "records_path": None}
+    assert wf.model_dump(mode="json")["touchpoints"][0]["load"]["match"] == {
+        "endpoint": "/customers?email={email}",
+        "records_path": None,
+    }
     # an upsert load publishes without the create_or_update keys: its published file keeps its checksum
     assert set(load_spec(EXAMPLE).model_dump(mode="json")["touchpoints"][0]["load"]) == {
-        "table", "endpoint", "file", "method", "key", "id_field"}
+        "table",
+        "endpoint",
+        "file",
+        "method",
+        "key",
+        "id_field",
+    }
 
 
 def load_of(d: dict) -> dict:
@@ -500,32 +774,85 @@ def sql_target(d: dict) -> None:
 
 
 BAD_LOADS: list[tuple[str, Callable[[dict], None], str, str]] = [
-    ("no-id-field", lambda d: load_of(d).pop("id_field"), "touchpoints[0].load.id_field",
-     "method: create_or_update needs id_field: the field of the create answer holding the target's own id (often id)"),
-    ("no-match", lambda d: load_of(d).pop("match"), "touchpoints[0].load.match", "method: create_or_update needs match"),
-    ("match-on-upsert", lambda d: load_of(d).update(method="upsert", update=None, on_missing=None),
-     "touchpoints[0].load.match", "match is for method: create_or_update only, not upsert"),
-    ("update-on-insert", lambda d: load_of(d).update(method="insert", match=None, on_missing=None),
-     "touchpoints[0].load.update", "update is for method: create_or_update only, not insert"),
-    ("on-missing-on-upsert", lambda d: load_of(d).update(method="upsert", match=None, update=None),
-     "touchpoints[0].load.on_missing", "on_missing is for method: create_or_update only, not upsert"),
+    (
+        "no-id-field",
+        lambda d: load_of(d).pop("id_field"),
+        "touchpoints[0].load.id_field",
+        "method: create_or_update needs id_field: the field of the create answer holding the target's own id (often id)",
+    ),
+    (
+        "no-match",
+        lambda d: load_of(d).pop("match"),
+        "touchpoints[0].load.match",
+        "method: create_or_update needs match",
+    ),
+    (
+        "match-on-upsert",
+        lambda d: load_of(d).update(method="upsert", update=None, on_missing=None),
+        "touchpoints[0].load.match",
+        "match is for method: create_or_update only, not upsert",
+    ),
+    (
+        "update-on-insert",
+        lambda d: load_of(d).update(method="insert", match=None, on_missing=None),
+        "touchpoints[0].load.update",
+        "update is for method: create_or_update only, not insert",
+    ),
+    (
+        "on-missing-on-upsert",
+        lambda d: load_of(d).update(method="upsert", match=None, update=None),
+        "touchpoints[0].load.on_missing",
+        "on_missing is for method: create_or_update only, not upsert",
+    ),
     ("update-post", lambda d: load_of(d).update(update="post"), "touchpoints[0].load.update", "'put' or 'patch'"),
-    ("on-missing-ignore", lambda d: load_of(d).update(on_missing="ignore"), "touchpoints[0].load.on_missing",
-     "'create' or 'fail'"),
-    ("match-without-endpoint", lambda d: load_of(d).update(match={"records_path": "data"}),
-     "touchpoints[0].load.match.endpoint", "required key is missing"),
-    ("match-unknown-key", lambda d: load_of(d)["match"].update(query="x"), "touchpoints[0].load.match.query",
-     "unknown key"),
-    ("match-without-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers"),
-     "touchpoints[0].load.match.endpoint", "'/customers' has no {field} placeholder"),
-    ("match-unclosed-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers?email={email"),
-     "touchpoints[0].load.match.endpoint", "has a { or } without its pair"),
-    ("match-bad-placeholder", lambda d: load_of(d)["match"].update(endpoint="/customers?email={e mail}"),
-     "touchpoints[0].load.match.endpoint", "{e mail} is not a field name"),
-    ("match-unknown-field", lambda d: load_of(d)["match"].update(endpoint="/customers?email={mail}"),
-     "touchpoints[0].load.match.endpoint", "{mail} is not a target field of the mapping (erp_id, name, email, country)"),
-    ("create-or-update-to-sql", sql_target, "touchpoints[0].load.method",
-     "create_or_update is for rest targets; a sql target is written by upsert or insert"),
+    (
+        "on-missing-ignore",
+        lambda d: load_of(d).update(on_missing="ignore"),
+        "touchpoints[0].load.on_missing",
+        "'create' or 'fail'",
+    ),
+    (
+        "match-without-endpoint",
+        lambda d: load_of(d).update(match={"records_path": "data"}),
+        "touchpoints[0].load.match.endpoint",
+        "required key is missing",
+    ),
+    (
+        "match-unknown-key",
+        lambda d: load_of(d)["match"].update(query="x"),
+        "touchpoints[0].load.match.query",
+        "unknown key",
+    ),
+    (
+        "match-without-placeholder",
+        lambda d: load_of(d)["match"].update(endpoint="/customers"),
+        "touchpoints[0].load.match.endpoint",
+        "'/customers' has no {field} placeholder",
+    ),
+    (
+        "match-unclosed-placeholder",
+        lambda d: load_of(d)["match"].update(endpoint="/customers?email={email"),
+        "touchpoints[0].load.match.endpoint",
+        "has a { or } without its pair",
+    ),
+    (
+        "match-bad-placeholder",
+        lambda d: load_of(d)["match"].update(endpoint="/customers?email={e mail}"),
+        "touchpoints[0].load.match.endpoint",
+        "{e mail} is not a field name",
+    ),
+    (
+        "match-unknown-field",
+        lambda d: load_of(d)["match"].update(endpoint="/customers?email={mail}"),
+        "touchpoints[0].load.match.endpoint",
+        "{mail} is not a target field of the mapping (erp_id, name, email, country)",
+    ),
+    (
+        "create-or-update-to-sql",
+        sql_target,
+        "touchpoints[0].load.method",
+        "create_or_update is for rest targets; a sql target is written by upsert or insert",
+    ),
 ]
 
 
@@ -544,8 +871,9 @@ def test_create_or_update_to_a_file_target_is_refused():
     data["target"]["type"] = "file"
     load_of(data).pop("endpoint")
     load_of(data)["file"] = "customers.json"
-    assert problems_of(data) == [("touchpoints[0].load.method",
-                                  "create_or_update is for rest targets; a file target is written by upsert")]
+    assert problems_of(data) == [
+        ("touchpoints[0].load.method", "create_or_update is for rest targets; a file target is written by upsert")
+    ]
 
 
 def test_match_placeholders_may_name_any_field_with_own_xslt():
@@ -565,4 +893,7 @@ def test_json_schema_describes_the_load_modes():
     assert load["method"]["enum"] == ["upsert", "insert", "create_or_update"]
     assert "often id" in load["id_field"]["description"] and "404" in load["on_missing"]["description"]
     assert load["update"]["anyOf"][0]["enum"] == ["put", "patch"]
-    assert defs["Match"]["required"] == ["endpoint"] and "{email}" in defs["Match"]["properties"]["endpoint"]["description"]
+    assert (
+        defs["Match"]["required"] == ["endpoint"]
+        and "{email}" in defs["Match"]["properties"]["endpoint"]["description"]
+    )

@@ -16,12 +16,19 @@ from flowlink.spec import SpecError, Workflow, load_spec, parse_spec
 EXAMPLE = yaml.safe_load((Path(__file__).resolve().parent.parent / "examples" / "erp_to_shop.yaml").read_text())
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30),
-                    st.sampled_from(["", "0", "-1", "../x", "a b", "concat(", "//*", "' or '1", "\x00", "名前", "x" * 300,
-                                     "Europe"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                      max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(["", "0", "-1", "../x", "a b", "concat(", "//*", "' or '1", "\x00", "名前", "x" * 300, "Europe"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _paths(node, prefix=()):
@@ -47,7 +54,7 @@ def _check(outcome: Workflow | SpecError, observed: dict) -> None:
         return
     observed["refused"] += 1
     assert outcome.problems, "a SpecError names at least one problem"
-    for path, reason in outcome.problems:
+    for _path, reason in outcome.problems:
         assert reason and "Traceback" not in reason
     assert str(outcome).startswith("<spec>: ")
 
@@ -97,8 +104,21 @@ def test_any_json_value_is_valid_or_refused(data, tally):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(st.text(max_size=200), st.sampled_from([
-    "a: 1\na: 2\n", "- [\n", "name: x\n\tbad: tab\n", "!!python/object:os.system {}\n", "&a [*a]\n", "\ufeffname: x\n"])))
+@given(
+    text=st.one_of(
+        st.text(max_size=200),
+        st.sampled_from(
+            [
+                "a: 1\na: 2\n",
+                "- [\n",
+                "name: x\n\tbad: tab\n",
+                "!!python/object:os.system {}\n",
+                "&a [*a]\n",
+                "\ufeffname: x\n",
+            ]
+        ),
+    )
+)
 def test_any_file_content_is_valid_or_refused_naming_the_file(text, tmp_path):
     """Any text as a spec file: load_spec gives a workflow or a SpecError naming that file."""
     path = tmp_path / "spec.yaml"
@@ -116,6 +136,8 @@ def test_the_properties_saw_both_outcomes(tally, observe):
     YAML path and reason.
 
     Runs after the property tests of this module and checks both outcomes occurred."""
-    observe(f"{tally['valid'] + tally['refused']} generated specs: {tally['valid']} valid and compiled, "
-            f"{tally['refused']} refused with file, YAML path and reason; no other exception")
+    observe(
+        f"{tally['valid'] + tally['refused']} generated specs: {tally['valid']} valid and compiled, "
+        f"{tally['refused']} refused with file, YAML path and reason; no other exception"
+    )
     assert tally["valid"] > 0 and tally["refused"] > 0

@@ -55,7 +55,11 @@ def test_every_n_minutes_from_start():
 
 def test_every_n_minutes_without_start_is_cron_aligned():
     ticks = Ticks(auto(repeat="every_minute", interval=7))
-    assert walk(ticks, utc(2026, 5, 4, 10, 50), 3) == [utc(2026, 5, 4, 10, 56), utc(2026, 5, 4, 11, 0), utc(2026, 5, 4, 11, 7)]
+    assert walk(ticks, utc(2026, 5, 4, 10, 50), 3) == [
+        utc(2026, 5, 4, 10, 56),
+        utc(2026, 5, 4, 11, 0),
+        utc(2026, 5, 4, 11, 7),
+    ]
     assert ticks.last_tick_at_or_before(utc(2026, 5, 4, 11, 6, 59)) == utc(2026, 5, 4, 11, 0)
     every = Ticks(auto(repeat="every_minute"))
     assert walk(every, utc(2026, 5, 4, 10, 0, 0, 1), 2) == [utc(2026, 5, 4, 10, 1), utc(2026, 5, 4, 10, 2)]
@@ -64,7 +68,11 @@ def test_every_n_minutes_without_start_is_cron_aligned():
 def test_every_n_minutes_aligned_to_local_clock():
     """Kathmandu is UTC+05:45: local :00/:15/:30/:45 are UTC :15/:30/:45/:00."""
     ticks = Ticks(auto(repeat="every_minute", interval=30, timezone="Asia/Kathmandu"))
-    assert walk(ticks, utc(2026, 5, 4, 10, 0), 3) == [utc(2026, 5, 4, 10, 15), utc(2026, 5, 4, 10, 45), utc(2026, 5, 4, 11, 15)]
+    assert walk(ticks, utc(2026, 5, 4, 10, 0), 3) == [
+        utc(2026, 5, 4, 10, 15),
+        utc(2026, 5, 4, 10, 45),
+        utc(2026, 5, 4, 11, 15),
+    ]
 
 
 def test_every_n_hours_from_start_counts_elapsed_time_over_dst():
@@ -88,7 +96,11 @@ def test_every_n_hours_without_start_follows_the_local_clock():
 def test_daily_at_a_time_over_dst_in_berlin():
     ticks = Ticks(auto(repeat="daily", at="06:30", timezone="Europe/Berlin"))
     # 06:30 local every day: 05:30 UTC in winter, 04:30 UTC in summer (from 2026-03-29)
-    assert walk(ticks, utc(2026, 3, 27, 12), 3) == [utc(2026, 3, 28, 5, 30), utc(2026, 3, 29, 4, 30), utc(2026, 3, 30, 4, 30)]
+    assert walk(ticks, utc(2026, 3, 27, 12), 3) == [
+        utc(2026, 3, 28, 5, 30),
+        utc(2026, 3, 29, 4, 30),
+        utc(2026, 3, 30, 4, 30),
+    ]
     assert walk(ticks, utc(2026, 10, 24, 12), 2) == [utc(2026, 10, 25, 5, 30), utc(2026, 10, 26, 5, 30)]
     assert ticks.last_tick_at_or_before(utc(2026, 3, 29, 4, 29)) == utc(2026, 3, 28, 5, 30)
     assert ticks.last_tick_at_or_before(utc(2026, 3, 29, 4, 30)) == utc(2026, 3, 29, 4, 30)
@@ -106,8 +118,16 @@ def test_daily_at_a_time_skipped_or_repeated_by_dst():
 
 def test_daily_with_start_and_occurrences():
     # start after 06:30 on its day: the first run is the next day
-    ticks = Ticks(auto(repeat="daily", at="06:30", timezone="Europe/Berlin",
-                       start=dt.datetime(2026, 3, 27, 8, 0), end="after", occurrences=3))
+    ticks = Ticks(
+        auto(
+            repeat="daily",
+            at="06:30",
+            timezone="Europe/Berlin",
+            start=dt.datetime(2026, 3, 27, 8, 0),
+            end="after",
+            occurrences=3,
+        )
+    )
     expected = [utc(2026, 3, 28, 5, 30), utc(2026, 3, 29, 4, 30), utc(2026, 3, 30, 4, 30)]
     assert walk(ticks, utc(2020, 1, 1), 4) == expected + [None]
     assert [ticks.tick(k) for k in range(3)] == expected
@@ -119,7 +139,12 @@ def test_daily_with_start_and_occurrences():
 
 def test_end_after_n_occurrences():
     ticks = Ticks(auto(repeat="every_minute", interval=10, start=dt.datetime(2026, 1, 1), end="after", occurrences=3))
-    assert walk(ticks, utc(2020, 1, 1), 4) == [utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 10), utc(2026, 1, 1, 0, 20), None]
+    assert walk(ticks, utc(2020, 1, 1), 4) == [
+        utc(2026, 1, 1, 0, 0),
+        utc(2026, 1, 1, 0, 10),
+        utc(2026, 1, 1, 0, 20),
+        None,
+    ]
     assert ticks.next_tick_after(utc(2026, 1, 1, 0, 20)) is None
     assert ticks.last_tick_at_or_before(utc(2027, 1, 1)) == utc(2026, 1, 1, 0, 20)
     one = Ticks(auto(repeat="hourly", start=dt.datetime(2026, 1, 1), end="after", occurrences=1))
@@ -147,16 +172,37 @@ def test_manual_schedule_has_no_ticks():
     [
         (Schedule(), "manual"),
         (auto(repeat="every_minute"), "every minute, never ends"),
-        (auto(repeat="every_minute", interval=15, start=dt.datetime(2026, 1, 1, 9, 0), end="after", occurrences=10),
-         "every 15 minutes from 2026-01-01 09:00 UTC, 10 occurrences"),
-        (auto(repeat="hourly", interval=2, start=dt.datetime(2026, 1, 1), timezone="Europe/Berlin"),
-         "every 2 hours from 2026-01-01 00:00 Europe/Berlin, never ends"),
-        (auto(repeat="hourly", start=dt.datetime(2026, 1, 1, 12, tzinfo=UTC), timezone="Europe/Berlin", end="after", occurrences=1),
-         "every hour from 2026-01-01 13:00 Europe/Berlin, 1 occurrence"),
+        (
+            auto(repeat="every_minute", interval=15, start=dt.datetime(2026, 1, 1, 9, 0), end="after", occurrences=10),
+            "every 15 minutes from 2026-01-01 09:00 UTC, 10 occurrences",
+        ),
+        (
+            auto(repeat="hourly", interval=2, start=dt.datetime(2026, 1, 1), timezone="Europe/Berlin"),
+            "every 2 hours from 2026-01-01 00:00 Europe/Berlin, never ends",
+        ),
+        (
+            auto(
+                repeat="hourly",
+                start=dt.datetime(2026, 1, 1, 12, tzinfo=UTC),
+                timezone="Europe/Berlin",
+                end="after",
+                occurrences=1,
+            ),
+            "every hour from 2026-01-01 13:00 Europe/Berlin, 1 occurrence",
+        ),
         (auto(repeat="hourly", interval=6, timezone="Europe/Berlin"), "every 6 hours (Europe/Berlin), never ends"),
         (auto(repeat="daily", at="06:30", timezone="Europe/Berlin"), "daily at 06:30 (Europe/Berlin), never ends"),
-        (auto(repeat="daily", at="06:30", timezone="Europe/Berlin", start=dt.datetime(2026, 3, 27, 8), end="after", occurrences=5),
-         "daily at 06:30 (Europe/Berlin) from 2026-03-28, 5 occurrences"),
+        (
+            auto(
+                repeat="daily",
+                at="06:30",
+                timezone="Europe/Berlin",
+                start=dt.datetime(2026, 3, 27, 8),
+                end="after",
+                occurrences=5,
+            ),
+            "daily at 06:30 (Europe/Berlin) from 2026-03-28, 5 occurrences",
+        ),
     ],
 )
 def test_summary(schedule, text):
@@ -188,8 +234,14 @@ def now(monkeypatch):
     return set_now
 
 
-QUARTER = auto(repeat="every_minute", interval=15, start=dt.datetime(2026, 1, 1, 9, 0), timezone="Europe/Berlin",
-               end="after", occurrences=3)  # 08:00, 08:15, 08:30 UTC
+QUARTER = auto(
+    repeat="every_minute",
+    interval=15,
+    start=dt.datetime(2026, 1, 1, 9, 0),
+    timezone="Europe/Berlin",
+    end="after",
+    occurrences=3,
+)  # 08:00, 08:15, 08:30 UTC
 
 
 def test_from_schedule_refuses_manual():
@@ -197,11 +249,14 @@ def test_from_schedule_refuses_manual():
         WorkflowTimetable.from_schedule(Schedule())
 
 
-@pytest.mark.parametrize("schedule", [
-    QUARTER,
-    auto(repeat="daily", at="06:30", timezone="Europe/Berlin"),
-    auto(repeat="hourly", interval=3, start=dt.datetime(2026, 1, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
-])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        QUARTER,
+        auto(repeat="daily", at="06:30", timezone="Europe/Berlin"),
+        auto(repeat="hourly", interval=3, start=dt.datetime(2026, 1, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
+    ],
+)
 def test_serialize_round_trip(schedule):
     tt = WorkflowTimetable.from_schedule(schedule)
     data = tt.serialize()
@@ -219,7 +274,9 @@ def test_summary_and_description():
 
 def test_infer_manual_data_interval():
     tt = WorkflowTimetable.from_schedule(QUARTER)
-    assert tt.infer_manual_data_interval(run_after=P(2026, 5, 1, 12, 3)) == DataInterval(P(2026, 5, 1, 12, 3), P(2026, 5, 1, 12, 3))
+    assert tt.infer_manual_data_interval(run_after=P(2026, 5, 1, 12, 3)) == DataInterval(
+        P(2026, 5, 1, 12, 3), P(2026, 5, 1, 12, 3)
+    )
 
 
 def test_catchup_runs_every_occurrence_then_stops(now):
@@ -241,8 +298,9 @@ def test_catchup_false_skips_to_the_latest_due_tick(now):
 
     def next_run(last: dt.datetime | None, earliest=start_date, catchup=False) -> dt.datetime:
         last_interval = DataInterval.exact(last) if last else None
-        info = tt.next_dagrun_info(last_automated_data_interval=last_interval,
-                                   restriction=TimeRestriction(earliest, None, catchup))
+        info = tt.next_dagrun_info(
+            last_automated_data_interval=last_interval, restriction=TimeRestriction(earliest, None, catchup)
+        )
         assert info == DagRunInfo.exact(info.run_after)
         return info.run_after
 
@@ -313,9 +371,14 @@ def test_airflow_cli_next_execution(airflow_db, tmp_path):
     cli("dags", "reserialize")
     # catchup=True, start long past, end after 3: exactly its 3 dates (the first from the DB's next_dagrun)
     assert cli("dags", "next-execution", "tt_probe", "-n", "4") == [
-        "2020-01-01T08:00:00+00:00", "2020-01-01T08:15:00+00:00", "2020-01-01T08:30:00+00:00", "None",
+        "2020-01-01T08:00:00+00:00",
+        "2020-01-01T08:15:00+00:00",
+        "2020-01-01T08:30:00+00:00",
+        "None",
     ]
     # daily 02:30 Berlin; 2099-03-29 is the spring-forward day, 02:30 does not exist -> 03:30 CEST
     assert cli("dags", "next-execution", "tt_probe_daily", "-n", "3") == [
-        "2099-03-28T01:30:00+00:00", "2099-03-29T01:30:00+00:00", "2099-03-30T00:30:00+00:00",
+        "2099-03-28T01:30:00+00:00",
+        "2099-03-29T01:30:00+00:00",
+        "2099-03-30T00:30:00+00:00",
     ]

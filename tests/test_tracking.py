@@ -31,6 +31,7 @@ def first_event(trigger: DeploymentTrigger) -> dict:
     async def first():
         async for event in trigger.run():
             return event.payload
+
     return asyncio.run(asyncio.wait_for(first(), timeout=20))
 
 
@@ -45,14 +46,20 @@ def test_ends_successful_when_the_agent_reports_the_last_step(pending):
     store, d = pending
     for step in DEPLOYMENT_STEPS[DeploymentAction.DEPLOY]:
         deployments.report_step(store, "cloud", d["id"], step, "done")
-    assert first_event(DeploymentTrigger(d["id"], 0.1)) == {"status": "successful", "message": "every step reported by the agent"}
+    assert first_event(DeploymentTrigger(d["id"], 0.1)) == {
+        "status": "successful",
+        "message": "every step reported by the agent",
+    }
 
 
 def test_ends_itself_at_wait_till_even_when_it_moves_closer(pending):
     store, d = pending
     with store.engine.begin() as conn:
-        conn.execute(update(table).where(table.c.id == d["id"])
-                     .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)))
+        conn.execute(
+            update(table)
+            .where(table.c.id == d["id"])
+            .values(wait_till=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+        )
     event = first_event(DeploymentTrigger(d["id"], 5.0))  # a long poll: the deadline still ends it on time
     assert event == {"status": "timeout", "remaining": list(DEPLOYMENT_STEPS[DeploymentAction.DEPLOY])}
 

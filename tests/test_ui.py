@@ -4,7 +4,6 @@ Each test saves screenshots in its own output folder (pytest's tmp_path for the 
 
 from __future__ import annotations
 
-
 import pytest
 
 from examples.demo_erp import create as create_erp
@@ -80,8 +79,13 @@ def test_log_in_and_open_each_page(page, world, tmp_path):
     page.goto(f"{server.url}/")
     page.wait_for_load_state("networkidle")
     shot(page, tmp_path, "airflow-home")
-    for name, heading in (("environments", "Environments"), ("deployments", "Deployments"), ("bucket", "Resync bucket"),
-                          ("snapshots", "Process snapshots"), ("feeds", "Feeds")):
+    for name, heading in (
+        ("environments", "Environments"),
+        ("deployments", "Deployments"),
+        ("bucket", "Resync bucket"),
+        ("snapshots", "Process snapshots"),
+        ("feeds", "Feeds"),
+    ):
         response = page.goto(f"{server.url}{UI}/{name}")
         assert response.status == 200, name
         assert page.get_by_role("heading", level=1).first.inner_text().startswith(heading), name
@@ -129,8 +133,12 @@ def test_bucket_filter_failed_resync_and_see_them_succeed(page, world, tmp_path)
     wait_for("the workflow DAG", lambda: server.dag_known(WF), timeout=90, every=1)
     shop.reject("customers", ["3", "5"], status=422, message="email: blocked by the shop")
     run_id = server.flowlink("run", WF).stdout.split("run ")[-1].strip()
-    wait_for("the run to end", lambda: server.api("GET", f"/api/v2/dags/{WF}/dagRuns/{run_id}").json()["state"]
-             in ("success", "failed"), timeout=120, every=1)
+    wait_for(
+        "the run to end",
+        lambda: server.api("GET", f"/api/v2/dags/{WF}/dagRuns/{run_id}").json()["state"] in ("success", "failed"),
+        timeout=120,
+        every=1,
+    )
     page.goto(f"{server.url}{UI}/bucket?workflow={WF}&touchpoint=customers&status=failed")
     rows = page.locator("#bucket tbody tr[data-source-id]")
     assert sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.sourceId)")) == ["3", "5"]

@@ -74,10 +74,18 @@ def pages_client():
     return TestClient(app, follow_redirects=False)
 
 
-@pytest.mark.reliability("Bad input", "A run that fails before reading a record: wrong connection id, missing table, "
-                                      "REST endpoint answering 404, wrong password")
-def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world, pg_url, tmp_path, monkeypatch,  # noqa: F811
-                                                                           observe):
+@pytest.mark.reliability(
+    "Bad input",
+    "A run that fails before reading a record: wrong connection id, missing table, "
+    "REST endpoint answering 404, wrong password",
+)
+def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(
+    world,
+    pg_url,
+    tmp_path,
+    monkeypatch,
+    observe,
+):
     """Five real runs of the example's customers touchpoint, each with one mistake: the source connection named
     acc_erpp (not defined in Airflow); the customers table named customerz; a REST source whose endpoint /customerz
     the shop answers with 404; an http connection for the SQL source; the source connection pointing at PostgreSQL
@@ -97,18 +105,30 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
 
     def password(spec):
         pg = make_url(pg_url)
-        monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({
-            "conn_type": "postgres", "host": pg.host, "port": pg.port, "login": pg.username,
-            "password": WRONG_PASSWORD, "schema": pg.database}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DEMO_ERP",
+            json.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": pg.host,
+                    "port": pg.port,
+                    "login": pg.username,
+                    "password": WRONG_PASSWORD,
+                    "schema": pg.database,
+                }
+            ),
+        )
 
     def kind(spec):
         monkeypatch.setenv("AIRFLOW_CONN_DEMO_ERP", json.dumps({"conn_type": "http", "host": "127.0.0.1"}))
 
-    cases = {"connection": (connection, "connection 'acc_erpp' isn't defined in Airflow: add it"),
-             "table": (table, "no such table 'customerz'"),
-             "endpoint": (endpoint, "/customerz: HTTP 404"),
-             "type": (kind, "the connection's type 'http' is not a database type Flowlink can read"),
-             "password": (password, "password authentication failed for user")}
+    cases = {
+        "connection": (connection, "connection 'acc_erpp' isn't defined in Airflow: add it"),
+        "table": (table, "no such table 'customerz'"),
+        "endpoint": (endpoint, "/customerz: HTTP 404"),
+        "type": (kind, "the connection's type 'http' is not a database type Flowlink can read"),
+        "password": (password, "password authentication failed for user"),
+    }
     failed: dict[str, tuple[str, str]] = {}
     for name, (change, expected) in cases.items():
         publish_variant(store, tmp_path, name, change)
@@ -116,7 +136,8 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
         assert run.state == "failed" and tasks["customers.extract"] == ("failed", 1), (name, tasks)
         steps = snapshots.run_steps(store, WF, run.run_id)
         assert [(s["touchpoint"], s["step"], s["status"], s["failure"]) for s in steps] == [
-            ("customers", "extract", "failed", "step")], (name, steps)
+            ("customers", "extract", "failed", "step")
+        ], (name, steps)
         reason = steps[0]["message"]
         assert expected in reason and "\n" not in reason and WRONG_PASSWORD not in reason, (name, reason)
         failed[name] = (run.run_id, reason)
@@ -130,7 +151,8 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
         assert [s["message"] for s in snap["steps"]] == [reason]
     entries = json.loads(cli("feeds", "--tag", "run_failed", "--json"))
     assert sorted(e["message"] for e in entries) == sorted(  # URL user names hidden, as alerts do
-        f"run {run_id} failed: customers.extract: {scrub(reason)}" for run_id, reason in failed.values())
+        f"run {run_id} failed: customers.extract: {scrub(reason)}" for run_id, reason in failed.values()
+    )
     assert all(WRONG_PASSWORD not in e["message"] for e in entries)
 
     page = pages_client().get(f"/ui/snapshots?workflow={WF}")
@@ -138,22 +160,27 @@ def test_runs_that_fail_before_any_record_show_in_flowlink_with_the_reason(world
     for run_id, reason in failed.values():
         row = html.unescape(page.text.split(f'<tr data-run-id="{run_id}">', 1)[1].split("</tr>", 1)[0])
         assert f"customers.extract: {reason}" in row, row
-    observe(f"{len(failed)} runs failed at customers.extract, each listed by `flowlink runs`, its snapshot step failed with the "
-            "reason, 1 feeds entry per run and a Reason cell on the Snapshots page: "
-            + "; ".join(f"{name}: '{reason}'" for name, (_, reason) in failed.items()))
+    observe(
+        f"{len(failed)} runs failed at customers.extract, each listed by `flowlink runs`, its snapshot step failed with the "
+        "reason, 1 feeds entry per run and a Reason cell on the Snapshots page: "
+        + "; ".join(f"{name}: '{reason}'" for name, (_, reason) in failed.items())
+    )
 
 
 @pytest.mark.reliability("Faults", "The target goes down in the middle of a load: records left behind, resync")
 def test_a_load_failing_as_a_whole_leaves_its_records_unprocessed_with_the_reason_and_resync_completes_them(
-        world, proxy_to, monkeypatch, observe):  # noqa: F811 (fixtures)
+    world, proxy_to, monkeypatch, observe
+):
     """400 customers go to the shop (batches of 200) through a proxy that goes down (connection refused) when the
     shop receives its 250th write. While Airflow says the failed run is still running, `flowlink resync
     --unprocessed` refuses; once it has ended, the shop is back and the resync run sends them."""
     shop, setup = world
     erp, store = setup(customers=400, orders=0)
     proxy = proxy_to(shop.port)
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_SHOP", json.dumps(
-        {"conn_type": "http", "host": f"http://127.0.0.1:{proxy.port}", "extra": SHOP_FAST}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEMO_SHOP",
+        json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{proxy.port}", "extra": SHOP_FAST}),
+    )
     shop.on_write = lambda n: proxy.down() if n == 250 else None
     ids = source_order(erp, "customers")
 
@@ -168,17 +195,20 @@ def test_a_load_failing_as_a_whole_leaves_its_records_unprocessed_with_the_reaso
     expected = f"run {run.run_id}: load failed: {load['message']}"
     left = bucket.rows(store, WF, touchpoint="customers", status="unprocessed", limit=1000)
     assert {r["message"] for r in left} == {expected} and len(left) == 200
-    logged = snapshots.data_log_page(store, WF, run.run_id, touchpoint="customers", step="load", status="unprocessed",
-                                     limit=1000)
+    logged = snapshots.data_log_page(
+        store, WF, run.run_id, touchpoint="customers", step="load", status="unprocessed", limit=1000
+    )
     assert sorted(d["source_id"] for d in logged) == sorted(ids[200:]) and {d["message"] for d in logged} == {expected}
     assert [e["message"] for e in feeds.entries(store, tag="run_failed")] == [
-        f"run {run.run_id} failed: customers.load: {load['message']}"]
+        f"run {run.run_id} failed: customers.load: {load['message']}"
+    ]
 
     # A run that has not ended may still load its records: they are not resynced.
     airflow_state(run.run_id, "running")
     assert cli_fails("resync", WF, "--touchpoint", "customers", "--unprocessed") == (
         f"flowlink resync: no unprocessed records of ended runs in the bucket of {WF}.customers (200 wait for runs "
-        f"not ended yet, which may still load them: {run.run_id}): nothing to resync")
+        f"not ended yet, which may still load them: {run.run_id}): nothing to resync"
+    )
     airflow_state(run.run_id, "failed")
 
     proxy.up()
@@ -193,8 +223,11 @@ def test_a_load_failing_as_a_whole_leaves_its_records_unprocessed_with_the_reaso
     assert sorted(shop.records("customers")) == sorted(ids)  # each customer once (the shop keys by id)
     assert shop.writes("customers") - before == {i: 1 for i in ids[200:]}  # the resync sent exactly those, once
     assert cli_fails("resync", WF, "--touchpoint", "customers", "--unprocessed") == (
-        f"flowlink resync: no unprocessed records of ended runs in the bucket of {WF}.customers: nothing to resync")
-    observe(f"shop down at write 250 of 400: the run failed in {took:.0f} s with customers.load failed "
-            f"('{load['message']}'), 200 Success, 200 Unprocessed each with '{expected[:60]}...' in the bucket and "
-            f"the data log, 1 feeds entry; `resync --unprocessed` refused while Airflow said running, then sent the "
-            f"200 once each: 400 of 400 Success, the shop holds {len(shop.records('customers'))}, duplicates 0")
+        f"flowlink resync: no unprocessed records of ended runs in the bucket of {WF}.customers: nothing to resync"
+    )
+    observe(
+        f"shop down at write 250 of 400: the run failed in {took:.0f} s with customers.load failed "
+        f"('{load['message']}'), 200 Success, 200 Unprocessed each with '{expected[:60]}...' in the bucket and "
+        f"the data log, 1 feeds entry; `resync --unprocessed` refused while Airflow said running, then sent the "
+        f"200 once each: 400 of 400 Success, the shop holds {len(shop.records('customers'))}, duplicates 0"
+    )

@@ -33,9 +33,17 @@ def _addresses(text: str) -> str:
     return ",".join(dict.fromkeys(found))
 
 
-def add_channel(store: Store, *, environment: str | None = None, workflow: str | None = None, email: str | None = None,
-                webhook: str | None = None, events: str | Iterable[str] | None = None, daily_summary: bool = False,
-                skip_empty_summary: bool = True) -> Channel:
+def add_channel(
+    store: Store,
+    *,
+    environment: str | None = None,
+    workflow: str | None = None,
+    email: str | None = None,
+    webhook: str | None = None,
+    events: str | Iterable[str] | None = None,
+    daily_summary: bool = False,
+    skip_empty_summary: bool = True,
+) -> Channel:
     """A channel of an environment or of a workflow: e-mail addresses, or an Airflow connection id (a webhook's
     URL and auth live in the connection, never here). events: none = every event."""
     if bool(environment) == bool(workflow):
@@ -50,14 +58,23 @@ def add_channel(store: Store, *, environment: str | None = None, workflow: str |
         raise FlowlinkError(f"workflow name {workflow!r}: lower-case letters, digits and _, starting with a letter")
     if webhook:
         if "://" in webhook or not _CONN_ID.match(webhook):
-            raise FlowlinkError(f"--webhook takes an Airflow connection id (its host is the URL, its login/password or "
-                                f"extra token the auth), not {scrub(webhook[:80])!r}: credentials live in connections")
+            raise FlowlinkError(
+                f"--webhook takes an Airflow connection id (its host is the URL, its login/password or "
+                f"extra token the auth), not {scrub(webhook[:80])!r}: credentials live in connections"
+            )
         kind, target = ChannelKind.WEBHOOK, webhook
     else:
         kind, target = ChannelKind.EMAIL, _addresses(email or "")
-    return stored.add_channel(store, environment=environment or None, workflow=workflow or None, kind=kind,
-                              target=target, events=_events(events), daily_summary=bool(daily_summary),
-                              skip_empty_summary=bool(skip_empty_summary))
+    return stored.add_channel(
+        store,
+        environment=environment or None,
+        workflow=workflow or None,
+        kind=kind,
+        target=target,
+        events=_events(events),
+        daily_summary=bool(daily_summary),
+        skip_empty_summary=bool(skip_empty_summary),
+    )
 
 
 def channel(store: Store, channel_id: int) -> Channel:

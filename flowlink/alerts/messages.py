@@ -42,9 +42,18 @@ def airflow_base_url() -> str:
         return "http://localhost:8080"
 
 
-def links(*, workflow: str | None = None, run_id: str | None = None, touchpoint: str | None = None,
-          environment: str | None = None, dag_id: str | None = None, deployments_page: bool = False,
-          environments_page: bool = False, snapshots_page: bool = False, bucket_page: bool = True) -> dict[str, str]:
+def links(
+    *,
+    workflow: str | None = None,
+    run_id: str | None = None,
+    touchpoint: str | None = None,
+    environment: str | None = None,
+    dag_id: str | None = None,
+    deployments_page: bool = False,
+    environments_page: bool = False,
+    snapshots_page: bool = False,
+    bucket_page: bool = True,
+) -> dict[str, str]:
     """Where to look: the Airflow run, the Flowlink snapshot of the run, the bucket filtered to failed records."""
     base = airflow_base_url()
     ui = f"{base}/flowlink/ui"
@@ -60,25 +69,49 @@ def links(*, workflow: str | None = None, run_id: str | None = None, touchpoint:
     if snapshots_page and workflow:
         out["snapshots"] = f"{ui}/snapshots?" + urlencode({"workflow": workflow})
     if deployments_page:
-        out["deployments"] = f"{ui}/deployments" + (f"?{urlencode({'environment': environment})}" if environment else "")
+        out["deployments"] = f"{ui}/deployments" + (
+            f"?{urlencode({'environment': environment})}" if environment else ""
+        )
     if environments_page:
         out["environments"] = f"{ui}/environments"
     return out
 
 
-_LINK_NAMES = {"airflow_run": "Airflow run", "snapshot": "Snapshot", "bucket": "Failed records (resync bucket)",
-               "snapshots": "Runs (snapshots)", "deployments": "Deployments", "environments": "Environments"}
+_LINK_NAMES = {
+    "airflow_run": "Airflow run",
+    "snapshot": "Snapshot",
+    "bucket": "Failed records (resync bucket)",
+    "snapshots": "Runs (snapshots)",
+    "deployments": "Deployments",
+    "environments": "Environments",
+}
 
 
-def message(event: AlertEvent, *, subject: str, lines: list[str], facts: Mapping[str, Any], link_map: dict[str, str],
-            workflow: str | None = None, environment: str | None = None, secrets: tuple[str, ...] = ()) -> Alert:
+def message(
+    event: AlertEvent,
+    *,
+    subject: str,
+    lines: list[str],
+    facts: Mapping[str, Any],
+    link_map: dict[str, str],
+    workflow: str | None = None,
+    environment: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Alert:
     """An alert of ``event``: subject + text (the lines, then where to look) + a JSON payload, all scrubbed."""
     text = "\n".join(scrub(x, secrets) for x in lines)
     if link_map:
         text += "\n\nWhere to look:\n" + "\n".join(f"  {_LINK_NAMES.get(k, k)}: {v}" for k, v in link_map.items())
-    payload = {"event": event.value, "workflow": workflow, "environment": environment,
-               "subject": scrub(subject, secrets), "text": text, "facts": _scrub_tree(facts, secrets),
-               "links": link_map, "at": utcnow().isoformat(timespec="seconds")}
+    payload = {
+        "event": event.value,
+        "workflow": workflow,
+        "environment": environment,
+        "subject": scrub(subject, secrets),
+        "text": text,
+        "facts": _scrub_tree(facts, secrets),
+        "links": link_map,
+        "at": utcnow().isoformat(timespec="seconds"),
+    }
     return Alert(event, scrub(subject, secrets), text, payload)
 
 

@@ -26,8 +26,16 @@ class Delivery(TypedDict):
     message: str
 
 
-def send(store: Store, event: AlertEvent, key: str, alert: Alert, *, workflow: str | None = None,
-         environment: str | None = None, channels: list[Channel] | None = None) -> list[Delivery]:
+def send(
+    store: Store,
+    event: AlertEvent,
+    key: str,
+    alert: Alert,
+    *,
+    workflow: str | None = None,
+    environment: str | None = None,
+    channels: list[Channel] | None = None,
+) -> list[Delivery]:
     """Send ``alert`` once per channel and dedupe key; returns what was done now ([] when every channel had it).
     Each alert is claimed in alerts_sent before it is sent. Never raises: a failure is logged and recorded."""
     done: list[Delivery] = []
@@ -49,8 +57,9 @@ def send(store: Store, event: AlertEvent, key: str, alert: Alert, *, workflow: s
             stored.record_outcome(store, sent_id, ok, note)
         except Exception as exc:
             log.error("alerts: cannot record the outcome of %s for channel %s: %s", event, ch["id"], exc)
-        (log.info if ok else log.error)("alerts: %s %s to channel %s (%s): %s", event, "sent" if ok else "NOT sent",
-                                        ch["id"], ch["kind"], note)
+        (log.info if ok else log.error)(
+            "alerts: %s %s to channel %s (%s): %s", event, "sent" if ok else "NOT sent", ch["id"], ch["kind"], note
+        )
         done.append(Delivery(channel_id=ch["id"], kind=ch["kind"], ok=ok, message=note))
     return done
 

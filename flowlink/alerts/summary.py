@@ -31,27 +31,47 @@ def daily_summary(store: Store, workflow: str, environment: str | None, until: d
     chosen = [ch for ch in chosen if not (empty and ch["skip_empty_summary"])]
     if not chosen:
         return []
-    subject = (f"[Flowlink] {workflow} daily summary: {c['successes']} succeeded ({c['successful_retries']} on a "
-               f"retry), {c['failures']} failed")
-    lines = [f"Workflow {workflow}" + (f" (environment {environment})" if environment else "")
-             + f", 24 hours to {until:%Y-%m-%d %H:%M} UTC:",
-             f"  runs: {c['runs']} ({c['failed_runs']} failed)",
-             f"  records loaded: {c['successes']}",
-             f"  of them successful retries (a later try of a record that had failed): {c['successful_retries']}",
-             f"  record failures: {c['failures']}",
-             f"Now: {plural(c['failed_now'], 'record')} Failed in the resync bucket, {exhausted_now} of them at the "
-             "maximum number of tries (no more automatic retries)."]
+    subject = (
+        f"[Flowlink] {workflow} daily summary: {c['successes']} succeeded ({c['successful_retries']} on a "
+        f"retry), {c['failures']} failed"
+    )
+    lines = [
+        f"Workflow {workflow}"
+        + (f" (environment {environment})" if environment else "")
+        + f", 24 hours to {until:%Y-%m-%d %H:%M} UTC:",
+        f"  runs: {c['runs']} ({c['failed_runs']} failed)",
+        f"  records loaded: {c['successes']}",
+        f"  of them successful retries (a later try of a record that had failed): {c['successful_retries']}",
+        f"  record failures: {c['failures']}",
+        f"Now: {plural(c['failed_now'], 'record')} Failed in the resync bucket, {exhausted_now} of them at the "
+        "maximum number of tries (no more automatic retries).",
+    ]
     if empty:
         lines.insert(1, "  nothing ran.")
     facts = {**c, "exhausted_now": exhausted_now, "since": since, "until": until}
-    alert = message(AlertEvent.DAILY_SUMMARY, subject=subject, lines=lines, facts=facts,
-                    link_map=links(workflow=workflow, snapshots_page=True), workflow=workflow, environment=environment)
-    return send(store, AlertEvent.DAILY_SUMMARY, f"summary:{workflow}:{until:%Y-%m-%d}", alert, workflow=workflow,
-                environment=environment, channels=chosen)
+    alert = message(
+        AlertEvent.DAILY_SUMMARY,
+        subject=subject,
+        lines=lines,
+        facts=facts,
+        link_map=links(workflow=workflow, snapshots_page=True),
+        workflow=workflow,
+        environment=environment,
+    )
+    return send(
+        store,
+        AlertEvent.DAILY_SUMMARY,
+        f"summary:{workflow}:{until:%Y-%m-%d}",
+        alert,
+        workflow=workflow,
+        environment=environment,
+        channels=chosen,
+    )
 
 
-def send_daily_summaries(store: Store, workflows: list[tuple[str, str | None]],
-                         until: dt.datetime | None = None) -> list[Delivery]:
+def send_daily_summaries(
+    store: Store, workflows: list[tuple[str, str | None]], until: dt.datetime | None = None
+) -> list[Delivery]:
     """The daily summary of every (live) workflow, for the 24 hours before ``until``."""
     until = until or utcnow()
     done: list[Delivery] = []

@@ -35,8 +35,18 @@ from typing import Any, Protocol, runtime_checkable
 from flowlink.errors import FlowlinkError
 from flowlink.spec import Extract, Load
 
-__all__ = ["Action", "Batch", "ConnectorError", "Record", "Source", "Target", "Unreachable", "Unreadable", "WriteResult",
-           "json_safe"]
+__all__ = [
+    "Action",
+    "Batch",
+    "ConnectorError",
+    "Record",
+    "Source",
+    "Target",
+    "Unreachable",
+    "Unreadable",
+    "WriteResult",
+    "json_safe",
+]
 
 Record = dict[str, Any]  # field -> JSON-safe value
 
@@ -119,7 +129,9 @@ class Source(Protocol):
 
 @runtime_checkable
 class Target(Protocol):
-    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+    def write(
+        self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None
+    ) -> list[WriteResult]:
         """Write records by ``load.method``; exactly one result per input record, in order.
 
         ``destination_ids``: for each record, in order, its id in the target as recorded by an earlier load (None when

@@ -74,7 +74,9 @@ SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 p
 def _format(path: str | PurePath) -> str:
     suffix = PurePosixPath(str(path)).suffix.lower()
     if suffix not in FORMATS:
-        raise ConnectorError(f"{path}: unknown file format {suffix or '(no extension)'!r}; use .csv, .json, .jsonl or .xml")
+        raise ConnectorError(
+            f"{path}: unknown file format {suffix or '(no extension)'!r}; use .csv, .json, .jsonl or .xml"
+        )
     return FORMATS[suffix]
 
 
@@ -94,7 +96,7 @@ def folder_from_connection(host: str | None, extra: dict | None) -> str:
     """The folder of an Airflow connection: extra {"path": "/folder"}, else its host."""
     folder = (extra or {}).get("path") or host
     if not folder:
-        raise ConnectorError("no folder: set extra {\"path\": \"/folder\"} or host")
+        raise ConnectorError('no folder: set extra {"path": "/folder"} or host')
     return str(folder)
 
 
@@ -136,7 +138,9 @@ class FileSource(_Folder):
         if ids is not None and not ids:
             return
         root = self._root()
-        files = sorted((p for p in self.folder.glob(pattern) if p.is_file()), key=lambda p: p.relative_to(self.folder).as_posix())
+        files = sorted(
+            (p for p in self.folder.glob(pattern) if p.is_file()), key=lambda p: p.relative_to(self.folder).as_posix()
+        )
         wanted = {str(i) for i in ids} if ids is not None else None
         records: Batch = []
         for path in files:
@@ -172,7 +176,7 @@ class FileSource(_Folder):
 
         records.sort(key=order)
         for start in range(0, len(records), batch_size):
-            yield records[start:start + batch_size]
+            yield records[start : start + batch_size]
 
 
 def _plain(value: Any) -> str | int | float | None:
@@ -183,7 +187,9 @@ def _plain(value: Any) -> str | int | float | None:
 class FileTarget(_Folder):
     """Merges records into the file ``load.file`` by key (see the module docstring)."""
 
-    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+    def write(
+        self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None
+    ) -> list[WriteResult]:
         """Merge by ``load.key`` (see the module docstring); ``destination_ids`` are not needed."""
         if not load.file:
             raise ConnectorError("a file target writes load.file")
@@ -207,7 +213,9 @@ class FileTarget(_Folder):
                 merged[("k", _text(value)) if value is not None else ("row", n)] = record
             results: list[WriteResult] = []
             for record in records:
-                key = _text(record.get(load.key)) if isinstance(record, dict) and record.get(load.key) is not None else ""
+                key = (
+                    _text(record.get(load.key)) if isinstance(record, dict) and record.get(load.key) is not None else ""
+                )
                 problem = _problem(record, load.key, fmt)
                 if problem:
                     results.append(WriteResult(key=key, ok=False, error=problem))
@@ -242,6 +250,7 @@ def _problem(record: Any, key: str, fmt: str) -> str | None:
 
 
 # --- comparing -----------------------------------------------------------------------
+
 
 def _text(value: Any) -> str:
     if isinstance(value, bool):
@@ -312,7 +321,9 @@ def _read_bytes(path: Path, name: str) -> bytes:
     except OSError as exc:
         raise ConnectorError(f"cannot read {name}: {exc.strerror or exc}") from None
     if size > limit or len(data) > limit:
-        raise ConnectorError(f"{name} is {max(size, len(data)):,} bytes, over the limit of {limit:,} (FLOWLINK_MAX_FILE_BYTES)")
+        raise ConnectorError(
+            f"{name} is {max(size, len(data)):,} bytes, over the limit of {limit:,} (FLOWLINK_MAX_FILE_BYTES)"
+        )
     return data
 
 
@@ -344,7 +355,14 @@ def _unpaired(item: dict) -> str | None:
 
 
 def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    kinds = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return kinds.get(type(value), "null")
 
 
@@ -366,7 +384,9 @@ def _csv_entries(text: str, name: str) -> list[Entry]:
         for row in reader:
             if None in row:
                 raise ConnectorError(f"{name}: line {reader.line_num} has more cells than the header")
-            entries.append((f"{name} line {reader.line_num}", {k: ("" if v is None else v) for k, v in row.items()}, None))
+            entries.append(
+                (f"{name} line {reader.line_num}", {k: ("" if v is None else v) for k, v in row.items()}, None)
+            )
     except csv.Error as exc:
         raise ConnectorError(f"{name}: invalid CSV at line {reader.line_num}: {exc}") from None
     if reader.fieldnames and len(set(reader.fieldnames)) != len(reader.fieldnames):
@@ -377,7 +397,9 @@ def _csv_entries(text: str, name: str) -> list[Entry]:
 def _xml_entries(data: bytes, name: str) -> list[Entry]:
     # No DTD, no entities expanded, nothing from the network; huge_tree stays off, so libxml2 refuses more than
     # 256 levels, text nodes over 10 MB and entity expansion bombs.
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True)
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True
+    )
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
@@ -416,6 +438,7 @@ def _xml_problem(exc: etree.XMLSyntaxError) -> str:
 
 
 # --- writing --------------------------------------------------------------------------
+
 
 def _cell(value: Any) -> str:
     if value is None:

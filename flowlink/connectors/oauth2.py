@@ -65,16 +65,28 @@ _LOCK = threading.Lock()  # guards _LOCKS
 class ClientCredentials(requests.auth.AuthBase):
     """Bearer tokens from an OAuth2 token endpoint by the client credentials grant (see the module docstring)."""
 
-    def __init__(self, token_url: str, client_id: str, client_secret: str, *, scope: str | None = None,
-                 audience: str | None = None, client_auth: str = "basic",
-                 on_token: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        audience: str | None = None,
+        client_auth: str = "basic",
+        on_token: Callable[[str], None] | None = None,
+    ):
         parts = urlsplit(token_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
-            raise ConnectorError("the OAuth2 token URL must be http(s)://host[:port]/path without credentials, "
-                                 f"got {_where(token_url)!r}")
+            raise ConnectorError(
+                "the OAuth2 token URL must be http(s)://host[:port]/path without credentials, "
+                f"got {_where(token_url)!r}"
+            )
         if not client_id or not client_secret:
-            raise ConnectorError("OAuth2 client credentials need the client id (the connection's login) and the "
-                                 "client secret (its password)")
+            raise ConnectorError(
+                "OAuth2 client credentials need the client id (the connection's login) and the "
+                "client secret (its password)"
+            )
         if client_auth not in ("basic", "body"):
             raise ConnectorError(f"oauth2_client_auth must be 'basic' or 'body', not {client_auth!r}")
         self.token_url = token_url
@@ -90,9 +102,16 @@ class ClientCredentials(requests.auth.AuthBase):
         self._seen: list[str] = []  # every token this auth used: redacted from messages
         self._patience = Patience()
         self._session = requests.Session()
-        retry = Retry(total=3, connect=0, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=frozenset({"POST"}), raise_on_status=False, respect_retry_after_header=True,
-                      backoff_max=10)
+        retry = Retry(
+            total=3,
+            connect=0,
+            backoff_factor=0.5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+            respect_retry_after_header=True,
+            backoff_max=10,
+        )
         self._session.mount("http://", HTTPAdapter(max_retries=retry))
         self._session.mount("https://", HTTPAdapter(max_retries=retry))
 
@@ -120,8 +139,11 @@ class ClientCredentials(requests.auth.AuthBase):
             lock = _LOCKS.setdefault(self._key, threading.Lock())
         with lock:
             cached = _TOKENS.get(self._key)
-            if cached is None or cached.value == rejected or (
-                    cached.renew_at is not None and time.monotonic() >= cached.renew_at):
+            if (
+                cached is None
+                or cached.value == rejected
+                or (cached.renew_at is not None and time.monotonic() >= cached.renew_at)
+            ):
                 cached = _TOKENS[self._key] = self._fetch()
             if cached.value not in self._seen:  # new to this connector: redact it, and have it masked in logs
                 self._seen.append(cached.value)
@@ -165,24 +187,28 @@ class ClientCredentials(requests.auth.AuthBase):
                     raise ConnectorError(f"OAuth2 token endpoint {self.where}: {describe(exc)}") from None
                 wait = self._patience.failed(started)
                 if wait is None:
-                    raise Unreachable(f"OAuth2 token endpoint {self.where}: {describe(exc)}; "
-                                      f"{self._patience.gave_up()}") from None
+                    raise Unreachable(
+                        f"OAuth2 token endpoint {self.where}: {describe(exc)}; {self._patience.gave_up()}"
+                    ) from None
                 time.sleep(wait)
         self._patience.connected()
         body = _json(response)
         if response.status_code != 200:
             answer = f"HTTP {response.status_code}: {_reason(body, response, self._redact)}"
             if response.status_code in (400, 401, 403):
-                raise ConnectorError(f"OAuth2 token endpoint {self.where} refused client {self.client_id!r}: {answer}; "
-                                     "check the connection's login (client id), password (client secret) and scope")
+                raise ConnectorError(
+                    f"OAuth2 token endpoint {self.where} refused client {self.client_id!r}: {answer}; "
+                    "check the connection's login (client id), password (client secret) and scope"
+                )
             raise ConnectorError(f"OAuth2 token endpoint {self.where}: {answer}")
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ConnectorError(f"OAuth2 token endpoint {self.where}: the answer holds no access_token")
         kind = str(body.get("token_type") or "bearer")
         if kind.lower() != "bearer":
-            raise ConnectorError(f"OAuth2 token endpoint {self.where}: token type {kind[:40]!r} is not supported "
-                                 "(only bearer tokens)")
+            raise ConnectorError(
+                f"OAuth2 token endpoint {self.where}: token type {kind[:40]!r} is not supported (only bearer tokens)"
+            )
         try:
             lifetime = float(body["expires_in"])
         except (KeyError, TypeError, ValueError):
@@ -191,8 +217,12 @@ class ClientCredentials(requests.auth.AuthBase):
             lifetime = None  # no usable lifetime: the token is kept until a 401
         # counted from when the token was asked for, so it is renewed before the server's clock says it expired
         renew_at = None if lifetime is None else started + lifetime - min(RENEW_BEFORE, lifetime / 10)
-        log.info("fetched an OAuth2 token from %s for client %r%s", self.where, self.client_id,
-                 "" if lifetime is None else f" (expires in {lifetime:g} s)")
+        log.info(
+            "fetched an OAuth2 token from %s for client %r%s",
+            self.where,
+            self.client_id,
+            "" if lifetime is None else f" (expires in {lifetime:g} s)",
+        )
         return _Token(token, renew_at)
 
     def _redact(self, text: str) -> str:
@@ -233,4 +263,4 @@ def _reason(body: Any, response: requests.Response, redact_: Callable[[str], str
     else:
         text = (response.text or "").strip() or (response.reason or "no details")
     text = " ".join(redact_(text).split())
-    return text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 3] + "..."
+    return text if len(text) <= ERROR_TEXT else text[: ERROR_TEXT - 3] + "..."

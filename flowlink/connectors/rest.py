@@ -215,19 +215,23 @@ class _RestClient:
             except requests.RequestException as exc:
                 where = f"{method} {self._path(url)}"
                 if not connect_failed(exc):
-                    raise ConnectorError(self.redact(
-                        f"{self.base_url}: {_describe(exc)} ({where}, retries: {self.retries})")) from exc
+                    raise ConnectorError(
+                        self.redact(f"{self.base_url}: {_describe(exc)} ({where}, retries: {self.retries})")
+                    ) from exc
                 wait = self._patience.failed(started)
                 if wait is None:
-                    raise Unreachable(self.redact(
-                        f"{self.base_url}: {_describe(exc)} ({where}); {self._patience.gave_up()}")) from exc
+                    raise Unreachable(
+                        self.redact(f"{self.base_url}: {_describe(exc)} ({where}); {self._patience.gave_up()}")
+                    ) from exc
                 time.sleep(wait)
         self._patience.connected()
         if response.status_code in (401, 407):
             raise ConnectorError(
-                self.redact(f"{self.base_url}: HTTP {response.status_code}: authentication failed "
-                            f"({method} {self._path(url)}); check the connection's login, password or token: "
-                            f"{_error_text(response, self.redact)}")
+                self.redact(
+                    f"{self.base_url}: HTTP {response.status_code}: authentication failed "
+                    f"({method} {self._path(url)}); check the connection's login, password or token: "
+                    f"{_error_text(response, self.redact)}"
+                )
             )
         return response
 
@@ -323,7 +327,10 @@ class RestSource(_RestClient):
         if pagination.style == "page":
             previous: list[dict] | None = None
             for number in range(1, MAX_PAGES + 1):
-                page_params = params + [(pagination.page_param, str(number)), (pagination.size_param, str(pagination.size))]
+                page_params = params + [
+                    (pagination.page_param, str(number)),
+                    (pagination.size_param, str(pagination.size)),
+                ]
                 records, _ = self._get_records(extract, url, page_params)
                 if not records or records == previous:
                     return
@@ -343,7 +350,9 @@ class RestSource(_RestClient):
             if not following:
                 return
             if not isinstance(following, str):
-                raise ConnectorError(f"GET {extract.endpoint}: {pagination.next_field!r} is not a URL: {following!r}"[:400])
+                raise ConnectorError(
+                    f"GET {extract.endpoint}: {pagination.next_field!r} is not a URL: {following!r}"[:400]
+                )
             url, request_params = urljoin(url, following), None  # the next URL carries its own query
             if not _same_origin(url, self.base_url):
                 raise ConnectorError(
@@ -358,12 +367,17 @@ class RestSource(_RestClient):
         response = self.request("GET", url, params=params)
         where = f"GET {self._path(response.url or url)}"
         if not 200 <= response.status_code < 300:
-            raise ConnectorError(self.redact(f"{self.base_url}: {where}: HTTP {response.status_code}: "
-                                             f"{_error_text(response, self.redact)}"))
+            raise ConnectorError(
+                self.redact(
+                    f"{self.base_url}: {where}: HTTP {response.status_code}: {_error_text(response, self.redact)}"
+                )
+            )
         try:
             body = response.json()
         except ValueError:
-            raise ConnectorError(f"{where}: the answer is not JSON ({response.headers.get('Content-Type', 'no content type')})") from None
+            raise ConnectorError(
+                f"{where}: the answer is not JSON ({response.headers.get('Content-Type', 'no content type')})"
+            ) from None
         if extract.records_path:
             records = _get(body, extract.records_path) if isinstance(body, dict) else None
             if records is None:
@@ -384,7 +398,9 @@ class RestSource(_RestClient):
 class RestTarget(_RestClient):
     """Writes records to ``base_url + load.endpoint`` by ``load.method`` (see the module docstring)."""
 
-    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+    def write(
+        self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None
+    ) -> list[WriteResult]:
         """One WriteResult per record, in order; ``destination_ids`` (create_or_update): each record's id in the
         target as recorded by an earlier load, None when unknown (see the module docstring)."""
         if not load.endpoint:
@@ -425,7 +441,11 @@ class RestTarget(_RestClient):
             if _ok(response):
                 return WriteResult(key=key, ok=True, destination_id=known, action=Action.UPDATED)
             if response.status_code != 404 or load.on_missing == "fail":
-                gone = "; the record is no longer in the target (load.on_missing: fail)" if response.status_code == 404 else ""
+                gone = (
+                    "; the record is no longer in the target (load.on_missing: fail)"
+                    if response.status_code == 404
+                    else ""
+                )
                 return self._failed(key, update, url, response, note=gone)
         found = self._look_up(load, key, record)
         if isinstance(found, WriteResult):
@@ -442,9 +462,14 @@ class RestTarget(_RestClient):
             return self._failed(key, "POST", url, response)
         value = _get(_json(response), load.id_field or "")
         if value is None or value == "":
-            return WriteResult(key=key, ok=False, error=self.redact(
-                f"{self._where('POST', url)}: created, but the answer has no {load.id_field!r} (load.id_field) to "
-                f"update it by; a resync finds it with match"))
+            return WriteResult(
+                key=key,
+                ok=False,
+                error=self.redact(
+                    f"{self._where('POST', url)}: created, but the answer has no {load.id_field!r} (load.id_field) to "
+                    f"update it by; a resync finds it with match"
+                ),
+            )
         return WriteResult(key=key, ok=True, destination_id=str(value), action=Action.CREATED)
 
     def _look_up(self, load: Load, key: str, record: dict) -> list[str] | WriteResult:
@@ -455,8 +480,11 @@ class RestTarget(_RestClient):
             raise ConnectorError("method: create_or_update needs load.match")
         for field in match.fields:
             if _get(record, field) in (None, ""):
-                return WriteResult(key=key, ok=False, error=f"the record has no value for {field!r}, which "
-                                                            f"load.match.endpoint needs to look it up")
+                return WriteResult(
+                    key=key,
+                    ok=False,
+                    error=f"the record has no value for {field!r}, which load.match.endpoint needs to look it up",
+                )
         path = PLACEHOLDER.sub(lambda m: quote(_param_value(_get(record, m[1])), safe=""), match.endpoint)
         url = self.url(path)
         response = self.request("GET", url)
@@ -469,12 +497,18 @@ class RestTarget(_RestClient):
             expected = f"a list of records under {match.records_path!r}" if match.records_path else "a list of records"
             return WriteResult(key=key, ok=False, error=self.redact(f"{where}: expected {expected} (load.match)"))
         if len(found) > 1:
-            return WriteResult(key=key, ok=False, error=self.redact(
-                f"{where}: {len(found)} records match, so the record is not written (at most 1 may)"))
+            return WriteResult(
+                key=key,
+                ok=False,
+                error=self.redact(f"{where}: {len(found)} records match, so the record is not written (at most 1 may)"),
+            )
         ids = [_get(r, load.id_field or "") for r in found]
         if None in ids or "" in ids:
-            return WriteResult(key=key, ok=False, error=self.redact(
-                f"{where}: the record found has no {load.id_field!r} (load.id_field)"))
+            return WriteResult(
+                key=key,
+                ok=False,
+                error=self.redact(f"{where}: the record found has no {load.id_field!r} (load.id_field)"),
+            )
         return [str(i) for i in ids]
 
     def _send(self, method: str, url: str, body: bytes) -> requests.Response:
@@ -485,8 +519,9 @@ class RestTarget(_RestClient):
         parts = urlsplit(url)
         return f"{method} {parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
 
-    def _failed(self, key: str, method: str, url: str, response: requests.Response, *, exists: bool = False,
-                note: str = "") -> WriteResult:
+    def _failed(
+        self, key: str, method: str, url: str, response: requests.Response, *, exists: bool = False, note: str = ""
+    ) -> WriteResult:
         """``PUT /customers/17: HTTP 404: <the service's text>``, credentials redacted."""
         error = f"{self._where(method, url)}: HTTP {response.status_code}: {_error_text(response, self.redact)}{note}"
         return WriteResult(key=key, ok=False, error=self.redact(error), exists=exists)
@@ -561,8 +596,13 @@ def rest_settings_from_connection(
         raise ConnectorError("the REST connection's extra sets both 'token' and 'oauth2_token_url': keep one")
     if extra.get("oauth2_token_url"):
         settings["auth"] = ClientCredentials(
-            str(extra["oauth2_token_url"]), login or "", password or "", scope=_text(extra.get("oauth2_scope")),
-            audience=_text(extra.get("oauth2_audience")), client_auth=str(extra.get("oauth2_client_auth") or "basic"))
+            str(extra["oauth2_token_url"]),
+            login or "",
+            password or "",
+            scope=_text(extra.get("oauth2_scope")),
+            audience=_text(extra.get("oauth2_audience")),
+            client_auth=str(extra.get("oauth2_client_auth") or "basic"),
+        )
     elif token:
         settings["headers"]["Authorization"] = f"Bearer {token}"
     elif login:
@@ -631,7 +671,7 @@ def _error_text(response: requests.Response, redact_: Callable[[str], str] | Non
     if redact_ is not None:
         text = redact_(text)
     text = " ".join(text.split())
-    return text if len(text) <= ERROR_TEXT else text[:ERROR_TEXT - 3] + "..."
+    return text if len(text) <= ERROR_TEXT else text[: ERROR_TEXT - 3] + "..."
 
 
 def connection_secrets(settings: Mapping[str, Any]) -> list[str]:

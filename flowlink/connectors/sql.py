@@ -75,8 +75,17 @@ CONNECT_TIMEOUT = 10  # seconds: libpq's connect_timeout when the URL sets none
 UPSERT_DIALECTS = ("sqlite", "postgresql")
 # Airflow connection extras passed to libpq as URL query parameters.
 _PG_EXTRAS = (
-    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "connect_timeout",
-    "application_name", "options", "target_session_attrs", "keepalives", "keepalives_idle",
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslcrl",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "target_session_attrs",
+    "keepalives",
+    "keepalives_idle",
 )
 _DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -111,9 +120,11 @@ def sql_url_from_connection(
     if not kind:
         raise ConnectorError("the connection has no type; set conn_type (sqlite, postgres, ...)")
     if kind == "generic":  # what `airflow connections add --conn-type postgres` stores without the postgres provider
-        raise ConnectorError("the connection's type is generic, which names no database: add it with --conn-uri "
-                             "postgresql://... or --conn-json '{\"conn_type\": \"postgres\", ...}' (airflow connections "
-                             "add --conn-type keeps only the types of installed providers)")
+        raise ConnectorError(
+            "the connection's type is generic, which names no database: add it with --conn-uri "
+            'postgresql://... or --conn-json \'{"conn_type": "postgres", ...}\' (airflow connections '
+            "add --conn-type keeps only the types of installed providers)"
+        )
     if kind == "sqlite":
         if not host:
             raise ConnectorError("a sqlite connection needs host = the path of the database file")
@@ -122,8 +133,10 @@ def sql_url_from_connection(
     try:
         URL.create(drivername).get_dialect()
     except (sa_exc.NoSuchModuleError, ValueError):
-        raise ConnectorError(f"the connection's type {conn_type!r} is not a database type Flowlink can read: use sqlite "
-                             f"or postgres, or give a SQLAlchemy URL as extra sqlalchemy_url") from None
+        raise ConnectorError(
+            f"the connection's type {conn_type!r} is not a database type Flowlink can read: use sqlite "
+            f"or postgres, or give a SQLAlchemy URL as extra sqlalchemy_url"
+        ) from None
     query: dict[str, str] = {}
     if drivername.startswith("postgresql"):
         query = {k: str(extra[k]) for k in _PG_EXTRAS if extra.get(k) not in (None, "")}
@@ -173,7 +186,11 @@ def _make_engine(url: str) -> Engine:
         if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
             options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}  # libpq waits minutes by default
         engine = sa.create_engine(parsed, pool_pre_ping=True, **options)
-    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+    except (
+        sa_exc.ArgumentError,
+        sa_exc.NoSuchModuleError,
+        ValueError,
+    ) as exc:  # ValueError: e.g. a port that is no number
         raise ConnectorError(redact(f"invalid database URL: {exc}", url_secrets(url))) from None
     except ImportError as exc:
         raise ConnectorError(f"the database driver is not installed: {exc}") from None
@@ -267,8 +284,13 @@ class SqlSource(_Sql):
                         raise ConnectorError(f"extract.{role} {field!r} is not a column of table {extract.table!r}")
             batch: Batch = []
             try:
-                by_rule = since is not None and ids is None and bool(extract.incremental) and \
-                    number(since) is not None and self._holds_text(conn, extract)
+                by_rule = (
+                    since is not None
+                    and ids is None
+                    and bool(extract.incremental)
+                    and number(since) is not None
+                    and self._holds_text(conn, extract)
+                )
                 for stmt, params in self._statements(extract, None if by_rule else since, ids):
                     result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt, params)
                     for rows in result.mappings().partitions(batch_size):
@@ -319,7 +341,7 @@ class SqlSource(_Sql):
             return
         wanted = list(dict.fromkeys(str(i) for i in ids))
         for start in range(0, len(wanted), ID_CHUNK):
-            chunk = wanted[start:start + ID_CHUNK]
+            chunk = wanted[start : start + ID_CHUNK]
             yield stmt.where(sa.cast(key, sa.String).in_(chunk)), params
 
 
@@ -347,12 +369,16 @@ class SqlTarget(_Sql):
     def _key_is_unique(self, conn: Connection, load: Load) -> bool:
         schema, table = _split_name(_needed(load.table, "load.table"))
         insp = sa.inspect(conn)
-        sets: list[list[str | None]] = [list(insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])]
+        sets: list[list[str | None]] = [
+            list(insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])
+        ]
         sets += [list(u["column_names"]) for u in insp.get_unique_constraints(table, schema=schema)]
         sets += [list(i["column_names"]) for i in insp.get_indexes(table, schema=schema) if i.get("unique")]
         return [load.key] in sets
 
-    def write(self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None) -> list[WriteResult]:
+    def write(
+        self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None
+    ) -> list[WriteResult]:
         """Write by ``load.key`` (see the module docstring); ``destination_ids`` are not needed."""
         if not load.table:
             raise ConnectorError("a sql target writes load.table")

@@ -70,25 +70,51 @@ class SummaryCounts(TypedDict):
 def describe(ch: Channel) -> str:
     """A channel in words, for the CLI and the feeds."""
     owner = f"workflow {ch['workflow']}" if ch["workflow"] else f"environment {ch['environment']}"
-    summary = (", daily summary" + ("" if ch["skip_empty_summary"] else " (also when empty)")) if ch["daily_summary"] else ""
+    summary = (
+        (", daily summary" + ("" if ch["skip_empty_summary"] else " (also when empty)")) if ch["daily_summary"] else ""
+    )
     return f"{ch['kind']} {ch['target']} for {owner}, events: {', '.join(ch['events']) or 'all'}{summary}"
 
 
 def _channel(row: Mapping[Any, Any]) -> Channel:
-    return Channel(id=row["id"], environment=row["environment"], workflow=row["workflow"], kind=ChannelKind(row["kind"]),
-                   target=row["target"], events=[AlertEvent(e) for e in json.loads(row["events"] or "[]")],
-                   daily_summary=bool(row["daily_summary"]), skip_empty_summary=bool(row["skip_empty_summary"]),
-                   created_at=row["created_at"])
+    return Channel(
+        id=row["id"],
+        environment=row["environment"],
+        workflow=row["workflow"],
+        kind=ChannelKind(row["kind"]),
+        target=row["target"],
+        events=[AlertEvent(e) for e in json.loads(row["events"] or "[]")],
+        daily_summary=bool(row["daily_summary"]),
+        skip_empty_summary=bool(row["skip_empty_summary"]),
+        created_at=row["created_at"],
+    )
 
 
 # ------------------------------------------------------------------ channels
 
-def add_channel(store: Store, *, environment: str | None, workflow: str | None, kind: ChannelKind, target: str,
-                events: list[AlertEvent], daily_summary: bool, skip_empty_summary: bool) -> Channel:
+
+def add_channel(
+    store: Store,
+    *,
+    environment: str | None,
+    workflow: str | None,
+    kind: ChannelKind,
+    target: str,
+    events: list[AlertEvent],
+    daily_summary: bool,
+    skip_empty_summary: bool,
+) -> Channel:
     """Add a channel and its feeds entry (tag alert), in one transaction."""
-    row: dict[str, Any] = dict(environment=environment, workflow=workflow, kind=kind.value, target=target,
-                               events=json.dumps([e.value for e in events]), daily_summary=daily_summary,
-                               skip_empty_summary=skip_empty_summary, created_at=utcnow())
+    row: dict[str, Any] = dict(
+        environment=environment,
+        workflow=workflow,
+        kind=kind.value,
+        target=target,
+        events=json.dumps([e.value for e in events]),
+        daily_summary=daily_summary,
+        skip_empty_summary=skip_empty_summary,
+        created_at=utcnow(),
+    )
     with store.engine.begin() as conn:
         channel_id = conn.execute(alert_channels.insert().values(**row).returning(alert_channels.c.id)).scalar_one()
         added = _channel({**row, "id": channel_id})
@@ -124,29 +150,45 @@ def channels_of(store: Store, workflow: str | None, environment: str | None) -> 
     if not owners:
         return []
     with store.engine.connect() as conn:
-        return [_channel(r) for r in conn.execute(select(alert_channels).where(or_(*owners))
-                                                  .order_by(alert_channels.c.id)).mappings()]
+        return [
+            _channel(r)
+            for r in conn.execute(select(alert_channels).where(or_(*owners)).order_by(alert_channels.c.id)).mappings()
+        ]
 
 
 # ------------------------------------------------------------------ what was sent
 
-def claim(store: Store, channel_id: int, event: AlertEvent, key: str, *, workflow: str | None,
-          environment: str | None) -> int | None:
+
+def claim(
+    store: Store, channel_id: int, event: AlertEvent, key: str, *, workflow: str | None, environment: str | None
+) -> int | None:
     """Claim the alert with this dedupe key for the channel, before it is sent (the row says "sending"); its row
     id, or None when the channel has it already (or another process is sending it right now)."""
     try:
         with store.engine.begin() as conn:
-            return conn.execute(alerts_sent.insert().values(
-                channel_id=channel_id, event=event.value, workflow=workflow, environment=environment,
-                dedupe_key=key[:255], ok=False, message="sending", sent_at=utcnow()).returning(alerts_sent.c.id)).scalar_one()
+            return conn.execute(
+                alerts_sent.insert()
+                .values(
+                    channel_id=channel_id,
+                    event=event.value,
+                    workflow=workflow,
+                    environment=environment,
+                    dedupe_key=key[:255],
+                    ok=False,
+                    message="sending",
+                    sent_at=utcnow(),
+                )
+                .returning(alerts_sent.c.id)
+            ).scalar_one()
     except IntegrityError:
         return None
 
 
 def record_outcome(store: Store, sent_id: int, ok: bool, note: str) -> None:
     with store.engine.begin() as conn:
-        conn.execute(alerts_sent.update().where(alerts_sent.c.id == sent_id)
-                     .values(ok=ok, message=note[:2000], sent_at=utcnow()))
+        conn.execute(
+            alerts_sent.update().where(alerts_sent.c.id == sent_id).values(ok=ok, message=note[:2000], sent_at=utcnow())
+        )
 
 
 def sent(store: Store, *, event: AlertEvent | None = None, workflow: str | None = None) -> list[SentAlert]:
@@ -157,9 +199,20 @@ def sent(store: Store, *, event: AlertEvent | None = None, workflow: str | None 
     if workflow:
         q = q.where(alerts_sent.c.workflow == workflow)
     with store.engine.connect() as conn:
-        return [SentAlert(id=r["id"], channel_id=r["channel_id"], event=AlertEvent(r["event"]), workflow=r["workflow"],
-                          environment=r["environment"], dedupe_key=r["dedupe_key"], ok=bool(r["ok"]),
-                          message=r["message"], sent_at=r["sent_at"]) for r in conn.execute(q).mappings()]
+        return [
+            SentAlert(
+                id=r["id"],
+                channel_id=r["channel_id"],
+                event=AlertEvent(r["event"]),
+                workflow=r["workflow"],
+                environment=r["environment"],
+                dedupe_key=r["dedupe_key"],
+                ok=bool(r["ok"]),
+                message=r["message"],
+                sent_at=r["sent_at"],
+            )
+            for r in conn.execute(q).mappings()
+        ]
 
 
 def had(store: Store, key: str) -> set[int]:
@@ -170,18 +223,32 @@ def had(store: Store, key: str) -> set[int]:
 
 # ------------------------------------------------------------------ what the alerts tell
 
-def failed_records(store: Store, workflow: str, run_id: str, touchpoint: str | None = None,
-                   first: int = 20) -> tuple[int, list[FailedRecord]]:
+
+def failed_records(
+    store: Store, workflow: str, run_id: str, touchpoint: str | None = None, first: int = 20
+) -> tuple[int, list[FailedRecord]]:
     """A run's failed records (of one touchpoint): how many, and the first ``first`` with their reasons."""
     where = [data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.status == RecordStatus.FAILED]
     if touchpoint:
         where.append(data_log.c.touchpoint == touchpoint)
     with store.engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(data_log).where(*where)).scalar_one()
-        rows = conn.execute(select(data_log.c.touchpoint, data_log.c.step, data_log.c.source_id, data_log.c.tries,
-                                   data_log.c.message).where(*where).order_by(data_log.c.id).limit(first)).mappings()
-        listed = [FailedRecord(touchpoint=r["touchpoint"], step=Step(r["step"]), source_id=r["source_id"],
-                               tries=r["tries"], message=r["message"]) for r in rows]
+        rows = conn.execute(
+            select(data_log.c.touchpoint, data_log.c.step, data_log.c.source_id, data_log.c.tries, data_log.c.message)
+            .where(*where)
+            .order_by(data_log.c.id)
+            .limit(first)
+        ).mappings()
+        listed = [
+            FailedRecord(
+                touchpoint=r["touchpoint"],
+                step=Step(r["step"]),
+                source_id=r["source_id"],
+                tries=r["tries"],
+                message=r["message"],
+            )
+            for r in rows
+        ]
     return total, listed
 
 
@@ -190,46 +257,75 @@ def failed_in_run(store: Store, workflow: str, run_id: str, touchpoint: str, sou
     found: set[str] = set()
     with store.engine.connect() as conn:
         for i in range(0, len(source_ids), CHUNK):
-            found.update(conn.execute(select(data_log.c.source_id).where(
-                data_log.c.run_id == run_id, data_log.c.workflow == workflow, data_log.c.touchpoint == touchpoint,
-                data_log.c.status == RecordStatus.FAILED, data_log.c.source_id.in_(source_ids[i:i + CHUNK]))).scalars())
+            found.update(
+                conn.execute(
+                    select(data_log.c.source_id).where(
+                        data_log.c.run_id == run_id,
+                        data_log.c.workflow == workflow,
+                        data_log.c.touchpoint == touchpoint,
+                        data_log.c.status == RecordStatus.FAILED,
+                        data_log.c.source_id.in_(source_ids[i : i + CHUNK]),
+                    )
+                ).scalars()
+            )
     return found
 
 
 def enabled_environments(store: Store) -> list[dict[str, Any]]:
     """The enabled environments' rows (name, kind, last_heartbeat, disconnect_alert_minutes, ...), by name."""
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(environments).where(environments.c.enabled.is_(True))
-                                              .order_by(environments.c.name)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(environments).where(environments.c.enabled.is_(True)).order_by(environments.c.name)
+            ).mappings()
+        ]
 
 
 def summary_counts(store: Store, workflow: str, since: dt.datetime, until: dt.datetime) -> SummaryCounts:
     """What happened to a workflow in [since, until): runs (failed ones: a step failed), records loaded, of them on
     a retry (a later try of a record that had failed), record failures; and records Failed in the bucket now."""
-    q = (select(steps.c.run_id, func.sum(cast(steps.c.status == StepStatus.FAILED, Integer)))
-         .where(steps.c.workflow == workflow, steps.c.started_at >= since, steps.c.started_at < until)
-         .group_by(steps.c.run_id))
+    q = (
+        select(steps.c.run_id, func.sum(cast(steps.c.status == StepStatus.FAILED, Integer)))
+        .where(steps.c.workflow == workflow, steps.c.started_at >= since, steps.c.started_at < until)
+        .group_by(steps.c.run_id)
+    )
     successes = successful_retries = failures = 0
     with store.engine.connect() as conn:
         runs: dict[str, int] = {run_id: failed or 0 for run_id, failed in conn.execute(q).all()}
         ids = list(runs)
         for i in range(0, len(ids), CHUNK):
-            base = select(func.count()).select_from(data_log).where(data_log.c.run_id.in_(ids[i:i + CHUNK]),
-                                                                    data_log.c.workflow == workflow)
+            base = (
+                select(func.count())
+                .select_from(data_log)
+                .where(data_log.c.run_id.in_(ids[i : i + CHUNK]), data_log.c.workflow == workflow)
+            )
             loaded = base.where(data_log.c.step == Step.LOAD, data_log.c.status == RecordStatus.SUCCESS)
             successes += conn.execute(loaded).scalar_one()
             successful_retries += conn.execute(loaded.where(data_log.c.tries > 1)).scalar_one()
             failures += conn.execute(base.where(data_log.c.status == RecordStatus.FAILED)).scalar_one()
-        failed_now = conn.execute(select(func.count()).select_from(bucket).where(
-            bucket.c.workflow == workflow, bucket.c.status == RecordStatus.FAILED)).scalar_one()
-    return SummaryCounts(runs=len(runs), failed_runs=sum(1 for n in runs.values() if n), successes=successes,
-                         successful_retries=successful_retries, failures=failures, failed_now=failed_now)
+        failed_now = conn.execute(
+            select(func.count())
+            .select_from(bucket)
+            .where(bucket.c.workflow == workflow, bucket.c.status == RecordStatus.FAILED)
+        ).scalar_one()
+    return SummaryCounts(
+        runs=len(runs),
+        failed_runs=sum(1 for n in runs.values() if n),
+        successes=successes,
+        successful_retries=successful_retries,
+        failures=failures,
+        failed_now=failed_now,
+    )
 
 
 def add_feed_once(store: Store, tag: str, text: str, workflow: str) -> None:
     """Add the feeds entry unless the workflow has this very entry already (a callback that comes twice)."""
     with store.engine.begin() as conn:
-        there = conn.execute(select(feeds_table.c.id).where(
-            feeds_table.c.workflow == workflow, feeds_table.c.tag == tag, feeds_table.c.message == text)).first()
+        there = conn.execute(
+            select(feeds_table.c.id).where(
+                feeds_table.c.workflow == workflow, feeds_table.c.tag == tag, feeds_table.c.message == text
+            )
+        ).first()
         if there is None:
             feeds.add(store, tag, text, workflow, conn)

@@ -62,7 +62,9 @@ def make_engine(url: str) -> Engine:
     try:
         return _make_engine(url)
     except OSError as exc:
-        raise FlowlinkError(f"cannot create the folder of the Flowlink store {url!r}: {exc.strerror}: {exc.filename}") from None
+        raise FlowlinkError(
+            f"cannot create the folder of the Flowlink store {url!r}: {exc.strerror}: {exc.filename}"
+        ) from None
     except (ArgumentError, ImportError) as exc:
         raise FlowlinkError(f"cannot use the Flowlink store URL {_safe(url)!r}: {exc}") from None
 
@@ -109,7 +111,9 @@ def _connect_patiently(dialect, cargs, cparams):
             left = deadline - time.monotonic()
             if not _unreachable(exc) or left <= 0:
                 raise
-            log.warning("the Flowlink store is unreachable (%s); trying again in %.1f s", _first_line(exc), min(wait, left))
+            log.warning(
+                "the Flowlink store is unreachable (%s); trying again in %.1f s", _first_line(exc), min(wait, left)
+            )
             time.sleep(min(wait, left))
             wait = min(wait * 2, 5.0)
 
@@ -152,7 +156,10 @@ class Store:
     def unavailable(self, error: BaseException) -> StoreUnavailable | None:
         """A StoreUnavailable naming this store (password hidden) and the driver's first line, if ``error`` says the
         store's server is unreachable or dropped the connection; else None."""
-        if not (isinstance(error, DBAPIError) and (error.connection_invalidated or (error.orig is not None and _unreachable(error.orig)))):
+        if not (
+            isinstance(error, DBAPIError)
+            and (error.connection_invalidated or (error.orig is not None and _unreachable(error.orig)))
+        ):
             return None
         where = self.engine.url.render_as_string(hide_password=True)
         return StoreUnavailable(f"the Flowlink store {where} is unreachable: {_first_line(error)}")
@@ -178,7 +185,8 @@ class Store:
                 command.upgrade(cfg, "head")
         except SQLAlchemyError as exc:
             raise self.unavailable(exc) or FlowlinkError(
-                f"cannot migrate the Flowlink store at {self.engine.url!r}: {getattr(exc, 'orig', None) or exc}") from None
+                f"cannot migrate the Flowlink store at {self.engine.url!r}: {getattr(exc, 'orig', None) or exc}"
+            ) from None
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -201,18 +209,21 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: lis
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=resolved), rows)
 
 
-def delete_batch(store: Store, table: Table, where: list[ColumnElement[bool]], after: int,
-                 limit: int) -> tuple[int | None, dict[str | None, int]]:
+def delete_batch(
+    store: Store, table: Table, where: list[ColumnElement[bool]], after: int, limit: int
+) -> tuple[int | None, dict[str | None, int]]:
     """Delete the first ``limit`` rows (by id, after ``after``) that match ``where``, in one transaction that
     re-checks ``where``. Returns (the last id looked at, None when no row matched; workflow -> rows deleted)."""
     with store.engine.begin() as conn:
-        found = conn.execute(select(table.c.id, table.c.workflow).where(*where, table.c.id > after)
-                             .order_by(table.c.id).limit(limit)).all()
+        found = conn.execute(
+            select(table.c.id, table.c.workflow).where(*where, table.c.id > after).order_by(table.c.id).limit(limit)
+        ).all()
         if not found:
             return None, {}
         ids: dict[str | None, list[int]] = defaultdict(list)
         for id_, workflow in found:
             ids[workflow].append(id_)
-        gone = {w: conn.execute(table.delete().where(table.c.id.in_(chunk), *where)).rowcount
-                for w, chunk in ids.items()}
+        gone = {
+            w: conn.execute(table.delete().where(table.c.id.in_(chunk), *where)).rowcount for w, chunk in ids.items()
+        }
     return found[-1][0], gone

@@ -84,6 +84,7 @@ def reading(store: Store) -> Iterator[Connection]:
 
 # ------------------------------------------------------------------ environments
 
+
 def _environment(row: Any) -> EnvironmentRow:
     return cast(EnvironmentRow, dict(row._mapping))  # the record's keys are the table's columns
 
@@ -105,8 +106,11 @@ def primary_environment(conn: Connection) -> EnvironmentRow | None:
 def add_environment(conn: Connection, name: str, kind: str, pending_timeout: int) -> bool:
     """Insert an environment, primary when it is the first one; returns whether it is primary."""
     first = conn.execute(select(func.count()).select_from(environments)).scalar_one() == 0
-    conn.execute(environments.insert().values(name=name, kind=kind, is_primary=first, enabled=True,
-                                              pending_timeout=pending_timeout, created_at=utcnow()))
+    conn.execute(
+        environments.insert().values(
+            name=name, kind=kind, is_primary=first, enabled=True, pending_timeout=pending_timeout, created_at=utcnow()
+        )
+    )
     return first
 
 
@@ -125,6 +129,7 @@ def heartbeat(store: Store, name: str) -> None:
 
 # ------------------------------------------------------------------ agent tokens
 
+
 def _token(row: Any) -> TokenRow:
     return cast(TokenRow, dict(row._mapping))
 
@@ -139,8 +144,14 @@ def tokens(conn: Connection, environment_name: str) -> list[TokenRow]:
     return [_token(r) for r in conn.execute(q)]
 
 
-def find_tokens(conn: Connection, environment_name: str, *, token_id: int | None = None,
-                token_hash: str | None = None, hash_prefix: str | None = None) -> list[TokenRow]:
+def find_tokens(
+    conn: Connection,
+    environment_name: str,
+    *,
+    token_id: int | None = None,
+    token_hash: str | None = None,
+    hash_prefix: str | None = None,
+) -> list[TokenRow]:
     """The environment's tokens with this id, hash or hash prefix: at most two (enough to tell one from many)."""
     q = select(agent_tokens).where(agent_tokens.c.environment == environment_name)
     if token_id is not None:
@@ -154,20 +165,25 @@ def find_tokens(conn: Connection, environment_name: str, *, token_id: int | None
 
 def revoke_token(conn: Connection, token_id: int) -> TokenRow:
     """Revoke a token (a revoked one keeps its first revocation time); returns it."""
-    conn.execute(agent_tokens.update().where(agent_tokens.c.id == token_id, agent_tokens.c.revoked_at.is_(None))
-                 .values(revoked_at=utcnow()))
+    conn.execute(
+        agent_tokens.update()
+        .where(agent_tokens.c.id == token_id, agent_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
     return _token(conn.execute(select(agent_tokens).where(agent_tokens.c.id == token_id)).one())
 
 
 def environment_of_hash(store: Store, token_hash: str) -> str | None:
     """The environment of an unrevoked token with this hash."""
-    q = select(agent_tokens.c.environment).where(agent_tokens.c.token_hash == token_hash,
-                                                 agent_tokens.c.revoked_at.is_(None))
+    q = select(agent_tokens.c.environment).where(
+        agent_tokens.c.token_hash == token_hash, agent_tokens.c.revoked_at.is_(None)
+    )
     with reading(store) as conn:
         return conn.execute(q).scalar()
 
 
 # ------------------------------------------------------------------ deployments
+
 
 def _deployment(row: Any) -> Deployment:
     d = dict(row._mapping)
@@ -199,19 +215,38 @@ def latest(conn: Connection, environment_name: str | None = None) -> list[Deploy
 
 
 def pending_ids(conn: Connection, environment_name: str) -> list[int]:
-    q = select(deployments.c.id).where(deployments.c.environment == environment_name,
-                                       deployments.c.status == DeploymentStatus.PENDING)
+    q = select(deployments.c.id).where(
+        deployments.c.environment == environment_name, deployments.c.status == DeploymentStatus.PENDING
+    )
     return list(conn.execute(q.order_by(deployments.c.id)).scalars())
 
 
-def add_deployment(conn: Connection, *, workflow: str, environment_name: str, action: DeploymentAction, version: int,
-                   sha256: str, tries: int, started_at: dt.datetime, pending_timeout: int,
-                   wait_till: dt.datetime) -> int:
+def add_deployment(
+    conn: Connection,
+    *,
+    workflow: str,
+    environment_name: str,
+    action: DeploymentAction,
+    version: int,
+    sha256: str,
+    tries: int,
+    started_at: dt.datetime,
+    pending_timeout: int,
+    wait_till: dt.datetime,
+) -> int:
     """Insert a Pending deployment; returns its id."""
     q = deployments.insert().values(
-        workflow=workflow, environment=environment_name, action=action, version=version, sha256=sha256,
-        status=DeploymentStatus.PENDING, tries=tries, started_at=started_at, pending_timeout=pending_timeout,
-        wait_till=wait_till)
+        workflow=workflow,
+        environment=environment_name,
+        action=action,
+        version=version,
+        sha256=sha256,
+        status=DeploymentStatus.PENDING,
+        tries=tries,
+        started_at=started_at,
+        pending_timeout=pending_timeout,
+        wait_till=wait_till,
+    )
     return int(conn.execute(q.returning(deployments.c.id)).scalar_one())
 
 
@@ -220,8 +255,11 @@ def end(conn: Connection, deployment_id: int, status: DeploymentStatus, message:
     values: dict[str, Any] = {"status": status, "ended_at": utcnow(), "message": message}
     if reset_tries:
         values["tries"] = 0
-    conn.execute(deployments.update().where(deployments.c.id == deployment_id,
-                                            deployments.c.status == DeploymentStatus.PENDING).values(**values))
+    conn.execute(
+        deployments.update()
+        .where(deployments.c.id == deployment_id, deployments.c.status == DeploymentStatus.PENDING)
+        .values(**values)
+    )
 
 
 def delete_deployment(conn: Connection, deployment_id: int) -> None:
@@ -232,10 +270,20 @@ def delete_deployment(conn: Connection, deployment_id: int) -> None:
 
 # ------------------------------------------------------------------ the step log
 
-def add_log(conn: Connection, deployment_id: int, step: str, status: LogStatus, message: str | None,
-            at: dt.datetime | None = None) -> None:
-    conn.execute(deployment_log.insert().values(deployment_id=deployment_id, step=step, status=status,
-                                                at=at or utcnow(), message=message))
+
+def add_log(
+    conn: Connection,
+    deployment_id: int,
+    step: str,
+    status: LogStatus,
+    message: str | None,
+    at: dt.datetime | None = None,
+) -> None:
+    conn.execute(
+        deployment_log.insert().values(
+            deployment_id=deployment_id, step=step, status=status, at=at or utcnow(), message=message
+        )
+    )
 
 
 def log(conn: Connection, deployment_id: int) -> list[LogLine]:
@@ -245,6 +293,9 @@ def log(conn: Connection, deployment_id: int) -> list[LogLine]:
 
 def done_steps(conn: Connection, deployment_id: int) -> list[str]:
     """The steps reported done, in the order reported."""
-    q = select(deployment_log.c.step).where(deployment_log.c.deployment_id == deployment_id,
-                                            deployment_log.c.status == LogStatus.DONE).order_by(deployment_log.c.id)
+    q = (
+        select(deployment_log.c.step)
+        .where(deployment_log.c.deployment_id == deployment_id, deployment_log.c.status == LogStatus.DONE)
+        .order_by(deployment_log.c.id)
+    )
     return list(conn.execute(q).scalars())

@@ -40,11 +40,22 @@ def _filtered(query: Select[Any], workflow: str | None, tag: str | None, hidden:
     return query
 
 
-def entries(store: Store, *, workflow: str | None = None, tag: str | None = None, hidden: Collection[str] = (),
-            limit: int = 50, offset: int = 0) -> list[FeedEntry]:
+def entries(
+    store: Store,
+    *,
+    workflow: str | None = None,
+    tag: str | None = None,
+    hidden: Collection[str] = (),
+    limit: int = 50,
+    offset: int = 0,
+) -> list[FeedEntry]:
     """Newest first."""
-    q = (_filtered(select(feeds), workflow, tag, hidden).order_by(feeds.c.at.desc(), feeds.c.id.desc())
-         .limit(limit).offset(offset))
+    q = (
+        _filtered(select(feeds), workflow, tag, hidden)
+        .order_by(feeds.c.at.desc(), feeds.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     with store.engine.connect() as conn:
         return [FeedEntry(id=r.id, at=r.at, tag=r.tag, workflow=r.workflow, message=r.message) for r in conn.execute(q)]
 
@@ -70,6 +81,7 @@ def workflows(store: Store) -> set[str]:
 
 # ------------------------------------------------------------------ retention (flowlink/retention.py)
 
+
 def old_counts(store: Store, cut: dt.datetime) -> dict[str | None, int]:
     """workflow (None: no workflow) -> its entries from before ``cut``."""
     q = select(feeds.c.workflow, func.count()).where(feeds.c.at < cut).group_by(feeds.c.workflow)
@@ -77,7 +89,8 @@ def old_counts(store: Store, cut: dt.datetime) -> dict[str | None, int]:
         return {w: n for w, n in conn.execute(q)}
 
 
-def delete_old(store: Store, cut: dt.datetime, *, keep: int, after: int,
-               limit: int) -> tuple[int | None, dict[str | None, int]]:
+def delete_old(
+    store: Store, cut: dt.datetime, *, keep: int, after: int, limit: int
+) -> tuple[int | None, dict[str | None, int]]:
     """Delete a batch of entries from before ``cut``, all but entry ``keep`` (db.delete_batch)."""
     return delete_batch(store, feeds, [feeds.c.at < cut, feeds.c.id != keep], after, limit)

@@ -13,12 +13,20 @@ def earlier_tries(store: Store, workflow: str, run_id: str, touchpoint: str) -> 
     """None when the run's load step of the touchpoint has not been started before. Else what its earlier tries
     recorded in the bucket in this run: source id -> success | failed."""
     with store.engine.connect() as conn:
-        started = conn.execute(select(steps.c.id).where(
-            steps.c.workflow == workflow, steps.c.run_id == run_id,
-            steps.c.touchpoint == touchpoint, steps.c.step == Step.LOAD)).first()
+        started = conn.execute(
+            select(steps.c.id).where(
+                steps.c.workflow == workflow,
+                steps.c.run_id == run_id,
+                steps.c.touchpoint == touchpoint,
+                steps.c.step == Step.LOAD,
+            )
+        ).first()
         if started is None:
             return None
         q = select(bucket.c.source_id, bucket.c.status).where(
-            bucket.c.workflow == workflow, bucket.c.touchpoint == touchpoint, bucket.c.last_run == run_id,
-            bucket.c.status.in_((RecordStatus.SUCCESS, RecordStatus.FAILED)))
+            bucket.c.workflow == workflow,
+            bucket.c.touchpoint == touchpoint,
+            bucket.c.last_run == run_id,
+            bucket.c.status.in_((RecordStatus.SUCCESS, RecordStatus.FAILED)),
+        )
         return {source_id: status for source_id, status in conn.execute(q).all()}

@@ -48,25 +48,38 @@ def watermark(store: Store, workflow: str, touchpoint: str) -> Any:
 def save_watermark(store: Store, workflow: str, touchpoint: str, value: Any, run_id: str) -> None:
     row = dict(workflow=workflow, touchpoint=touchpoint, value=json.dumps(value), run_id=run_id, updated_at=utcnow())
     with store.engine.begin() as conn:
-        upsert(conn, watermarks, [row], ["workflow", "touchpoint"],
-               {"value": row["value"], "run_id": run_id, "updated_at": row["updated_at"]})
+        upsert(
+            conn,
+            watermarks,
+            [row],
+            ["workflow", "touchpoint"],
+            {"value": row["value"], "run_id": run_id, "updated_at": row["updated_at"]},
+        )
 
 
 def _resync(row: RowMapping) -> Resync:
-    return Resync(id=row["id"], workflow=row["workflow"], touchpoint=row["touchpoint"],
-                  source_ids=json.loads(row["source_ids"]), requested_at=row["requested_at"], run_id=row["run_id"],
-                  kind=ResyncKind(row["kind"]))
+    return Resync(
+        id=row["id"],
+        workflow=row["workflow"],
+        touchpoint=row["touchpoint"],
+        source_ids=json.loads(row["source_ids"]),
+        requested_at=row["requested_at"],
+        run_id=row["run_id"],
+        kind=ResyncKind(row["kind"]),
+    )
 
 
-def create_resync(workflow: str, touchpoint: str, source_ids: list[str], conn: Connection,
-                  kind: ResyncKind = ResyncKind.MANUAL) -> int:
+def create_resync(
+    workflow: str, touchpoint: str, source_ids: list[str], conn: Connection, kind: ResyncKind = ResyncKind.MANUAL
+) -> int:
     """A resync request: by a user (MANUAL) or by the automatic retry of failed records (RETRY)."""
     try:
         kind = ResyncKind(kind)
     except ValueError:
         raise FlowlinkError(f"resync kind must be manual or retry, got {kind!r}") from None
-    insert = resyncs.insert().values(workflow=workflow, touchpoint=touchpoint, kind=kind,
-                                     source_ids=json.dumps(source_ids), requested_at=utcnow())
+    insert = resyncs.insert().values(
+        workflow=workflow, touchpoint=touchpoint, kind=kind, source_ids=json.dumps(source_ids), requested_at=utcnow()
+    )
     return conn.execute(insert.returning(resyncs.c.id)).scalar_one()
 
 
@@ -89,8 +102,12 @@ def delete_resync(store: Store, resync_id: int) -> None:
 
 def resync_of_run(store: Store, workflow: str, run_id: str) -> Resync | None:
     """The resync request a run was started for (its chosen source ids), or None for an ordinary run."""
-    q = (select(resyncs).where(resyncs.c.workflow == workflow, resyncs.c.run_id == run_id)
-         .order_by(resyncs.c.id.desc()).limit(1))
+    q = (
+        select(resyncs)
+        .where(resyncs.c.workflow == workflow, resyncs.c.run_id == run_id)
+        .order_by(resyncs.c.id.desc())
+        .limit(1)
+    )
     with store.engine.connect() as conn:
         row = conn.execute(q).first()
     return None if row is None else _resync(row._mapping)
@@ -98,8 +115,11 @@ def resync_of_run(store: Store, workflow: str, run_id: str) -> Resync | None:
 
 def resyncs_since(store: Store, workflow: str, touchpoint: str, since: dt.datetime) -> list[Resync]:
     """The touchpoint's resync requests (of either kind) made since then, newest first."""
-    q = (select(resyncs).where(resyncs.c.workflow == workflow, resyncs.c.touchpoint == touchpoint,
-                               resyncs.c.requested_at >= since).order_by(resyncs.c.id.desc()))
+    q = (
+        select(resyncs)
+        .where(resyncs.c.workflow == workflow, resyncs.c.touchpoint == touchpoint, resyncs.c.requested_at >= since)
+        .order_by(resyncs.c.id.desc())
+    )
     with store.engine.connect() as conn:
         return [_resync(r._mapping) for r in conn.execute(q)]
 
@@ -113,6 +133,7 @@ def last_request(store: Store, workflow: str, kind: ResyncKind) -> dt.datetime |
 
 # ------------------------------------------------------------------ the environments' retry settings
 
+
 def retry_settings(store: Store, environment: str | None) -> RetrySettings | None:
     """The retry settings of an environment (None: of the primary one); None when there is no such environment."""
     q = select(environments)
@@ -121,8 +142,14 @@ def retry_settings(store: Store, environment: str | None) -> RetrySettings | Non
         row = conn.execute(q).first()
     if row is None:
         return None
-    return RetrySettings(environment=row.name, max_tries=row.retry_max_tries, wait_minutes=row.retry_wait_minutes,
-                         batch_size=row.retry_batch_size, every=row.retry_every, last_retry_at=row.last_retry_at)
+    return RetrySettings(
+        environment=row.name,
+        max_tries=row.retry_max_tries,
+        wait_minutes=row.retry_wait_minutes,
+        batch_size=row.retry_batch_size,
+        every=row.retry_every,
+        last_retry_at=row.last_retry_at,
+    )
 
 
 def retry_passed(store: Store, environments_passed: list[str], at: dt.datetime) -> None:
@@ -130,5 +157,6 @@ def retry_passed(store: Store, environments_passed: list[str], at: dt.datetime) 
     if not environments_passed:
         return
     with store.engine.begin() as conn:
-        conn.execute(environments.update().where(environments.c.name.in_(sorted(environments_passed)))
-                     .values(last_retry_at=at))
+        conn.execute(
+            environments.update().where(environments.c.name.in_(sorted(environments_passed))).values(last_retry_at=at)
+        )

@@ -37,9 +37,14 @@ WHY = {
     ADMIN_READ: "read access to Airflow's Connections (roles Op and Admin)",
     ADMIN: "edit permission on Airflow's Connections (roles Op and Admin)",
 }
-WHAT = {READ: "read {wf}", READ_RUNS: "read the runs of {wf}", RUN: "run or resync {wf}",
-        DEPLOY: "deploy or undeploy {wf}", ADMIN_READ: "list agent tokens",
-        ADMIN: "change environments or agent tokens"}
+WHAT = {
+    READ: "read {wf}",
+    READ_RUNS: "read the runs of {wf}",
+    RUN: "run or resync {wf}",
+    DEPLOY: "deploy or undeploy {wf}",
+    ADMIN_READ: "list agent tokens",
+    ADMIN: "change environments or agent tokens",
+}
 
 
 class Forbidden(HTTPException):
@@ -85,8 +90,11 @@ class Access:
         try:
             manager = _manager()
             if need in (ADMIN, ADMIN_READ):
-                return bool(manager.is_authorized_connection(method="PUT" if need == ADMIN else "GET",
-                                                             details=ConnectionDetails(), user=self.user))
+                return bool(
+                    manager.is_authorized_connection(
+                        method="PUT" if need == ADMIN else "GET", details=ConnectionDetails(), user=self.user
+                    )
+                )
             method = {READ: "GET", READ_RUNS: "GET", RUN: "POST", DEPLOY: "PUT"}[need]
             entity = DagAccessEntity.RUN if need in (READ_RUNS, RUN) else None
             details = DagDetails(id=workflow, team_name=_team_of(workflow) if workflow else None)
@@ -121,8 +129,10 @@ class Access:
             allowed: set[str] = set()
             for team in {teams.get(w) for w in wanted}:
                 group = {w for w in wanted if teams.get(w) == team}
-                allowed |= set(manager.filter_authorized_dag_ids(dag_ids=group, user=self.user, method="GET",
-                                                                 team_name=team)) & group
+                allowed |= (
+                    set(manager.filter_authorized_dag_ids(dag_ids=group, user=self.user, method="GET", team_name=team))
+                    & group
+                )
             return allowed
         except Exception:
             log.exception("Flowlink: the auth manager failed to filter workflows; none shown")

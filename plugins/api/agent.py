@@ -45,10 +45,15 @@ def pending(store: StoreDep, env: AgentEnv):
     return {"deployments": deployments.pending_for(store, env)}
 
 
-@router.get("/deployments/{deployment_id}/file", summary="Download a pending deployment's published file",
-            response_class=FileResponse,
-            responses={200: {"content": {"application/json": {}}, "description": "the published file, byte for byte"},
-                       409: {"model": NotPendingBody, "description": "the deployment is no longer pending"}})
+@router.get(
+    "/deployments/{deployment_id}/file",
+    summary="Download a pending deployment's published file",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/json": {}}, "description": "the published file, byte for byte"},
+        409: {"model": NotPendingBody, "description": "the deployment is no longer pending"},
+    },
+)
 def deployment_file(store: StoreDep, env: AgentEnv, deployment_id: DeploymentId):
     """The published workflow file of the deployment's version; header X-Flowlink-SHA256 is its content checksum."""
     try:
@@ -56,13 +61,20 @@ def deployment_file(store: StoreDep, env: AgentEnv, deployment_id: DeploymentId)
     except deployments.NotPending as exc:
         return _ended(exc)
     path = publish.version_path(d["workflow"], d["version"])  # as stored: the agent verifies it against the sha256
-    return FileResponse(path, media_type="application/json", filename=path.name, headers={"X-Flowlink-SHA256": d["sha256"]})
+    return FileResponse(
+        path, media_type="application/json", filename=path.name, headers={"X-Flowlink-SHA256": d["sha256"]}
+    )
 
 
-@router.post("/deployments/{deployment_id}/steps", summary="Report a step of a deployment",
-             response_model=Progress,
-             responses={400: {"model": ErrorBody, "description": "unknown step or step out of order"},
-                        409: {"model": NotPendingBody, "description": "no longer pending: `status` says how it ended"}})
+@router.post(
+    "/deployments/{deployment_id}/steps",
+    summary="Report a step of a deployment",
+    response_model=Progress,
+    responses={
+        400: {"model": ErrorBody, "description": "unknown step or step out of order"},
+        409: {"model": NotPendingBody, "description": "no longer pending: `status` says how it ended"},
+    },
+)
 def report_step(store: StoreDep, env: AgentEnv, deployment_id: DeploymentId, report: StepReport):
     """Report steps in order; reporting a done step again is harmless. A failed step ends the deployment
     Unsuccessful. 409 means the deployment is no longer pending: the agent keeps what it installed when `status` is

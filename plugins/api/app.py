@@ -89,8 +89,11 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     FastAPI's own handler answers 500 for a body of bytes that are not UTF-8 or nested too deep to encode."""
     errors = []
     for e in exc.errors():
-        error = {"type": str(e.get("type", "")), "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-                 "msg": str(e.get("msg", "invalid"))}
+        error = {
+            "type": str(e.get("type", "")),
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "invalid")),
+        }
         if "input" in e:
             error["input"] = _echo(e["input"])
         errors.append(error)
@@ -100,15 +103,19 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 def _route_path(request: Request) -> str:
     """The path inside this app (Airflow mounts it at /flowlink)."""
     path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
     """HTTP errors raised outside a page route (an address that matches no route, a method not allowed): JSON, or an
     HTML error page under /ui. Page routes turn their own errors into pages (pages.PageRoute)."""
     if _route_path(request) == "/ui" or _route_path(request).startswith("/ui/"):
-        return pages.error_page(request, exc.status_code, "Cannot show this page",
-                                "There is no such page here." if exc.status_code == 404 else str(exc.detail))
+        return pages.error_page(
+            request,
+            exc.status_code,
+            "Cannot show this page",
+            "There is no such page here." if exc.status_code == 404 else str(exc.detail),
+        )
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
@@ -133,7 +140,7 @@ def create_app() -> FastAPI:
             "Agent endpoints (`/agent/v1`) authenticate with the header `X-Agent-Token` (issued by "
             "`flowlink env token ENV`; the token's environment scopes every call). User endpoints (`/api/v1`) "
             "need an Airflow login: `Authorization: Bearer <jwt>` from `POST /auth/token`, or the UI's cookie.\n\n"
-            "Errors are JSON `{\"detail\": message}`: 409 a deployment rule refuses the action now, "
+            'Errors are JSON `{"detail": message}`: 409 a deployment rule refuses the action now, '
             "404 not found, 400 other bad input, 401 no credentials, 403 bad credentials, "
             "415 a POST/PATCH user request that is not `application/json`, 422 an invalid body."
         ),

@@ -18,8 +18,12 @@ def get_store(request: Request) -> Store:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 
-agent_token = APIKeyHeader(name="X-Agent-Token", auto_error=False, scheme_name="AgentToken",
-                           description="an agent token issued by `flowlink env token ENV`")
+agent_token = APIKeyHeader(
+    name="X-Agent-Token",
+    auto_error=False,
+    scheme_name="AgentToken",
+    description="an agent token issued by `flowlink env token ENV`",
+)
 
 
 def agent_environment(store: StoreDep, token: Annotated[str | None, Security(agent_token)]) -> str:

@@ -23,15 +23,19 @@ class _Response(BaseModel):
 
 # ------------------------------------------------------------------ requests
 
+
 class StepReport(_Request):
     step: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
-        description="one of the action's steps, in order (see `remaining` in the deployment list)")
+        description="one of the action's steps, in order (see `remaining` in the deployment list)"
+    )
     status: Literal["done", "failed"]
     message: Annotated[str, StringConstraints(max_length=4000)] | None = None
 
 
 class EnvironmentChange(_Request):
-    primary: Literal[True] | None = Field(None, description="make this the primary environment (the old one stops being primary)")
+    primary: Literal[True] | None = Field(
+        None, description="make this the primary environment (the old one stops being primary)"
+    )
     pending_timeout: Annotated[int, Field(strict=True)] | None = Field(None, description="minutes, 5 to 60")
     enabled: Annotated[bool, Field(strict=True)] | None = None
 
@@ -42,6 +46,7 @@ class DeployRequest(_Request):
 
 
 # ------------------------------------------------------------------ responses
+
 
 class Heartbeat(_Response):
     environment: str
@@ -120,7 +125,9 @@ class RunStarted(_Response):
 class AgentToken(_Response):
     id: int
     environment: str
-    fingerprint: str = Field(description="the first hex digits of the token's sha256: tells tokens apart, reveals nothing")
+    fingerprint: str = Field(
+        description="the first hex digits of the token's sha256: tells tokens apart, reveals nothing"
+    )
     created_at: dt.datetime
     revoked_at: dt.datetime | None
     active: bool

@@ -47,16 +47,29 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 PAGE_SIZE = 100
 STATIC = {"flowlink.css": "text/css", "flowlink.js": "text/javascript"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")  # no inline script or style: nothing to inject into
-NAV = [("deployments", "Deployments"), ("environments", "Environments"), ("bucket", "Resync bucket"),
-       ("snapshots", "Snapshots"), ("feeds", "Feeds")]
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)  # no inline script or style: nothing to inject into
+NAV = [
+    ("deployments", "Deployments"),
+    ("environments", "Environments"),
+    ("bucket", "Resync bucket"),
+    ("snapshots", "Snapshots"),
+    ("feeds", "Feeds"),
+]
 
-templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 # ------------------------------------------------------------------ formatting (template filters)
+
 
 def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
@@ -81,6 +94,7 @@ templates.globals["took"] = _took
 
 # ------------------------------------------------------------------ rendering, errors, login
 
+
 def _bases(request: Request) -> tuple[str, str]:
     """(this app's path prefix, e.g. /flowlink; Airflow's own path prefix, usually '')."""
     return request.scope.get("root_path", ""), request.scope.get("app_root_path") or ""
@@ -96,9 +110,18 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     base, airflow = _bases(request)
     page = template.removesuffix(".html")
     html = templates.get_template(template).render(
-        base=base, airflow=airflow, ui=f"{base}/ui", api=f"{base}/api/v1", nav=NAV, page=page,
-        login=login_url(request), **context)
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP})
+        base=base,
+        airflow=airflow,
+        ui=f"{base}/ui",
+        api=f"{base}/api/v1",
+        nav=NAV,
+        page=page,
+        login=login_url(request),
+        **context,
+    )
+    return HTMLResponse(
+        html, status_code=status_code, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP}
+    )
 
 
 def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
@@ -129,8 +152,9 @@ class PageRoute(APIRoute):
                 if exc.status_code == 401:  # no login, or it expired
                     return RedirectResponse(login_url(request), status_code=302)
                 if exc.status_code == 403:
-                    return error_page(request, 403, "Not allowed",
-                                      f"{exc.detail}. Log in to Airflow again to see this page.")
+                    return error_page(
+                        request, 403, "Not allowed", f"{exc.detail}. Log in to Airflow again to see this page."
+                    )
                 return error_page(request, exc.status_code, "Cannot show this page", str(exc.detail))
             except RequestValidationError as exc:
                 return error_page(request, 422, "Bad address", _validation_message(exc))
@@ -142,8 +166,9 @@ class PageRoute(APIRoute):
                 return error_page(request, 400, "Cannot show this page", str(exc))
             except Exception:
                 log.exception("Flowlink page %s failed", request.url.path)
-                return error_page(request, 500, "Something went wrong",
-                                  "The page could not be shown; the api-server log tells why.")
+                return error_page(
+                    request, 500, "Something went wrong", "The page could not be shown; the api-server log tells why."
+                )
 
         return page_handler
 
@@ -187,10 +212,17 @@ def _pager(request: Request, page: int, total: int, size: int = PAGE_SIZE) -> di
 
     offset = (page - 1) * size
     shown = offset < total  # past the last page: nothing to show, "previous" leads back to the last one
-    return {"page": page, "pages": pages, "total": total, "first": offset + 1 if shown else 0,
-            "last": min(offset + size, total) if shown else 0,
-            "prev": url(min(page - 1, pages)) if page > 1 else None, "next": url(page + 1) if page < pages else None,
-            "offset": offset, "size": size}
+    return {
+        "page": page,
+        "pages": pages,
+        "total": total,
+        "first": offset + 1 if shown else 0,
+        "last": min(offset + size, total) if shown else 0,
+        "prev": url(min(page - 1, pages)) if page > 1 else None,
+        "next": url(page + 1) if page < pages else None,
+        "offset": offset,
+        "size": size,
+    }
 
 
 def published_workflows() -> list[str]:
@@ -198,8 +230,11 @@ def published_workflows() -> list[str]:
     folder = settings.published_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and re.fullmatch(NAME_PATTERN, p.name) and publish.versions(p.name))
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and re.fullmatch(NAME_PATTERN, p.name) and publish.versions(p.name)
+    )
 
 
 def _readable_published(access: Access) -> list[str]:
@@ -232,6 +267,7 @@ templates.globals["run_link"] = run_link
 
 # ------------------------------------------------------------------ pages
 
+
 @router.get("")
 @router.get("/")
 def index(request: Request):
@@ -240,9 +276,14 @@ def index(request: Request):
 
 @router.get("/environments")
 def environments_page(request: Request, store: StoreDep, access: AccessDep):
-    return render(request, "environments.html", environments=deployments.environments_list(store),
-                  timeout_range=deployments.TIMEOUT_RANGE, fresh=int(deployments.HEARTBEAT_FRESH.total_seconds()),
-                  change_refused=access.refusal(ADMIN))
+    return render(
+        request,
+        "environments.html",
+        environments=deployments.environments_list(store),
+        timeout_range=deployments.TIMEOUT_RANGE,
+        fresh=int(deployments.HEARTBEAT_FRESH.total_seconds()),
+        change_refused=access.refusal(ADMIN),
+    )
 
 
 def _latest_version(workflow: str) -> int | None:
@@ -256,16 +297,25 @@ def _deployment_actions(store: Store, access: Access, d: Deployment) -> list[dic
     deployment rules themselves."""
     workflow = d["workflow"]
     redeploy = d["status"] == DeploymentStatus.UNSUCCESSFUL or (
-        d["status"] == DeploymentStatus.PENDING and d["action"] == DeploymentAction.DEPLOY and d["tries"] > 1)
+        d["status"] == DeploymentStatus.PENDING and d["action"] == DeploymentAction.DEPLOY and d["tries"] > 1
+    )
     not_allowed = access.refusal(DEPLOY, workflow)
     deploy_refused = not_allowed or _refusal(deployments.check_deploy, store, workflow)
     undeploy_refused = not_allowed or _refusal(deployments.check_undeploy, store, workflow)
     latest = _latest_version(workflow)
     return [
-        {"action": DeploymentAction.DEPLOY, "label": "Redeploy" if redeploy else "Deploy", "refused": deploy_refused,
-         "title": f"deploy the latest published version (v{latest}) to the primary environment"},
-        {"action": DeploymentAction.UNDEPLOY, "label": "Undeploy", "refused": undeploy_refused,
-         "title": f"remove {workflow} from {d['environment']}"},
+        {
+            "action": DeploymentAction.DEPLOY,
+            "label": "Redeploy" if redeploy else "Deploy",
+            "refused": deploy_refused,
+            "title": f"deploy the latest published version (v{latest}) to the primary environment",
+        },
+        {
+            "action": DeploymentAction.UNDEPLOY,
+            "label": "Undeploy",
+            "refused": undeploy_refused,
+            "title": f"remove {workflow} from {d['environment']}",
+        },
     ]
 
 
@@ -280,34 +330,71 @@ def deployments_page(request: Request, store: StoreDep, access: AccessDep, envir
     published = published_workflows()
     readable = access.readable([*published, *(d["workflow"] for d in everything)])
     listed = deployments.listing(store, environment) if environment else []
-    rows = [{**d, "latest": _latest_version(d["workflow"]), "buttons": _deployment_actions(store, access, d)}
-            for d in listed if d["workflow"] in readable]
+    rows = [
+        {**d, "latest": _latest_version(d["workflow"]), "buttons": _deployment_actions(store, access, d)}
+        for d in listed
+        if d["workflow"] in readable
+    ]
     ever = {d["workflow"] for d in everything}
     never = []
     for workflow in published:
         if workflow not in ever and workflow in readable:
-            never.append({"workflow": workflow, "latest": _latest_version(workflow),
-                          "refused": access.refusal(DEPLOY, workflow) or _refusal(deployments.check_deploy, store, workflow)})
+            never.append(
+                {
+                    "workflow": workflow,
+                    "latest": _latest_version(workflow),
+                    "refused": access.refusal(DEPLOY, workflow) or _refusal(deployments.check_deploy, store, workflow),
+                }
+            )
     return render(request, "deployments.html", environments=envs, environment=environment, rows=rows, never=never)
 
 
 @router.get("/bucket")
-def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: Name = "", touchpoint: Name = "",
-                status: Status = "", since: Day = "", until: Day = "", page: Page = 1):
+def bucket_page(
+    request: Request,
+    store: StoreDep,
+    access: AccessDep,
+    workflow: Name = "",
+    touchpoint: Name = "",
+    status: Status = "",
+    since: Day = "",
+    until: Day = "",
+    page: Page = 1,
+):
     workflows = _readable_published(access)
     workflow = workflow or (workflows[0] if workflows else "")
     if workflow:
         access.require(READ, workflow)
     if not workflow:
-        return render(request, "bucket.html", workflow="", workflows=[], touchpoints=[], filters={}, rows=[],
-                      pager=_pager(request, 1, 0), resync_refused=None, failed=0, unprocessed=0, no_unprocessed=None,
-                      statuses=bucket.STATUSES)
+        return render(
+            request,
+            "bucket.html",
+            workflow="",
+            workflows=[],
+            touchpoints=[],
+            filters={},
+            rows=[],
+            pager=_pager(request, 1, 0),
+            resync_refused=None,
+            failed=0,
+            unprocessed=0,
+            no_unprocessed=None,
+            statuses=bucket.STATUSES,
+        )
     start, end = _day(since, "since"), _day(until, "until", end=True)
     chosen = RecordStatus(status) if status else None
     total = bucket.count(store, workflow, touchpoint=touchpoint or None, status=chosen, since=start, until=end)
     pager = _pager(request, page, total)
-    rows = bucket.rows(store, workflow, touchpoint=touchpoint or None, status=chosen, since=start, until=end,
-                       limit=PAGE_SIZE, offset=pager["offset"])
+    rows = bucket.rows(
+        store,
+        workflow,
+        touchpoint=touchpoint or None,
+        status=chosen,
+        since=start,
+        until=end,
+        limit=PAGE_SIZE,
+        offset=pager["offset"],
+    )
     try:
         live = publish.live(workflow)
     except FlowlinkError:  # a damaged live file: the resync buttons tell why (actions.live_workflow)
@@ -326,14 +413,27 @@ def bucket_page(request: Request, store: StoreDep, access: AccessDep, workflow: 
     def resync_refused() -> str | None:
         if not touchpoint:
             return "choose a touchpoint first: a resync sends records of one touchpoint"
-        return (access.refusal(RUN, workflow) or _refusal(deployments.refuse_while_pending, store, workflow, "resync")
-                or _refusal(actions.live_workflow, workflow))
+        return (
+            access.refusal(RUN, workflow)
+            or _refusal(deployments.refuse_while_pending, store, workflow, "resync")
+            or _refusal(actions.live_workflow, workflow)
+        )
 
-    return render(request, "bucket.html", workflow=workflow, workflows=_choices(workflow, workflows),
-                  touchpoints=_choices(touchpoint, bucket.touchpoints(store, workflow), spec_touchpoints),
-                  filters={"touchpoint": touchpoint, "status": status, "since": since, "until": until},
-                  rows=rows, pager=pager, resync_refused=resync_refused(), failed=failed, unprocessed=unprocessed,
-                  no_unprocessed=no_unprocessed, statuses=bucket.STATUSES)
+    return render(
+        request,
+        "bucket.html",
+        workflow=workflow,
+        workflows=_choices(workflow, workflows),
+        touchpoints=_choices(touchpoint, bucket.touchpoints(store, workflow), spec_touchpoints),
+        filters={"touchpoint": touchpoint, "status": status, "since": since, "until": until},
+        rows=rows,
+        pager=pager,
+        resync_refused=resync_refused(),
+        failed=failed,
+        unprocessed=unprocessed,
+        no_unprocessed=no_unprocessed,
+        statuses=bucket.STATUSES,
+    )
 
 
 def run_status(run: Mapping[str, Any]) -> StepStatus:
@@ -355,10 +455,13 @@ def snapshots_page(request: Request, store: StoreDep, access: AccessDep, workflo
     found = snapshots.run_page(store, workflow, limit=PAGE_SIZE, offset=pager["offset"]) if workflow else []
     reasons = snapshots.failure_reasons(store, workflow, [r["run_id"] for r in found if r["failed_steps"]])
     states = actions.airflow_states(workflow, [r["run_id"] for r in found])  # as `flowlink runs`: Airflow's state
-    runs = [{**run, "status": states.get(run["run_id"]) or run_status(run), "reason": reasons.get(run["run_id"])}
-            for run in found]
-    return render(request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs,
-                  pager=pager)
+    runs = [
+        {**run, "status": states.get(run["run_id"]) or run_status(run), "reason": reasons.get(run["run_id"])}
+        for run in found
+    ]
+    return render(
+        request, "snapshots.html", workflow=workflow, workflows=_choices(workflow, workflows), runs=runs, pager=pager
+    )
 
 
 def _step_key(touchpoint: str, step: Step) -> str:
@@ -372,43 +475,83 @@ def _step_view(s: StepRow) -> dict[str, Any]:
 
 
 @router.get("/snapshot")
-def snapshot_page(request: Request, store: StoreDep, access: AccessDep,
-                  workflow: Annotated[str, Query(min_length=1, max_length=250)],
-                  run_id: Annotated[str, Query(min_length=1, max_length=250)],
-                  step: Annotated[str, Query(pattern=rf"^$|^[a-z][a-z0-9_]*\.({'|'.join(Step)})$", max_length=80)] = "",
-                  status: Status = "", page: Page = 1):
+def snapshot_page(
+    request: Request,
+    store: StoreDep,
+    access: AccessDep,
+    workflow: Annotated[str, Query(min_length=1, max_length=250)],
+    run_id: Annotated[str, Query(min_length=1, max_length=250)],
+    step: Annotated[str, Query(pattern=rf"^$|^[a-z][a-z0-9_]*\.({'|'.join(Step)})$", max_length=80)] = "",
+    status: Status = "",
+    page: Page = 1,
+):
     if not re.fullmatch(NAME_PATTERN, workflow):  # the Snapshot tab shows on every DAG's runs, Flowlink's or not
         raise NotFound(f"{workflow} is not a Flowlink workflow: its runs have no process snapshot")
     access.require(READ_RUNS, workflow)
     steps = [_step_view(s) for s in snapshots.run_steps(store, workflow, run_id)]
     if not steps:
-        raise NotFound(f"no snapshot of run {run_id!r} of {workflow}: the run has not started a step yet, "
-                       f"or its snapshot was purged")
-    summary = {"running_steps": sum(s["status"] == StepStatus.RUNNING for s in steps),
-               "failed_steps": sum(s["status"] == StepStatus.FAILED for s in steps)}
+        raise NotFound(
+            f"no snapshot of run {run_id!r} of {workflow}: the run has not started a step yet, "
+            f"or its snapshot was purged"
+        )
+    summary = {
+        "running_steps": sum(s["status"] == StepStatus.RUNNING for s in steps),
+        "failed_steps": sum(s["status"] == StepStatus.FAILED for s in steps),
+    }
     ended = [s["ended_at"] for s in steps if s["ended_at"]]
-    run = {"status": run_status(summary), "version": steps[0]["version"], "started_at": min(s["started_at"] for s in steps),
-           "ended_at": max(ended) if ended and not summary["running_steps"] else None,
-           "kind": snapshots.run_kind(store, workflow, run_id)}  # retry | resync | sync
+    run = {
+        "status": run_status(summary),
+        "version": steps[0]["version"],
+        "started_at": min(s["started_at"] for s in steps),
+        "ended_at": max(ended) if ended and not summary["running_steps"] else None,
+        "kind": snapshots.run_kind(store, workflow, run_id),
+    }  # retry | resync | sync
     touchpoint, _, step_name = step.partition(".")
     of_step, of_status = Step(step_name) if step_name else None, RecordStatus(status) if status else None
-    total = snapshots.data_log_count(store, workflow, run_id, touchpoint=touchpoint or None, step=of_step,
-                                     status=of_status)
+    total = snapshots.data_log_count(
+        store, workflow, run_id, touchpoint=touchpoint or None, step=of_step, status=of_status
+    )
     pager = _pager(request, page, total)
-    entries = snapshots.data_log_page(store, workflow, run_id, touchpoint=touchpoint or None, step=of_step,
-                                      status=of_status, limit=PAGE_SIZE, offset=pager["offset"])
-    return render(request, "snapshot.html", workflow=workflow, run_id=run_id, run=run, steps=steps, entries=entries,
-                  pager=pager, filters={"step": step, "status": status}, statuses=bucket.STATUSES,
-                  file_url=lambda s, n: f"{_bases(request)[0]}/ui/snapshot/file?" + urlencode(
-                      {"workflow": workflow, "run_id": run_id, "touchpoint": s["touchpoint"], "step": s["step"], "n": n}))
+    entries = snapshots.data_log_page(
+        store,
+        workflow,
+        run_id,
+        touchpoint=touchpoint or None,
+        step=of_step,
+        status=of_status,
+        limit=PAGE_SIZE,
+        offset=pager["offset"],
+    )
+    return render(
+        request,
+        "snapshot.html",
+        workflow=workflow,
+        run_id=run_id,
+        run=run,
+        steps=steps,
+        entries=entries,
+        pager=pager,
+        filters={"step": step, "status": status},
+        statuses=bucket.STATUSES,
+        file_url=lambda s, n: (
+            f"{_bases(request)[0]}/ui/snapshot/file?"
+            + urlencode(
+                {"workflow": workflow, "run_id": run_id, "touchpoint": s["touchpoint"], "step": s["step"], "n": n}
+            )
+        ),
+    )
 
 
 @router.get("/snapshot/file")
-def snapshot_file(store: StoreDep, access: AccessDep, workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
-                  run_id: Annotated[str, Query(min_length=1, max_length=250)],
-                  touchpoint: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
-                  step: Annotated[str, Query(pattern=rf"^({'|'.join(Step)})$")],
-                  n: Annotated[int, Query(ge=1, le=1_000_000, description="the step's n-th batch file")]):
+def snapshot_file(
+    store: StoreDep,
+    access: AccessDep,
+    workflow: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
+    run_id: Annotated[str, Query(min_length=1, max_length=250)],
+    touchpoint: Annotated[str, Query(pattern=NAME_PATTERN, max_length=63)],
+    step: Annotated[str, Query(pattern=rf"^({'|'.join(Step)})$")],
+    n: Annotated[int, Query(ge=1, le=1_000_000, description="the step's n-th batch file")],
+):
     """A batch file of a step, only if the user may read the workflow's runs, the step's snapshot lists the file and
     it lies in the staging folder."""
     access.require(READ_RUNS, workflow)
@@ -416,34 +559,56 @@ def snapshot_file(store: StoreDep, access: AccessDep, workflow: Annotated[str, Q
     if not found or n > len(found[0]["files"]):
         raise HTTPException(404, f"the snapshot of {touchpoint}.{step} in run {run_id} lists no batch file {n}")
     if "://" in found[0]["files"][n - 1]:
-        raise HTTPException(404, f"batch file {n} of {touchpoint}.{step} is on object storage: read it there "
-                                 f"({found[0]['files'][n - 1]})")
+        raise HTTPException(
+            404,
+            f"batch file {n} of {touchpoint}.{step} is on object storage: read it there ({found[0]['files'][n - 1]})",
+        )
     listed = Path(found[0]["files"][n - 1])
     staging = settings.staging_dir().resolve()
     path = listed.resolve()  # symlinks and .. resolved: what would really be read
     if not path.is_relative_to(staging):
         raise HTTPException(403, f"batch file {n} of {touchpoint}.{step} is not in the staging folder: not served")
     if not path.is_file():
-        raise HTTPException(404, f"batch file {n} of {touchpoint}.{step} is gone from the staging folder "
-                                 f"(the run's files were cleaned up)")
+        raise HTTPException(
+            404,
+            f"batch file {n} of {touchpoint}.{step} is gone from the staging folder (the run's files were cleaned up)",
+        )
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{workflow}-{run_id}-{touchpoint}-{step}-{listed.name}")
-    return FileResponse(path, media_type="application/xml", filename=name,
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        path,
+        media_type="application/xml",
+        filename=name,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/feeds")
-def feeds_page(request: Request, store: StoreDep, access: AccessDep,
-               tag: Annotated[str, Query(pattern=r"^[a-z_-]{0,32}$")] = "", workflow: Name = "", page: Page = 1):
+def feeds_page(
+    request: Request,
+    store: StoreDep,
+    access: AccessDep,
+    tag: Annotated[str, Query(pattern=r"^[a-z_-]{0,32}$")] = "",
+    workflow: Name = "",
+    page: Page = 1,
+):
     """Entries of the workflows the user may read, and those of no workflow (environments, tokens)."""
     if workflow:
         access.require(READ, workflow)
     mentioned = feeds.workflows(store)
     hidden = mentioned - access.readable(mentioned)
     pager = _pager(request, page, feeds.count(store, workflow=workflow or None, tag=tag or None, hidden=hidden))
-    entries = feeds.entries(store, workflow=workflow or None, tag=tag or None, hidden=hidden, limit=PAGE_SIZE,
-                            offset=pager["offset"])
-    return render(request, "feeds.html", entries=entries, pager=pager, filters={"tag": tag, "workflow": workflow},
-                  tags=_choices(tag, feeds.tags(store)), workflows=_choices(workflow, _readable_published(access)))
+    entries = feeds.entries(
+        store, workflow=workflow or None, tag=tag or None, hidden=hidden, limit=PAGE_SIZE, offset=pager["offset"]
+    )
+    return render(
+        request,
+        "feeds.html",
+        entries=entries,
+        pager=pager,
+        filters={"tag": tag, "workflow": workflow},
+        tags=_choices(tag, feeds.tags(store)),
+        workflows=_choices(workflow, _readable_published(access)),
+    )
 
 
 @router.get("/static/{name}")

@@ -23,11 +23,16 @@ class ResyncRequest(BaseModel):
 
     touchpoint: Name
     ids: Annotated[list[SourceId], Field(min_length=1, max_length=MAX_IDS)] | None = Field(
-        None, description="the source ids to send again (each must be in the bucket)")
-    failed: Annotated[bool, Field(strict=True)] = Field(False, description="true: every failed record of the touchpoint")
+        None, description="the source ids to send again (each must be in the bucket)"
+    )
+    failed: Annotated[bool, Field(strict=True)] = Field(
+        False, description="true: every failed record of the touchpoint"
+    )
     unprocessed: Annotated[bool, Field(strict=True)] = Field(
-        False, description="true: every Unprocessed record of the touchpoint whose last run has ended (success or "
-                           "failed in Airflow): those a failed run left behind")
+        False,
+        description="true: every Unprocessed record of the touchpoint whose last run has ended (success or "
+        "failed in Airflow): those a failed run left behind",
+    )
 
 
 class ResyncStarted(BaseModel):

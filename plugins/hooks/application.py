@@ -52,11 +52,20 @@ class ApplicationHook(BaseHook):
         try:
             conn = self.get_connection(self.conn_id)
         except AirflowNotFoundException:
-            raise ConnectorError(f"connection {self.conn_id!r} isn't defined in Airflow: add it (airflow connections "
-                                f"add {self.conn_id} --conn-json ...) or correct the spec") from None
+            raise ConnectorError(
+                f"connection {self.conn_id!r} isn't defined in Airflow: add it (airflow connections "
+                f"add {self.conn_id} --conn-json ...) or correct the spec"
+            ) from None
         _mask(secret_forms([conn.password]))
-        return dict(conn_type=conn.conn_type, host=conn.host, login=conn.login, password=conn.password,
-                    port=conn.port, schema=conn.schema, extra=conn.extra_dejson)
+        return dict(
+            conn_type=conn.conn_type,
+            host=conn.host,
+            login=conn.login,
+            password=conn.password,
+            port=conn.port,
+            schema=conn.schema,
+            extra=conn.extra_dejson,
+        )
 
     def _sql_url(self) -> str:
         url = sql_url_from_connection(**self._fields())

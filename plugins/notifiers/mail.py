@@ -26,8 +26,16 @@ class FlowlinkEmailNotifier(BaseNotifier):
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing here is a template (and a DAG callback under dag.test() gets a DAG without a template env)."""
 
-    def __init__(self, *, to: str | Iterable[str], subject: str | None = None, text: str | None = None,
-                 html: str | None = None, from_email: str | None = None, smtp_conn_id: str | None = None):
+    def __init__(
+        self,
+        *,
+        to: str | Iterable[str],
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+        from_email: str | None = None,
+        smtp_conn_id: str | None = None,
+    ):
         super().__init__()
         self.to, self.subject, self.text, self.html = to, subject, text, html
         self.from_email, self.smtp_conn_id = from_email, smtp_conn_id

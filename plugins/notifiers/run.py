@@ -33,8 +33,14 @@ class FlowlinkRunFailureNotifier(BaseNotifier):
 
             store = Store.open()
             try:
-                alerts.run_ended_failed(store, dag_id, run_id, reason=context.get("reason"),
-                                        task_states=_task_states(dag_id, run_id), dag_id=dag_id)
+                alerts.run_ended_failed(
+                    store,
+                    dag_id,
+                    run_id,
+                    reason=context.get("reason"),
+                    task_states=_task_states(dag_id, run_id),
+                    dag_id=dag_id,
+                )
             finally:
                 store.dispose()
         except Exception:  # an alert must never turn into another failure

@@ -22,8 +22,15 @@ class FlowlinkWebhookNotifier(BaseNotifier):
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing here is a template (and a DAG callback under dag.test() gets a DAG without a template env)."""
 
-    def __init__(self, *, http_conn_id: str, payload: dict[str, Any] | None = None, timeout: float | None = None,
-                 tries: int = 3, backoff: float = 0.5):
+    def __init__(
+        self,
+        *,
+        http_conn_id: str,
+        payload: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        tries: int = 3,
+        backoff: float = 0.5,
+    ):
         super().__init__()
         self.http_conn_id = http_conn_id
         self.payload = payload
@@ -39,6 +46,10 @@ class FlowlinkWebhookNotifier(BaseNotifier):
 def _from_context(context: Any) -> dict[str, Any]:
     dag = context.get("dag")
     ti = context.get("ti") or context.get("task_instance")
-    return {"event": "task_failed" if ti is not None else "dag_failed", "dag_id": getattr(dag, "dag_id", None),
-            "run_id": context.get("run_id"), "task_id": getattr(ti, "task_id", None),
-            "reason": context.get("reason")}
+    return {
+        "event": "task_failed" if ti is not None else "dag_failed",
+        "dag_id": getattr(dag, "dag_id", None),
+        "run_id": context.get("run_id"),
+        "task_id": getattr(ti, "task_id", None),
+        "reason": context.get("reason"),
+    }

@@ -45,8 +45,15 @@ class TouchpointOperator(BaseOperator):
             artifact = publish.published(self.workflow, version)
             conf = context["dag_run"].conf or {}
             resync = state.resync(store, int(conf["resync_id"])) if conf.get("resync_id") else None
-            ctx = RunContext(store, artifact, run_id, resync, log=self.log,
-                             hostname=getattr(context["ti"], "hostname", None), queue=self.queue)
+            ctx = RunContext(
+                store,
+                artifact,
+                run_id,
+                resync,
+                log=self.log,
+                hostname=getattr(context["ti"], "hostname", None),
+                queue=self.queue,
+            )
             if resync is not None and not ctx.takes_part(self.touchpoint):
                 raise AirflowSkipException(f"this run resyncs touchpoint {resync['touchpoint']!r} only")
             tp = artifact.workflow_model().touchpoint(self.touchpoint)

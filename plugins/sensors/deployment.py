@@ -33,7 +33,9 @@ class DeploymentSensor(BaseSensorOperator):
         try:
             return int(self.deployment_id)
         except (TypeError, ValueError):
-            raise AirflowFailException(f"this run needs conf {{\"deployment_id\": N}}, got {self.deployment_id!r}") from None
+            raise AirflowFailException(
+                f'this run needs conf {{"deployment_id": N}}, got {self.deployment_id!r}'
+            ) from None
 
     def poke(self, context) -> bool:
         from flowlink import deployments
@@ -57,14 +59,25 @@ class DeploymentSensor(BaseSensorOperator):
             deployments.expire_if_due(store, d["id"])
             d = deployments.progress(store, d["id"])
         if d["status"] == DeploymentStatus.SUCCESSFUL:
-            self.log.info("deployment %s: %s of %s v%s to %s is Successful", d["id"], d["action"], d["workflow"], d["version"], d["environment"])
+            self.log.info(
+                "deployment %s: %s of %s v%s to %s is Successful",
+                d["id"],
+                d["action"],
+                d["workflow"],
+                d["version"],
+                d["environment"],
+            )
             return True
         if d["status"] == DeploymentStatus.UNSUCCESSFUL:
             from flowlink import alerts
 
             alerts.deployment_unsuccessful(store, d)  # once per deployment and channel; never raises
-            raise AirflowFailException(f"deployment {d['id']} of {d['workflow']} v{d['version']} is Unsuccessful: {d['message']}")
-        self.log.info("deployment %s pending: waiting for %s until %s", d["id"], ", ".join(d["remaining"]), d["wait_till"])
+            raise AirflowFailException(
+                f"deployment {d['id']} of {d['workflow']} v{d['version']} is Unsuccessful: {d['message']}"
+            )
+        self.log.info(
+            "deployment %s pending: waiting for %s until %s", d["id"], ", ".join(d["remaining"]), d["wait_till"]
+        )
         return False
 
     def execute(self, context):
@@ -82,7 +95,9 @@ class DeploymentSensor(BaseSensorOperator):
             store.dispose()
         # The trigger ends itself at wait till; Airflow's defer timeout is only the backstop.
         backstop = max(wait_till - utcnow(), dt.timedelta(0)) + dt.timedelta(minutes=1)
-        self.defer(trigger=DeploymentTrigger(self._id(), self.poll_interval), method_name="execute_complete", timeout=backstop)
+        self.defer(
+            trigger=DeploymentTrigger(self._id(), self.poll_interval), method_name="execute_complete", timeout=backstop
+        )
 
     def execute_complete(self, context, event: dict):
         if event.get("status") == "error":

@@ -25,7 +25,10 @@ class DeploymentTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return "flowlink_airflow.triggers.deployment.DeploymentTrigger", {"deployment_id": self.deployment_id, "poll_interval": self.poll_interval}
+        return "flowlink_airflow.triggers.deployment.DeploymentTrigger", {
+            "deployment_id": self.deployment_id,
+            "poll_interval": self.poll_interval,
+        }
 
     async def run(self):
         store = None

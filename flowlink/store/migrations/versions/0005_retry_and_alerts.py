@@ -58,6 +58,12 @@ def downgrade() -> None:
     with op.batch_alter_table("resyncs") as batch:
         batch.drop_column("kind")
     with op.batch_alter_table("environments") as batch:
-        for name in ("disconnect_alert_minutes", "last_retry_at", "retry_every", "retry_batch_size",
-                     "retry_wait_minutes", "retry_max_tries"):
+        for name in (
+            "disconnect_alert_minutes",
+            "last_retry_at",
+            "retry_every",
+            "retry_batch_size",
+            "retry_wait_minutes",
+            "retry_max_tries",
+        ):
             batch.drop_column(name)
