@@ -16,7 +16,6 @@ from flowlink.schedule import summary
 from flowlink.spec import Schedule, Workflow
 from flowlink.states import RecordStatus, ResyncKind, RunKind
 from flowlink.store import Store, bucket, feeds, snapshots, state
-from flowlink.store.deployments import transaction
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def publish_workflow(store: Store, spec_path: str | Path) -> Published:
     new = summary(Schedule.model_validate(art.spec.get("schedule") or {}))
     change = f"{old} -> {new}" if old is not None and old != new else None
     if result.created:
-        with transaction(store) as conn:
+        with store.transaction() as conn:
             feeds.add(
                 store,
                 "publish",
@@ -159,7 +158,7 @@ def record_resync(
     store: Store, workflow: str, touchpoint: str, source_ids: list[str], kind: ResyncKind = ResyncKind.MANUAL
 ) -> int:
     """kind: manual (a user chose the records) or retry (the automatic retry of failed records, flowlink/retry.py)."""
-    with transaction(store) as conn:
+    with store.transaction() as conn:
         return state.create_resync(workflow, touchpoint, source_ids, conn, kind=kind)
 
 
@@ -167,7 +166,7 @@ def resync_started(store: Store, resync_id: int, run_id: str) -> None:
     """The resync run is queued: note its run id and tell the feeds."""
     req = state.resync(store, resync_id)
     what, tag = ("automatic retry", "retry") if req.get("kind") == "retry" else ("resync", "resync")
-    with transaction(store) as conn:
+    with store.transaction() as conn:
         state.attach_run(resync_id, run_id, conn)
         feeds.add(
             store,

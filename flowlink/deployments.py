@@ -112,7 +112,7 @@ def add_environment(store: Store, name: str, kind: str, pending_timeout: int = 5
     if kind not in KINDS:
         raise FlowlinkError(f"environment kind must be one of {', '.join(KINDS)}, got {kind!r}")
     minutes = _check_timeout(pending_timeout)
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         if db.environment(conn, name):
             raise FlowlinkError(f"environment {name!r} exists already")
         first = db.add_environment(conn, name, kind, minutes)
@@ -129,12 +129,12 @@ def _with_agent(row: EnvironmentRow) -> Environment:
 
 
 def environments_list(store: Store) -> list[Environment]:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return [_with_agent(r) for r in db.environment_list(conn)]
 
 
 def environment(store: Store, name: str) -> Environment:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         row = db.environment(conn, name)
     if row is None:
         raise NotFound(f"no environment {name!r} (flowlink env list)")
@@ -185,7 +185,7 @@ def set_environment(
     values.update({k: _check_retry(k, v) for k, v in retry.items() if v is not None})
     if primary:
         values["is_primary"] = True
-    with db.transaction(store) as conn:  # exactly one primary: moved in one transaction
+    with store.transaction() as conn:  # exactly one primary: moved in one transaction
         db.update_environment(conn, name, values)
         changes = ", ".join(f"{k}={v}" for k, v in values.items())
         feeds.add(store, "environment", f"environment {name}: {changes or 'no change'}", None, conn)
@@ -193,7 +193,7 @@ def set_environment(
 
 
 def primary(store: Store) -> Environment:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         row = db.primary_environment(conn)
     if row is None:
         raise RuleError("there is no primary environment: add one (flowlink env add NAME --kind cloud)")
@@ -222,7 +222,7 @@ def issue_token(store: Store, name: str) -> str:
     """A new agent token for the environment: 256 random bits, shown once; only its sha256 is stored."""
     environment(store, name)
     token = f"flk_{secrets.token_urlsafe(32)}"
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         token_id = db.add_token(conn, name, _hash(token))
         feeds.add(
             store, "token", f"agent token #{token_id} of {name} issued (fingerprint {fingerprint(token)})", None, conn
@@ -244,7 +244,7 @@ def _shown(t: TokenRow) -> AgentToken:
 def tokens(store: Store, name: str) -> list[AgentToken]:
     """An environment's agent tokens, oldest first: id, fingerprint, created, revoked; never the token or its hash."""
     environment(store, name)
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return [_shown(t) for t in db.tokens(conn, name)]
 
 
@@ -254,7 +254,7 @@ def revoke_token(store: Store, name: str, which: str | int) -> AgentToken:
     tokens). Revoking a revoked token changes nothing."""
     environment(store, name)
     text = str(which).strip()
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         if text.isascii() and text.isdigit() and len(text) <= 10:
             found = db.find_tokens(conn, name, token_id=int(text))
         elif text.startswith("flk_"):
@@ -293,12 +293,12 @@ def _found(d: Deployment | None, deployment_id: int) -> Deployment:
 
 
 def get(store: Store, deployment_id: int) -> Deployment:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return _found(db.deployment(conn, deployment_id), deployment_id)
 
 
 def last(store: Store, workflow: str, environment_name: str | None = None) -> Deployment | None:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return db.last(conn, workflow, environment_name)
 
 
@@ -322,7 +322,7 @@ def _start(
         tries = 1
     now = utcnow()
     wait_till = now + dt.timedelta(minutes=env["pending_timeout"])
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         deployment_id = db.add_deployment(
             conn,
             workflow=workflow,
@@ -388,12 +388,12 @@ def undeploy(store: Store, workflow: str) -> Deployment:
 
 def cancel(store: Store, deployment_id: int) -> None:
     """Take back a deployment whose tracking run could not be started (nothing half-written)."""
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         db.delete_deployment(conn, deployment_id)
 
 
 def steps(store: Store, deployment_id: int) -> list[LogLine]:
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return db.log(conn, deployment_id)
 
 
@@ -421,7 +421,7 @@ def _end(conn: Connection, store: Store, d: Deployment, status: DeploymentStatus
 
 def expire_if_due(store: Store, deployment_id: int) -> None:
     """A deployment still pending after wait_till becomes Unsuccessful."""
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         d = _found(db.deployment(conn, deployment_id), deployment_id)
         if d["status"] == DeploymentStatus.PENDING and utcnow() >= d["wait_till"]:
             missing = _remaining(d, _done(conn, deployment_id))
@@ -452,7 +452,7 @@ def report_step(
     if status not in (LogStatus.DONE, LogStatus.FAILED):
         raise FlowlinkError(f"step status must be done or failed, got {status!r}")
     expire_if_due(store, deployment_id)
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         d = _found(db.deployment(conn, deployment_id), deployment_id)
         if d["environment"] != environment_name:
             raise NotFound(f"no deployment {deployment_id} for environment {environment_name}")
@@ -478,7 +478,7 @@ def report_step(
 
 def progress(store: Store, deployment_id: int) -> Progress:
     """For the tracker: status, steps done, steps still to come, wait_till."""
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         d = _found(db.deployment(conn, deployment_id), deployment_id)
         done = _done(conn, deployment_id)
     return Progress(**d, done=done, remaining=_remaining(d, done))
@@ -487,7 +487,7 @@ def progress(store: Store, deployment_id: int) -> Progress:
 def complete(store: Store, deployment_id: int) -> Deployment:
     """Every step is reported: the deployment is Successful (the tracking sensor's safety net; the last
     step's report normally does it already)."""
-    with db.transaction(store) as conn:
+    with store.transaction() as conn:
         d = _found(db.deployment(conn, deployment_id), deployment_id)
         if d["status"] == DeploymentStatus.PENDING:
             _end(conn, store, d, DeploymentStatus.SUCCESSFUL, "every step reported by the agent")
@@ -496,7 +496,7 @@ def complete(store: Store, deployment_id: int) -> Deployment:
 
 def pending_for(store: Store, environment_name: str) -> list[PendingDeployment]:
     """What an environment's agent must do: its pending deployments with the steps still to carry out."""
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         ids = db.pending_ids(conn, environment_name)
     out = []
     for deployment_id in ids:
@@ -520,7 +520,7 @@ def pending_for(store: Store, environment_name: str) -> list[PendingDeployment]:
 
 def listing(store: Store, environment_name: str | None = None) -> list[Deployment]:
     """The last deployment of each workflow (per environment): the product's Process Flow tab."""
-    with db.reading(store) as conn:
+    with store.reading() as conn:
         return db.latest(conn, environment_name)
 
 

@@ -145,7 +145,7 @@ def _step(ctx: RunContext, touchpoint: str, step: Step) -> Iterator[dict[str, An
         whole = not isinstance(exc, RecordsFailed)
         left = 0
         try:  # the store may be back already (a connection is retried for a while)
-            with ctx.store.engine.begin() as conn:
+            with ctx.store.transaction() as conn:
                 snapshots.finish_step(
                     ctx.store,
                     ctx.workflow,

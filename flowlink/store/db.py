@@ -188,6 +188,18 @@ class Store:
                 f"cannot migrate the Flowlink store at {self.engine.url!r}: {getattr(exc, 'orig', None) or exc}"
             ) from None
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (no transaction kept open)."""
+        with self.engine.connect() as conn:
+            yield conn
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -7,8 +7,6 @@ these functions inside one ``transaction`` where a rule needs several statements
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, func, select
@@ -69,19 +67,6 @@ class LogLine(TypedDict):
     message: str | None
 
 
-@contextmanager
-def transaction(store: Store) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back when it raises."""
-    with store.engine.begin() as conn:
-        yield conn
-
-
-@contextmanager
-def reading(store: Store) -> Iterator[Connection]:
-    with store.engine.connect() as conn:
-        yield conn
-
-
 # ------------------------------------------------------------------ environments
 
 
@@ -123,7 +108,7 @@ def update_environment(conn: Connection, name: str, values: dict[str, Any]) -> N
 
 
 def heartbeat(store: Store, name: str) -> None:
-    with transaction(store) as conn:
+    with store.transaction() as conn:
         conn.execute(environments.update().where(environments.c.name == name).values(last_heartbeat=utcnow()))
 
 
@@ -178,7 +163,7 @@ def environment_of_hash(store: Store, token_hash: str) -> str | None:
     q = select(agent_tokens.c.environment).where(
         agent_tokens.c.token_hash == token_hash, agent_tokens.c.revoked_at.is_(None)
     )
-    with reading(store) as conn:
+    with store.reading() as conn:
         return conn.execute(q).scalar()
 
 
