@@ -220,3 +220,23 @@ def test_flowlink_dags_write_puts_the_repositorys_two_dag_files_into_a_folder(tm
     assert written == {p.name: p.read_text() for p in (REPO / "dags").glob("*.py")}
     assert set(written) == {"flowlink_dags.py", "flowlink_import_errors.py"}
     assert all(len(text.splitlines()) == 1 for text in written.values())
+
+
+def test_the_dag_files_give_every_workflow_and_flowlinks_own_dags(home, tmp_path):
+    """dags/flowlink_dags.py in a fresh interpreter, as the dag-processor reads it: Flowlink's five DAGs and every live
+    workflow, each DAG's file the one-line file (Airflow runs its tasks from there)."""
+    make_live(tmp_path, "erp_to_shop")
+    code = (
+        "import json, runpy; g = runpy.run_path('dags/flowlink_dags.py'); from airflow.sdk import DAG; "
+        "print(json.dumps(sorted(k for k, v in g.items() if isinstance(v, DAG))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=os.environ, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        "erp_to_shop",
+        "flowlink_alerts",
+        "flowlink_daily_summary",
+        "flowlink_deployments",
+        "flowlink_maintenance",
+        "flowlink_retry",
+    ]
