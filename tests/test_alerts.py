@@ -348,7 +348,7 @@ def test_an_unreachable_target_gives_one_run_failed_alert(demo, monkeypatch, obs
     with store.engine.begin() as conn:
         conn.execute(delete(alerts_sent))
     request = DagCallbackRequest(
-        filepath="flowlink_workflows.py",
+        filepath="flowlink_dags.py",
         dag_id=WF,
         run_id=run.run_id,
         bundle_name="dags-folder",

@@ -1,6 +1,6 @@
 """The Flowlink REST API: a FastAPI app that Airflow's api-server mounts at /flowlink (see flowlink_airflow.plugin).
 
-A package next to the plugin files, not a plugin itself (.airflowignore lists it). Modules:
+Modules:
 app (create_app, error mapping, the store), agent (/agent/v1, X-Agent-Token), user (/api/v1, Airflow login),
 models (request and response bodies).
 """
