@@ -267,17 +267,11 @@ class _Sql(_App):
     def connect(self, found: _Found) -> bool:
         import sqlalchemy as sa
 
-        url = self.source.engine.url
-        database = url.database or ""
-        if (
-            url.get_backend_name() == "sqlite"
-            and database not in ("", ":memory:")
-            and not database.startswith("file:")
-            and not os.path.isfile(database)
-        ):
-            found.add(
-                "connect", self.what, Result.PROBLEM, f"no database file {database} (SQLite would create an empty one)"
-            )
+        from flowlink.connectors.sql import missing_sqlite_file
+
+        missing = missing_sqlite_file(self.source.engine.url.render_as_string(hide_password=False))
+        if missing:
+            found.add("connect", self.what, Result.PROBLEM, missing)
             return False
         try:
             with self.source.engine.connect() as conn:

@@ -540,6 +540,87 @@ def cmd_check(args) -> int:
     return 1 if bad else 0
 
 
+def _limit(text: str) -> int:
+    """argparse type: the records of a try, 1 to flowlink.trial.MAX_LIMIT."""
+    from flowlink.trial import check_limit
+
+    try:
+        return check_limit(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    except FlowlinkError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shown(value) -> str:
+    """A field's value in a table: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def cmd_try(args) -> int:
+    from itertools import zip_longest
+
+    from flowlink import trial
+    from flowlink.states import TrialStatus
+
+    subject = trial.subject(args.workflow, args.touchpoint)
+    known = None
+    if subject.touchpoint.load.method == "create_or_update":  # updates by the ids the bucket keeps (read only)
+        from flowlink.store import bucket
+
+        def known(source_ids: list[str]) -> dict[str, str]:
+            return bucket.destination_ids(_store(), subject.workflow, subject.touchpoint.name, source_ids)
+
+    result = trial.try_touchpoint(
+        subject,
+        lambda: trial.source_from_connection(subject.source),
+        limit=args.limit,
+        ids=args.ids,
+        destination_ids=known,
+    )
+    failed = [r for r in result.records if r.status is TrialStatus.FAILED]
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        version = f" v{result.version}" if result.version else " (spec file)"
+        out.print(f"{result.workflow}{version}, touchpoint {result.touchpoint}: {result.chosen} from {result.source}")
+        colour = {"ready": "green", "failed": "red", "skipped": "yellow"}
+        for r in result.records:
+            table = Table(title=f"record {escape(r.key)}: [{colour[r.status]}]{r.status}[/]", title_justify="left")
+            for column in ("source field", "value", "output field", "value"):
+                table.add_column(column)
+            source = list((r.source or {}).items())
+            output = [item for row in r.output for item in row.items()]
+            for (sname, svalue), (oname, ovalue) in zip_longest(source, output, fillvalue=(None, None)):
+                cells = [
+                    sname,
+                    None if sname is None else _shown(svalue),
+                    oname,
+                    None if oname is None else _shown(ovalue),
+                ]
+                table.add_row(*(escape(_cell(c)) for c in cells))
+            out.print(table)
+            if r.message:
+                out.print(f"  {r.status} in {r.step}: {r.message}", markup=False)
+            for q in r.requests:
+                body = json.dumps(q.body, ensure_ascii=False)
+                out.print(f"  would send: {q.method} {q.where} {body}", markup=False)
+                if q.note:
+                    out.print(f"    ({q.note})", markup=False)
+        out.print(
+            f"{plural(len(result.records), 'record')}: {result.count(TrialStatus.READY)} ready to load, "
+            f"{len(failed)} failed, {result.count(TrialStatus.SKIPPED)} skipped; nothing was sent and no "
+            "watermark moved",
+            markup=False,
+        )
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        err.print(f"flowlink try: record {first.key} failed in {first.step}: {first.message}{more}", markup=False)
+        return 1
+    return 0
+
+
 def cmd_deployments(args) -> int:
     from flowlink import deployments
 
@@ -829,6 +910,27 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "workflow", metavar="SPEC|WORKFLOW", help="a spec file, or a published workflow (its newest version)"
     )
+    sp.add_argument("--json", action="store_true")
+    sp = add(
+        "try",
+        cmd_try,
+        "run a touchpoint's mapping on live records of its source and show what the load would send, without "
+        "sending it (no watermark, bucket or snapshot either); exit status 1 if a record fails",
+    )
+    sp.add_argument(
+        "workflow", metavar="SPEC|WORKFLOW", help="a spec file, or a published workflow (its newest version)"
+    )
+    sp.add_argument("touchpoint", metavar="TOUCHPOINT")
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument(
+        "--limit",
+        type=_limit,
+        default=5,
+        metavar="N",
+        help="the newest N records by the touchpoint's incremental field (else the first N by its key); 1 to 100, "
+        "default 5",
+    )
+    which.add_argument("--ids", nargs="+", metavar="ID", help="these records, by the touchpoint's source key")
     sp.add_argument("--json", action="store_true")
     sp = add("deployments", cmd_deployments, "the last deployment of each workflow")
     sp.add_argument("--environment")

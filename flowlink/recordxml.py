@@ -112,6 +112,11 @@ def _as_text(value: Any) -> str:
     return value if type(value) is str else str(value)
 
 
+def key_text(value: Any) -> str:
+    """A record's key as record XML carries it (its ``key`` attribute), so as the bucket keeps it."""
+    return _as_text(value)
+
+
 # A document is built in one pass with its markup written in three stand-in characters
 # (XML cannot hold them, so no valid value holds them either), escaped as a whole with a
 # few str.replace calls, after which the stand-ins become real markup: much faster than

@@ -18,6 +18,14 @@ class RecordStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+class TrialStatus(StrEnum):
+    """A record in a try (flowlink.trial): what a run would do with it."""
+
+    READY = "ready"  # the load would send it
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the stylesheet produced nothing for it
+
+
 class Step(StrEnum):
     """The three steps of a touchpoint, in order (task ids are <touchpoint>.<step>)."""
 

@@ -24,17 +24,27 @@ from lxml import etree
 from sqlalchemy.exc import SQLAlchemyError
 
 from flowlink import staging
-from flowlink.connectors.base import Action, ConnectorError, Source, Target, Unreachable, Unreadable, WriteResult
+from flowlink.connectors.base import (
+    Action,
+    ConnectorError,
+    Record,
+    Source,
+    Target,
+    Unreachable,
+    Unreadable,
+    WriteResult,
+)
 from flowlink.errors import FlowlinkError, plural
 from flowlink.mapping import output_types
 from flowlink.ordering import newer
 from flowlink.publish import Artifact
 from flowlink.recordxml import KEY, RecordReader, RecordWriter
-from flowlink.spec import Touchpoint
+from flowlink.spec import Extract, Touchpoint
 from flowlink.states import RecordStatus, Step, StepFailure, StepStatus
 from flowlink.store import Store, bucket, loads, snapshots, state
 from flowlink.store.bucket import Outcome
 from flowlink.store.state import Resync
+from flowlink.transform import Transformed as TransformResult
 from flowlink.transform import Transformer
 
 DOWN_AFTER = 3  # target errors on this many records in a row: the target is down, not those records
@@ -197,6 +207,49 @@ def _step(ctx: RunContext, touchpoint: str, step: Step) -> Iterator[dict[str, An
     )
 
 
+# What happens to one record in each step, and the message the bucket and the data log keep: said once, here, for
+# a run and for a try (flowlink.trial).
+NOT_FOUND = "not found in the source"  # a chosen id the source no longer has
+NO_OUTPUT = "the stylesheet produced no record for it"  # Skipped
+
+
+def with_key(spec: Extract, record: Record | Unreadable, where: str) -> Record | Unreadable:
+    """The record as read, or an Unreadable in its place when it has no value for the key field."""
+    if not isinstance(record, Unreadable) and record.get(spec.key) in (None, ""):
+        return Unreadable(f"no value for the key field {spec.key!r}", where)
+    return record
+
+
+def unreadable(record: Unreadable) -> Outcome:
+    """A record the source could not read or use: Failed, under its key or, without one, under "(<where>)"."""
+    key, where = record.key, record.where
+    sid = f"({where})" if key is None or key == "" else str(key)
+    return Outcome(sid, RecordStatus.FAILED, message=f"extract: {where}: {record.reason}")
+
+
+def unwritable(failures: list[tuple[str, str]]) -> list[Outcome]:
+    """Records record XML cannot carry (RecordWriter's failures): Failed in extract."""
+    return [Outcome(sid, RecordStatus.FAILED, message=f"extract: {problem}") for sid, problem in failures]
+
+
+def transformed_outcomes(done: TransformResult) -> list[Outcome]:
+    """The stylesheet's failures (Failed) and the records it produced nothing for (Skipped)."""
+    produced = set(done.keys_out)
+    failed = {k for k, _ in done.failures}
+    outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in done.failures]
+    outcomes += [
+        Outcome(k, RecordStatus.SKIPPED, message=NO_OUTPUT)
+        for k in done.keys_in
+        if k not in produced and k not in failed
+    ]
+    return outcomes
+
+
+def unfit_outcomes(unfit: list[tuple[str, str]]) -> list[Outcome]:
+    """Output values that do not fit their type in the mapping (RecordReader's failures): Failed, as the transform's."""
+    return [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in unfit]
+
+
 def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) -> Extracted:
     """Read new records (or the chosen ones for a resync) into batch files; they wait in the bucket as Unprocessed.
 
@@ -221,21 +274,18 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
         for n, batch in enumerate(source.read(spec, since=since, ids=ids, batch_size=tp.batch_size), 1):
             keyed, bad = [], []
             for i, record in enumerate(batch, 1):
-                if not isinstance(record, Unreadable) and record.get(spec.key) in (None, ""):
-                    record = Unreadable(f"no value for the key field {spec.key!r}", f"batch {n}, record {i}")
+                record = with_key(spec, record, f"batch {n}, record {i}")
                 if isinstance(record, Unreadable):
-                    key, problem, where = record.key, record.reason, record.where
-                    sid = f"({where})" if key is None or key == "" else str(key)
-                    bad.append(Outcome(sid, RecordStatus.FAILED, message=f"extract: {where}: {problem}"))
-                    ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
+                    bad.append(outcome := unreadable(record))
+                    ctx.log.error("%s: source record %s failed: %s", tp.name, outcome.source_id, record.reason)
                     continue
                 keyed.append(record)
                 value = record.get(spec.incremental) if spec.incremental else None
                 if value is not None and (high is None or newer(value, high)):
                     high = value
             written = writer.write(keyed)  # a record holding what XML cannot carry fails here, alone
+            bad += unwritable(written.failures)
             for sid, problem in written.failures:
-                bad.append(Outcome(sid, RecordStatus.FAILED, message=f"extract: {problem}"))
                 ctx.log.error("%s: source record %s failed: %s", tp.name, sid, problem)
             path = folder / f"batch-{n:05d}.xml"
             staging.write_batch(path, written.document)
@@ -256,7 +306,7 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
                 tp.name,
                 ctx.run_id,
                 Step.EXTRACT,
-                [Outcome(i, RecordStatus.FAILED, message="not found in the source") for i in gone],
+                [Outcome(i, RecordStatus.FAILED, message=NOT_FOUND) for i in gone],
             )
             stats["count_failed"] += len(gone)
             ctx.log.error("%s: %d chosen records are no longer in the source: %s", tp.name, len(gone), gone[:20])
@@ -281,14 +331,7 @@ def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extract
                 raise FlowlinkError(f"{src}: not a batch file of record XML ({exc})") from None
             path = folder / f"batch-{n:05d}.xml"
             staging.write_batch(path, done.document)
-            produced = set(done.keys_out)
-            failed = {k for k, _ in done.failures}
-            outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in done.failures]
-            outcomes += [
-                Outcome(k, RecordStatus.SKIPPED, message="the stylesheet produced no record for it")
-                for k in done.keys_in
-                if k not in produced and k not in failed
-            ]
+            outcomes = transformed_outcomes(done)
             bucket.record(ctx.store, ctx.workflow, tp.name, ctx.run_id, Step.TRANSFORM, outcomes)
             for k, reason in done.failures:
                 ctx.log.warning("%s: record %s failed in transform: %s", tp.name, k, reason)
@@ -381,7 +424,7 @@ def load(ctx: RunContext, tp: Touchpoint, open_target: Callable[[], Target], tra
             )
             results = _write(ctx, tp, target, [r for _, r in todo], [known.get(k) for k, _ in todo]) if todo else []
             # a value that does not fit its type in the mapping: the transform's output, found as it is read here
-            outcomes = [Outcome(k, RecordStatus.FAILED, message=f"transform: {reason}") for k, reason in unfit]
+            outcomes = unfit_outcomes(unfit)
             for (k, _), r in zip(todo, results, strict=True):
                 if r.ok:
                     outcomes.append(Outcome(k, RecordStatus.SUCCESS, destination_id=r.destination_id))

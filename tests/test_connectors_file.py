@@ -102,6 +102,17 @@ def test_incremental_since_and_order(tmp_path):
     assert read_all(source, extract, since="2024-03-01T12:00:00") == []
 
 
+def test_newest_by_incremental_then_key_with_unreadable_records_in_their_place(tmp_path):
+    write(tmp_path, "orders.json", ORDERS)
+    source = FileSource(tmp_path)
+    assert ids_of(source.newest(Extract(file="orders.json", key="id", incremental="updated"), 3)) == ["1", "3", "2"]
+    assert ids_of(source.newest(Extract(file="orders.json", key="id"), 2)) == ["1", "2"]  # no incremental: by key
+    (tmp_path / "seq.jsonl").write_text('{"id": 1, "seq": 1}\n{"id": 2, "seq": 3}\nnot json\n{"id": 3, "seq": 2}\n')
+    got = source.newest(Extract(file="seq.jsonl", key="id", incremental="seq"), 10)
+    assert [r["id"] if isinstance(r, dict) else r.where for r in got] == [2, 3, 1, "seq.jsonl line 3"]
+    assert isinstance(got[-1], Unreadable)
+
+
 def test_since_compares_numbers_as_numbers(tmp_path):
     (tmp_path / "seq.csv").write_text("id,seq\na,9\nb,10\nc,100\nd,x\n")
     extract = Extract(file="seq.csv", key="id", incremental="seq")

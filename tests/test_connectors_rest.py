@@ -209,6 +209,24 @@ def test_read_numeric_incremental_and_keys_compare_as_numbers():
     assert keys(got, "no") == ["9", "2", "11"]
 
 
+def test_newest_reads_every_page_and_keeps_the_newest(shop):
+    seed_customers(shop, 12)  # customer i has updated_at 2024-01-(31-i): the lowest ids are the newest
+    extract = customers_extract(incremental="updated_at", pagination=Pagination(size=5))
+    with RestSource(shop.url) as source:
+        assert keys([source.newest(extract, 3)]) == [1, 2, 3]  # newest first, across the three pages
+        assert keys([source.newest(extract, 100)]) == list(range(1, 13))
+        assert keys([source.newest(customers_extract(pagination=Pagination(size=5)), 3)]) == [1, 2, 3]  # by key
+
+
+def test_newest_without_incremental_stops_reading_at_the_limit():
+    pages = {"1": [{"id": 2}, {"id": 1}], "2": [{"id": 3}, {"id": 4}], "3": [{"id": 5}]}
+    with Tiny(lambda r: (200, {}, pages.get(dict(r["query"]).get("page", ""), []))) as tiny:
+        with RestSource(tiny.url) as source:
+            got = source.newest(Extract(endpoint="/x", key="id", pagination=Pagination(size=2)), 3)
+        assert keys([got], "id") == [1, 2, 3]
+        assert [dict(r["query"])["page"] for r in tiny.requests] == ["1", "2"]  # the third page is not asked for
+
+
 def test_read_ids(shop):
     seed_customers(shop, 15)
     extract = customers_extract(incremental="updated_at", pagination=Pagination(size=4))

@@ -121,6 +121,25 @@ def test_incremental_since_orders_by_incremental_then_key(engine, source):
     assert read_all(source, extract, since=everything[-1]["updated_at"]) == []
 
 
+def test_newest_asks_the_database_for_the_newest_records(engine, source):
+    table = make_orders(engine)
+    extract = Extract(table=table, key="id", incremental="updated_at")
+    assert [r["id"] for r in source.newest(extract, 3)] == [2, 1, 4]  # newest first: updated_at, then key, descending
+    assert source.newest(extract, 3) == list(reversed(read_all(source, extract)))[:3]  # the records a run reads
+    assert [r["id"] for r in source.newest(Extract(table=table, key="id"), 3)] == [1, 2, 3]  # no incremental: by key
+    filtered = Extract(table=table, key="id", incremental="updated_at", filter="region = 'south'")
+    assert [r["id"] for r in source.newest(filtered, 2)] == [2, 4]
+    query = Extract(query=f"SELECT id, updated_at FROM {table}", key="id", incremental="updated_at")
+    assert [r["id"] for r in source.newest(query, 20)] == [2, 1, 4, 3, 6, 5, 8, 7, 10, 9]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {table} SET updated_at = NULL WHERE id = 2"))
+    assert [r["id"] for r in source.newest(extract, 10)][-1] == 2  # no value: the oldest, as a run orders it
+    with pytest.raises(ConnectorError, match="no such table"):
+        source.newest(Extract(table="nothing_here", key="id"), 3)
+    with pytest.raises(ConnectorError, match="extract.incremental 'changed' is not a column"):
+        source.newest(Extract(table=table, key="id", incremental="changed"), 3)
+
+
 def test_ids_reads_chosen_records_and_ignores_since(engine, source):
     table = make_orders(engine)
     extract = Extract(table=table, key="id", incremental="updated_at")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import heapq
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ __all__ = [
     "Unreachable",
     "Unreadable",
     "WriteResult",
+    "dotted",
     "json_safe",
+    "newest",
 ]
 
 Record = dict[str, Any]  # field -> JSON-safe value
@@ -122,9 +125,57 @@ class Source(Protocol):
         """
         ...
 
+    def newest(self, extract: Extract, limit: int) -> Batch:
+        """At most ``limit`` records for a look at the data (``flowlink try``), never for a run: the newest by
+        ``extract.incremental`` then ``extract.key``, newest first, when incremental is set; else the first by
+        ``extract.key``, as a run reads them. ``extract.filter`` applies. Unreadable records take their place by
+        the key and incremental value they have. Raises :class:`ConnectorError` as ``read`` does."""
+        ...
+
     def close(self) -> None:
         """Release connections/handles; safe to call twice."""
         ...
+
+
+def newest(batches: Iterator[Batch], extract: Extract, limit: int) -> Batch:
+    """:meth:`Source.newest` from a whole read (a source that cannot ask its application for the newest records):
+    with ``extract.incremental``, the ``limit`` highest by (incremental, key) in :mod:`flowlink.ordering`'s rule,
+    holding only those while reading; else the first ``limit`` of the read, which then stops."""
+    from flowlink.ordering import order_key  # flowlink.ordering imports nothing of the connectors
+
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    try:
+        if not extract.incremental:
+            first: Batch = []
+            for batch in batches:
+                first += batch[: limit - len(first)]
+                if len(first) == limit:
+                    break
+            return first
+
+        def rank(record: Record | Unreadable) -> tuple:
+            if isinstance(record, Unreadable):
+                return (order_key(record.incremental), order_key(record.key))
+            return (order_key(dotted(record, extract.incremental)), order_key(dotted(record, extract.key)))
+
+        return heapq.nlargest(limit, (r for batch in batches for r in batch), key=rank)
+    finally:
+        getattr(batches, "close", lambda: None)()  # a generator: end it, and so its query, pages or files
+
+
+def dotted(record: Record, path: str | None) -> Any:
+    """record[path], else a dotted path through nested objects (as the REST source reads keys); None when missing."""
+    if path is None:
+        return None
+    if path in record:
+        return record[path]
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 @runtime_checkable

@@ -54,7 +54,7 @@ from typing import Any
 from lxml import etree
 
 from flowlink import settings
-from flowlink.connectors.base import Batch, ConnectorError, Record, Unreadable, WriteResult, json_safe
+from flowlink.connectors.base import Batch, ConnectorError, Record, Unreadable, WriteResult, json_safe, newest
 from flowlink.files import write_atomic
 from flowlink.ordering import newer, order_key
 from flowlink.spec import Extract, Load
@@ -177,6 +177,10 @@ class FileSource(_Folder):
         records.sort(key=order)
         for start in range(0, len(records), batch_size):
             yield records[start : start + batch_size]
+
+    def newest(self, extract: Extract, limit: int) -> Batch:
+        """Source.newest: the matching files are read whole, as for a run, and the newest ``limit`` records kept."""
+        return newest(self.read(extract, batch_size=limit), extract, limit)
 
 
 def _plain(value: Any) -> str | int | float | None:

@@ -99,15 +99,23 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from flowlink.connectors.base import Action, Batch, ConnectorError, Unreachable, WriteResult, json_safe
+from flowlink.connectors.base import Action, Batch, ConnectorError, Unreachable, WriteResult, json_safe, newest
 from flowlink.connectors.oauth2 import ClientCredentials
 from flowlink.errors import is_sensitive, redact, secret_forms
 from flowlink.ordering import order_key
 from flowlink.reach import Patience, connect_failed
 from flowlink.reach import describe as _describe
-from flowlink.spec import PLACEHOLDER, Extract, Load
+from flowlink.spec import PLACEHOLDER, Extract, Load, Match
 
-__all__ = ["RestSource", "RestTarget", "connection_secrets", "rest_settings_from_connection"]
+__all__ = [
+    "RestSource",
+    "RestTarget",
+    "connection_secrets",
+    "look_up_path",
+    "path",
+    "rest_settings_from_connection",
+    "write_request",
+]
 
 USER_AGENT = "flowlink/0.1"
 MAX_WAIT = 120.0  # seconds: the longest backoff or Retry-After wait
@@ -201,8 +209,7 @@ class _RestClient:
         self.session.close()
 
     def url(self, endpoint: str, *tail: str) -> str:
-        path = "/" + endpoint.strip("/") if endpoint.strip("/") else ""
-        return self.base_url + path + "".join("/" + quote(part, safe="") for part in tail)
+        return self.base_url + path(endpoint, *tail)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send one request (with retries); raise ConnectorError when the service cannot be reached (Unreachable
@@ -301,6 +308,11 @@ class RestSource(_RestClient):
                     batch = []
         if batch:
             yield batch
+
+    def newest(self, extract: Extract, limit: int) -> Batch:
+        """Source.newest: every page is read (a service offers no common way to ask for the newest records), only
+        the newest ``limit`` kept; without extract.incremental, the first ``limit`` (reading stops there)."""
+        return newest(self.read(extract, batch_size=min(limit, 500)), extract, limit)
 
     @staticmethod
     def _page_order(page: list[dict], extract: Extract) -> list[dict]:
@@ -421,10 +433,8 @@ class RestTarget(_RestClient):
             return WriteResult(key=key, ok=False, error=str(exc))
         if load.method == "create_or_update":
             return self._create_or_update(load, key, record, body, known)
-        if load.method == "upsert":
-            method, url = "PUT", self.url(load.endpoint or "", key)
-        else:
-            method, url = "POST", self.url(load.endpoint or "")
+        method, where = write_request(load, key)
+        url = self.base_url + where
         response = self._send(method, url, body)
         if not _ok(response):
             return self._failed(key, method, url, response, exists=method == "POST" and response.status_code == 409)
@@ -485,8 +495,7 @@ class RestTarget(_RestClient):
                     ok=False,
                     error=f"the record has no value for {field!r}, which load.match.endpoint needs to look it up",
                 )
-        path = PLACEHOLDER.sub(lambda m: quote(_param_value(_get(record, m[1])), safe=""), match.endpoint)
-        url = self.url(path)
+        url = self.url(look_up_path(match, record))
         response = self.request("GET", url)
         if not _ok(response):
             return self._failed(key, "GET", url, response)
@@ -614,6 +623,30 @@ def rest_settings_from_connection(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def path(endpoint: str, *tail: str) -> str:
+    """The path of a request below the base URL: ``/customers`` and, with ``tail``, ``/customers/17`` (each part
+    URL-encoded); "" for the base URL itself."""
+    head = "/" + endpoint.strip("/") if endpoint.strip("/") else ""
+    return head + "".join("/" + quote(part, safe="") for part in tail)
+
+
+def look_up_path(match: Match, record: dict) -> str:
+    """create_or_update: the GET path and query that finds a record in the target, its placeholders filled."""
+    return PLACEHOLDER.sub(lambda m: quote(_param_value(_get(record, m[1])), safe=""), match.endpoint)
+
+
+def write_request(load: Load, key: str, known: str | None = None) -> tuple[str, str]:
+    """(method, path) of the request that writes a record whose load key is ``key``: upsert ``PUT endpoint/key``,
+    insert ``POST endpoint``; create_or_update with a known destination id ``PUT`` (or ``PATCH``) ``endpoint/id``,
+    without one ``POST endpoint`` once load.match has found nothing."""
+    endpoint = load.endpoint or ""
+    if load.method == "upsert":
+        return "PUT", path(endpoint, key)
+    if load.method == "create_or_update" and known is not None:
+        return (load.update or "put").upper(), path(endpoint, known)
+    return "POST", path(endpoint)
 
 
 def _get(data: Any, path: str | None) -> Any:

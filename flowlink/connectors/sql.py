@@ -52,6 +52,7 @@ Credentials
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -68,7 +69,7 @@ from flowlink.ordering import newer, number
 from flowlink.reach import Patience, db_unreachable
 from flowlink.spec import Extract, Load
 
-__all__ = ["SqlSource", "SqlTarget", "sql_url_from_connection", "url_secrets"]
+__all__ = ["SqlSource", "SqlTarget", "missing_sqlite_file", "sql_url_from_connection", "url_secrets"]
 
 ID_CHUNK = 500
 CONNECT_TIMEOUT = 10  # seconds: libpq's connect_timeout when the URL sets none
@@ -166,6 +167,19 @@ def url_secrets(url: str) -> list[str]:
     return secret_forms(str(p) for p in found)
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """Why a SQLite URL cannot be read: its database file does not exist (connecting would create an empty one);
+    None for any other URL."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa_exc.ArgumentError, ValueError):
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return None if os.path.isfile(database) else f"no database file {database} (SQLite would create an empty one)"
+
+
 def _first_line(error: BaseException) -> str:
     """The database's own message, first line only (no SQL, no parameters)."""
     orig = getattr(error, "orig", None)
@@ -208,11 +222,13 @@ def _make_engine(url: str) -> Engine:
 
 
 class _Sql:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, unreachable_after: float | None = None):
+        """``unreachable_after``: seconds to keep trying a server that cannot be reached (default
+        FLOWLINK_UNREACHABLE_AFTER)."""
         self.engine = _make_engine(url)
         self._where = self.engine.url.render_as_string(hide_password=True)
         self._secrets = url_secrets(url)
-        self._patience = Patience()
+        self._patience = Patience(unreachable_after)
 
     def _reason(self, error: BaseException) -> str:
         """The database's own message, first line, without the password."""
@@ -308,6 +324,36 @@ class SqlSource(_Sql):
             if batch:
                 yield batch
 
+    def newest(self, extract: Extract, limit: int) -> Batch:
+        """Source.newest, asked of the database: ``ORDER BY incremental DESC, key DESC LIMIT n`` (rows without an
+        incremental value last), else ``ORDER BY key LIMIT n``. The database orders by the column's type, as it
+        compares a run's watermark."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if not (extract.table or extract.query):
+            raise ConnectorError("a sql source reads extract.table or extract.query")
+        what = f"table {extract.table!r}" if extract.table else "the query"
+        with self._connect() as conn:
+            if extract.table:
+                columns = self._columns(conn, extract.table)
+                for role, field in (("key", extract.key), ("incremental", extract.incremental)):
+                    if field and field not in columns:
+                        raise ConnectorError(f"extract.{role} {field!r} is not a column of table {extract.table!r}")
+            key: sa.ColumnClause[Any] = sa.column(extract.key)
+            stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(self._source(extract))
+            if extract.filter:
+                stmt = stmt.where(sa.text(f"({extract.filter})"))
+            if extract.incremental:
+                inc: sa.ColumnClause[Any] = sa.column(extract.incremental)
+                stmt = stmt.order_by(inc.desc().nulls_last(), key.desc())
+            else:
+                stmt = stmt.order_by(key)
+            try:
+                rows = conn.execute(stmt.limit(limit)).mappings().all()
+            except sa_exc.SQLAlchemyError as exc:
+                raise ConnectorError(f"cannot read {what}: {self._reason(exc)}") from None
+        return [{str(k): json_safe(v, str(k)) for k, v in row.items()} for row in rows]
+
     @staticmethod
     def _source(extract: Extract) -> Any:
         if extract.table:
@@ -348,8 +394,8 @@ class SqlSource(_Sql):
 class SqlTarget(_Sql):
     """Upserts or inserts records into a table (see the module docstring)."""
 
-    def __init__(self, url: str):
-        super().__init__(url)
+    def __init__(self, url: str, *, unreachable_after: float | None = None):
+        super().__init__(url, unreachable_after=unreachable_after)
         self._tables: dict[tuple[str, str], dict[str, Any]] = {}  # (table, key) -> columns
 
     def _table_columns(self, conn: Connection, load: Load) -> dict[str, Any]:
