@@ -171,22 +171,27 @@ class Store:
     def upgrade(self) -> None:
         """Bring the schema to the latest Alembic revision (no-op when it is there).
 
-        One migration at a time: the first opens of a new store (CLI, scheduler, workers) may come together."""
+        One migration at a time: the first opens of a new store (CLI, scheduler, workers) may come together. A SQLite
+        file is opened under its lock: the first connection turns on WAL, which needs the file to itself."""
         try:
-            if self.revision() == _head():
-                return
-            cfg = _alembic_config()
-            with _sqlite_lock(self.engine), self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7318391)")  # held until this transaction ends
-                if MigrationContext.configure(conn).get_current_revision() == _head():
-                    return  # another process migrated while this one waited
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            with _sqlite_lock(self.engine):
+                self._upgrade()
         except SQLAlchemyError as exc:
             raise self.unavailable(exc) or FlowlinkError(
                 f"cannot migrate the Flowlink store at {self.engine.url!r}: {getattr(exc, 'orig', None) or exc}"
             ) from None
+
+    def _upgrade(self) -> None:
+        if self.revision() == _head():
+            return
+        cfg = _alembic_config()
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7318391)")  # held until this transaction ends
+            if MigrationContext.configure(conn).get_current_revision() == _head():
+                return  # another process migrated while this one waited
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
