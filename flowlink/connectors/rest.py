@@ -99,7 +99,16 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from flowlink.connectors.base import Action, Batch, ConnectorError, Unreachable, WriteResult, json_safe, newest
+from flowlink.connectors.base import (
+    Action,
+    Batch,
+    ConnectorError,
+    Unreachable,
+    WriteResult,
+    dotted,
+    json_safe,
+    newest,
+)
 from flowlink.connectors.oauth2 import ClientCredentials
 from flowlink.errors import is_sensitive, redact, secret_forms
 from flowlink.ordering import order_key
@@ -650,17 +659,8 @@ def write_request(load: Load, key: str, known: str | None = None) -> tuple[str, 
 
 
 def _get(data: Any, path: str | None) -> Any:
-    """data[path], else the dotted path (``meta.updated_at``) through nested objects; None when missing (or no path)."""
-    if not isinstance(data, dict) or path is None:
-        return None
-    if path in data:
-        return data[path]
-    value: Any = data
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """base.dotted for any JSON value: None unless ``data`` is an object."""
+    return dotted(data, path) if isinstance(data, dict) else None
 
 
 def _ok(response: requests.Response) -> bool:
