@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-OWN = ("deployments", "retry", "alerts", "maintenance")  # the modules of Flowlink's own DAGs (dag ids flowlink_*)
+OWN = ("deployments", "retry", "alerts", "maintenance", "tries")  # modules of Flowlink's own DAGs (flowlink_*)
 
 
 def dags() -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 from flowlink import settings
 from flowlink.errors import FlowlinkError
 from flowlink.files import create_new, write_atomic
-from flowlink.spec import Workflow, load_spec
+from flowlink.spec import SpecError, Workflow, load_spec, parse_text
 
 FORMAT = 1
 VERSION_FILE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-v(?P<version>\d{4,})\.json$")
@@ -69,6 +69,37 @@ def compile_content(spec_path: str | Path) -> dict[str, Any]:
 
     wf = load_spec(spec_path)
     stylesheets = {tp.name: stylesheet_for(tp, spec_path.parent) for tp in wf.touchpoints}
+    return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
+
+
+DRAFT = "draft"  # the file name a draft's problems are reported under
+
+
+def draft_content(text: str, base: Artifact | None = None) -> dict[str, Any]:
+    """A spec draft's YAML text validated and compiled as compile_content compiles a file (raises SpecError).
+
+    A draft has no folder: a touchpoint with its own ``xslt`` file takes the stylesheet the same touchpoint has in
+    ``base`` (the published version the draft started from) when it names the same file, else it is a problem."""
+    from flowlink.mapping import generate_xslt
+
+    wf = parse_text(text, DRAFT)
+    kept = {tp["name"]: tp.get("xslt") for tp in base.spec["touchpoints"]} if base else {}
+    stylesheets, problems = {}, []
+    for i, tp in enumerate(wf.touchpoints):
+        if tp.mapping is not None:
+            stylesheets[tp.name] = generate_xslt(tp)
+        elif base is not None and kept.get(tp.name) == tp.xslt and tp.name in base.stylesheets:
+            stylesheets[tp.name] = base.stylesheets[tp.name]
+        else:
+            problems.append(
+                (
+                    f"touchpoints[{i}].xslt",
+                    f"a draft cannot read the file {tp.xslt}: give the touchpoint a mapping, or publish the spec "
+                    "and its XSLT file with `flowlink publish`",
+                )
+            )
+    if problems:
+        raise SpecError(DRAFT, problems)
     return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
 
 
@@ -142,7 +173,11 @@ def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path
 
 def publish(spec_path: str | Path) -> PublishResult:
     """Publish a spec: a new immutable version if its compiled content changed, else the latest version."""
-    content = compile_content(spec_path)
+    return publish_content(compile_content(spec_path))
+
+
+def publish_content(content: dict[str, Any]) -> PublishResult:
+    """Publish compiled content (compile_content, draft_content), as :func:`publish` does."""
     workflow = content["spec"]["name"]
     sha = checksum(content)
     files = versions(workflow)

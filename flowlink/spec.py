@@ -616,17 +616,9 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_spec(path: str | Path) -> Workflow:
-    """Read and validate a workflow YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]
-        ) from None
+def parse_text(text: str, file: str = "<spec>") -> Workflow:
+    """Validate a spec's YAML text (a draft, or a file's content); raise SpecError naming every problem. An ``xslt``
+    file is not read here (load_spec checks it beside the spec file)."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
@@ -638,8 +630,24 @@ def load_spec(path: str | Path) -> Workflow:
         else:
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
             problem = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
-        raise SpecError(str(path), [("", f"invalid YAML: {where}{problem}")]) from None
-    wf = parse_spec(data, str(path))
+        raise SpecError(file, [("", f"invalid YAML: {where}{problem}")]) from None
+    except RecursionError:  # the parser recurses per level: thousands of [ or {
+        raise SpecError(file, [("", "invalid YAML: nested too deeply")]) from None
+    return parse_spec(data, file)
+
+
+def load_spec(path: str | Path) -> Workflow:
+    """Read and validate a workflow YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            str(path), [("", f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]
+        ) from None
+    wf = parse_text(text, str(path))
     problems = []
     for i, tp in enumerate(wf.touchpoints):
         if tp.xslt is None:

@@ -26,6 +26,15 @@ class TrialStatus(StrEnum):
     SKIPPED = "skipped"  # the stylesheet produced nothing for it
 
 
+class TryStatus(StrEnum):
+    """A try on the Try page (flowlink.tries): its samples fetched by a flowlink_try run on the environment's queue."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
 class Step(StrEnum):
     """The three steps of a touchpoint, in order (task ids are <touchpoint>.<step>)."""
 

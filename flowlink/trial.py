@@ -58,17 +58,17 @@ def subject(spec_or_name: str, touchpoint: str) -> Subject:
 
     if Path(spec_or_name).is_file() or spec_or_name.endswith((".yaml", ".yml")):
         wf = load_spec(spec_or_name)
-        tp = _touchpoint(wf, touchpoint)
+        tp = touchpoint_of(wf, touchpoint)
         return Subject(wf.name, None, tp, stylesheet_for(tp, Path(spec_or_name).parent), wf.source, wf.target)
     if not publish.versions(spec_or_name):
         raise FlowlinkError(f"{spec_or_name!r} is neither a spec file nor a published workflow")
     art = publish.published(spec_or_name)
     wf = art.workflow_model()
-    tp = _touchpoint(wf, touchpoint)
+    tp = touchpoint_of(wf, touchpoint)
     return Subject(wf.name, art.version, tp, art.stylesheets[tp.name], wf.source, wf.target)
 
 
-def _touchpoint(wf: Workflow, name: str) -> Touchpoint:
+def touchpoint_of(wf: Workflow, name: str) -> Touchpoint:
     names = [tp.name for tp in wf.touchpoints]
     if name not in names:
         raise FlowlinkError(f"workflow {wf.name!r} has no touchpoint {name!r} (it has: {', '.join(names)})")

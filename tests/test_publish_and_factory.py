@@ -239,4 +239,5 @@ def test_the_dag_files_give_every_workflow_and_flowlinks_own_dags(home, tmp_path
         "flowlink_deployments",
         "flowlink_maintenance",
         "flowlink_retry",
+        "flowlink_try",
     ]

@@ -33,6 +33,7 @@ TABLES = {
     "deployment_log",
     "alert_channels",
     "alerts_sent",
+    "tries",
 }
 WF = "erp_to_shop"
 
@@ -58,7 +59,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     bare.dispose()
 
     first = Store.open(store_url)
-    assert first.revision() == "0006"
+    assert first.revision() == "0007"
     inspector = sa.inspect(first.engine)
     assert set(inspector.get_table_names()) == TABLES
     assert {ix["name"] for ix in inspector.get_indexes("bucket")} >= {"ix_bucket_status", "ix_bucket_updated"}
@@ -66,7 +67,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
     assert {ix["name"] for ix in inspector.get_indexes("data_log")} == {"ix_data_log_run"}
     assert {ix["name"] for ix in inspector.get_indexes("feeds")} == {"ix_feeds_at"}
     with first.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0006"]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0007"]
         # the migration creates exactly the tables the code uses
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     feeds.add(first, "publish", "kept across opens", WF)
@@ -77,7 +78,7 @@ def test_open_migrates_to_head_and_a_second_open_is_a_no_op(store_url, monkeypat
 
     monkeypatch.setattr(command, "upgrade", no_migration)
     second = Store.open(store_url)
-    assert second.revision() == "0006"
+    assert second.revision() == "0007"
     assert [e["message"] for e in feeds.entries(second)] == ["kept across opens"]
     with second.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
@@ -94,7 +95,7 @@ def test_first_opens_from_several_processes_at_once_migrate_once(store_url):
         for _ in range(6)
     ]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
-    assert [(rc, out.strip()) for rc, out, _err in results] == [(0, "0006")] * 6, [err[-500:] for _, _, err in results]
+    assert [(rc, out.strip()) for rc, out, _err in results] == [(0, "0007")] * 6, [err[-500:] for _, _, err in results]
 
 
 def test_open_reports_an_unusable_store_as_a_flowlink_error(tmp_path):

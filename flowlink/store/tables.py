@@ -221,3 +221,23 @@ alerts_sent = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("channel_id", "dedupe_key", name="uq_alert_once"),
 )
+
+tries = Table(
+    "tries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(63), nullable=False),
+    Column("version", Integer),  # the published version tried; NULL: a draft
+    Column("touchpoint", String(63), nullable=False),
+    Column("requested_by", String(255), nullable=False),  # the Airflow user: only they read the result
+    Column("environment", String(63)),  # whose worker queue fetches the samples; NULL: the default queue
+    Column("subject", Text, nullable=False),  # JSON {"spec", "stylesheets"}: what the worker tries
+    Column("sample_limit", Integer, nullable=False),
+    Column("ids", Text),  # JSON list of source ids, or NULL: the newest records
+    Column("run_id", String(250)),  # the flowlink_try run fetching it
+    Column("status", String(8), nullable=False),  # queued | running | success | failed
+    Column("result", Text),  # JSON flowlink.trial.Trial, once it succeeded
+    Column("error", Text),  # why it failed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+)

@@ -86,11 +86,13 @@ class ApplicationHook(BaseHook):
         except FlowlinkError as exc:
             raise ConnectorError(f"connection {self.conn_id!r}: {exc}") from None
 
-    def get_source(self) -> Source:
+    def get_source(self, *, unreachable_after: float | None = None) -> Source:
+        """``unreachable_after``: seconds to keep trying an application that cannot be connected to (default
+        FLOWLINK_UNREACHABLE_AFTER, as a run); 0 says it at once (a try, whose page waits)."""
         if self.app_type == "sql":
-            return SqlSource(self._sql_url())
+            return SqlSource(self._sql_url(), unreachable_after=unreachable_after)
         if self.app_type == "rest":
-            return RestSource(**self._rest_settings())
+            return RestSource(**self._rest_settings(), unreachable_after=unreachable_after)
         return FileSource(self._folder())
 
     def get_target(self) -> Target:
