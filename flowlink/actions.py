@@ -4,9 +4,10 @@ and the UI pages call these."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from flowlink import airflow_adapter as runs
 from flowlink import deployments
@@ -26,9 +27,17 @@ class Published:
 
 def publish_workflow(store: Store, spec_path: str | Path) -> Published:
     """Publish a spec: a new version only if its content changed. Deploying puts a version live."""
-    name = _name_of(spec_path)
+    return _published(store, _name_of(spec_path), lambda: publishing.publish(spec_path))
+
+
+def publish_draft(store: Store, content: dict[str, Any]) -> Published:
+    """Publish a compiled draft (publish.draft_content: the Try page), told to the feeds as publish_workflow tells."""
+    return _published(store, content["spec"]["name"], lambda: publishing.publish_content(content))
+
+
+def _published(store: Store, name: str | None, publish: Callable[[], publishing.PublishResult]) -> Published:
     before = publishing.published(name) if name and publishing.versions(name) else None
-    result = publishing.publish(spec_path)
+    result = publish()
     art = result.artifact
     old = summary(Schedule.model_validate(before.spec.get("schedule") or {})) if before else None
     new = summary(Schedule.model_validate(art.spec.get("schedule") or {}))

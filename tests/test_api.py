@@ -89,6 +89,11 @@ ROUTES = {
     ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"),
     ("GET", "/api/v1/environments/{name}/tokens"),
     ("POST", "/api/v1/environments/{name}/tokens/{token_id}/revoke"),
+    ("POST", "/api/v1/tries"),
+    ("GET", "/api/v1/tries/{try_id}"),
+    ("POST", "/api/v1/tries/transform"),
+    ("POST", "/api/v1/tries/check"),
+    ("POST", "/api/v1/workflows/{workflow}/publish"),
 }
 
 
@@ -315,6 +320,11 @@ USER_CALLS = [
     ("GET", f"/api/v1/workflows/{WF}/runs/manual__1", None),
     ("GET", "/api/v1/environments/prod/tokens", None),
     ("POST", "/api/v1/environments/prod/tokens/1/revoke", {}),
+    ("POST", "/api/v1/tries", {"workflow": WF, "touchpoint": "customers"}),
+    ("GET", "/api/v1/tries/1", None),
+    ("POST", "/api/v1/tries/transform", {"workflow": WF, "touchpoint": "customers", "records": [{"id": 1}]}),
+    ("POST", "/api/v1/tries/check", {"draft": f"name: {WF}"}),
+    ("POST", f"/api/v1/workflows/{WF}/publish", {"spec": SPEC.read_text()}),
 ]
 
 
@@ -325,7 +335,8 @@ def test_user_calls_cover_every_user_route():
             u.replace("/prod", "/{name}")
             .replace(f"/{WF}/", "/{workflow}/")
             .replace("/manual__1", "/{run_id}")
-            .replace("/tokens/1/", "/tokens/{token_id}/"),
+            .replace("/tokens/1/", "/tokens/{token_id}/")
+            .replace("/tries/1", "/tries/{try_id}"),
         )
         for m, u, _ in USER_CALLS
     }

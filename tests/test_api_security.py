@@ -24,7 +24,7 @@ from flowlink.states import DEPLOYMENT_STEPS, DeploymentAction
 from flowlink.store import bucket, feeds, snapshots
 from flowlink.store.bucket import Outcome
 from flowlink.store.tables import agent_tokens
-from flowlink_airflow.api.access import ADMIN, ADMIN_READ, DEPLOY, READ, READ_RUNS, RUN
+from flowlink_airflow.api.access import ADMIN, ADMIN_READ, DEPLOY, EDIT, READ, READ_RUNS, RUN
 from tests.airflow_env import REPO
 
 SPEC = REPO / "examples" / "erp_to_shop.yaml"
@@ -46,7 +46,7 @@ class Case:
 
     @property
     def changes(self) -> bool:
-        return self.needs in (RUN, DEPLOY, ADMIN)
+        return self.needs in (RUN, DEPLOY, EDIT, ADMIN)
 
 
 FILE = f"/ui/snapshot/file?workflow={WF}&run_id={RUN_ID}&touchpoint=customers&step=extract&n=1"
@@ -85,6 +85,16 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/workflows/{workflow}/runs/{run_id}"): Case(
         f"/api/v1/workflows/{WF}/runs/{RUN_ID}", READ_RUNS, None, WF
     ),
+    # the Try page's API: samples of a published version need READ (a draft EDIT: tests/test_try_api.py)
+    ("POST", "/api/v1/tries"): Case("/api/v1/tries", READ, {"workflow": WF, "touchpoint": "customers"}, WF),
+    ("GET", "/api/v1/tries/{try_id}"): Case("/api/v1/tries/1", LOGIN),  # only its own user's: 404 for the others
+    ("POST", "/api/v1/tries/transform"): Case(
+        "/api/v1/tries/transform", READ, {"workflow": WF, "touchpoint": "customers", "records": [{"id": 1}]}, WF
+    ),
+    ("POST", "/api/v1/tries/check"): Case("/api/v1/tries/check", LOGIN, {"draft": f"name: {WF}"}),
+    ("POST", "/api/v1/workflows/{workflow}/publish"): Case(
+        f"/api/v1/workflows/{WF}/publish", EDIT, {"spec": SPEC.read_text()}, WF
+    ),
     # pages
     ("GET", "/ui"): Case("/ui", LOGIN),
     ("GET", "/ui/"): Case("/ui/", LOGIN),
@@ -95,15 +105,16 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/ui/snapshot"): Case(f"/ui/snapshot?workflow={WF}&run_id={RUN_ID}", READ_RUNS, None, WF),
     ("GET", "/ui/snapshot/file"): Case(FILE, READ_RUNS, None, WF),
     ("GET", "/ui/feeds"): Case(f"/ui/feeds?workflow={WF}", READ, None, WF),
+    ("GET", "/ui/try"): Case(f"/ui/try?workflow={WF}", READ, None, WF),
     ("GET", "/ui/static/{name}"): Case("/ui/static/flowlink.css", LOGIN),
 }
 
 # What each SimpleAuthManager role may do (its rules: viewer reads, user also changes DAGs, op also connections).
 ROLE_MAY = {
     "viewer": {LOGIN, READ, READ_RUNS},
-    "user": {LOGIN, READ, READ_RUNS, RUN, DEPLOY},
-    "op": {LOGIN, READ, READ_RUNS, RUN, DEPLOY, ADMIN_READ, ADMIN},
-    "admin": {LOGIN, READ, READ_RUNS, RUN, DEPLOY, ADMIN_READ, ADMIN},
+    "user": {LOGIN, READ, READ_RUNS, RUN, DEPLOY, EDIT},
+    "op": {LOGIN, READ, READ_RUNS, RUN, DEPLOY, EDIT, ADMIN_READ, ADMIN},
+    "admin": {LOGIN, READ, READ_RUNS, RUN, DEPLOY, EDIT, ADMIN_READ, ADMIN},
 }
 
 

@@ -4,10 +4,11 @@ Every user endpoint and page needs an Airflow login first (get_user: none 401, a
 
 | what | needs | SimpleAuthManager role |
 |---|---|---|
-| read environments (list, page) | the login only: no workflow data | viewer |
-| read a workflow's Flowlink data: its deployments and deployment log, resync bucket, snapshots, batch files, runs, feeds | read access to the DAG named like the workflow (`is_authorized_dag` GET; snapshots, batch files and runs: GET on its runs, DagAccessEntity.RUN) | viewer |
+| read environments (list, page), check a spec draft (the Try page) | the login only: no workflow data | viewer |
+| read a workflow's Flowlink data: its deployments and deployment log, resync bucket, snapshots, batch files, runs, feeds, samples of its published versions (the Try page) | read access to the DAG named like the workflow (`is_authorized_dag` GET; snapshots, batch files and runs: GET on its runs, DagAccessEntity.RUN) | viewer |
 | run a workflow now, resync its records | creating runs of that DAG (`is_authorized_dag` POST, DagAccessEntity.RUN), as Airflow's own "trigger" | user |
 | deploy, redeploy, undeploy a workflow | editing that DAG (`is_authorized_dag` PUT), as pausing it in Airflow: it changes what the DAG runs | user |
+| try a draft of a workflow (the Try page), publish a draft as its new version | editing the DAG named like the workflow (`is_authorized_dag` PUT): a draft is a change of what it will run | user |
 | change environments, list or revoke agent tokens | Airflow's Connections (`is_authorized_connection` PUT; listing tokens GET): environments and agent tokens are the credentials and places a site's applications are reached through, managed by whoever manages connections | op, admin |
 
 Lists (deployments, the workflow choices of the pages, feeds) show only the workflows the user may read
@@ -28,12 +29,14 @@ from fastapi import Depends, HTTPException, Request
 
 log = logging.getLogger(__name__)
 
-READ, READ_RUNS, RUN, DEPLOY, ADMIN_READ, ADMIN = "read", "read runs", "run", "deploy", "admin read", "admin"
+READ, READ_RUNS, RUN, DEPLOY, EDIT = "read", "read runs", "run", "deploy", "edit"
+ADMIN_READ, ADMIN = "admin read", "admin"
 WHY = {
     READ: "read access to the Airflow DAG {wf}",
     READ_RUNS: "read access to the runs of the Airflow DAG {wf}",
     RUN: "permission to create runs of the Airflow DAG {wf}",
     DEPLOY: "edit permission on the Airflow DAG {wf}",
+    EDIT: "edit permission on the Airflow DAG {wf}",
     ADMIN_READ: "read access to Airflow's Connections (roles Op and Admin)",
     ADMIN: "edit permission on Airflow's Connections (roles Op and Admin)",
 }
@@ -42,6 +45,7 @@ WHAT = {
     READ_RUNS: "read the runs of {wf}",
     RUN: "run or resync {wf}",
     DEPLOY: "deploy or undeploy {wf}",
+    EDIT: "try a draft of or publish {wf}",
     ADMIN_READ: "list agent tokens",
     ADMIN: "change environments or agent tokens",
 }
@@ -95,7 +99,7 @@ class Access:
                         method="PUT" if need == ADMIN else "GET", details=ConnectionDetails(), user=self.user
                     )
                 )
-            method = {READ: "GET", READ_RUNS: "GET", RUN: "POST", DEPLOY: "PUT"}[need]
+            method = {READ: "GET", READ_RUNS: "GET", RUN: "POST", DEPLOY: "PUT", EDIT: "PUT"}[need]
             entity = DagAccessEntity.RUN if need in (READ_RUNS, RUN) else None
             details = DagDetails(id=workflow, team_name=_team_of(workflow) if workflow else None)
             return bool(manager.is_authorized_dag(method=method, access_entity=entity, details=details, user=self.user))

@@ -1,7 +1,9 @@
 """create_app(): the Flowlink REST API, served by Airflow's api-server under /flowlink.
 
 Errors are always JSON ``{"detail": message}``: a rule that refuses the action right now (RuleError) is 409,
-something that does not exist (NotFound) 404, any other Flowlink error (bad input, not published, ...) 400.
+something that does not exist (NotFound) 404, any other Flowlink error (bad input, not published, ...) 400; a spec
+draft that does not validate (SpecError) is 400 with its problems too: ``{"detail", "problems": [{"path",
+"message"}]}``, each at its YAML path.
 Bad request bodies are 422 (FastAPI's validation list under "detail", the rejected input made JSON-safe: a body of
 bytes that are not UTF-8 is shown with replacement characters). An address under /ui that is no page is an HTML
 error page, elsewhere JSON. Nothing a client sends yields a 500 with a stack trace (tests/test_api_properties.py);
@@ -22,9 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
+from flowlink.spec import SpecError
 from flowlink.store import Store
 
-from . import agent, pages, user
+from . import agent, pages, tries, user
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ async def _rule_error(request: Request, exc: RuleError) -> JSONResponse:
 
 async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
     return _error(404, exc)
+
+
+async def _spec_error(request: Request, exc: SpecError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "problems": tries.problems_of(exc)}, status_code=400)
 
 
 async def _flowlink_error(request: Request, exc: FlowlinkError) -> JSONResponse:
@@ -153,11 +160,13 @@ def create_app() -> FastAPI:
     app.state.flowlink_store = holder
     app.exception_handler(RuleError)(_rule_error)  # subclasses of FlowlinkError: the most specific handler wins
     app.exception_handler(NotFound)(_not_found)
+    app.exception_handler(SpecError)(_spec_error)
     app.exception_handler(FlowlinkError)(_flowlink_error)
     app.exception_handler(RequestValidationError)(_invalid_request)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_unexpected)
     app.include_router(agent.router)
     app.include_router(user.router)
+    app.include_router(tries.router)
     app.include_router(pages.router)  # HTML, left out of the OpenAPI document
     return app
