@@ -25,6 +25,7 @@ PAGES = [
     ("Resync bucket", "bucket"),
     ("Snapshots", "snapshots"),
     ("Feeds", "feeds"),
+    ("Try", "try"),
 ]
 
 

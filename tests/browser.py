@@ -29,10 +29,14 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
 
 
-def log_in(page, server) -> None:
-    """Sign in through Airflow's own login page, as a person would."""
-    passwords = Path(server.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-    user, password = next(iter(json.loads(passwords.read_text()).items()))
+def log_in(page, server, user: str | None = None) -> None:
+    """Sign in through Airflow's own login page, as a person would: as `user` (one of the server's
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS), by default the first one (the admin)."""
+    passwords = json.loads(
+        (Path(server.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text()
+    )
+    user = user or next(iter(passwords))
+    password = passwords[user]
     page.goto(f"{server.url}/")
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password").fill(password)

@@ -37,6 +37,7 @@ PAGES = [
     "/ui/bucket",
     "/ui/snapshots",
     "/ui/feeds",
+    "/ui/try",
     f"/ui/snapshot?workflow={WF}&run_id=run-1",
     "/ui/bucket?workflow=erp_to_shop&status=failed&page=2",
 ]
@@ -198,6 +199,7 @@ def test_plugin_registers_the_pages_as_external_views():
         "/flowlink/ui/bucket",
         "/flowlink/ui/snapshots",
         "/flowlink/ui/feeds",
+        "/flowlink/ui/try",
     ]
     assert {v["category"] for v in nav} == {"Flowlink"}
     for v in nav:

@@ -24,13 +24,14 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+import yaml
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from flowlink import actions, deployments, publish, settings
+from flowlink import actions, deployments, publish, settings, trial, tries
 from flowlink.deployments import NotFound, RuleError
 from flowlink.errors import FlowlinkError
 from flowlink.states import DeploymentAction, DeploymentStatus, RecordStatus, Step, StepStatus
@@ -38,9 +39,9 @@ from flowlink.store import Store, bucket, feeds, snapshots
 from flowlink.store.deployments import Deployment
 from flowlink.store.snapshots import StepRow
 
-from .access import ADMIN, DEPLOY, READ, READ_RUNS, RUN, Access, AccessDep, Forbidden
+from .access import ADMIN, DEPLOY, EDIT, READ, READ_RUNS, RUN, Access, AccessDep, Forbidden
 from .deps import StoreDep
-from .models import NAME_PATTERN
+from .models import MAX_ID, NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ NAV = [
     ("bucket", "Resync bucket"),
     ("snapshots", "Snapshots"),
     ("feeds", "Feeds"),
+    ("try", "Try"),
 ]
 
 templates = jinja2.Environment(
@@ -608,6 +610,102 @@ def feeds_page(
         filters={"tag": tag, "workflow": workflow},
         tags=_choices(tag, feeds.tags(store)),
         workflows=_choices(workflow, _readable_published(access)),
+    )
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def spec_text(spec: dict[str, Any]) -> str:
+    """A published spec as the Try page's editor shows it: YAML in the spec's own order, without the empty fields
+    the compiled spec fills in when it reads back as the same spec (else every field)."""
+    from flowlink.spec import parse_text
+
+    def dump(value: Any) -> str:
+        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=120)
+
+    text = dump(_without_nulls(spec))
+    try:
+        if parse_text(text, publish.DRAFT).model_dump(mode="json") == spec:
+            return text
+    except FlowlinkError:
+        pass
+    return dump(spec)
+
+
+def _version_numbers(workflow: str) -> list[int]:
+    """The published versions of a workflow, newest first."""
+    found = (publish.VERSION_FILE.match(p.name) for p in publish.versions(workflow))
+    return sorted((int(m["version"]) for m in found if m), reverse=True)
+
+
+@router.get("/try")
+def try_page(
+    request: Request,
+    store: StoreDep,
+    access: AccessDep,
+    workflow: Name = "",
+    version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    touchpoint: Name = "",
+):
+    """A touchpoint's mapping on live samples: a published version (or a draft typed into the editor), its samples
+    fetched by a flowlink_try run where the workflow runs, then only the transform re-run on every edit. The buttons
+    and the editor call the REST API (tries.py); who may fetch, edit and publish is decided here and there."""
+    workflows = _readable_published(access)
+    if workflow:
+        access.require(READ, workflow)
+        if workflow not in published_workflows():
+            raise NotFound(f"workflow {workflow!r} has not been published (flowlink publish FILE)")
+    else:
+        workflow = workflows[0] if workflows else ""
+    if not workflow:  # nothing published (or nothing readable): an empty editor for a draft
+        return render(
+            request,
+            "try.html",
+            workflow="",
+            workflows=[],
+            version=None,
+            versions=[],
+            touchpoint="",
+            touchpoints=[],
+            stylesheets={},
+            text="",
+            environment=None,
+            fetch_refused=None,
+            edit_refused=None,
+            limit=trial.DEFAULT_LIMIT,
+            max_limit=trial.MAX_LIMIT,
+        )
+    versions = _version_numbers(workflow)
+    if version is not None and version not in versions:
+        raise NotFound(
+            f"workflow {workflow!r} has no published version {version} (it has v{versions[-1]} to v{versions[0]})"
+        )
+    art = publish.published(workflow, version)
+    names = [tp["name"] for tp in art.spec["touchpoints"]]
+    if touchpoint and touchpoint not in names:
+        raise NotFound(f"{workflow} v{art.version} has no touchpoint {touchpoint!r} (it has: {', '.join(names)})")
+    return render(
+        request,
+        "try.html",
+        workflow=workflow,
+        workflows=_choices(workflow, workflows),
+        version=art.version,
+        versions=versions,
+        touchpoint=touchpoint or names[0],
+        touchpoints=names,
+        stylesheets=art.stylesheets,
+        text=spec_text(art.spec),
+        environment=tries.environment_for(store, workflow),
+        fetch_refused=access.refusal(READ, workflow),
+        edit_refused=access.refusal(EDIT, workflow),
+        limit=trial.DEFAULT_LIMIT,
+        max_limit=trial.MAX_LIMIT,
     )
 
 
