@@ -9,6 +9,9 @@ plus this site's addresses (`distributed_env`; tests/test_compose.py checks the 
 One workflow is deployed to each environment and run: every task must run on its environment's worker (the
 host name and queue recorded in the snapshot, and on Airflow's task instances), each record must reach its
 shop exactly once, and the store must be the PostgreSQL database.
+
+The Try page's fetch: a try requested through the API for site_b reads a source whose connection only the site_b
+worker has (as an on-premise site's own ERP); the same try sent to the cloud queue cannot read it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ ENVIRONMENTS = ("cloud", "site_b")
 WORKER_NAMES = {"cloud": "flowlink-worker-cloud", "site_b": "flowlink-worker-site-b"}
 WORKFLOWS = {"cloud": "cloud_flow", "site_b": "site_flow"}
 SHOP_CONNECTIONS = {"cloud": "cloud_shop", "site_b": "site_shop"}
+SITE_ONLY = "site_erp"  # a source connection only the site_b worker has (in its process environment)
 AIRFLOW_DB, STORE_DB = "airflow", "flowlink"  # the compose file's database names
 REDIS_INSTALL_HINT = "install Redis (Debian/Ubuntu: apt-get install redis-server, or run .ci/redis-install.sh)"
 PHASES: dict[str, float] = {}  # seconds per phase, printed at the end (pytest -s)
@@ -218,8 +222,8 @@ class Site:
     def flowlink_json(self, *args: str):
         return json.loads(self.flowlink(*args, "--json"))
 
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token}"}
+    def api(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
     def stop(self, timeout: float = 30) -> None:
@@ -326,6 +330,7 @@ def site(tmp_path_factory, pg_url):
         )
         s.url = f"http://127.0.0.1:{api_port}"
         create_erp(root / "erp.db", customers=40, orders=90)
+        create_erp(root / "site_erp.db", customers=15, orders=0)
         s.env["AIRFLOW_CONN_DEMO_ERP"] = json.dumps({"conn_type": "sqlite", "host": str(root / "erp.db")})
         for environment, shop in shops.items():
             s.env[f"AIRFLOW_CONN_{SHOP_CONNECTIONS[environment].upper()}"] = json.dumps(
@@ -370,6 +375,7 @@ def site(tmp_path_factory, pg_url):
                     **s.env,
                     "FLOWLINK_WORKER_NAME": name,
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                    **site_only(root, environment),
                 },
             )
 
@@ -427,6 +433,13 @@ def site(tmp_path_factory, pg_url):
             shop.stop()
         _phase("stopping", t)
         print("\ndistributed test phases (s):", json.dumps(PHASES))
+
+
+def site_only(root: Path, environment: str) -> dict[str, str]:
+    """What only the site_b worker is given: the connection of the site's own ERP."""
+    if environment != "site_b":
+        return {}
+    return {f"AIRFLOW_CONN_{SITE_ONLY.upper()}": json.dumps({"conn_type": "sqlite", "host": str(root / "site_erp.db")})}
 
 
 def _ok(url: str) -> bool:
@@ -574,3 +587,127 @@ def test_each_environments_workflow_runs_on_its_own_worker_queue(site):
             assert len(records) == _erp_count(erp, table), (environment, resource, len(records))
             assert set(writes.values()) == {1}, (environment, resource, {k: v for k, v in writes.items() if v != 1})
         assert {c["channel"] for c in shop.records("customers").values()} == {WORKFLOWS[environment]}
+
+
+# ------------------------------------------------------------------ the Try page's fetch, where the source is
+
+
+def _site_draft() -> str:
+    """site_flow as the page's editor may hold it: reading the site's own ERP, which only site_b's worker reaches."""
+    spec = yaml.safe_load((REPO / "examples" / "erp_to_shop.yaml").read_text())
+    spec.update(name=WORKFLOWS["site_b"], schedule={"sync": "manual"})
+    spec["source"]["connection"] = SITE_ONLY
+    spec["target"]["connection"] = SHOP_CONNECTIONS["site_b"]
+    spec["touchpoints"][0]["mapping"][-1]["constant"] = WORKFLOWS["site_b"]
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def _fetch_task(s: Site, run_id: str) -> dict:
+    """Airflow's record of a flowlink_try run's one task instance, once the run ended (REST API v2)."""
+    s.wait(f"the flowlink_try run {run_id} to end", lambda: _run_state(s, "flowlink_try", run_id), timeout=120)
+    tis = s.api("GET", f"/api/v2/dags/flowlink_try/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    assert [ti["task_id"] for ti in tis] == ["fetch"], tis
+    return tis[0]
+
+
+def _task_log(s: Site, run_id: str) -> str:
+    """The fetch task's log as the Airflow UI shows it (REST API v2), its lines joined."""
+    r = s.api(
+        "GET",
+        f"/api/v2/dags/flowlink_try/dagRuns/{run_id}/taskInstances/fetch/logs/1",
+        params={"full_content": "true"},
+        headers={"Accept": "application/json"},
+    )
+    assert r.ok, (r.status_code, r.text[:2000])
+    content = r.json()["content"]
+    return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in content)
+
+
+def test_a_try_fetches_its_samples_on_the_only_worker_that_reaches_the_source(site):
+    from flowlink.store import Store
+    from flowlink.store import tries as try_rows
+
+    s: Site = site["site"]
+    t = time.monotonic()
+    deployed = _deployment(s, WORKFLOWS["site_b"])
+    if not deployed or deployed["status"] != "successful":  # when this test runs alone
+        _deploy(s, "site_b")
+    s.wait("Airflow to know the flowlink_try DAG", lambda: _dag_known(s, "flowlink_try"), timeout=90)
+    draft = _site_draft()
+
+    r = s.api("POST", "/flowlink/api/v1/tries", json={"draft": draft, "touchpoint": "customers", "limit": 3})
+    assert r.status_code == 201, r.text
+    started = r.json()
+    assert (started["workflow"], started["version"], started["environment"], started["status"]) == (
+        WORKFLOWS["site_b"],
+        None,
+        "site_b",
+        "queued",
+    ), started
+    store = Store.open(s.env["FLOWLINK_STORE_URL"], migrate=False)
+    try:
+        content = try_rows.get(store, started["try_id"])["subject"]  # what the API compiled, for the try below
+
+        def ended():
+            r = s.api("GET", f"/flowlink/api/v1/tries/{started['try_id']}")
+            assert r.status_code == 200, r.text
+            return r.json() if r.json()["status"] in ("success", "failed") else None
+
+        got = s.wait("the try to end", ended, timeout=120, every=0.5, log=WORKER_NAMES["site_b"])
+        assert s.api("GET", f"/flowlink/api/v1/tries/{started['try_id']}").status_code == 404  # handed over once
+        t = _phase("a try on site_b", t)
+
+        # the records came back: the newest 3 of the site's ERP, source fields and mapped output
+        assert got["status"] == "success" and got["error"] is None, got
+        with sqlite3.connect(s.root / "site_erp.db") as db:
+            db.row_factory = sqlite3.Row
+            newest = [dict(r) for r in db.execute("SELECT * FROM customers ORDER BY updated_at DESC, id DESC LIMIT 3")]
+        records = got["result"]["records"]
+        assert got["result"]["source"] == f"sql source {SITE_ONLY}: table customers"
+        assert [r["source"] for r in records] == newest
+        countries = {"DE": "Germany", "FR": "France", "US": "United States"}
+        assert [r["output"] for r in records] == [
+            [
+                {
+                    "customer_id": str(row["id"]),
+                    "name": f"{row['first_name']} {row['last_name']}",
+                    "email": row["email"].strip().lower(),
+                    "country": countries.get(row["country_code"], "Other"),
+                    "channel": WORKFLOWS["site_b"],
+                }
+            ]
+            for row in newest
+        ]
+        # ... fetched by the site_b worker, from the site_b queue (the policy read the run's conf)
+        ti = _fetch_task(s, started["run_id"])
+        assert (ti["state"], ti["queue"], ti["hostname"]) == ("success", "site_b", WORKER_NAMES["site_b"]), ti
+        assert "3 records from sql source site_erp: table customers; 3 ready" in _task_log(s, started["run_id"])
+
+        # The same try on the cloud queue: the cloud worker has no such connection, so it could not have read it.
+        elsewhere = try_rows.create(
+            store,
+            workflow=WORKFLOWS["site_b"],
+            version=None,
+            touchpoint="customers",
+            requested_by="admin",
+            environment="cloud",
+            subject=content,
+            limit=3,
+            ids=None,
+        )
+        r = s.api(
+            "POST",
+            "/api/v2/dags/flowlink_try/dagRuns",
+            json={"logical_date": None, "conf": {"try_id": elsewhere, "queue": "cloud"}},
+        )
+        assert r.ok, r.text
+        run_id = r.json()["dag_run_id"]
+        ti = _fetch_task(s, run_id)
+        assert (ti["state"], ti["queue"], ti["hostname"]) == ("failed", "cloud", WORKER_NAMES["cloud"]), ti
+        failed = try_rows.take(store, elsewhere)
+        assert failed is not None and failed["status"] == "failed", failed
+        assert failed["error"].startswith(f"connection {SITE_ONLY!r} isn't defined in Airflow"), failed["error"]
+        assert failed["error"] in _task_log(s, run_id)
+    finally:
+        store.dispose()
+    _phase("the same try on cloud", t)
