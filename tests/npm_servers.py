@@ -88,8 +88,10 @@ class _NodeServer:
         self.stop()
 
 
-# json-server's request log (morgan "dev"): `PUT /customers/1 200 3.123 ms - 50`, with colour codes
-_REQUEST_LINE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (\S+) (\d{3}) ")
+# json-server's request log (morgan "dev"): `PUT /customers/1 200 3.123 ms - 50`, with colour codes; a request whose
+# client went away before the answer (a killed process) is logged with "-" for its status, though it was carried out
+_REQUEST_LINE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (\S+) (\d{3}|-) ")
+NO_ANSWER = 0  # the status of a request logged without one
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -113,7 +115,7 @@ class JsonServer(_NodeServer):
         return ["--host", "127.0.0.1", "--port", str(self.port), *extra, str(self.db)]
 
     def requests(self, under: str = "/customers", settle: bool = True) -> list[tuple[str, str, int]]:
-        """(method, path with query, status) of each request answered so far whose path starts with ``under``, in
+        """(method, path with query, status: NO_ANSWER when the client went away) of each request answered so far whose path starts with ``under``, in
         order (needs quiet=False). A line is logged once its answer is sent, so this waits until the log is still
         (``settle=False``: what is logged now, while requests go on)."""
         if self.quiet:
@@ -122,7 +124,7 @@ class JsonServer(_NodeServer):
         while text != (text := log.read_text(encoding="utf-8", errors="replace")) and settle:
             time.sleep(0.2)
         found = [_REQUEST_LINE.match(_COLOUR.sub("", line).strip()) for line in text.splitlines()]
-        return [(m[1], m[2], int(m[3])) for m in found if m and m[2].startswith(under)]
+        return [(m[1], m[2], NO_ANSWER if m[3] == "-" else int(m[3])) for m in found if m and m[2].startswith(under)]
 
     def methods(self, since: int = 0, under: str = "/customers") -> Counter[str]:
         """How many requests of each method, from the ``since``-th on (a length of :meth:`requests` taken earlier)."""

@@ -273,7 +273,7 @@ def test_commands_on_an_empty_store(home):
     assert feeds_json(home) == []
     assert "Feeds" in ok(home, "feeds")
     assert json.loads(ok(home, "workflows", "--json")) == {"live": [], "broken": []}
-    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0006\n"
+    assert ok(home, "db-upgrade") == f"store sqlite:///{home / 'flowlink.db'} at revision 0007\n"
     assert fails(home, "snapshot", "manual__2024-01-01T00:00:00+00:00").strip() == (
         "flowlink snapshot: no snapshot for run 'manual__2024-01-01T00:00:00+00:00' (see `flowlink runs WORKFLOW`)"
     )
