@@ -1,4 +1,7 @@
-"""A WorkflowGraph rendered as an Airflow DAG: one task group (extract -> transform -> load) per touchpoint."""
+"""A WorkflowGraph rendered as an Airflow DAG: one task group (extract -> transform -> load) per touchpoint.
+
+An extract that finds nothing new skips its transform and load (ExtractOperator): Airflow never starts their task
+processes; touchpoints after it run anyway (ALL_DONE), and the end task counts a skipped load as done."""
 
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ def render(g: WorkflowGraph) -> DAG:
         for dep in tp.depends_on:
             groups[dep] >> groups[tp.name]
     # Airflow sets a run's state from its last tasks, and a touchpoint after a failed one still runs: this last task
-    # (never sent to a worker) fails the run when any load failed. A hyphen: no touchpoint can take its name.
-    list(groups.values()) >> EmptyOperator(task_id=END_TASK, dag=dag, trigger_rule=TriggerRule.ALL_SUCCESS)
+    # (never sent to a worker) fails the run when any load failed; a load skipped because its extract found nothing
+    # new (ExtractOperator) is no failure. A hyphen: no touchpoint can take its name.
+    list(groups.values()) >> EmptyOperator(task_id=END_TASK, dag=dag, trigger_rule=TriggerRule.NONE_FAILED)
     return dag

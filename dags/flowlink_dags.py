@@ -1,1 +1,1 @@
-from flowlink_airflow.dag_factory import dags; globals().update(dags())  # Flowlink's DAGs
+from flowlink_airflow.dag_factory import own_dags; globals().update(own_dags())  # Flowlink's own DAGs

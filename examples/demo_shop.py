@@ -327,6 +327,7 @@ class DemoShop:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted: a load opens one per request it sends at once
     shop: DemoShop
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -676,13 +676,34 @@ def cmd_deployment_log(args) -> int:
     return 0
 
 
+def _shards(text: str) -> int:
+    """argparse type of `flowlink dags write --shards`: how many files the workflows are spread over."""
+    from flowlink.dag_files import MAX_SHARDS
+
+    value = _count(text)
+    if not 1 <= value <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{value} is not from 1 to {MAX_SHARDS}")
+    return value
+
+
 def cmd_dags(args) -> int:
     from flowlink import dag_files
     from flowlink.airflow_adapter import dags_folder
 
     folder = Path(args.folder) if args.folder else dags_folder()
-    for path in dag_files.write(folder):
-        out.print(f"wrote {path}")
+    done = dag_files.write(folder, dag_files.SHARDS if args.shards is None else args.shards)
+    why = {
+        dag_files.Action.REMOVED: "not part of this layout, replaced by the files above",
+        dag_files.Action.LEFT: "a Flowlink file name that Flowlink did not write: left as it is",
+    }
+    for o in done:
+        out.print(f"{o.action} {o.path}" + (f" ({why[o.action]})" if o.action in why else ""), markup=False)
+    if any(o.action in (dag_files.Action.REMOVED, dag_files.Action.REPLACED) for o in done):
+        out.print(
+            "The workflows' DAGs moved to other files of this folder: restart the dag-processor so that it parses "
+            "them now (else it finds the new files at its next scan, [dag_processor] refresh_interval).",
+            markup=False,
+        )
     return 0
 
 
@@ -942,12 +963,22 @@ def parser() -> argparse.ArgumentParser:
     dags = add(
         "dags",
         cmd_dags,
-        "Flowlink's DAGs in Airflow: `flowlink dags write` puts the two one-line DAG files "
-        "into Airflow's DAGs folder (once; upgrades need nothing more)",
+        "Flowlink's DAGs in Airflow: `flowlink dags write` puts Flowlink's one-line DAG files "
+        "into Airflow's DAGs folder (once; new workflows and upgrades need nothing more)",
     )
     dags_sub = dags.add_subparsers(dest="dags_command", metavar="ACTION", required=True)
-    sp = dags_sub.add_parser("write", help="write flowlink_dags.py and flowlink_import_errors.py into FOLDER")
+    sp = dags_sub.add_parser(
+        "write",
+        help="write flowlink_dags.py (Flowlink's own DAGs) and, per shard, flowlink_workflows_NN.py (the live "
+        "workflows) and flowlink_import_errors_NN.py into FOLDER; removes the files of earlier layouts",
+    )
     sp.add_argument("folder", metavar="FOLDER", nargs="?", help="default: Airflow's [core] dags_folder")
+    sp.add_argument(
+        "--shards",
+        type=_shards,
+        metavar="K",
+        help="spread the workflows over K files (1 to 100, default 16); another K moves workflows between files",
+    )
 
     alert = add("alert", cmd_alert, "alert channels: e-mail or webhook, per environment or per workflow")
     alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION")

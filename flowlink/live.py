@@ -2,12 +2,15 @@
 what its DAG needs (flowlink_airflow.dag_factory renders it), nothing of Airflow.
 
 Reading only the precompiled file keeps parse time low: no spec validation, no database, no network.
+
+The workflows are spread over several DAG files (``shard``): each file lists the live folder and reads only the
+live files of its shard, so no file's parse grows with the whole number of workflows.
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,32 +79,61 @@ def graph_of(artifact: Artifact, environment: str | None = None) -> WorkflowGrap
     )
 
 
-def live_files(folder: Path, only: str | None = None) -> list[Path]:
-    """live/<workflow>.json and live/<environment>/<workflow>.json (or only those named <only>.json)."""
-    name = f"{only}.json" if only else "*.json"
-    return sorted(folder.glob(name)) + sorted(folder.glob(f"*/{name}"))
+def shard(workflow: str, shards: int) -> int:
+    """The DAG file (0 to shards - 1) that builds a workflow's DAG: the CRC-32 of its name modulo ``shards``.
+
+    The same on every machine, process and Python version (unlike ``hash()``, salted per process), and it depends on
+    nothing but the name: a workflow stays in its file while others are added, removed or moved between
+    environments, so Airflow never sees its DAG move to another file."""
+    return zlib.crc32(workflow.encode()) % shards
 
 
-@functools.lru_cache(maxsize=4096)
-def _read(path: Path, environment: str | None, _stat: tuple) -> WorkflowGraph:
-    """One live file, read once per process while it is unchanged (both DAG files of a DagBag need it)."""
+def _names(folder: Path) -> list[str]:
+    """The ``*.json`` names in a folder, as ``glob`` finds them (hidden names left out: write_atomic's temp files)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".json") and not e.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def live_files(folder: Path, only: str | None = None, part: tuple[int, int] | None = None) -> list[Path]:
+    """live/<workflow>.json and live/<environment>/<workflow>.json: all of them, only those named <only>.json, or only
+    those of one shard (``part`` = (shard, shards)), by the file's name. Only the files are listed, none is read."""
+    if only:
+        return sorted(folder.glob(f"{only}.json")) + sorted(folder.glob(f"*/{only}.json"))
+    found: list[Path] = []
+    try:
+        with os.scandir(folder) as entries:
+            subfolders = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except FileNotFoundError:
+        return []
+    for sub in (folder, *(folder / name for name in subfolders)):
+        names = _names(sub)
+        if part is not None:
+            names = [n for n in names if shard(n[:-5], part[1]) == part[0]]
+        found.extend(sub / n for n in names)
+    return found
+
+
+def _graph(path: Path, environment: str | None) -> WorkflowGraph:
+    """One live file as a graph, read afresh: Airflow's dag-processor parses each DAG file in a new process, so a
+    cache kept between parses would only hold memory."""
     artifact = read_artifact(path)
     if path.stem != artifact.workflow:
         raise ValueError(f"holds workflow {artifact.workflow!r}; the file must be named {artifact.workflow}.json")
     return graph_of(artifact, environment)
 
 
-def _graph(path: Path, environment: str | None) -> WorkflowGraph:
-    st = os.stat(path)  # live files are replaced by rename: a new file has a new inode
-    return _read(path, environment, (st.st_ino, st.st_mtime_ns, st.st_size))
-
-
-def read_graphs(folder: Path, only: str | None = None) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
-    """Every live file of the folder (or only <only>.json) as a graph; broken files with their reasons."""
+def read_graphs(
+    folder: Path, only: str | None = None, part: tuple[int, int] | None = None
+) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
+    """Every live file of the folder (or only <only>.json, or only one shard's: ``part`` = (shard, shards)) as a
+    graph; broken files with their reasons."""
     graphs: list[WorkflowGraph] = []
     broken: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}  # dag id -> the folder it is live in
-    for path in live_files(folder, only):
+    for path in live_files(folder, only, part):
         environment = path.parent.name if path.parent != folder else None
         try:
             graph = _graph(path, environment)

@@ -240,6 +240,68 @@ class Match(Model):
         return PLACEHOLDER.findall(self.endpoint)
 
 
+class BulkResult(Model):
+    """load.bulk: how the answer to a bulk request tells each record's outcome."""
+
+    path: str | None = Field(
+        None,
+        description="the answer's field (dotted path) holding the list of per-record results; "
+        "none: the answer is the list",
+    )
+    key: FieldName | None = Field(
+        None,
+        description="the result's field holding the record's load key, for an API that answers in any order; "
+        "none: the results come in the order the records were sent, one each",
+    )
+    ok: FieldName | None = Field(None, description="the result's field that is true for a record written")
+    status: FieldName | None = Field(
+        None, description="the result's field holding the record's HTTP status: 2xx written, 409 already there"
+    )
+    error: FieldName = Field(
+        "error",
+        description="the result's field holding the message of a refused record; without ok and status, a result "
+        "with a value here is a refused record",
+    )
+    id: FieldName | None = Field(
+        None,
+        description="the result's field holding the target's id for the record (default: load.id_field, else the key)",
+    )
+    exists: dict[FieldName, str | int | bool] | None = Field(
+        None,
+        description="field: value that says the target holds the key already (for insert, as a 409 status does), "
+        "e.g. {error: conflict}",
+    )
+
+    @model_validator(mode="after")
+    def _ok_or_status(self) -> BulkResult:
+        if self.ok is not None and self.status is not None:
+            raise at("status", "give ok or status, not both: each says on its own whether a record was written")
+        return self
+
+
+class Bulk(Model):
+    """load.bulk: records sent N per request to an endpoint that answers a result per record."""
+
+    endpoint: str | None = Field(None, description="path of the bulk endpoint (default: load.endpoint)")
+    method: Literal["post", "put", "patch"] = Field("post", description="the HTTP method of a bulk request")
+    size: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        100, description="records per request, at most (a load writes batch by batch: at most batch_size)"
+    )
+    records_path: str | None = Field(
+        None,
+        description="the request body's field (dotted path) to put the list of records in, e.g. docs sends "
+        '{"docs": [...]}; none: the body is the list',
+    )
+    result: BulkResult = Field(BulkResult.model_validate({}), description="how to read each record's outcome")
+
+    @field_validator("records_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*", value):
+            raise ValueError(f"{value!r} is not a dotted path of field names (e.g. data.records)")
+        return value
+
+
 class Load(Model):
     """Where records go. Exactly one of table, endpoint, file."""
 
@@ -267,6 +329,11 @@ class Load(Model):
         description="create_or_update: an update answered 404 (deleted in the target): look it up and create "
         "it again (create, the default) or fail the record (fail)",
     )
+    bulk: Bulk | None = Field(
+        None,
+        description="REST, upsert or insert: send the records N per request to a bulk endpoint that answers "
+        "a result per record",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Load:
@@ -277,6 +344,11 @@ class Load(Model):
 
     @model_validator(mode="after")
     def _method_keys(self) -> Load:
+        if self.bulk is not None and self.method == "create_or_update":
+            raise at(
+                "bulk",
+                "bulk is for method upsert or insert: create_or_update looks each record up and writes it alone",
+            )
         if self.method != "create_or_update":
             for key in CREATE_OR_UPDATE_KEYS:
                 if getattr(self, key) is not None:
@@ -298,9 +370,9 @@ class Load(Model):
 
     @model_serializer(mode="wrap")
     def _without_unset_keys(self, handler):
-        """No `update: null` ... for upsert and insert: their published files keep their checksums."""
+        """No `update: null` ... for upsert and insert, no `bulk: null`: their published files keep their checksums."""
         data = handler(self)
-        for key in CREATE_OR_UPDATE_KEYS:
+        for key in (*CREATE_OR_UPDATE_KEYS, "bulk"):
             if isinstance(data, dict) and data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -540,6 +612,10 @@ def _connector_checks(wf: Workflow, i: int, tp: Touchpoint) -> list[tuple[str, s
     if src != "rest" and (tp.extract.pagination or tp.extract.records_path):
         key = "pagination" if tp.extract.pagination else "records_path"
         problems.append((f"touchpoints[{i}].extract.{key}", f"{key} is for rest sources only"))
+    if dst != "rest" and tp.load.bulk is not None:
+        problems.append(
+            (f"touchpoints[{i}].load.bulk", f"bulk is for rest targets; a {dst} target writes batch by batch")
+        )
     if dst == "file" and tp.load.method == "insert":
         problems.append((f"touchpoints[{i}].load.method", "a file target is always written by upsert"))
     if dst != "rest" and tp.load.method == "create_or_update":

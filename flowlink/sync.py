@@ -320,6 +320,22 @@ def extract(ctx: RunContext, tp: Touchpoint, open_source: Callable[[], Source]) 
     )
 
 
+NOTHING_NEW = "skipped: the extract found no new records"  # the snapshot's message for the steps an idle run skips
+
+
+def nothing_new(extracted: Extracted) -> bool:
+    """The extract found no record (none read, none failed): transform and load would have nothing to do; no
+    watermark to save, nothing to record in the bucket. A resync whose chosen records are gone has failed ones."""
+    return extracted["count"] == 0 and extracted["failed"] == 0 and extracted["watermark"] is None
+
+
+def skip_rest(ctx: RunContext, tp: Touchpoint, steps: list[Step]) -> None:
+    """Record the steps after an extract that found nothing new as skipped in the run's snapshot (counts 0); the
+    caller makes sure they do not run."""
+    snapshots.skipped_steps(ctx.store, ctx.workflow, ctx.run_id, ctx.artifact.version, tp.name, steps, NOTHING_NEW)
+    ctx.log.info("%s: nothing new; %s skipped", tp.name, " and ".join(steps))
+
+
 def transform(ctx: RunContext, tp: Touchpoint, transformer: Transformer, extracted: Extracted) -> Transformed:
     """Apply the touchpoint's stylesheet batch by batch; a record that fails is Failed, the others go on."""
     folder = ctx.folder(tp.name, Step.TRANSFORM)

@@ -2,7 +2,8 @@
 
 Registers WorkflowTimetable and ManualTimetable (flowlink_airflow.timetable) and the Flowlink REST API and pages
 (flowlink_airflow.api), which Airflow's api-server mounts at /flowlink (OpenAPI at /flowlink/openapi.json,
-pages under /flowlink/ui/).
+pages under /flowlink/ui/), and a listener that imports Flowlink's modules once in the scheduler and the
+dag-processor, for the task and parsing processes they fork (flowlink_airflow.operators.preload).
 
 ``external_views`` put the pages into the Airflow UI (each shown in an iframe):
 - one menu entry per page, all with category "Flowlink": Airflow 3.3.2 collects nav views whose category is not
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from flowlink_airflow.operators.preload import LISTENER
 from flowlink_airflow.timetable import ManualTimetable, WorkflowTimetable
 
 PREFIX = "/flowlink"
@@ -51,6 +53,7 @@ class LazyApp:
 class FlowlinkPlugin(AirflowPlugin):
     name = "flowlink"
     timetables = [WorkflowTimetable, ManualTimetable]
+    listeners = [LISTENER]  # the scheduler and the dag-processor import Flowlink's modules once for their forks
     fastapi_apps = [{"app": LazyApp(), "url_prefix": PREFIX, "name": "Flowlink"}]
     external_views = [
         *(

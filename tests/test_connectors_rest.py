@@ -550,3 +550,16 @@ def test_settings_from_connection_auth_and_headers():
     with pytest.raises(ConnectorError, match="invalid port") as err:
         rest_settings_from_connection("http", "user:secr/et@shop.example:80a", None, None, None, None, None)
     assert "secr" not in str(err.value)
+
+
+def test_settings_from_connection_concurrency():
+    """extra "concurrency": requests a load sends at a time, 1 to 64 (a number or its text); anything else is refused
+    naming the key."""
+    assert rest_settings_from_connection("http", "h", None, None, None, None, {"concurrency": "8"})["concurrency"] == 8
+    assert rest_settings_from_connection("http", "h", None, None, None, None, {"concurrency": 1})["concurrency"] == 1
+    assert "concurrency" not in rest_settings_from_connection("http", "h", None, None, None, None, {})
+    for bad in (0, 65, "many", -3, True, 2.5):
+        with pytest.raises(ConnectorError, match=r"extra 'concurrency' must be a whole number from 1 to 64"):
+            rest_settings_from_connection("http", "h", None, None, None, None, {"concurrency": bad})
+    with pytest.raises(ConnectorError, match="REST concurrency must be a whole number from 1 to 64, got 0"):
+        RestTarget("http://127.0.0.1:9", concurrency=0)

@@ -1,6 +1,10 @@
 """Processes killed with SIGKILL in the middle of their work, against real processes on loopback: Airflow
 standalone (api-server, scheduler with the LocalExecutor, dag-processor, triggerer), the Flowlink agent, the
-demo ERP, a slowed-down demo shop and a slowed-down json-server (npm). Nothing may be lost or done twice."""
+demo ERP, a slowed-down demo shop and slowed-down json-servers (npm). Nothing may be lost or done twice.
+
+Each load is killed twice over: with its REST connection writing one record at a time ("concurrency": 1) and
+writing AT_ONCE records at a time, the services then taking AT_ONCE times as long per request, so that a load lasts
+about as long and is killed in the middle either way."""
 
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ N = 240  # customers in the ERP
 BATCH = 40  # records per batch: the load records its outcomes batch by batch
 PUT_DELAY = 0.03  # seconds the shop takes per customer write: a load of N records lasts several seconds
 API_DELAY_MS = 15  # json-server's --delay per request; a new record takes two (look-up, create)
+AT_ONCE = 8  # requests at a time of the concurrent mode (the connection's extra "concurrency")
+MODES = {"one": 1, "concurrent": AT_ONCE}  # mode -> the connection's concurrency
 STEPS = ["downloading workflow data", "downloading stylesheets", "installing", "deployed"]
 HEARTBEAT_TIMEOUT = 20  # seconds: [scheduler] task_instance_heartbeat_timeout (default 300)
 
@@ -55,9 +61,28 @@ LOADS = {
 }
 
 
-def spec_text(name: str, method: str, description: str = "Customers, for the kill tests.") -> str:
-    target = "customer_api" if method == "create_or_update" else "demo_shop"
+def spec_text(name: str, method: str, description: str = "Customers, for the kill tests.", mode: str = "one") -> str:
+    target = ("customer_api" if method == "create_or_update" else "demo_shop") + ("" if mode == "one" else f"_{mode}")
     return SPEC.format(batch=BATCH, name=name, description=description, target=target, load=LOADS[method])
+
+
+def workflow(name: str, mode: str) -> str:
+    """The workflow of a kill test in a mode: `kill_sync`, `kill_sync_concurrent`, ..."""
+    return name if mode == "one" else f"{name}_{mode}"
+
+
+def modes(scenario: str) -> list:
+    """The parameters of a kill test: each mode, with its row of the reliability report."""
+    return [
+        pytest.param(
+            mode,
+            id=mode,
+            marks=pytest.mark.reliability(
+                "Faults", f"{scenario} ({'one record at a time' if n == 1 else f'{n} requests at a time'})"
+            ),
+        )
+        for mode, n in MODES.items()
+    ]
 
 
 class SlowShop(DemoShop):
@@ -78,19 +103,30 @@ class SlowShop(DemoShop):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Airflow with task retries, a slow shop, a slow json-server, an ERP; a primary environment `cloud` with
-    `kill_sync` (upsert), `kill_insert` (insert) and `kill_api` (create_or_update) v1 deployed."""
+    """Airflow with task retries, a slow shop, two slow json-servers, an ERP; a primary environment `cloud` with
+    `kill_sync` (upsert), `kill_insert` (insert) and `kill_api` (create_or_update) v1 deployed, each also as
+    `..._concurrent`, whose connections send AT_ONCE requests at a time (to the shop, and to the second json-server,
+    AT_ONCE times slower)."""
     root = tmp_path_factory.mktemp("kill")
     shop = SlowShop()
     shop.start()
     api = JsonServer(root / "api", delay_ms=API_DELAY_MS, quiet=False)
     api.start()
+    api_concurrent = JsonServer(root / "api-concurrent", delay_ms=API_DELAY_MS * AT_ONCE, quiet=False)
+    api_concurrent.start()
     create_erp(root / "erp.db", customers=N, orders=0)
+
+    def conn(url: str, mode: str) -> str:
+        return json.dumps({"conn_type": "http", "host": url, "extra": {"concurrency": MODES[mode]}})
+
     server = AirflowServer(
         root,
         {
             **demo_connections(root / "erp.db", shop.url),
-            "AIRFLOW_CONN_CUSTOMER_API": json.dumps({"conn_type": "http", "host": api.url}),
+            "AIRFLOW_CONN_DEMO_SHOP": conn(shop.url, "one"),
+            "AIRFLOW_CONN_CUSTOMER_API": conn(api.url, "one"),
+            "AIRFLOW_CONN_DEMO_SHOP_CONCURRENT": conn(shop.url, "concurrent"),
+            "AIRFLOW_CONN_CUSTOMER_API_CONCURRENT": conn(api_concurrent.url, "concurrent"),
             # every task gets two retries, two seconds apart (dag_factory/render.py takes Airflow's defaults)
             "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
             "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
@@ -110,10 +146,14 @@ def world(tmp_path_factory):
     try:
         server.flowlink("env", "add", "cloud", "--kind", "cloud")
         token = server.flowlink("env", "token", "cloud").stdout.strip()
-        workflows = {WF: "upsert", WF_INSERT: "insert", WF_API: "create_or_update"}
-        for name, method in workflows.items():
+        workflows = {
+            workflow(name, mode): (method, mode)
+            for name, method in {WF: "upsert", WF_INSERT: "insert", WF_API: "create_or_update"}.items()
+            for mode in MODES
+        }
+        for name, (method, mode) in workflows.items():
             spec = root / f"{name}.yaml"
-            spec.write_text(spec_text(name, method))
+            spec.write_text(spec_text(name, method, mode=mode))
             server.flowlink("publish", str(spec))
         wait_for("the deployment tracker DAG", lambda: server.dag_known("flowlink_deployments"), timeout=120, every=1)
         first = agent()
@@ -126,13 +166,20 @@ def world(tmp_path_factory):
             every=0.5,
         )
         first.stop()
-        yield {"server": server, "shop": shop, "api": api, "root": root, "agent": agent}
+        yield {
+            "server": server,
+            "shop": shop,
+            "api": {"one": api, "concurrent": api_concurrent},
+            "root": root,
+            "agent": agent,
+        }
     finally:
         for a in agents:
             a.stop()
         server.stop()
         shop.stop()
         api.stop()
+        api_concurrent.stop()
 
 
 def last_deployment(server, workflow: str = WF) -> dict:
@@ -177,11 +224,17 @@ def loading(server, progress, workflow: str, run_id: str, try_number: int, befor
     return wait_for(f"try {try_number} of the load to be loading", check, timeout=180, every=0.1)
 
 
-def start_run(server, shop, workflow: str) -> str:
+def start_run(server, shop, workflow: str, mode: str) -> str:
     shop.reset()
-    shop.delay = PUT_DELAY
+    shop.delay = PUT_DELAY * MODES[mode]  # a load lasts about as long in either mode
     wait_for(f"the {workflow} DAG", lambda: server.dag_known(workflow), timeout=120, every=1)
     return server.flowlink("run", workflow).stdout.split("run ")[-1].strip()
+
+
+def settle(shop_delay: float) -> None:
+    """Wait until the requests a killed process had sent have reached the service (it answers them after
+    shop_delay): a record they write is in the service before the test looks."""
+    time.sleep(shop_delay + 1)
 
 
 def run_end(server, workflow: str, run_id: str) -> str:
@@ -193,8 +246,8 @@ def run_end(server, workflow: str, run_id: str) -> str:
     )
 
 
-@pytest.mark.reliability("Faults", "A worker is killed in the middle of a load")
-def test_worker_killed_in_the_middle_of_a_load(world, observe):
+@pytest.mark.parametrize("mode", modes("A worker is killed in the middle of a load"))
+def test_worker_killed_in_the_middle_of_a_load(world, observe, mode):
     """A real Airflow run (LocalExecutor, 2 task retries) loads 240 ERP customers into a shop that takes 30 ms per
     write. While the load task is running and part of the records have arrived, its task process gets SIGKILL
     (Airflow's supervisor sees it die and sets up_for_retry); while the retry is loading, its worker process
@@ -203,11 +256,12 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     row per record in the resync bucket, the load step's snapshot successful and the watermark at the newest
     record."""
     server, shop = world["server"], world["shop"]
-    run_id = start_run(server, shop, WF)
+    wf = workflow(WF, mode)
+    run_id = start_run(server, shop, wf, mode)
     task = "customers.load"
 
     # Kill 1: the task process (the one running LoadOperator.execute), its supervisor stays.
-    ti = loading(server, lambda: shop_writes(shop), WF, run_id, 1, 0)
+    ti = loading(server, lambda: shop_writes(shop), wf, run_id, 1, 0)
     pid = ti["pid"]
     assert ti["id"] in command_line(pid), (pid, command_line(pid))  # the task runner's title names its task instance
     server.kill(pid)
@@ -215,7 +269,7 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     assert 0 < arrived_1 < N, f"the load was not in the middle: {arrived_1} of {N}"
 
     # Kill 2: the retry's worker process (the LocalExecutor worker that supervises it) first, then its task process.
-    ti = loading(server, lambda: shop_writes(shop), WF, run_id, 2, writes_1)
+    ti = loading(server, lambda: shop_writes(shop), wf, run_id, 2, writes_1)
     runner = ti["pid"]
     supervisor = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert "LocalExecutor" in command_line(supervisor), command_line(supervisor)
@@ -225,8 +279,8 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     writes_2 = shop_writes(shop)
     assert writes_2 - writes_1 < N, "the second try was not in the middle of its load"
 
-    final = run_end(server, WF, run_id)
-    tries = server.task_tries(WF, run_id, task)
+    final = run_end(server, wf, run_id)
+    tries = server.task_tries(wf, run_id, task)
     assert [t["state"] for t in tries][-1] == "success", tries
     assert final == "success"
     assert [t["try_number"] for t in tries] == [1, 2, 3]
@@ -235,7 +289,7 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     timeouts = server.api(
         "GET",
         "/api/v2/eventLogs",
-        params={"dag_id": WF, "run_id": run_id, "task_id": task, "event": "heartbeat timeout"},
+        params={"dag_id": wf, "run_id": run_id, "task_id": task, "event": "heartbeat timeout"},
     ).json()["event_logs"]
     assert [e["try_number"] for e in timeouts] == [2], timeouts  # try 1 was reported by its supervisor
 
@@ -254,13 +308,13 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
 
     store = open_store(world)
     try:
-        rows = bucket.rows(store, WF, touchpoint="customers", limit=10 * N)
+        rows = bucket.rows(store, wf, touchpoint="customers", limit=10 * N)
         assert len(rows) == N and {r["source_id"] for r in rows} == source_ids  # one row per record
         assert {r["status"] for r in rows} == {"success"} and all(r["last_run"] == run_id for r in rows)
-        steps = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF)["steps"]}
+        steps = {s["step"]: s for s in snapshots.snapshot(store, run_id, wf)["steps"]}
         assert steps["load"]["status"] == "success" and steps["load"]["count_out"] == N
         assert steps["load"]["count_failed"] == 0
-        assert state.watermark(store, WF, "customers") == newest
+        assert state.watermark(store, wf, "customers") == newest
     finally:
         store.dispose()
     observe(
@@ -274,29 +328,30 @@ def test_worker_killed_in_the_middle_of_a_load(world, observe):
     )
 
 
-@pytest.mark.reliability("Faults", "A worker is killed in the middle of a load that inserts (POST)")
-def test_worker_killed_in_the_middle_of_an_insert_load(world, observe):
+@pytest.mark.parametrize("mode", modes("A worker is killed in the middle of a load that inserts (POST)"))
+def test_worker_killed_in_the_middle_of_an_insert_load(world, observe, mode):
     """As above with a workflow whose load inserts (POST, which the shop answers 409 for an existing key): the
     load's task process gets SIGKILL once part of the records have arrived, and Airflow's retry must complete the
     load. The retry must not send again the batches the killed try recorded, and the records of the interrupted
     batch that the killed try had already created (409 on the retry) must end Success, not Failed: each record in
     the shop once, every bucket row Success, the run successful."""
     server, shop = world["server"], world["shop"]
-    run_id = start_run(server, shop, WF_INSERT)
-    ti = loading(server, lambda: shop_writes(shop), WF_INSERT, run_id, 1, 0)
+    wf = workflow(WF_INSERT, mode)
+    run_id = start_run(server, shop, wf, mode)
+    ti = loading(server, lambda: shop_writes(shop), wf, run_id, 1, 0)
     pid = ti["pid"]
     assert ti["id"] in command_line(pid), (pid, command_line(pid))
     server.kill(pid)
-    time.sleep(0.5)  # a request the killed process had sent still completes in the shop
+    settle(shop.delay)  # a request the killed process had sent still completes in the shop
     arrived = set(shop.records("customers"))
     assert 0 < len(arrived) < N, f"the load was not in the middle: {len(arrived)} of {N}"
 
-    final = run_end(server, WF_INSERT, run_id)
-    tries = server.task_tries(WF_INSERT, run_id, "customers.load")
+    final = run_end(server, wf, run_id)
+    tries = server.task_tries(wf, run_id, "customers.load")
     store = open_store(world)
     try:
-        rows = bucket.rows(store, WF_INSERT, touchpoint="customers", limit=10 * N)
-        load = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF_INSERT)["steps"]}["load"]
+        rows = bucket.rows(store, wf, touchpoint="customers", limit=10 * N)
+        load = {s["step"]: s for s in snapshots.snapshot(store, run_id, wf)["steps"]}["load"]
     finally:
         store.dispose()
     statuses = {r["source_id"]: (r["status"], r["message"]) for r in rows}
@@ -325,32 +380,33 @@ def test_worker_killed_in_the_middle_of_an_insert_load(world, observe):
     )
 
 
-@pytest.mark.reliability("Faults", "A worker is killed in the middle of a create_or_update load (json-server)")
-def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe):
+@pytest.mark.parametrize("mode", modes("A worker is killed in the middle of a create_or_update load (json-server)"))
+def test_worker_killed_in_the_middle_of_a_create_or_update_load(world, observe, mode):
     """As above with a workflow whose load is create_or_update into json-server (from npm; 15 ms per request): each
     new customer is looked up by e-mail, then created with POST, json-server answering its own id. The load's task
     process gets SIGKILL once part of the customers have been created, and Airflow's retry must complete the load:
     the customers the killed try created without recording them are found by the retry's look-up and updated (PUT by
     json-server's id), never created again. Every ERP customer in json-server exactly once (counted by e-mail) with its
     mapped fields, exactly N POSTs, every bucket row Success with json-server's id as destination id."""
-    server, api = world["server"], world["api"]
-    wait_for(f"the {WF_API} DAG", lambda: server.dag_known(WF_API), timeout=120, every=1)
+    server, api = world["server"], world["api"][mode]
+    wf = workflow(WF_API, mode)
+    wait_for(f"the {wf} DAG", lambda: server.dag_known(wf), timeout=120, every=1)
     sent = len(api.requests())
-    run_id = server.flowlink("run", WF_API).stdout.split("run ")[-1].strip()
-    ti = loading(server, lambda: len(api.records()), WF_API, run_id, 1, 0)
+    run_id = server.flowlink("run", wf).stdout.split("run ")[-1].strip()
+    ti = loading(server, lambda: len(api.records()), wf, run_id, 1, 0)
     pid = ti["pid"]
     assert ti["id"] in command_line(pid), (pid, command_line(pid))
     server.kill(pid)
-    time.sleep(0.5)  # a request the killed process had sent still completes in json-server
+    settle(api.delay_ms / 1000)  # a request the killed process had sent still completes in json-server
     arrived = {r["id"] for r in api.records()}
     assert 0 < len(arrived) < N, f"the load was not in the middle: {len(arrived)} of {N}"
 
-    final = run_end(server, WF_API, run_id)
-    tries = server.task_tries(WF_API, run_id, "customers.load")
+    final = run_end(server, wf, run_id)
+    tries = server.task_tries(wf, run_id, "customers.load")
     store = open_store(world)
     try:
-        rows = bucket.rows(store, WF_API, touchpoint="customers", limit=10 * N)
-        load = {s["step"]: s for s in snapshots.snapshot(store, run_id, WF_API)["steps"]}["load"]
+        rows = bucket.rows(store, wf, touchpoint="customers", limit=10 * N)
+        load = {s["step"]: s for s in snapshots.snapshot(store, run_id, wf)["steps"]}["load"]
     finally:
         store.dispose()
     assert final == "success", (

@@ -1,4 +1,5 @@
-"""Publishing (versioned, checksummed, immutable) and the DAG factory (one DAG per live file, broken files reported)."""
+"""Publishing (versioned, checksummed, immutable) and the DAG factory (one DAG per live file, broken files reported;
+the DAG files themselves: tests/test_dag_shards.py)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
     # the last task: a run in which any load failed ends failed, even when later touchpoints loaded
     assert dag.get_task("all-loaded").upstream_task_ids == {"customers.load", "orders.load"}
     assert (
-        dag.get_task("all-loaded").trigger_rule == "all_success" and not dag.get_task("all-loaded").downstream_task_ids
+        dag.get_task("all-loaded").trigger_rule == "none_failed" and not dag.get_task("all-loaded").downstream_task_ids
     )
     load = dag.get_task("orders.load")
     assert (load.workflow, load.touchpoint, load.version, load.reads) == (
@@ -125,6 +126,9 @@ def test_each_live_file_becomes_a_dag_with_its_schedule_groups_and_docs(home, tm
 
 
 def test_a_broken_live_file_is_reported_and_does_not_hide_the_others(home, tmp_path, airflow_db):
+    from flowlink.dag_files import SHARDS, import_errors_file
+    from flowlink.live import shard
+
     make_live(tmp_path, "good_one")
     live = settings.live_dir()
     (live / "broken_json.json").write_text("{oops")
@@ -137,21 +141,30 @@ def test_a_broken_live_file_is_reported_and_does_not_hide_the_others(home, tmp_p
     assert "good_one" in bag.dag_ids
     assert "damaged" not in bag.dag_ids and "misnamed" not in bag.dag_ids
     errors = {Path(k).name: v for k, v in bag.import_errors.items()}
-    assert set(errors) == {"flowlink_import_errors.py"}
-    text = errors["flowlink_import_errors.py"]
-    assert "broken_json.json: not a Flowlink file (invalid JSON" in text
-    assert "damaged.json: checksum mismatch" in text
-    assert "misnamed.json: holds workflow 'good_one'" in text
+    # each broken file in the report of its shard (the file its DAG would be built in), and only there
+    expected = {
+        "broken_json.json: not a Flowlink file (invalid JSON": "broken_json",
+        "damaged.json: checksum mismatch": "damaged",
+        "misnamed.json: holds workflow 'good_one'": "misnamed",
+    }
+    assert set(errors) == {import_errors_file(shard(name, SHARDS)) for name in expected.values()}
+    for line, name in expected.items():
+        assert [f for f, text in errors.items() if line in text] == [import_errors_file(shard(name, SHARDS))], line
 
 
 def test_a_task_process_builds_only_its_own_dag(home, tmp_path):
+    """In a task's process Airflow parses the DAG's own file (its shard's) with the DAG's id in the parsing context."""
+    from flowlink.dag_files import SHARDS, workflows_file
+    from flowlink.live import shard
+
     make_live(tmp_path, "first")
     make_live(tmp_path, "second")
     (settings.live_dir() / "broken.json").write_text("{oops")
     code = (
-        "import json; from flowlink_airflow.dag_factory import dags; built = dags(); "
-        "print(json.dumps([sorted(built), {t.task_id: [t.workflow, t.touchpoint, t.version, t.reads] "
-        "for t in built['second'].tasks if t.task_id.startswith('orders.')}]))"
+        "import json, runpy; from airflow.sdk import DAG; "
+        f"built = runpy.run_path('dags/{workflows_file(shard('second', SHARDS))}'); "
+        "print(json.dumps([sorted(k for k, v in built.items() if isinstance(v, DAG)), {t.task_id: [t.workflow, "
+        "t.touchpoint, t.version, t.reads] for t in built['second'].tasks if t.task_id.startswith('orders.')}]))"
     )
     env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "second", "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "orders.load"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
@@ -179,7 +192,7 @@ def test_an_environment_folder_sends_the_tasks_to_that_environments_queue(home, 
 
     shutil.copy(art.path, settings.live_dir() / "on_site.json")  # live twice: reported, not silently doubled
     bag = load_dags()
-    text = next(v for k, v in bag.import_errors.items() if k.endswith("flowlink_import_errors.py"))
+    text = next(v for k, v in bag.import_errors.items() if "flowlink_import_errors_" in k)
     assert "on_site.json: on_site is also live in" in text
 
 
@@ -187,7 +200,7 @@ def test_parsing_imports_nothing_that_only_task_execution_needs(home, tmp_path):
     make_live(tmp_path, "erp_to_shop")
     code = (
         "import runpy, sys, json; "
-        "[runpy.run_path(f'dags/{f}.py') for f in ('flowlink_dags', 'flowlink_import_errors')]; "
+        "from pathlib import Path; [runpy.run_path(str(f)) for f in sorted(Path('dags').glob('*.py'))]; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('flowlink.store', 'flowlink.sync', "
         "'flowlink.connectors', 'flowlink.deployments', 'flowlink_airflow.hooks', 'flowlink_airflow.triggers', "
         "'requests', 'lxml')))))"
@@ -208,7 +221,7 @@ def test_a_new_live_version_is_read_again_in_the_same_process(home, tmp_path):
     assert "v2" in dag.tags and "second version" in dag.doc_md
 
 
-def test_flowlink_dags_write_puts_the_repositorys_two_dag_files_into_a_folder(tmp_path):
+def test_flowlink_dags_write_puts_the_repositorys_dag_files_into_a_folder(tmp_path):
     """The one documented way to Airflow: `flowlink dags write FOLDER` writes what this repository's dags/ holds."""
     out = subprocess.run(
         [str(Path(sys.executable).parent / "flowlink"), "dags", "write", str(tmp_path / "dags")],
@@ -218,26 +231,39 @@ def test_flowlink_dags_write_puts_the_repositorys_two_dag_files_into_a_folder(tm
     assert out.returncode == 0, out.stderr
     written = {p.name: p.read_text() for p in (tmp_path / "dags").iterdir()}
     assert written == {p.name: p.read_text() for p in (REPO / "dags").glob("*.py")}
-    assert set(written) == {"flowlink_dags.py", "flowlink_import_errors.py"}
+    shards = [f"{n:02d}" for n in range(16)]
+    assert set(written) == {
+        "flowlink_dags.py",
+        *(f"flowlink_workflows_{n}.py" for n in shards),
+        *(f"flowlink_import_errors_{n}.py" for n in shards),
+    }
     assert all(len(text.splitlines()) == 1 for text in written.values())
+    assert out.stdout.count("created ") == len(written)
 
 
 def test_the_dag_files_give_every_workflow_and_flowlinks_own_dags(home, tmp_path):
-    """dags/flowlink_dags.py in a fresh interpreter, as the dag-processor reads it: Flowlink's five DAGs and every live
-    workflow, each DAG's file the one-line file (Airflow runs its tasks from there)."""
+    """The DAGs folder in a fresh interpreter, each file run as the dag-processor runs it: Flowlink's own DAGs from
+    flowlink_dags.py, each live workflow from its shard's file (the DAG's file: Airflow runs its tasks from there)."""
+    from flowlink.dag_files import SHARDS, workflows_file
+    from flowlink.live import shard
+
     make_live(tmp_path, "erp_to_shop")
     code = (
-        "import json, runpy; g = runpy.run_path('dags/flowlink_dags.py'); from airflow.sdk import DAG; "
-        "print(json.dumps(sorted(k for k, v in g.items() if isinstance(v, DAG))))"
+        "import json, runpy; from pathlib import Path; from airflow.sdk import DAG; "
+        "print(json.dumps({f.name: sorted(k for k, v in runpy.run_path(str(f)).items() if isinstance(v, DAG)) "
+        "for f in sorted(Path('dags').glob('*.py'))}))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=os.environ, cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
-        "erp_to_shop",
-        "flowlink_alerts",
-        "flowlink_daily_summary",
-        "flowlink_deployments",
-        "flowlink_maintenance",
-        "flowlink_retry",
-        "flowlink_try",
-    ]
+    found = {k: v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items() if v}
+    assert found == {
+        "flowlink_dags.py": [
+            "flowlink_alerts",
+            "flowlink_daily_summary",
+            "flowlink_deployments",
+            "flowlink_maintenance",
+            "flowlink_retry",
+            "flowlink_try",
+        ],
+        workflows_file(shard("erp_to_shop", SHARDS)): ["erp_to_shop"],
+    }

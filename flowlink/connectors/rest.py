@@ -10,8 +10,14 @@ retries:
   for GET/PUT/PATCH/DELETE, never for POST (the record may have been created).
   ``retries`` (default 5) counts these retries and those of the answers above.
 * Waits grow exponentially (urllib3's schedule: no wait before the first retry,
-  then ``backoff * 2 ** (n - 1)`` seconds, at most 120 s); a ``Retry-After``
-  header (seconds or HTTP date) is honoured instead, capped at 120 s.
+  then ``backoff * 2 ** (n - 1)`` seconds, at most 120 s).
+* An answer that asks to slow down (429, or one of the retryable answers above with
+  a ``Retry-After`` header) slows the whole connector down (:class:`_Throttle`): no
+  request of any thread is sent until the moment it names (``Retry-After`` in seconds
+  or as an HTTP date, at most 120 s; without one ``backoff * 2 ** n`` for the n-th
+  such answer to that request), and at most half as many requests are in flight from
+  then on, growing back by one after four rounds of answers that did not ask to slow
+  down. The request is sent again up to ``retries`` times; then its last answer counts.
 * Connection failures (refused, unknown host, connect timeout: the request never
   reached the service) are retried for every method, a POST too, by time, not by
   count: for ``FLOWLINK_UNREACHABLE_AFTER`` seconds (default 30, see
@@ -49,8 +55,17 @@ Reading (``GET base_url + endpoint``):
 * A record without a key, a non-2xx answer, or a body that is not what
   ``records_path`` says raises :class:`ConnectorError`.
 
-Writing (one HTTP request per record, in order):
+Writing (one HTTP request per record, or ``load.bulk.size`` records per request):
 
+* Up to ``concurrency`` requests at a time (the connection's extra ``concurrency``,
+  1 to 64, default 16: see docs/benchmarks.md; 1 writes one record after the other),
+  on a thread pool over the one session, whose connection pool is as large. Records
+  with the same key in a batch are written one after the other in the batch's order,
+  never at once (create_or_update: also records with the same destination id or the
+  same look-up, which could find one target record); the others side by side. The
+  results are one per record, in the batch's order. A ConnectorError of one record
+  (bad credentials, a dropped connection after a POST was sent, ...) stops the other
+  threads after the request each is in, and is raised.
 * ``upsert``: ``PUT {endpoint}/{key}`` (key URL-encoded) with the record as JSON;
   ``insert``: ``POST {endpoint}`` (a 409 answer sets ``exists``).
 * 2xx: ``ok``; ``destination_id`` is ``response[id_field]`` when ``id_field`` is
@@ -72,6 +87,20 @@ Writing (one HTTP request per record, in order):
 * 401/407 (bad credentials) and connection problems after retries raise
   :class:`ConnectorError` (:class:`Unreachable` when no connection could be
   opened): the whole application is unreachable.
+* ``load.bulk`` (upsert or insert): the records go ``bulk.size`` per request in their
+  order (a request ends early before a key it holds already), as a JSON list, or an
+  object holding it at ``bulk.records_path``, by ``bulk.method`` (default POST) to
+  ``bulk.endpoint``. The answer's list of results (at ``bulk.result.path``) gives
+  each record's outcome: by position, or by ``bulk.result.key`` (the result's field
+  holding the record's key); written when ``result.ok`` is true, else when
+  ``result.status`` is 2xx, else when ``result.error`` is empty; ``exists`` when the
+  status is 409 or the result matches ``result.exists``; ``destination_id`` from
+  ``result.id`` (else ``load.id_field``, else the key); the message from
+  ``result.error`` (a text, or the message/reason of an object or a list of them):
+  ``POST /shop/_bulk_docs: email: not a valid address``. A request refused as a whole
+  with 4xx (not processed) is sent again one record per request, so a record the
+  API refuses fails alone; any other error answer fails the request's records with
+  its message, and an answer whose results cannot be read fails them saying why.
 
 Credentials (password, token, secret-looking headers, the basic-auth header) are
 replaced by ``***`` in every error message, including text a service echoes back,
@@ -87,11 +116,14 @@ client secret and every access token are redacted the same way.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime as dt
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -110,11 +142,11 @@ from flowlink.connectors.base import (
     newest,
 )
 from flowlink.connectors.oauth2 import ClientCredentials
-from flowlink.errors import is_sensitive, redact, secret_forms
+from flowlink.errors import is_sensitive, plural, redact, secret_forms
 from flowlink.ordering import order_key
 from flowlink.reach import Patience, connect_failed
 from flowlink.reach import describe as _describe
-from flowlink.spec import PLACEHOLDER, Extract, Load, Match
+from flowlink.spec import PLACEHOLDER, Bulk, Extract, Load, Match
 
 __all__ = [
     "RestSource",
@@ -131,10 +163,14 @@ MAX_WAIT = 120.0  # seconds: the longest backoff or Retry-After wait
 CONNECT_TIMEOUT = 10.0  # seconds: the longest wait for a connection to open (a read may take `timeout`)
 MAX_PAGES = 100_000
 ERROR_TEXT = 300  # characters of a service's error text kept in WriteResult.error
+CONCURRENCY = 16  # requests in flight at once per connector, unless the connection's extra says (measured: docs)
+MAX_CONCURRENCY = 64
+log = logging.getLogger(__name__)
 
 
 class _Retry(Retry):
-    """urllib3 Retry with per-method status codes: POST only on 429/503."""
+    """urllib3 Retry with per-method status codes: POST only on 429/503. An answer that asks to slow down (429, or a
+    retryable one with Retry-After) is handed back: the connector's throttle waits for it, for every thread."""
 
     IDEMPOTENT_STATUS = frozenset({429, *range(500, 600)} - {501, 505})
     POST_STATUS = frozenset({429, 503})
@@ -144,10 +180,15 @@ class _Retry(Retry):
     def __init__(self, *, allowed_methods: Any = METHODS, **kwargs: Any):
         super().__init__(allowed_methods=allowed_methods, **kwargs)
 
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+    def retryable(self, method: str, status_code: int) -> bool:
+        """Whether an answer with this status may be sent again: the request was not processed, or sending it twice
+        changes nothing more."""
         if method.upper() == "POST":
             return status_code in self.POST_STATUS
         return self._is_method_retryable(method) and status_code in self.IDEMPOTENT_STATUS
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        return self.retryable(method, status_code) and status_code != 429 and not has_retry_after
 
     def get_retry_after(self, response: Any) -> float | None:
         try:
@@ -157,8 +198,55 @@ class _Retry(Retry):
         return None if seconds is None else min(seconds, self.backoff_max)
 
 
+class _Throttle:
+    """The pace of one connector's requests, shared by its threads.
+
+    At most ``limit`` requests are in flight (``most`` at first). An answer that asks to slow down (429, or one with
+    Retry-After) stops every thread from sending until the moment it names (else a backoff), and halves ``limit``
+    (at least 1), once per round: the answers to requests sent before a cut do not cut again. ``limit`` grows back
+    by one after ``GROW_AFTER * limit`` answers in a row that did not ask to slow down."""
+
+    GROW_AFTER = 4  # rounds of answers without a slow-down before one more request may be in flight
+
+    def __init__(self, most: int):
+        self.most = most
+        self.limit = most
+        self._busy = 0  # requests in flight
+        self._until = 0.0  # time.monotonic() before which nobody sends
+        self.cuts = 0  # how many times the limit was cut; a request remembers the count it was sent under
+        self._fine = 0  # answers since the last change of the limit that did not ask to slow down
+        self._cond = threading.Condition()
+
+    def enter(self) -> int:
+        """Wait for a turn to send (the pause over, fewer than ``limit`` in flight); returns the turn's mark."""
+        with self._cond:
+            while True:
+                wait = self._until - time.monotonic()
+                if wait <= 0 and self._busy < self.limit:
+                    self._busy += 1
+                    return self.cuts
+                self._cond.wait(timeout=wait if wait > 0 else None)
+
+    def leave(self, mark: int, pause: float | None = None) -> bool:
+        """The request sent at ``mark`` is answered (or failed); ``pause``: seconds the service asked to wait (None:
+        it did not). Returns whether the limit was cut."""
+        with self._cond:
+            self._busy -= 1
+            cut = False
+            if pause is not None:
+                self._until = max(self._until, time.monotonic() + pause)
+                if mark == self.cuts:
+                    self.limit, self.cuts, self._fine, cut = max(1, self.limit // 2), self.cuts + 1, 0, True
+            elif self.limit < self.most:
+                self._fine += 1
+                if self._fine >= self.GROW_AFTER * self.limit:
+                    self.limit, self._fine = self.limit + 1, 0
+            self._cond.notify_all()
+            return cut
+
+
 class _RestClient:
-    """What RestSource and RestTarget share: the session, retries, URLs and error texts."""
+    """What RestSource and RestTarget share: the session, retries, the throttle, URLs and error texts."""
 
     def __init__(
         self,
@@ -170,6 +258,7 @@ class _RestClient:
         retries: int = 5,
         backoff: float = 0.5,
         unreachable_after: float | None = None,
+        concurrency: int = CONCURRENCY,
     ):
         try:
             parts = urlsplit(base_url)
@@ -185,14 +274,22 @@ class _RestClient:
             timeout = (min(float(timeout), CONNECT_TIMEOUT), float(timeout))
         self.timeout = timeout
         self.retries = retries
+        self.backoff = backoff
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ConnectorError(
+                f"REST concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {concurrency!r}"
+            )
+        self.concurrency = concurrency
+        self.throttle = _Throttle(concurrency)
         self._secrets = _secrets(auth, headers or {})
         # connection failures: retried for unreachable_after seconds (default FLOWLINK_UNREACHABLE_AFTER)
         self._patience = Patience(unreachable_after)
+        self._lock = threading.Lock()  # guards _patience, shared by the threads
         self.session = requests.Session()
         self.session.auth = auth
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         self.session.headers.update({str(k): str(v) for k, v in (headers or {}).items()})
-        retry = _Retry(
+        self._retry = _Retry(
             total=retries,
             connect=0,  # connection failures are retried by time, in request()
             backoff_factor=backoff,
@@ -200,7 +297,8 @@ class _RestClient:
             respect_retry_after_header=True,
             raise_on_status=False,  # after the last retry, hand back the last response
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        # a connection kept for each request in flight (the default pool keeps 10)
+        adapter = HTTPAdapter(max_retries=self._retry, pool_maxsize=max(10, concurrency))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -221,26 +319,48 @@ class _RestClient:
         return self.base_url + path(endpoint, *tail)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send one request (with retries); raise ConnectorError when the service cannot be reached (Unreachable
-        when no connection opened for FLOWLINK_UNREACHABLE_AFTER seconds) or refuses the credentials."""
+        """Send one request (with retries), in its turn (the throttle); raise ConnectorError when the service cannot
+        be reached (Unreachable when no connection opened for FLOWLINK_UNREACHABLE_AFTER seconds) or refuses the
+        credentials. An answer that asks to slow down pauses the whole connector and is sent again, ``retries``
+        times; the last such answer is handed back."""
+        slowed = 0  # answers to this request that asked to slow down
         while True:
+            mark = self.throttle.enter()
             started = time.monotonic()
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-                break
             except requests.RequestException as exc:
+                self.throttle.leave(mark)
                 where = f"{method} {self._path(url)}"
                 if not connect_failed(exc):
                     raise ConnectorError(
                         self.redact(f"{self.base_url}: {_describe(exc)} ({where}, retries: {self.retries})")
                     ) from exc
-                wait = self._patience.failed(started)
+                with self._lock:
+                    wait = self._patience.failed(started)
                 if wait is None:
                     raise Unreachable(
                         self.redact(f"{self.base_url}: {_describe(exc)} ({where}); {self._patience.gave_up()}")
                     ) from exc
                 time.sleep(wait)
-        self._patience.connected()
+                continue
+            pause = self._pause(method, response, slowed)
+            if self.throttle.leave(mark, pause):
+                log.warning(
+                    "%s: HTTP %d to %s %s: the connection waits %.3g s, then sends at most %s at a time",
+                    self.base_url,
+                    response.status_code,
+                    method,
+                    self._path(url),
+                    pause,
+                    plural(self.throttle.limit, "request"),
+                )
+            if pause is None or slowed >= self.retries:
+                break
+            slowed += 1
+            response.close()
+        with self._lock:
+            self._patience.connected()
         if response.status_code in (401, 407):
             raise ConnectorError(
                 self.redact(
@@ -250,6 +370,15 @@ class _RestClient:
                 )
             )
         return response
+
+    def _pause(self, method: str, response: requests.Response, slowed: int) -> float | None:
+        """Seconds to wait when the answer asks to slow down (429, or a retryable status with Retry-After), else None:
+        the Retry-After (at most 120 s), else ``backoff * 2 ** slowed``."""
+        status = response.status_code
+        if status != 429 and not (response.headers.get("Retry-After") and self._retry.retryable(method, status)):
+            return None
+        seconds = self._retry.get_retry_after(response)  # reads only .headers
+        return seconds if seconds is not None else min(self.backoff * 2**slowed, MAX_WAIT)
 
     def redact(self, text: str) -> str:
         """``text`` with every form of this connector's credentials replaced by ``***`` (OAuth2 tokens too)."""
@@ -416,20 +545,114 @@ class RestSource(_RestClient):
         return records, body
 
 
+_Item = tuple[int, str, dict, "str | None"]  # a record to write: its place in the batch, key, record, destination id
+
+
 class RestTarget(_RestClient):
-    """Writes records to ``base_url + load.endpoint`` by ``load.method`` (see the module docstring)."""
+    """Writes records to ``base_url + load.endpoint`` by ``load.method``, up to ``concurrency`` requests at a time
+    (see the module docstring)."""
+
+    _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def write(
         self, load: Load, records: list[dict], destination_ids: list[str | None] | None = None
     ) -> list[WriteResult]:
         """One WriteResult per record, in order; ``destination_ids`` (create_or_update): each record's id in the
-        target as recorded by an earlier load, None when unknown (see the module docstring)."""
+        target as recorded by an earlier load, None when unknown (see the module docstring).
+
+        Records go out ``concurrency`` requests at a time (``load.bulk``: ``bulk.size`` records per request);
+        records with the same key are written one after the other, in their order. A ConnectorError of one record
+        stops the others after the request each is in, then is raised."""
         if not load.endpoint:
             raise ConnectorError("a REST target writes an endpoint (load.endpoint)")
         known = destination_ids if destination_ids is not None else [None] * len(records)
         if len(known) != len(records):
             raise ValueError(f"{len(records)} records but {len(known)} destination ids")
-        return [self._write_one(load, record, dest) for record, dest in zip(records, known, strict=True)]
+        results: list[WriteResult | None] = [None] * len(records)
+        todo: list[_Item] = []
+        for i, (record, dest) in enumerate(zip(records, known, strict=True)):
+            key = _get(record, load.key)
+            if key is None or key == "":
+                results[i] = WriteResult(
+                    key="", ok=False, error=f"the record has no value for the key field {load.key!r}"
+                )
+            else:
+                todo.append((i, str(key), record, dest))
+        bulk = load.bulk
+
+        def work(job: list[_Item]) -> None:
+            if bulk is None:
+                [(i, _, record, dest)] = job
+                results[i] = self._write_one(load, record, dest)
+            else:
+                for (i, _, _, _), result in zip(job, self._write_chunk(load, bulk, job), strict=True):
+                    results[i] = result
+
+        if bulk is None:
+            jobs = [[item] for item in todo]
+        else:
+            jobs = self._chunks(todo, bulk.size, results)
+        self._run(_lanes(jobs, lambda item: _ties(load, item)), work)
+        return cast(list[WriteResult], results)  # every place filled: a lane that stops early raises
+
+    def close(self) -> None:
+        """Stop the threads (after the request each is in) and close the session's connections; safe twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+    def _run(self, lanes: list[list[list[_Item]]], work: Callable[[list[_Item]], None]) -> None:
+        """Each lane's jobs in order, lanes side by side on the thread pool (in this thread when one at a time)."""
+        if self.concurrency == 1 or len(lanes) < 2:
+            for lane in lanes:
+                for job in lane:
+                    work(job)
+            return
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="flowlink-rest")
+        stop = threading.Event()
+
+        def run(lane: list[list[_Item]]) -> None:
+            for job in lane:
+                if stop.is_set():  # another record raised: the batch is written again one record at a time
+                    return
+                try:
+                    work(job)
+                except BaseException:
+                    stop.set()
+                    raise
+
+        futures = [self._pool.submit(run, lane) for lane in lanes]
+        try:
+            concurrent.futures.wait(futures)
+        finally:
+            stop.set()  # also when this thread is interrupted: the others end after the request each is in
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise next((e for e in errors if isinstance(e, Unreachable)), errors[0])
+
+    @staticmethod
+    def _chunks(todo: list[_Item], size: int, results: list[WriteResult | None]) -> list[list[_Item]]:
+        """The records of a bulk load, ``size`` per request in their order; a chunk ends early before a key it holds
+        already (that record goes in a later request). A record JSON cannot carry fails here, alone."""
+        chunks: list[list[_Item]] = []
+        chunk: list[_Item] = []
+        keys: set[str] = set()
+        for i, key, record, dest in todo:
+            try:
+                row = json_safe(record)
+            except ConnectorError as exc:
+                results[i] = WriteResult(key=key, ok=False, error=str(exc))
+                continue
+            if len(chunk) == size or key in keys:
+                chunks.append(chunk)
+                chunk, keys = [], set()
+            chunk.append((i, key, row, dest))
+            keys.add(key)
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
     def _write_one(self, load: Load, record: dict, known: str | None) -> WriteResult:
         key = _get(record, load.key)
@@ -490,6 +713,82 @@ class RestTarget(_RestClient):
                 ),
             )
         return WriteResult(key=key, ok=True, destination_id=str(value), action=Action.CREATED)
+
+    def _write_chunk(self, load: Load, bulk: Bulk, chunk: list[_Item]) -> list[WriteResult]:
+        """One bulk request for the chunk's records; their results in the chunk's order. A request refused as a whole
+        (4xx) is sent again one record per request, so a record the API refuses fails alone, with its message."""
+        method = bulk.method.upper()
+        url = self.url(bulk.endpoint or load.endpoint or "")
+        rows = [row for _, _, row, _ in chunk]
+        body = json.dumps(_nest(bulk.records_path, rows), ensure_ascii=False).encode("utf-8")
+        response = self._send(method, url, body)
+        if not _ok(response):
+            if 400 <= response.status_code < 500 and len(chunk) > 1:  # not processed: find the record it refuses
+                return [result for item in chunk for result in self._write_chunk(load, bulk, [item])]
+            return [
+                self._failed(key, method, url, response, exists=response.status_code == 409) for _, key, _, _ in chunk
+            ]
+        spec = bulk.result
+        where = self._where(method, url)
+        answer = _json(response)
+        found = _get(answer, spec.path) if spec.path else answer
+        if not isinstance(found, list):
+            problem = (
+                f"the answer has no list of results under {spec.path!r} (load.bulk.result.path)"
+                if spec.path
+                else "the answer is not a list of results (load.bulk.result.path names the field holding it)"
+            )
+            return [WriteResult(key=key, ok=False, error=f"{where}: {problem}") for _, key, _, _ in chunk]
+        if spec.key is None and len(found) != len(chunk):
+            problem = (
+                f"{len(found)} results for {len(chunk)} records: cannot tell which is which "
+                "(load.bulk.result.key names the field that does)"
+            )
+            return [WriteResult(key=key, ok=False, error=f"{where}: {problem}") for _, key, _, _ in chunk]
+        if spec.key is None:
+            return [
+                self._bulk_result(load, bulk, key, item, where)
+                for (_, key, _, _), item in zip(chunk, found, strict=True)
+            ]
+        by_key = {_param_value(_get(item, spec.key)): item for item in found if isinstance(item, dict)}
+        return [
+            self._bulk_result(load, bulk, key, by_key[key], where)
+            if key in by_key
+            else WriteResult(
+                key=key,
+                ok=False,
+                error=f"{where}: the answer has no result for it (by {spec.key!r}, load.bulk.result.key)",
+            )
+            for _, key, _, _ in chunk
+        ]
+
+    def _bulk_result(self, load: Load, bulk: Bulk, key: str, item: Any, where: str) -> WriteResult:
+        """A record's outcome from its result in a bulk answer (load.bulk.result says how to read it)."""
+        spec = bulk.result
+        if not isinstance(item, dict):
+            return WriteResult(
+                key=key,
+                ok=False,
+                error=self.redact(_short(f"{where}: its result is not an object: {json.dumps(item)}")),
+            )
+        status = _status(_get(item, spec.status)) if spec.status else None
+        error = _get(item, spec.error)
+        if spec.ok:
+            written = _get(item, spec.ok) is True
+        elif spec.status:
+            written = status is not None and 200 <= status < 300
+        else:
+            written = error in (None, "", [], {})
+        if written:
+            field = spec.id or load.id_field
+            value = _get(item, field) if field else None
+            return WriteResult(key=key, ok=True, destination_id=key if value in (None, "") else str(value))
+        exists = status == 409 or bool(
+            spec.exists and all(_param_value(_get(item, f)) == _param_value(v) for f, v in spec.exists.items())
+        )
+        text = _reason_text(error) or f"refused: {json.dumps(item, ensure_ascii=False)}"
+        shown = f"{where}: " + (f"HTTP {status}: " if status is not None else "") + self.redact(text)
+        return WriteResult(key=key, ok=False, error=_short(self.redact(shown)), exists=exists)
 
     def _look_up(self, load: Load, key: str, record: dict) -> list[str] | WriteResult:
         """The destination ids of the target's records that load.match finds for this record (none or one), or a
@@ -568,6 +867,7 @@ def rest_settings_from_connection(
       ``extra["oauth2_client_auth"]`` is ``basic`` (default) or ``body`` (see :mod:`flowlink.connectors.oauth2`).
     * ``extra["headers"]`` (a dict, or a JSON object as text) -> extra headers.
     * ``extra["timeout"]``, ``extra["retries"]``, ``extra["backoff"]`` are passed on when given.
+    * ``extra["concurrency"]`` (1 to 64, a number or its text): requests a load sends at a time (default 16).
 
     Returns ``{"base_url", "auth", "headers"}`` plus those optional keys.
     """
@@ -628,7 +928,20 @@ def rest_settings_from_connection(
     for name in ("timeout", "retries", "backoff"):
         if extra.get(name) is not None:
             settings[name] = float(extra[name]) if name != "retries" else int(extra[name])
+    if extra.get("concurrency") is not None:
+        settings["concurrency"] = _concurrency(extra["concurrency"])
     return settings
+
+
+def _concurrency(value: Any) -> int:
+    """extra["concurrency"]: a whole number from 1 to MAX_CONCURRENCY (a number or its text)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_CONCURRENCY:
+        raise ConnectorError(
+            f"the REST connection's extra 'concurrency' must be a whole number from 1 to {MAX_CONCURRENCY} "
+            f"(requests at a time), got {str(value)[:40]!r}"
+        )
+    return int(text)
 
 
 # ---------------------------------------------------------------- helpers
@@ -651,11 +964,91 @@ def write_request(load: Load, key: str, known: str | None = None) -> tuple[str, 
     insert ``POST endpoint``; create_or_update with a known destination id ``PUT`` (or ``PATCH``) ``endpoint/id``,
     without one ``POST endpoint`` once load.match has found nothing."""
     endpoint = load.endpoint or ""
+    if load.bulk is not None:
+        return load.bulk.method.upper(), path(load.bulk.endpoint or endpoint)
     if load.method == "upsert":
         return "PUT", path(endpoint, key)
     if load.method == "create_or_update" and known is not None:
         return (load.update or "put").upper(), path(endpoint, known)
     return "POST", path(endpoint)
+
+
+def _ties(load: Load, item: _Item) -> Iterator[Hashable]:
+    """What a record shares with the records that must be written one after the other with it: its key and, for
+    create_or_update, its destination id and its look-up (two records the look-up finds as one)."""
+    _, key, record, known = item
+    yield ("key", key)
+    if load.method == "create_or_update":
+        if known is not None:
+            yield ("id", known)
+        if load.match is not None and all(_get(record, f) not in (None, "") for f in load.match.fields):
+            yield ("look-up", look_up_path(load.match, record))
+
+
+def _lanes(jobs: list[list[_Item]], ties: Callable[[_Item], Iterator[Hashable]]) -> list[list[list[_Item]]]:
+    """The jobs in lanes: jobs whose records share a tie (a key, ...) in one lane, in their order; the lanes in the
+    order of their first job. Lanes may run side by side."""
+    parent = list(range(len(jobs)))
+
+    def root(j: int) -> int:
+        while parent[j] != j:
+            parent[j] = parent[parent[j]]
+            j = parent[j]
+        return j
+
+    owner: dict[Hashable, int] = {}
+    for j, job in enumerate(jobs):
+        for item in job:
+            for tie in ties(item):
+                if tie in owner:
+                    parent[root(j)] = root(owner[tie])
+                else:
+                    owner[tie] = j
+    lanes: dict[int, list[list[_Item]]] = {}
+    for j, job in enumerate(jobs):
+        lanes.setdefault(root(j), []).append(job)
+    return list(lanes.values())
+
+
+def _nest(path: str | None, rows: list[Any]) -> Any:
+    """A bulk request's body: the list itself, or an object holding it at ``path`` (``a.b``: {"a": {"b": [...]}})."""
+    if not path:
+        return rows
+    body: Any = rows
+    for part in reversed(path.split(".")):
+        body = {part: body}
+    return body
+
+
+def _status(value: Any) -> int | None:
+    """An HTTP status from a bulk result (201 or "201"), None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reason_text(value: Any) -> str:
+    """A refused record's message from its bulk result: a text, or the message/reason/error/detail of an object or
+    of each item of a list (joined by "; "); "" when there is none."""
+    if value in (None, "", [], {}):
+        return ""
+    if isinstance(value, list):
+        return "; ".join(t for t in (_reason_text(v) for v in value) if t)
+    if isinstance(value, dict):
+        for field in ("message", "reason", "error", "detail", "description"):
+            if isinstance(value.get(field), str) and value[field]:
+                return value[field]
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _short(text: str) -> str:
+    """One line of at most ERROR_TEXT characters (redact first: a cut must not leave a piece of a credential)."""
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_TEXT else text[: ERROR_TEXT - 3] + "..."
 
 
 def _get(data: Any, path: str | None) -> Any:

@@ -18,13 +18,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -32,6 +28,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from flowlink import settings
 from flowlink.errors import FlowlinkError
 from flowlink.reach import db_unreachable as _unreachable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_WAIT = 30.0  # seconds: how long opening a connection to an unreachable store server is retried
@@ -47,14 +46,27 @@ def utcnow() -> dt.datetime:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
+# Alembic is imported only to migrate: every task opens the store, and importing Alembic costs a task more CPU
+# than its idle run's own work. Opening a store at the newest revision takes the two reads below instead.
 @functools.lru_cache(maxsize=1)
-def _head() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+def _head() -> str:
+    """The newest migration's revision. The migrations are one chain and each file is named after its revision
+    (NNNN_what.py, revision "NNNN"); tests/test_idle_runs.py checks this against Alembic's own reading."""
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _revision(conn: Connection) -> str | None:
+    """The store's revision, as Alembic's MigrationContext reads it (its one-row table); None before any migration."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def make_engine(url: str) -> Engine:
@@ -166,7 +178,7 @@ class Store:
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _revision(conn)
 
     def upgrade(self) -> None:
         """Bring the schema to the latest Alembic revision (no-op when it is there).
@@ -184,11 +196,13 @@ class Store:
     def _upgrade(self) -> None:
         if self.revision() == _head():
             return
+        from alembic import command
+
         cfg = _alembic_config()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7318391)")  # held until this transaction ends
-            if MigrationContext.configure(conn).get_current_revision() == _head():
+            if _revision(conn) == _head():
                 return  # another process migrated while this one waited
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

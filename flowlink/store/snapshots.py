@@ -216,6 +216,39 @@ def finish_step(
         c.execute(steps.update().where(*where).values(**values))
 
 
+def skipped_steps(
+    store: Store, workflow: str, run_id: str, version: int, touchpoint: str, skipped: Iterable[Step], message: str
+) -> None:
+    """Steps that do not run in this run (``message`` says why): status skipped, counts 0, no worker; one
+    transaction."""
+    now = utcnow()
+    rows = [
+        dict(
+            workflow=workflow,
+            run_id=run_id,
+            version=version,
+            touchpoint=touchpoint,
+            step=step,
+            status=StepStatus.SKIPPED,
+            started_at=now,
+            ended_at=now,
+            count_in=0,
+            count_out=0,
+            count_failed=0,
+            files="[]",
+            message=message,
+            failure=None,
+            hostname=None,
+            queue=None,
+        )
+        for step in skipped
+    ]
+    if not rows:
+        return
+    with store.engine.begin() as conn:  # every row the same but its step (a key)
+        upsert(conn, steps, rows, KEYS, {k: v for k, v in rows[0].items() if k not in KEYS})
+
+
 def runs(store: Store, workflow: str, limit: int = 50) -> list[RunSummary]:
     """The runs of a workflow, newest first: run id, version, start, end, steps failed and still running."""
     failed = func.sum(func.cast(steps.c.status == StepStatus.FAILED, steps.c.count_in.type))

@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from flowlink.spec import Touchpoint
+    from flowlink.states import Step
     from flowlink.sync import RunContext
 
 
@@ -27,6 +28,7 @@ class TouchpointOperator(BaseOperator):
     touchpoint = ""
     version = 0
     reads = ""
+    step: Step  # each subclass's own step
 
     # Parse time matters (one DAG file builds every workflow): imports that only execution needs stay in execute.
     def execute(self, context: Any) -> Any:

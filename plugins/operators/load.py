@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flowlink.states import Step
 from flowlink_airflow.operators.base import TouchpointOperator
 
 if TYPE_CHECKING:
@@ -13,6 +14,7 @@ class LoadOperator(TouchpointOperator):
     """Writes the transformed batches to the target application; fails (without retry) if records failed."""
 
     ui_color = "#e8f5e9"
+    step = Step.LOAD
 
     def run_step(self, ctx: RunContext, tp: Touchpoint, context: Any) -> Loaded:
         from flowlink import sync

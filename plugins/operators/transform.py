@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flowlink.states import Step
 from flowlink_airflow.operators.base import TouchpointOperator
 
 if TYPE_CHECKING:
@@ -13,6 +14,7 @@ class TransformOperator(TouchpointOperator):
     """Applies the touchpoint's XSLT stylesheet to each batch file."""
 
     ui_color = "#f3e5f5"
+    step = Step.TRANSFORM
 
     def run_step(self, ctx: RunContext, tp: Touchpoint, context: Any) -> Transformed:
         from flowlink import sync

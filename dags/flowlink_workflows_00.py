@@ -1,0 +1,1 @@
+from flowlink_airflow.dag_factory import workflow_dags; globals().update(workflow_dags(0, of=16))  # Flowlink's live workflows, shard 0 of 16
