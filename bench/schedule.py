@@ -16,8 +16,8 @@ from a minute boundary after every DAG is known.
 - --before REV runs the same with the code of git revision REV (flowlink, plugins, dag_factory and dags/ from
   `git archive`, put first on PYTHONPATH), first, for the table's comparison.
 
-Prints a table, the CPU by component, the machine and the date, `cpu_per_idle_run=<seconds>` (this tree's code),
-and last `ratio=<ticks on time / ticks due>`.
+Prints a table, the CPU by component, the machine and the date, whether the target is met,
+`cpu_per_idle_run=<seconds>` (this tree's code), and last `ratio=<ticks on time / ticks due>`.
 """
 
 from __future__ import annotations
@@ -156,13 +156,10 @@ def sample(root: int) -> Tree:
     def walk(pid: int, depth: int, top: str) -> None:
         tree.procs[pid] = procs[pid]
         if depth == 0:
-            comp, child = "standalone", "standalone"
-        elif depth == 1:
-            cmd = _cmdline(pid)
-            top = next(
-                (c for c in ("scheduler", "dag-processor", "api-server", "triggerer") if c in cmd.replace("_", "-")),
-                "standalone",
-            )
+            comp = child = "standalone"
+        elif depth == 1:  # `airflow scheduler`, `airflow dag-processor`, `airflow api_server ...`, `airflow triggerer`
+            cmd = _cmdline(pid).replace("_", "-")
+            top = next((c for c in ("scheduler", "dag-processor", "api-server", "triggerer") if c in cmd), "standalone")
             comp = top
             child = {"scheduler": "executor workers", "dag-processor": "DAG file parsing"}.get(top, top)
         elif top == "scheduler":
@@ -285,7 +282,7 @@ def run_contender(label: str, n: int, minutes: int, extra_env: dict[str, str]) -
         due=n * minutes,
         on_time=sum(1 for d in delays if d <= ON_TIME),
         delays=delays,
-        tasks=sum(1 for (s,) in tasks if t0 <= _utc(s) < t1),
+        tasks=sum(1 for (s,) in tasks if t0 <= (_utc(s) or t0) < t1),
     )
 
 

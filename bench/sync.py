@@ -9,10 +9,9 @@ over the internet would. Each contender gets a FRESH shop, so each sends every r
 Contenders: Flowlink, dag.test() of the live DAG (DAG parsing not timed; first an untimed run over an empty ERP,
 as Airflow's in-process execution API builds its schemas on its first requests, which a deployment's api-server does
 once), its REST connection at the default concurrency (or --concurrency N, in the connection's extra); the
-sequential script, one requests.Session, PUT
-/customers/<customer_id> per record with the same mapped fields, SQLAlchemy reading the same rows in batches of 200;
-the concurrent script, the same with a thread pool of the same concurrency over one Session (its connection pool as
-large), every record submitted as it is read.
+sequential script, one requests.Session, PUT /customers/<customer_id> per record with the same mapped fields,
+SQLAlchemy reading the same rows in batches of 200; the concurrent script, the same with a thread pool of the same
+concurrency over one Session (its connection pool as large), every record submitted as it is read.
 Memory (without --latency): peak RSS (ru_maxrss) of a fresh subprocess that calls flowlink.sync.transform and
 flowlink.sync.load (SqlTarget into a SQLite file) on staged batch files, at 1,000,000 and 100,000 records (--quick:
 100,000, 10,000).

@@ -42,11 +42,11 @@ class Api:
 
     * ``PUT /items/{k}``: upsert (201/200); ``POST /items``: insert by the body's ``k`` (409 when it exists).
     * ``POST /items/bulk``: a list of records, upserted; answers a list of ``{"k", "status", "error"?}`` in the
-      order sent (``reverse``: in the opposite order); ``bulk_refusal``: a record holding ``bad`` refuses the whole request
-      with 400 instead.
+      order sent (``reverse``: in the opposite order); ``bulk_refusal``: a record holding ``bad`` refuses the whole
+      request with 400 instead.
     * ``POST /people`` creates with a new ``id``; ``GET /people?email=``; ``PUT /people/{id}``.
     * ``refuse``: key -> message, answered 422; ``allowed``: more requests in flight than this get 429 with
-      ``Retry-After: retry_after`` (not processed); ``always_429``: keys always answered 429."""
+      ``Retry-After: retry_after`` (not processed); ``always_429``: keys always answered 429 (no Retry-After)."""
 
     def __init__(self, latency: float = 0.03):
         self.latency = latency
@@ -329,7 +329,7 @@ def test_bulk_sends_n_records_per_request_and_reads_each_records_result():
     with Api() as api, RestTarget(api.url, concurrency=2) as target:
         api.refuse = {"12": "name: too long"}
         results = target.write(BULK, items(35))
-    assert [p for _, m, p in api.arrivals] == ["/items/bulk"] * 4
+    assert [p for _, _, p in api.arrivals] == ["/items/bulk"] * 4
     assert [r.key for r in results] == [str(i) for i in range(1, 36)]
     assert [r.key for r in results if not r.ok] == ["12"]
     assert results[11].error == "POST /items/bulk: HTTP 422: name: too long"
@@ -395,7 +395,8 @@ def test_a_bulk_request_told_to_slow_down_waits_and_is_sent_again():
 
 class PouchServer(_NodeServer):
     """pouchdb-server (npm), in memory: a CouchDB whose ``POST /{db}/_bulk_docs {"docs": [...]}`` answers one result
-    per document: ``{"ok": true, "id", "rev"}`` or ``{"id", "error": "conflict"|"forbidden", "reason"}``."""
+    per document: ``{"ok": true, "id", "rev"}`` or ``{"id", "error": "conflict"|"forbidden", "reason"}``, not
+    always in the order sent."""
 
     program = "pouchdb-server"
 
@@ -408,6 +409,7 @@ class PouchServer(_NodeServer):
 
 @pytest.fixture
 def couch(tmp_path: Path):
+    """pouchdb-server with a database `shop` whose validation refuses an e-mail without @."""
     if not (BIN / PouchServer.program).exists():
         missing("pouchdb-server is not installed: run `make test` (it installs tests/npm with npm)")
     server = PouchServer(tmp_path / "couch")
@@ -458,6 +460,9 @@ def test_bulk_insert_into_couchdb_reads_each_documents_result(couch):
     assert all(d["_rev"].startswith("1-") for d in stored.values())  # each created once
     assert [(r.ok, r.exists) for r in again] == [(False, True)] * 5
     assert again[0].error == "POST /shop/_bulk_docs: Document update conflict"
+
+
+# ---------------------------------------------------------------- the spec
 
 
 SPEC = """

@@ -2,8 +2,8 @@
 standalone (api-server, scheduler with the LocalExecutor, dag-processor, triggerer), the Flowlink agent, the
 demo ERP, a slowed-down demo shop and slowed-down json-servers (npm). Nothing may be lost or done twice.
 
-Each load is killed twice over: with its REST connection writing one record at a time ("concurrency": 1) and
-writing AT_ONCE records at a time, the services then taking AT_ONCE times as long per request, so that a load lasts
+Each load is killed in two modes: its REST connection writing one record at a time ("concurrency": 1), and
+writing AT_ONCE requests at a time while the services take AT_ONCE times as long per request, so that a load lasts
 about as long and is killed in the middle either way."""
 
 from __future__ import annotations
@@ -231,10 +231,10 @@ def start_run(server, shop, workflow: str, mode: str) -> str:
     return server.flowlink("run", workflow).stdout.split("run ")[-1].strip()
 
 
-def settle(shop_delay: float) -> None:
-    """Wait until the requests a killed process had sent have reached the service (it answers them after
-    shop_delay): a record they write is in the service before the test looks."""
-    time.sleep(shop_delay + 1)
+def settle(delay: float) -> None:
+    """Wait until the requests a killed process had sent have been carried out by the service (it takes ``delay``
+    seconds for each): what they wrote is in the service before the test looks."""
+    time.sleep(delay + 1)
 
 
 def run_end(server, workflow: str, run_id: str) -> str:

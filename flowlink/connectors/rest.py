@@ -211,9 +211,9 @@ class _Throttle:
     def __init__(self, most: int):
         self.most = most
         self.limit = most
+        self.cuts = 0  # how many times the limit was cut; a request remembers the count it was sent under
         self._busy = 0  # requests in flight
         self._until = 0.0  # time.monotonic() before which nobody sends
-        self.cuts = 0  # how many times the limit was cut; a request remembers the count it was sent under
         self._fine = 0  # answers since the last change of the limit that did not ask to slow down
         self._cond = threading.Condition()
 
