@@ -17,7 +17,7 @@ RUN grep -vE '^(-e |pytest==|pytest-timeout==|hypothesis==|playwright==|aiosmtpd
 
 # Flowlink from its wheel (not editable: the package carries its migrations, templates and static files), with the
 # same pins so pip keeps them; Airflow finds the plugin through the package's entry point, so no plugins folder.
-# `flowlink dags write` puts the two one-line DAG files into the image's DAGs folder, /opt/airflow/dags.
+# `flowlink dags write` puts Flowlink's one-line DAG files into the image's DAGs folder, /opt/airflow/dags.
 COPY --chown=airflow:0 --from=wheel /tmp/flowlink-wheel /tmp/flowlink-wheel
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /tmp/requirements-image.txt \
       /tmp/flowlink-wheel/flowlink-*.whl \

@@ -3,7 +3,7 @@
 Registers WorkflowTimetable and ManualTimetable (flowlink_airflow.timetable) and the Flowlink REST API and pages
 (flowlink_airflow.api), which Airflow's api-server mounts at /flowlink (OpenAPI at /flowlink/openapi.json,
 pages under /flowlink/ui/), and a listener that imports Flowlink's modules once in the scheduler and the
-dag-processor, for the task and parsing processes they fork (flowlink_airflow.operators.preload).
+dag-processor, for the task and parsing processes they fork (flowlink_airflow.preload).
 
 ``external_views`` put the pages into the Airflow UI (each shown in an iframe):
 - one menu entry per page, all with category "Flowlink": Airflow 3.3.2 collects nav views whose category is not
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from flowlink_airflow.operators.preload import LISTENER
+from flowlink_airflow.preload import LISTENER
 from flowlink_airflow.timetable import ManualTimetable, WorkflowTimetable
 
 PREFIX = "/flowlink"

@@ -206,6 +206,24 @@ def test_the_default_concurrency_and_one_at_a_time():
         assert api.most == 1
 
 
+def test_the_environments_proxy_settings_still_hold(monkeypatch):
+    """The connector reads HTTP_PROXY and NO_PROXY once per host instead of on every request (requests' default):
+    a host the environment sends through a proxy goes through it (here a second API on loopback, which gets the
+    absolute URL), and a host NO_PROXY names goes direct."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with Api(latency=0.001) as proxy, Api(latency=0.001) as api:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with RestTarget("http://shop.invalid", unreachable_after=0) as target:  # no such host: only a proxy reaches it
+            assert all(r.ok for r in target.write(UPSERT, items(20)))
+        assert sorted(proxy.items, key=int) == [str(i) for i in range(1, 21)] and not api.items
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        with RestTarget(api.url) as target:
+            assert all(r.ok for r in target.write(UPSERT, items(5, start=50)))
+        assert sorted(api.items) == ["50", "51", "52", "53", "54"] and len(proxy.items) == 20
+
+
 def test_records_with_the_same_key_are_written_in_their_order_never_at_once():
     """Key 1 comes five times in one batch among 30 other records: its writes reach the API one after the other,
     in the batch's order (the last one is kept), never two at once; the other records go side by side."""

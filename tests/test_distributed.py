@@ -352,7 +352,7 @@ def site(tmp_path_factory, pg_url):
                 "FLOWLINK_AGENT_TOKENS": str(tokens_dir),
             },
         )
-        # As the image's build does: Flowlink's two DAG files into the DAGs folder (the plugin comes from the
+        # As the image's build does: Flowlink's DAG files into the DAGs folder (the plugin comes from the
         # package's entry point: no plugins folder).
         s.flowlink("dags", "write")
         t = _phase("databases, redis and migrations", t)

@@ -76,7 +76,7 @@ def test_the_store_head_is_alembics_and_a_task_imports_no_alembic(tmp_path):
 
 PRELOAD_CHECK = """
 import ast, importlib, json, pathlib, sys
-from flowlink_airflow.operators.preload import TASK_MODULES, preload
+from flowlink_airflow.preload import TASK_MODULES, preload
 preload(TASK_MODULES)
 before = set(sys.modules)
 for path in sys.argv[1:]:
@@ -100,7 +100,7 @@ print(json.dumps(sorted(m for m in new if m.split(".")[0] in ("flowlink", "flowl
 
 
 def test_what_the_scheduler_preloads_leaves_the_operators_nothing_to_import():
-    """The scheduler imports TASK_MODULES once (flowlink_airflow.operators.preload), and its LocalExecutor workers fork
+    """The scheduler imports TASK_MODULES once (flowlink_airflow.preload), and its LocalExecutor workers fork
     every task process from it: after those, the imports inside the operators' and the hook's functions bring in
     nothing of Flowlink (but the alerts of the failure path), requests, lxml or Alembic."""
     files = [str(p) for p in sorted((REPO / "plugins" / "operators").glob("*.py"))]

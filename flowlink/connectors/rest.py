@@ -120,6 +120,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -286,7 +287,12 @@ class _RestClient:
         self._patience = Patience(unreachable_after)
         self._lock = threading.Lock()  # guards _patience, shared by the threads
         self.session = requests.Session()
-        self.session.auth = auth
+        # requests reads proxies, the CA bundle and ~/.netrc from the environment on every request (a scan of
+        # os.environ each time: a fifth of a load's CPU); they are read once here instead, proxies once per host.
+        self.session.trust_env = False
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.auth = auth if auth is not None else requests.utils.get_netrc_auth(self.base_url)
+        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         self.session.headers.update({str(k): str(v) for k, v in (headers or {}).items()})
         self._retry = _Retry(
@@ -318,6 +324,14 @@ class _RestClient:
     def url(self, endpoint: str, *tail: str) -> str:
         return self.base_url + path(endpoint, *tail)
 
+    def _environment_proxies(self, url: str) -> dict[str, str]:
+        """The proxies the environment names for this URL's host (HTTP(S)_PROXY, NO_PROXY), read once per host."""
+        origin = urlsplit(url)[:2]
+        found = self._proxies.get(origin)
+        if found is None:
+            found = self._proxies[origin] = requests.utils.get_environ_proxies(url)
+        return found
+
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send one request (with retries), in its turn (the throttle); raise ConnectorError when the service cannot
         be reached (Unreachable when no connection opened for FLOWLINK_UNREACHABLE_AFTER seconds) or refuses the
@@ -328,7 +342,9 @@ class _RestClient:
             mark = self.throttle.enter()
             started = time.monotonic()
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, url, timeout=self.timeout, proxies=self._environment_proxies(url), **kwargs
+                )
             except requests.RequestException as exc:
                 self.throttle.leave(mark)
                 where = f"{method} {self._path(url)}"
