@@ -6,7 +6,7 @@
 Every contender builds the same DAG shape per workflow: 3 touchpoints a -> b -> c, each a task group of
 extract -> transform -> load (9 tasks); Flowlink adds one end task that fails a run in which a load failed (10).
 Each measurement runs in a FRESH process (bench/parse_measure.py)
-that imports Airflow and times DagBag(dag_folder=...) and reads the peak RSS (getrusage ru_maxrss); the contenders'
+that imports Airflow and times DagBag(dag_folder=...) and reads the peak RSS (VmHWM); the contenders'
 runs at one N alternate (plain, dag-factory, flowlink, plain, ...) and the median of each is kept.
 
 * flowlink    N specs derived from examples/erp_to_shop.yaml (compiled once by flowlink.publish.compile_content,

@@ -60,4 +60,4 @@ def broken_files(folder: Path | None = None, part: tuple[int, int] | None = None
     """Live files that cannot become a DAG (of one shard: ``part`` = (shard, shards)), each with its reason."""
     from flowlink.live import read_graphs
 
-    return read_graphs(folder or settings.live_dir(), part=part)[1]
+    return read_graphs(folder or settings.live_dir(), part=part, graphs=False)[1]

@@ -12,7 +12,8 @@ export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$AIRFLOW_HOME/plugins  # Flowlink's plugin comes from its entry point
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-export AIRFLOW__CORE__PARALLELISM=4
+# Tasks at once: 16 keeps the idle runs of 100 every-minute workflows on time (bench/schedule.py, docs/benchmarks.md)
+export AIRFLOW__CORE__PARALLELISM=16
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT=${AIRFLOW_PORT:-8080}

@@ -116,31 +116,65 @@ def live_files(folder: Path, only: str | None = None, part: tuple[int, int] | No
     return found
 
 
-def _graph(path: Path, environment: str | None) -> WorkflowGraph:
-    """One live file as a graph, read afresh: Airflow's dag-processor parses each DAG file in a new process, so a
-    cache kept between parses would only hold memory."""
-    artifact = read_artifact(path)
+def _graph(path: Path, environment: str | None, verify: bool = True) -> WorkflowGraph:
+    """One live file as a graph, read afresh (the dag-processor parses each DAG file in a new process: a cache of
+    graphs would only hold memory)."""
+    artifact = read_artifact(path, verify=verify)
     if path.stem != artifact.workflow:
         raise ValueError(f"holds workflow {artifact.workflow!r}; the file must be named {artifact.workflow}.json")
     return graph_of(artifact, environment)
 
 
+# Each live file's verdict in this process, by its stamp (path, inode, size, mtime): None when it makes a graph, else
+# why not. A DagBag of the whole folder (bench/parse.py, `airflow dags list`) parses a shard's workflows file and its
+# import-errors file in one process: whichever comes second does not verify a file again (the report does not even
+# read it). The dag-processor parses each file in a process of its own, which reads its shard once.
+_VERDICTS: dict[tuple[str, int, int, int], str | None] = {}
+_MOST_VERDICTS = 200_000  # a long-lived process forgets them all past this (each file version has its own stamp)
+_UNKNOWN = "unknown"
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # read_artifact says why
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def read_graphs(
-    folder: Path, only: str | None = None, part: tuple[int, int] | None = None
+    folder: Path, only: str | None = None, part: tuple[int, int] | None = None, graphs: bool = True
 ) -> tuple[list[WorkflowGraph], list[tuple[Path, str]]]:
     """Every live file of the folder (or only <only>.json, or only one shard's: ``part`` = (shard, shards)) as a
-    graph; broken files with their reasons."""
-    graphs: list[WorkflowGraph] = []
+    graph; broken files with their reasons. ``graphs=False``: only the broken files (the graphs list is empty)."""
+    found: list[WorkflowGraph] = []
     broken: list[tuple[Path, str]] = []
-    seen: dict[str, Path] = {}  # dag id -> the folder it is live in
+    seen: dict[str, Path] = {}  # dag id (the file's name, once it is valid) -> the folder it is live in
+    if len(_VERDICTS) > _MOST_VERDICTS:
+        _VERDICTS.clear()
     for path in live_files(folder, only, part):
         environment = path.parent.name if path.parent != folder else None
+        stamp = _stamp(path)
+        verdict = _VERDICTS.get(stamp, _UNKNOWN) if stamp else _UNKNOWN
+        if verdict is not None and verdict is not _UNKNOWN:
+            broken.append((path, verdict))
+            continue
         try:
-            graph = _graph(path, environment)
-            if graph.dag_id in seen:
-                raise ValueError(f"{graph.dag_id} is also live in {seen[graph.dag_id]}: undeploy one of them")
-            seen[graph.dag_id] = path.parent
-            graphs.append(graph)
+            if graphs or verdict is _UNKNOWN:
+                graph = _graph(path, environment, verify=verdict is _UNKNOWN)
+                if graphs:
+                    found.append(graph)
         except Exception as exc:  # one broken file must not hide the other workflows
             broken.append((path, str(exc)))
-    return graphs, broken
+            if stamp:
+                _VERDICTS[stamp] = str(exc)
+            continue
+        if stamp:
+            _VERDICTS[stamp] = None
+        if path.stem in seen:
+            if graphs:
+                found.pop()
+            broken.append((path, f"{path.stem} is also live in {seen[path.stem]}: undeploy one of them"))
+            continue
+        seen[path.stem] = path.parent
+    return found, broken

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import flowlink.live as live_module
 from flowlink import publish, settings
 from flowlink.dag_files import OWN, SHARDS, import_errors_file, workflows_file
 from flowlink.live import shard
@@ -56,8 +57,9 @@ def names_in_shards(count: int) -> list[str]:
 
 
 def run_dag_files(env: dict | None = None) -> dict:
-    """Every file of dags/ run in a fresh interpreter as Airflow runs a DAG file: per file, the DAGs it made, the live
-    files it read (in order) and the import error it raised, if any."""
+    """Every file of dags/ run in a fresh interpreter as Airflow's dag-processor runs a DAG file, each as if in a
+    process of its own (no verdicts kept from the files before): per file, the DAGs it made, the live files it read
+    (in order) and the import error it raised, if any."""
     code = """
 import json, runpy, sys
 from pathlib import Path
@@ -66,10 +68,11 @@ from airflow.sdk import DAG
 
 read = []
 real = flowlink.live.read_artifact
-flowlink.live.read_artifact = lambda path: read.append(Path(path).name) or real(path)
+flowlink.live.read_artifact = lambda path, **kw: read.append(Path(path).name) or real(path, **kw)
 found = {}
 for f in sorted(Path("dags").glob("*.py")):
     read.clear()
+    flowlink.live._VERDICTS.clear()
     try:
         made, error = sorted(k for k, v in runpy.run_path(str(f)).items() if isinstance(v, DAG)), None
     except ImportError as exc:
@@ -150,6 +153,55 @@ def test_each_file_reads_only_the_live_files_of_its_shard(home, tmp_path):
     assert list(errors) == [import_errors_file(shard("broken", SHARDS))]
     text = errors[import_errors_file(shard("broken", SHARDS))]
     assert f"shard {shard('broken', SHARDS)} of {SHARDS}" in text and "broken.json: not a Flowlink file" in text
+
+
+def in_shard(k: int, prefix: str, count: int) -> list[str]:
+    """``count`` names ``<prefix>_<i>`` whose shard is ``k``."""
+    return [n for n in (f"{prefix}_{i}" for i in range(1, 10_000)) if shard(n, SHARDS) == k][:count]
+
+
+def test_in_one_process_a_shards_second_file_does_not_verify_its_live_files_again(home, tmp_path, monkeypatch):
+    """A DagBag of the whole folder parses a shard's two files in one process: after the workflows file, the report
+    reads no live file and still names the broken one; after the report, the workflows file reads the valid files
+    without verifying their checksums again, and not the broken one. A file changed since is verified again."""
+    names = in_shard(0, "wf", 3)
+    for name in names:
+        publish.make_live(published(tmp_path, name))
+    live = settings.live_dir()
+    [bad_name] = in_shard(0, "broken", 1)
+    (live / f"{bad_name}.json").write_text("{oops")
+    reads: list[tuple[str, bool]] = []
+    real = live_module.read_artifact
+
+    def spy(path, verify=True):
+        reads.append((Path(path).name, verify))
+        return real(path, verify=verify)
+
+    monkeypatch.setattr(live_module, "read_artifact", spy)
+    monkeypatch.setattr(live_module, "_VERDICTS", {})
+    part = (0, SHARDS)
+    graphs, bad = live_module.read_graphs(live, part=part)  # the workflows file
+    assert sorted(g.dag_id for g in graphs) == names and [p.name for p, _ in bad] == [f"{bad_name}.json"]
+    assert sorted(reads) == sorted((f"{n}.json", True) for n in [bad_name, *names])
+    reads.clear()
+    assert live_module.read_graphs(live, part=part, graphs=False) == ([], bad)  # then the report: nothing read
+    assert reads == []
+
+    live_module._VERDICTS.clear()  # the other order
+    assert live_module.read_graphs(live, part=part, graphs=False) == ([], bad)
+    reads.clear()
+    assert sorted(g.dag_id for g in live_module.read_graphs(live, part=part)[0]) == names
+    assert sorted(reads) == [(f"{n}.json", False) for n in names]
+
+    changed = live / f"{names[0]}.json"
+    doc = json.loads(changed.read_text())
+    doc["content"]["spec"]["description"] = "changed by hand"
+    changed.write_text(json.dumps(doc))
+    reads.clear()
+    _, bad = live_module.read_graphs(live, part=part, graphs=False)
+    assert (changed.name, True) in reads
+    assert sorted(p.name for p, _ in bad) == sorted([f"{bad_name}.json", changed.name])
+    assert "checksum mismatch" in dict((p.name, why) for p, why in bad)[changed.name]
 
 
 def test_a_task_parse_builds_only_its_dag_from_its_one_live_file(home, tmp_path):
