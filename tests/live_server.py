@@ -150,7 +150,15 @@ class AirflowServer:
         return r.json()["access_token"]
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A request to Airflow's REST API. Its metadata database is SQLite here, written by every component while
+        the dag-processor parses the DAG files every 2 s: a write the API answers 500 "Database error" (SQLite
+        busy) is sent again, twice at most, as a user would."""
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        for _ in range(2):
+            answer = requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+            if answer.status_code != 500 or "Database error" not in answer.text:
+                return answer
+            time.sleep(1)
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
     def flowlink(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
