@@ -103,9 +103,31 @@ def draft_content(text: str, base: Artifact | None = None) -> dict[str, Any]:
     return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
 
 
+def _canonical(content: dict[str, Any]) -> str:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def checksum(content: dict[str, Any]) -> str:
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(content).encode()).hexdigest()
+
+
+_CONTENT = b'\n "content": '  # the content's key as _file_text writes it: no raw newline is inside the content
+
+
+def _file_text(doc: dict[str, Any]) -> str:
+    """A published file: the header indented, the content last and on one line, in the bytes its sha256 is of, so
+    that a reader verifies the bytes it read (one sha256) instead of encoding the content again."""
+    head = json.dumps({k: v for k, v in doc.items() if k != "content"}, indent=1, ensure_ascii=False)
+    return f'{head[:-2]},\n "content": {_canonical(doc["content"])}\n}}'
+
+
+def _verified(raw: bytes, content: dict[str, Any], sha: str) -> bool:
+    """The checksum holds: the content's bytes as _file_text wrote them hash to it, else (a file written otherwise,
+    e.g. by an older Flowlink or reformatted) the content encoded again does."""
+    start, end = raw.rfind(_CONTENT), raw.rfind(b"\n}")
+    if 0 < start < end and hashlib.sha256(raw[start + len(_CONTENT) : end]).hexdigest() == sha:
+        return True
+    return checksum(content) == sha
 
 
 def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
@@ -113,7 +135,8 @@ def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
     file verified before, unchanged since)."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_bytes())
+        raw = path.read_bytes()
+        doc = json.loads(raw)
     except OSError as exc:
         raise ArtifactError(path, f"cannot read: {exc.strerror}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -125,7 +148,7 @@ def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
         spec, stylesheets = content["spec"], content["stylesheets"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(path, f"incomplete Flowlink file (missing or bad {exc})") from None
-    if verify and checksum(content) != sha:
+    if verify and not _verified(raw, content, sha):
         raise ArtifactError(path, "checksum mismatch: the file was changed or damaged after publishing")
     if not isinstance(spec, dict) or spec.get("name") != workflow:
         raise ArtifactError(path, f"the spec inside is not workflow {workflow!r}")
@@ -165,9 +188,7 @@ def _write_new_version(folder: Path, workflow: str, doc: dict[str, Any]) -> Path
     number, the second takes the next number."""
     while True:
         try:
-            return create_new(
-                folder / f"{workflow}-v{doc['version']:04d}.json", json.dumps(doc, indent=1, ensure_ascii=False)
-            )
+            return create_new(folder / f"{workflow}-v{doc['version']:04d}.json", _file_text(doc))
         except FileExistsError:
             doc["version"] += 1
 

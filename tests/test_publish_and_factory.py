@@ -78,6 +78,28 @@ def test_a_damaged_published_file_is_refused(home, tmp_path):
         publish.read_artifact(path)
 
 
+def test_a_published_file_is_verified_from_the_bytes_read(home, tmp_path, monkeypatch):
+    """The content is written on one line in the bytes its sha256 is of: reading hashes them, and encodes the content
+    again only for a file written otherwise (reformatted, or by an older Flowlink)."""
+    path = publish.publish(EXAMPLE).artifact.path
+    raw = path.read_bytes()
+    art = publish.read_artifact(path)
+    assert raw.count(b"\n") == 7 and raw.splitlines()[6].startswith(b' "content": {"spec":')  # the 7th line
+    encoded = []
+    real_checksum = publish.checksum
+    monkeypatch.setattr(publish, "checksum", lambda content: encoded.append(1) or real_checksum(content))
+    assert publish.read_artifact(path) == art and not encoded
+
+    os.chmod(path, 0o644)
+    path.write_text(json.dumps(json.loads(raw), indent=4))  # the same content, laid out otherwise
+    assert publish.read_artifact(path).spec == art.spec and encoded == [1]
+    path.write_bytes(raw.replace(b'"name":"customers"', b'"name":"Customers"', 1))  # damaged in place
+    with pytest.raises(publish.ArtifactError, match="checksum mismatch"):
+        publish.read_artifact(path)
+    path.write_bytes(raw.replace(b'\n "content": ', b'\n "content":  ', 1))  # one more space: still the content
+    assert publish.read_artifact(path).sha256 == art.sha256
+
+
 def make_live(tmp_path, name, **changes):
     return publish.make_live(publish.publish(spec_copy(tmp_path, name, **changes)).artifact)
 
@@ -134,7 +156,9 @@ def test_a_broken_live_file_is_reported_and_does_not_hide_the_others(home, tmp_p
     (live / "broken_json.json").write_text("{oops")
     damaged = make_live(tmp_path, "damaged")
     os.chmod(damaged, 0o644)
-    damaged.write_text(damaged.read_text().replace('"interval": 1', '"interval": 2'))
+    text = damaged.read_text()
+    damaged.write_text(text.replace('"interval":1', '"interval":2'))
+    assert damaged.read_text() != text
     shutil.copy(live / "good_one.json", live / "misnamed.json")
 
     bag = load_dags()
