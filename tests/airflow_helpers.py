@@ -7,6 +7,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+OWN_DAGS = [  # Flowlink's own DAGs (dags/flowlink_dags.py), beside the workflows
+    "flowlink_alerts",
+    "flowlink_daily_summary",
+    "flowlink_deployments",
+    "flowlink_maintenance",
+    "flowlink_retry",
+    "flowlink_try",
+]
 
 
 def demo_connections(erp: Path | str, shop_url: str) -> dict[str, str]:

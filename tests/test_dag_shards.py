@@ -18,17 +18,9 @@ import flowlink.live as live_module
 from flowlink import publish, settings
 from flowlink.dag_files import OWN, SHARDS, import_errors_file, workflows_file
 from flowlink.live import shard
-from tests.airflow_helpers import REPO, load_dags
+from tests.airflow_helpers import OWN_DAGS, REPO, load_dags
 
 EXAMPLE = REPO / "examples" / "erp_to_shop.yaml"
-OWN_DAGS = [
-    "flowlink_alerts",
-    "flowlink_daily_summary",
-    "flowlink_deployments",
-    "flowlink_maintenance",
-    "flowlink_retry",
-    "flowlink_try",
-]
 FLOWLINK = str(Path(sys.executable).parent / "flowlink")
 
 

@@ -145,6 +145,27 @@ def _run(row: RowMapping, kind: RunKind) -> RunSummary:
     return run
 
 
+def _step_row(
+    workflow: str, run_id: str, version: int, touchpoint: str, step: Step, status: StepStatus, **rest
+) -> dict:
+    """A step's row as it starts (or is skipped): no counts, no files, no failure; ``rest`` sets the other columns."""
+    cols = dict(started_at=utcnow(), ended_at=None, message=None, hostname=None, queue=None) | rest
+    return dict(
+        workflow=workflow,
+        run_id=run_id,
+        version=version,
+        touchpoint=touchpoint,
+        step=step,
+        status=status,
+        count_in=0,
+        count_out=0,
+        count_failed=0,
+        files="[]",
+        failure=None,
+        **cols,
+    )
+
+
 def start_step(
     store: Store,
     workflow: str,
@@ -157,25 +178,7 @@ def start_step(
     queue: str | None = None,
 ) -> None:
     """A step starts (again, on a task retry: the row is reset), on a worker (host name) and queue."""
-    now = utcnow()
-    row = dict(
-        workflow=workflow,
-        run_id=run_id,
-        version=version,
-        touchpoint=touchpoint,
-        step=step,
-        status=StepStatus.RUNNING,
-        started_at=now,
-        ended_at=None,
-        count_in=0,
-        count_out=0,
-        count_failed=0,
-        files="[]",
-        message=None,
-        failure=None,
-        hostname=hostname,
-        queue=queue,
-    )
+    row = _step_row(workflow, run_id, version, touchpoint, step, StepStatus.RUNNING, hostname=hostname, queue=queue)
     with store.engine.begin() as conn:
         upsert(conn, steps, [row], KEYS, {k: v for k, v in row.items() if k not in KEYS})
 
@@ -223,23 +226,16 @@ def skipped_steps(
     transaction."""
     now = utcnow()
     rows = [
-        dict(
-            workflow=workflow,
-            run_id=run_id,
-            version=version,
-            touchpoint=touchpoint,
-            step=step,
-            status=StepStatus.SKIPPED,
+        _step_row(
+            workflow,
+            run_id,
+            version,
+            touchpoint,
+            step,
+            StepStatus.SKIPPED,
             started_at=now,
             ended_at=now,
-            count_in=0,
-            count_out=0,
-            count_failed=0,
-            files="[]",
             message=message,
-            failure=None,
-            hostname=None,
-            queue=None,
         )
         for step in skipped
     ]
