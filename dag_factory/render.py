@@ -5,8 +5,10 @@ processes; touchpoints after it run anyway (ALL_DONE), and the end task counts a
 
 from __future__ import annotations
 
+import functools
+
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, TaskGroup, TriggerRule
+from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 
 from flowlink.live import WorkflowGraph
 from flowlink.schedule import summary
@@ -46,8 +48,21 @@ def _runs(op: TouchpointOperator, g: WorkflowGraph, touchpoint: str, reads: str 
     vars(op).update(workflow=g.dag_id, touchpoint=touchpoint, version=g.version, reads=reads)
 
 
+@functools.lru_cache(maxsize=4096)  # one per target: many workflows' loads write the same one
+def asset(uri: str) -> Asset:
+    return Asset(uri)
+
+
+def _schedule(g: WorkflowGraph) -> WorkflowTimetable | ManualTimetable | list[Asset]:
+    if g.schedule.sync == "auto":
+        return WorkflowTimetable.from_schedule(g.schedule)
+    if g.schedule.sync == "after":
+        return [asset(uri) for uri in g.after]  # runs once each of them was updated since its last run
+    return ManualTimetable()
+
+
 def render(g: WorkflowGraph) -> DAG:
-    schedule = WorkflowTimetable.from_schedule(g.schedule) if g.schedule.sync == "auto" else ManualTimetable()
+    schedule = _schedule(g)
     dag = DAG(
         dag_id=g.dag_id,
         description=(g.description or f"Flowlink workflow {g.dag_id}")[:200],
@@ -74,7 +89,7 @@ def render(g: WorkflowGraph) -> DAG:
                 trigger_rule=TriggerRule.ALL_DONE if tp.depends_on else TriggerRule.ALL_SUCCESS,
             )
             transform = TransformOperator(task_id=Step.TRANSFORM, dag=dag)
-            load = LoadOperator(task_id=Step.LOAD, dag=dag)
+            load = LoadOperator(task_id=Step.LOAD, dag=dag, outlets=[asset(tp.asset)])
             _runs(extract, g, tp.name)
             _runs(transform, g, tp.name, reads=extract.task_id)
             _runs(load, g, tp.name, reads=transform.task_id)

@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowlink.assets import target_uri
 from flowlink.publish import Artifact, read_artifact
 from flowlink.spec import Schedule
 
@@ -26,6 +27,7 @@ class TouchpointNode:
     extract: str = ""  # short summaries for the DAG docs
     load: str = ""
     rules: int = 0  # mapping rules; 0: the touchpoint brings its own XSLT
+    asset: str = ""  # the asset URI of the target its load writes (flowlink.assets)
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,14 @@ class WorkflowGraph:
     source_connection: str = ""
     target_connection: str = ""
     environment: str | None = None  # the live folder it was installed in: its tasks use that worker queue
+    after: tuple[str, ...] = ()  # sync: after: the asset URIs it waits for
 
 
 def _where(part: dict) -> str:
     return next((f"{k} `{part[k]}`" for k in ("table", "query", "endpoint", "file") if part.get(k)), "")
 
 
-def _node(tp: dict) -> TouchpointNode:
+def _node(tp: dict, target_connection: str) -> TouchpointNode:
     extract, load = tp["extract"], tp["load"]
     return TouchpointNode(
         tp["name"],
@@ -57,6 +60,7 @@ def _node(tp: dict) -> TouchpointNode:
         extract=f"{_where(extract)} by `{extract['key']}`",
         load=f"{load['method']} {_where(load)}",
         rules=len(tp.get("mapping") or ()),
+        asset=target_uri(target_connection, load),
     )
 
 
@@ -72,10 +76,11 @@ def graph_of(artifact: Artifact, environment: str | None = None) -> WorkflowGrap
         source=spec["source"]["type"],
         target=spec["target"]["type"],
         schedule=Schedule.model_validate(spec.get("schedule") or {}),
-        touchpoints=tuple(_node(tp) for tp in spec["touchpoints"]),
+        touchpoints=tuple(_node(tp, spec["target"]["connection"]) for tp in spec["touchpoints"]),
         source_connection=spec["source"]["connection"],
         target_connection=spec["target"]["connection"],
         environment=environment,
+        after=artifact.after,
     )
 
 

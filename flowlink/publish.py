@@ -7,7 +7,8 @@
 
 Publishing writes only published/; deploying (flowlink.deployments, carried out by an agent) puts a version live.
 
-The file holds {"format", "workflow", "version", "published_at", "sha256", "content": {"spec", "stylesheets"}};
+The file holds {"format", "workflow", "version", "published_at", "sha256", "content": {"spec", "stylesheets"}} (and
+"after" in the content of a sync: after workflow: the asset URIs it waits for, flowlink.assets);
 sha256 is taken over the canonical JSON of "content", so a new version is written only when the content changed.
 """
 
@@ -51,6 +52,7 @@ class Artifact:
     published_at: str
     spec: dict[str, Any]
     stylesheets: dict[str, str]
+    after: tuple[str, ...] = ()  # sync: after: the asset URIs it waits for, resolved when published
 
     def workflow_model(self) -> Workflow:
         return Workflow.model_validate(self.spec)
@@ -69,7 +71,17 @@ def compile_content(spec_path: str | Path) -> dict[str, Any]:
 
     wf = load_spec(spec_path)
     stylesheets = {tp.name: stylesheet_for(tp, spec_path.parent) for tp in wf.touchpoints}
-    return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
+    return _content(wf, stylesheets, str(spec_path))
+
+
+def _content(wf: Workflow, stylesheets: dict[str, str], file: str) -> dict[str, Any]:
+    """A published file's content: the spec, its stylesheets and (sync: after) the asset URIs it waits for."""
+    from flowlink.assets import resolve_after
+
+    content: dict[str, Any] = {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
+    if after := resolve_after(wf, file):
+        content["after"] = after
+    return content
 
 
 DRAFT = "draft"  # the file name a draft's problems are reported under
@@ -100,7 +112,7 @@ def draft_content(text: str, base: Artifact | None = None) -> dict[str, Any]:
             )
     if problems:
         raise SpecError(DRAFT, problems)
-    return {"spec": wf.model_dump(mode="json"), "stylesheets": stylesheets}
+    return _content(wf, stylesheets, DRAFT)
 
 
 def _canonical(content: dict[str, Any]) -> str:
@@ -145,14 +157,14 @@ def read_artifact(path: str | Path, verify: bool = True) -> Artifact:
         raise ArtifactError(path, f"not a Flowlink file of format {FORMAT}")
     try:
         content, workflow, version, sha = doc["content"], doc["workflow"], int(doc["version"]), doc["sha256"]
-        spec, stylesheets = content["spec"], content["stylesheets"]
+        spec, stylesheets, after = content["spec"], content["stylesheets"], tuple(content.get("after", ()))
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(path, f"incomplete Flowlink file (missing or bad {exc})") from None
     if verify and not _verified(raw, content, sha):
         raise ArtifactError(path, "checksum mismatch: the file was changed or damaged after publishing")
     if not isinstance(spec, dict) or spec.get("name") != workflow:
         raise ArtifactError(path, f"the spec inside is not workflow {workflow!r}")
-    return Artifact(path, workflow, version, sha, doc.get("published_at", ""), spec, stylesheets)
+    return Artifact(path, workflow, version, sha, doc.get("published_at", ""), spec, stylesheets, after)
 
 
 def versions(workflow: str) -> list[Path]:

@@ -143,6 +143,8 @@ def summary(schedule: Schedule) -> str:
     """'every 15 minutes from 2026-01-01 09:00 UTC, 10 occurrences', 'daily at 06:30 (Europe/Berlin), never ends', 'manual'."""
     if schedule.sync == "manual":
         return "manual"
+    if schedule.sync == "after":
+        return "after " + " and ".join(item.label() for item in schedule.after or ())
     n, tz = schedule.interval, schedule.timezone
     start = schedule.start
     if start is not None:

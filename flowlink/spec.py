@@ -395,10 +395,56 @@ class Touchpoint(Model):
         return self
 
 
-class Schedule(Model):
-    """When the workflow runs: sync auto or manual, repeat and interval, end never or after N occurrences."""
+ASSET_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
-    sync: Literal["auto", "manual"] = "manual"
+
+class After(Model):
+    """What a `sync: after` workflow waits for: a touchpoint of another workflow (the target its load writes), or
+    any Airflow asset URI."""
+
+    workflow: Name | None = Field(None, description="a published workflow")
+    touchpoint: Name | None = Field(None, description="the touchpoint of that workflow whose load this one runs after")
+    asset: str | None = Field(None, description="any Airflow asset URI, e.g. s3://bucket/orders.csv")
+
+    @field_validator("asset")
+    @classmethod
+    def _asset_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not ASSET_URI.fullmatch(value) or len(value) > 1500:
+            raise ValueError(f"{value[:80]!r} is not an asset URI: scheme://..., e.g. s3://bucket/orders.csv")
+        if value.split(":", 1)[0].lower() == "airflow":
+            raise ValueError("the asset scheme airflow:// is reserved by Airflow")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> After:
+        if self.asset is not None:
+            if self.workflow is not None or self.touchpoint is not None:
+                raise ValueError("give either workflow and touchpoint, or asset, not both")
+        elif self.workflow is None:
+            raise ValueError("give workflow and touchpoint (a touchpoint of another workflow), or asset (a URI)")
+        elif self.touchpoint is None:
+            raise at("touchpoint", f"which touchpoint of {self.workflow!r}: this workflow runs after its load")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _given_keys(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    def label(self) -> str:
+        return self.asset if self.asset is not None else f"{self.workflow}.{self.touchpoint}"
+
+
+class Schedule(Model):
+    """When the workflow runs: sync auto (on a clock), manual, or after (when other workflows' touchpoints or other
+    assets were updated); repeat and interval, end never or after N occurrences."""
+
+    sync: Literal["auto", "manual", "after"] = "manual"
+    after: list[After] | None = Field(
+        None, min_length=1, description="sync: after: run once every one of these was updated since the last run"
+    )
     repeat: Literal["every_minute", "hourly", "daily"] | None = None
     interval: int = Field(1, description="every_minute: 1-59 minutes; hourly: 1-23 hours; daily: 1")
     at: str | None = Field(None, description="daily: time of day HH:MM")
@@ -435,6 +481,16 @@ class Schedule(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Schedule:
+        if self.sync != "after" and self.after is not None:
+            raise at("after", f"after is for sync: after, not sync: {self.sync}")
+        if self.sync == "after":
+            if self.after is None:
+                raise at("after", "sync: after needs after: [{workflow: ..., touchpoint: ...} or {asset: URI}]")
+            clock = [k for k in ("repeat", "interval", "at", "end", "occurrences", "start", "timezone")]
+            given = [k for k in clock if getattr(self, k) != type(self).model_fields[k].default]
+            if given:
+                raise at(given[0], f"sync: after runs when what it is after was updated, not on a clock: no {given[0]}")
+            return self
         if self.sync == "manual":
             if self.repeat is not None:
                 raise at("repeat", "a manual schedule has no repeat; use sync: auto")
@@ -456,6 +512,14 @@ class Schedule(Model):
         if self.end == "after" and self.start is None:
             raise at("start", "end: after needs a start date to count occurrences from")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_after(self, handler):
+        """No `after: null` in published files: a spec that is not sync: after keeps its checksum."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("after") is None:
+            data.pop("after", None)
+        return data
 
 
 # The bounds of each retry setting, for a spec's `retry:` and an environment's (flowlink env set) alike.

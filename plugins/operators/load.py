@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 class LoadOperator(TouchpointOperator):
-    """Writes the transformed batches to the target application; fails (without retry) if records failed."""
+    """Writes the transformed batches to the target application; fails (without retry) if records failed. Its outlet
+    is the target's asset (flowlink.assets): a load that succeeds updates it, with the counts as the event's extra."""
 
     ui_color = "#e8f5e9"
     step = Step.LOAD
@@ -22,4 +23,14 @@ class LoadOperator(TouchpointOperator):
 
         app = ctx.artifact.spec["target"]
         hook = ApplicationHook(app["connection"], app["type"])
-        return sync.load(ctx, tp, hook.get_target, self.upstream_result(context))  # opened in the step, as extract's
+        loaded = sync.load(ctx, tp, hook.get_target, self.upstream_result(context))  # opened in the step
+        # The target's asset event (Airflow emits it when this task succeeds: no record failed), with the counts.
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "workflow": self.workflow,
+                "touchpoint": self.touchpoint,
+                "version": loaded["version"],
+                "loaded": loaded["count"],
+                "failed": 0,
+            }
+        return loaded
