@@ -62,12 +62,14 @@ def _count(text: str) -> int:
 
 
 def cmd_validate(args) -> int:
+    from flowlink.assets import resolve_after
     from flowlink.spec import SpecError, load_spec
 
     failed = 0
     for f in args.files:
         try:
             wf = load_spec(f)
+            resolve_after(wf, f)  # sync: after names published workflows, in no cycle
             out.print(f"{f}: ok ({wf.name}, {plural(len(wf.touchpoints), 'touchpoint')})")
         except SpecError as exc:
             failed += 1

@@ -70,6 +70,11 @@ def test_sync_after_resolves_to_asset_uris_when_published_and_every_mistake_is_n
         publish.publish(orders_spec)  # what it runs after is not published yet
     assert not (home / "published" / "shop_orders").exists()
 
+    validate = subprocess.run(
+        [str(Path(sys.executable).parent / "flowlink"), "validate", str(orders_spec)], capture_output=True, text=True
+    )
+    assert validate.returncode == 1 and "schedule.after[0].workflow: unknown workflow" in validate.stderr
+
     first = publish.publish(customers_spec).artifact
     assert first.after == () and "after" not in first.spec["schedule"]  # other specs' files are unchanged
     art = publish.publish(orders_spec).artifact
