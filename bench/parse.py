@@ -28,6 +28,8 @@ out: at 10,000 it would pass Airflow's 30 s import timeout). The plain loader's 
 stays the baseline of the work. Flowlink runs with Airflow's defaults. Besides the DagBag of the folder, every
 Flowlink DAG file is also parsed alone as the dag-processor parses it (parse_measure.py --each): the slowest file's
 time is printed against the 10 s bound. The last line is `ratio=<Flowlink seconds / plain seconds at the largest N>`.
+--shards K: Flowlink's workflows spread over K DAG files (`flowlink dags write --shards K`) instead of the repository's
+dags/ (16).
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ def publish_flowlink(work: Path, n: int) -> list:
     return artifacts
 
 
-def live_flowlink(work: Path, artifacts: list, n: int) -> tuple[Path, dict]:
+def live_flowlink(work: Path, artifacts: list, n: int, dags: Path = DAGS) -> tuple[Path, dict]:
     from flowlink.publish import make_live
 
     home = work / f"flowlink_{n}"
@@ -259,7 +261,16 @@ def live_flowlink(work: Path, artifacts: list, n: int) -> tuple[Path, dict]:
     live = sorted((home / "live").glob("*.json"))
     if len(live) != n:
         raise SystemExit(f"FAILED: {len(live)} live files in {home / 'live'}, expected {n}")
-    return DAGS, {"FLOWLINK_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return dags, {"FLOWLINK_HOME": str(home), "PYTHONPATH": str(REPO)}
+
+
+def shard_files(work: Path, shards: int) -> Path:
+    """A DAGs folder with the workflows spread over ``shards`` files, as `flowlink dags write --shards` writes it."""
+    from flowlink.dag_files import write
+
+    folder = work / f"dags_{shards}_shards"
+    write(folder, shards)
+    return folder
 
 
 # ----------------------------------------------------------------------------------------------- measuring
@@ -330,6 +341,11 @@ def main() -> int:
     )
     ap.add_argument("--profile", action="store_true", help="also cProfile the Flowlink DagBag at the largest N")
     ap.add_argument("--keep", action="store_true", help="keep the temp work folder")
+    ap.add_argument(
+        "--shards",
+        type=int,
+        help="Flowlink's workflows over this many DAG files (flowlink dags write --shards K) instead of the repository's",
+    )
     args = ap.parse_args()
     scale = bool(args.workflows)
     sizes = sorted(set(args.workflows)) if scale else [100, 300] if args.quick else [100, 500, 1000]
@@ -347,7 +363,8 @@ def main() -> int:
         warm = write_plain(work / "warm_up", min(*sizes, 1000))
         measure(warm[0], -1, warm[1], work, "warm-up")
         # Flowlink's own DAGs (deployment tracking, retry, alerts, maintenance) load beside the workflows
-        dags_folder, env0 = live_flowlink(work, artifacts, 0)
+        flowlink_dags = shard_files(work, args.shards) if args.shards else DAGS
+        dags_folder, env0 = live_flowlink(work, artifacts, 0, flowlink_dags)
         own = measure(dags_folder, -1, env0, work, "flowlink without workflows")
         contenders = ["plain", *(["dag-factory"] if target else []), "flowlink"]
         no_timeout = {"AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0"} if scale else {}  # the plain loader's one file
@@ -355,7 +372,7 @@ def main() -> int:
             setups = {
                 "plain": lambda n=n: (write_plain(work / f"plain_{n}", n)[0], no_timeout, n),
                 "dag-factory": lambda n=n: (*write_dagfactory(work / f"dagfactory_{n}", n), n),
-                "flowlink": lambda n=n: (*live_flowlink(work, artifacts, n), n + own["dags"]),
+                "flowlink": lambda n=n: (*live_flowlink(work, artifacts, n, flowlink_dags), n + own["dags"]),
             }
             prepared = {name: setups[name]() for name in contenders}
             all_runs: dict[str, list[dict]] = {name: [] for name in contenders}
@@ -406,16 +423,19 @@ def main() -> int:
             n = max(sizes)
             prof = work / "flowlink.prof"
             res = results["flowlink", n]
-            live_flowlink(work, artifacts, n) if not (work / f"flowlink_{n}").exists() else None
+            live_flowlink(work, artifacts, n, flowlink_dags) if not (work / f"flowlink_{n}").exists() else None
             measure(res["folder"], res["expected"], res["extra_env"], work, "flowlink profile", profile=prof)
             print_profile(prof)
 
         import airflow
 
+        from flowlink.dag_files import SHARDS
+
         print(
             f"\nDagBag parse benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}; "
             f"{platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"Airflow {airflow.__version__}; median of {repeat} fresh process(es) per point; 10 tasks per DAG"
+            f"Airflow {airflow.__version__}; median of {repeat} fresh process(es) per point; 10 tasks per DAG; "
+            f"Flowlink's workflows over {args.shards or SHARDS} DAG files"
         )
         if scale:
             print(
