@@ -160,10 +160,30 @@ def render(schema: Schema) -> str:
     return "\n".join(lines)
 
 
+def render_metrics(metrics: Any) -> str:
+    """The section on the metrics the operators send (flowlink_airflow.metrics.METRICS)."""
+    lines = [
+        "## Metrics\n",
+        "What each extract, transform and load task sends through Airflow's metrics when its step ends (see the "
+        "[user guide](user-guide.md#metrics)), from the step's row in the run's snapshot. Every metric has the tags "
+        "`workflow`, `touchpoint` and `step`; while `[metrics] legacy_names_on` is on (Airflow's default) it is also "
+        "sent under its per-name form, for StatsD without tags. Airflow puts its prefix before each name (`statsd_prefix`, "
+        "`otel_prefix`; `airflow` by default: `airflow.flowlink.records.extracted`).\n",
+        "| name | type | unit | sent by | per-name form | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in metrics:
+        form = ".".join([m.name, *(f"<{tag}>" for tag in m.in_name)])
+        cells = [f"`{m.name}`", m.kind, m.unit, ", ".join(m.steps), f"`{form}`", m.description]
+        lines.append("| " + " | ".join(_text(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     from flowlink.spec import json_schema
+    from flowlink_airflow.metrics import METRICS  # names only: that module imports Airflow when it sends
 
-    sys.stdout.write(render(json_schema()))
+    sys.stdout.write(render(json_schema()) + "\n" + render_metrics(METRICS))
     return 0
 
 

@@ -45,6 +45,7 @@ TASK_MODULES = (
     "flowlink.transform",
     "flowlink.connectors.base",
     "flowlink_airflow.hooks.application",
+    "flowlink_airflow.metrics",
 )
 BY_COMMAND = {"scheduler": TASK_MODULES, "dag-processor": PARSE_MODULES}  # `airflow <command>` -> what it imports
 

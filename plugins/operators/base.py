@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -38,8 +39,10 @@ class TouchpointOperator(BaseOperator):
         from flowlink.connectors.base import ConnectorError
         from flowlink.store import Store, snapshots, state
         from flowlink.sync import RecordsFailed, RunContext
+        from flowlink_airflow import metrics
 
         store = Store.open()  # an unreachable store raises StoreUnavailable: one line, and Airflow may retry the task
+        begun = dt.datetime.now(dt.UTC)  # the step's metrics are sent if it started in this try
         try:
             run_id = context["run_id"]
             # A run keeps the version it started with, even if a newer one goes live meanwhile.
@@ -75,7 +78,8 @@ class TouchpointOperator(BaseOperator):
             if problem is None:
                 raise
             raise problem from None
-        finally:
+        finally:  # however the step ended: its numbers, from its snapshot row, to Airflow's metrics
+            metrics.step_ended(store, self.workflow, context["run_id"], self.touchpoint, self.step, begun, self.log)
             store.dispose()
 
     def upstream_result(self, context: Any) -> Any:

@@ -31,6 +31,7 @@ class ExtractOperator(TouchpointOperator, SkipMixin):
         from flowlink import sync
         from flowlink_airflow.hooks.application import ApplicationHook
 
+        self.lineage_spec = ctx.artifact.spec  # what get_openlineage_facets_on_complete reports
         app = ctx.artifact.spec["source"]
         hook = ApplicationHook(app["connection"], app["type"])
         extracted = sync.extract(ctx, tp, hook.get_source)  # opened in the step: a missing connection fails the step
@@ -49,3 +50,11 @@ class ExtractOperator(TouchpointOperator, SkipMixin):
             task = nxt[0]
             found.append(task)
         return found
+
+    # OpenLineage (Airflow's provider, when a transport is configured): the version this run used, and its datasets.
+    lineage_spec: dict | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from flowlink_airflow.lineage import operator_lineage  # only when the provider asks: not at parse time
+
+        return operator_lineage(self)

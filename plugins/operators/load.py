@@ -21,6 +21,7 @@ class LoadOperator(TouchpointOperator):
         from flowlink import sync
         from flowlink_airflow.hooks.application import ApplicationHook
 
+        self.lineage_spec = ctx.artifact.spec  # what get_openlineage_facets_on_complete reports
         app = ctx.artifact.spec["target"]
         hook = ApplicationHook(app["connection"], app["type"])
         loaded = sync.load(ctx, tp, hook.get_target, self.upstream_result(context))  # opened in the step
@@ -34,3 +35,11 @@ class LoadOperator(TouchpointOperator):
                 "failed": 0,
             }
         return loaded
+
+    # OpenLineage (Airflow's provider, when a transport is configured): the version this run used, and its datasets.
+    lineage_spec: dict | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from flowlink_airflow.lineage import operator_lineage  # only when the provider asks: not at parse time
+
+        return operator_lineage(self)
