@@ -17,6 +17,18 @@ OWN_DAGS = [  # Flowlink's own DAGs (dags/flowlink_dags.py), beside the workflow
 ]
 
 
+def manual_example(folder: Path) -> Path:
+    """The example workflow with `sync: manual` (runs only when started) as folder/erp_to_shop.yaml."""
+    import re
+
+    text = (REPO / "examples" / "erp_to_shop.yaml").read_text()
+    auto = re.search(r"schedule:\n(  .*\n)+", text)
+    assert auto is not None
+    spec = folder / "erp_to_shop.yaml"
+    spec.write_text(text.replace(auto[0], "schedule:\n  sync: manual\n"))
+    return spec
+
+
 def demo_connections(erp: Path | str, shop_url: str) -> dict[str, str]:
     """The example workflow's Airflow Connections (as AIRFLOW_CONN_* variables): the demo ERP file and shop."""
     return {

@@ -178,6 +178,18 @@ class AirflowServer:
     def flowlink_json(self, *args: str):
         return json.loads(self.flowlink(*args, "--json").stdout)
 
+    def put_live(self, *specs: Path) -> None:
+        """Publish these specs, put them live without an agent and wait until Airflow has their DAGs, unpaused."""
+        names = []
+        for spec in specs:
+            self.flowlink("publish", str(spec))
+            names.append(spec.stem)
+        live = f"from flowlink.publish import make_live, published; [make_live(published(w)) for w in {names!r}]"
+        subprocess.run([sys.executable, "-c", live], env=self.env, check=True)
+        for dag_id in names:
+            wait_for(f"DAG {dag_id}", lambda d=dag_id: self.dag_known(d), timeout=120, every=1)
+            assert self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).ok
+
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         """The task instance as the REST API gives it (state, try_number, pid, hostname, id, ...)."""
         r = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")

@@ -171,8 +171,7 @@ def standalone(tmp_path_factory):
     create_erp(root / "erp.db", customers=8, orders=6)
     server = AirflowServer(root, demo_connections(root / "erp.db", shop.url))
     try:
-        for spec in split_example(root, AFTER_CUSTOMERS):
-            server.flowlink("publish", str(spec))
+        split_example(root, AFTER_CUSTOMERS)
         yield server, shop, root
     finally:
         server.stop()
@@ -187,12 +186,8 @@ def test_a_load_updates_its_asset_and_the_workflow_after_it_runs(standalone):
     """shop_orders has no clock: it runs after shop_customers' load updated flowlink://demo_shop/customers, whose
     event carries the counts. An idle run of shop_customers (nothing new: its load is skipped) updates nothing, and
     shop_orders does not run again."""
-    server, shop, _ = standalone
-    live = "from flowlink.publish import make_live, published; [make_live(published(w)) for w in ('shop_customers', 'shop_orders')]"
-    subprocess.run([sys.executable, "-c", live], env=server.env, check=True)
-    for dag_id in ("shop_customers", "shop_orders"):
-        wait_for(f"DAG {dag_id}", lambda d=dag_id: server.dag_known(d), timeout=120, every=1)
-        assert server.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).ok
+    server, shop, root = standalone
+    server.put_live(root / "shop_customers.yaml", root / "shop_orders.yaml")
     dag = server.api("GET", "/api/v2/dags/shop_orders/details").json()
     assert dag["timetable_summary"] == "Asset" and CUSTOMERS_URI in str(dag["asset_expression"]), dag
     assert runs_of(server, "shop_orders") == []

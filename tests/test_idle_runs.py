@@ -25,7 +25,7 @@ from flowlink.publish import make_live
 from flowlink.states import ResyncKind, StepStatus
 from flowlink.store import bucket, snapshots
 from flowlink.sync import NOTHING_NEW
-from tests.airflow_helpers import REPO, demo_connections, demo_world, run_dag
+from tests.airflow_helpers import REPO, demo_connections, demo_world, manual_example, run_dag
 from tests.live_server import AirflowServer, wait_for
 
 WF = "erp_to_shop"
@@ -214,16 +214,7 @@ def standalone(tmp_path_factory):
     create_erp(root / "erp.db", customers=8, orders=6)
     server = AirflowServer(root, demo_connections(root / "erp.db", shop.url))
     try:
-        spec = root / "erp_to_shop.yaml"
-        text = EXAMPLE.read_text()
-        auto = re.search(r"schedule:\n(  .*\n)+", text)
-        assert auto is not None
-        spec.write_text(text.replace(auto[0], "schedule:\n  sync: manual\n"))
-        server.flowlink("publish", str(spec))
-        live = "from flowlink.publish import make_live, published; make_live(published('erp_to_shop'))"
-        subprocess.run([sys.executable, "-c", live], env=server.env, check=True)
-        wait_for("the workflow's DAG", lambda: server.dag_known(WF), timeout=120, every=1)
-        assert server.api("PATCH", f"/api/v2/dags/{WF}", json={"is_paused": False}).ok
+        server.put_live(manual_example(root))
         yield server, shop, root
     finally:
         server.stop()

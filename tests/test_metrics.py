@@ -26,7 +26,7 @@ from examples.demo_shop import DemoShop
 from flowlink.actions import publish_workflow
 from flowlink.publish import make_live
 from flowlink.store import snapshots
-from tests.airflow_helpers import REPO, demo_connections, demo_world
+from tests.airflow_helpers import REPO, demo_connections, demo_world, manual_example
 from tests.live_server import AirflowServer, wait_for
 from tests.npm_servers import _NodeServer
 
@@ -285,16 +285,7 @@ def test_under_the_scheduler_each_task_process_sends_its_steps_metrics(tmp_path)
         }
         server = AirflowServer(tmp_path, env)
         try:
-            spec = tmp_path / "erp_to_shop.yaml"
-            text = (REPO / "examples" / "erp_to_shop.yaml").read_text()
-            auto = re.search(r"schedule:\n(  .*\n)+", text)
-            assert auto is not None
-            spec.write_text(text.replace(auto[0], "schedule:\n  sync: manual\n"))
-            server.flowlink("publish", str(spec))
-            live = "from flowlink.publish import make_live, published; make_live(published('erp_to_shop'))"
-            subprocess.run([sys.executable, "-c", live], env=server.env, check=True)
-            wait_for("the workflow's DAG", lambda: server.dag_known(WF), timeout=120, every=1)
-            assert server.api("PATCH", f"/api/v2/dags/{WF}", json={"is_paused": False}).ok
+            server.put_live(manual_example(tmp_path))
             r = server.api("POST", f"/api/v2/dags/{WF}/dagRuns", json={"logical_date": None, "conf": {}})
             assert r.ok, r.text
             run_id = r.json()["dag_run_id"]

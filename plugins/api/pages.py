@@ -622,13 +622,18 @@ def _without_nulls(value: Any) -> Any:
 
 
 def spec_text(spec: dict[str, Any]) -> str:
-    """A published spec as the Try page's editor shows it: YAML in the spec's own order, without the empty fields
-    the compiled spec fills in when it reads back as the same spec (else every field)."""
-    from flowlink.spec import parse_text
+    """A published spec as the Try page's editor shows it: YAML in the spec's own order (a published file keeps its
+    keys sorted: the model puts them back in order), without the empty fields the compiled spec fills in when it
+    reads back as the same spec (else every field)."""
+    from flowlink.spec import Workflow, parse_text
 
     def dump(value: Any) -> str:
         return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=120)
 
+    try:
+        spec = Workflow.model_validate(spec).model_dump(mode="json")
+    except ValueError:  # pydantic's ValidationError: shown as it is
+        pass
     text = dump(_without_nulls(spec))
     try:
         if parse_text(text, publish.DRAFT).model_dump(mode="json") == spec:
